@@ -1,0 +1,37 @@
+"""What the engine needs to know about a model's block stack, independent of any framework."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+import torch
+
+Hidden = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class BlockLayout:
+    """The block sequence of one model, as the engine walks it.
+
+    kinds[p] names the kind of block at position p (e.g. "double_block", "single_block").
+    stream_keys[kind] are the hidden-state tensors a block of that kind takes and returns
+    (e.g. ("img", "txt")); every one has the batch on dim 0.
+    convert re-lays a hidden state of one kind as the input of a later kind (Flux concatenates
+    txt and img before its single blocks); identity when the kinds match.
+    """
+    kinds: tuple[str, ...]
+    stream_keys: Mapping[str, tuple[str, ...]]
+    primary: str = "img"
+    convert: Callable[[Hidden, str, str], Hidden] | None = field(default=None, compare=False)
+
+    def __len__(self) -> int:
+        return len(self.kinds)
+
+    def hidden(self, tensors: Mapping[str, torch.Tensor], p: int) -> Hidden:
+        return {k: tensors[k] for k in self.stream_keys[self.kinds[p]]}
+
+    def relayout(self, hidden: Hidden, from_p: int, to_p: int) -> Hidden:
+        a, b = self.kinds[from_p], self.kinds[to_p]
+        if a == b or self.convert is None:
+            return hidden
+        return self.convert(hidden, a, b)

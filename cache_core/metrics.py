@@ -1,0 +1,23 @@
+"""Change metrics used by the cache decisions. All reductions run in fp32 whatever the model dtype."""
+from __future__ import annotations
+
+import torch
+
+
+def rel_l1(current: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+    """mean|current - previous| / mean|previous| as a 0-d fp32 tensor (no host sync).
+
+    The previous tensor is the denominator, as in every reference implementation (methods.md §0).
+    """
+    cur = current.float()
+    prev = previous.float()
+    return (cur - prev).abs().mean() / prev.abs().mean().clamp_min(1e-12)
+
+
+def to_floats(values: list[torch.Tensor | None]) -> list[float | None]:
+    """Bring a list of 0-d tensors to the host with one sync instead of one per tensor."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return [None] * len(values)
+    host = iter(torch.stack([v.detach().float().reshape(()) for v in present]).cpu().tolist())
+    return [next(host) if v is not None else None for v in values]

@@ -1,0 +1,3 @@
+from .first_block import FirstBlockCache
+
+__all__ = ["FirstBlockCache"]

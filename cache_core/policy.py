@@ -1,0 +1,63 @@
+"""The contract between the engine and a caching method.
+
+The engine (span_cache.py) runs the model's blocks; at the decision point of every model call it
+asks the method, once per stream, whether that stream may reuse its cache. A method owns the state
+it keeps per stream (previous probe, accumulators) and never sees the other streams.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """Where a model call sits in the sampling run."""
+    index: int      # 0-based sampler step (all calls of a Heun step share it)
+    total: int      # steps in this run
+    sigma: float    # the call's sigma
+
+
+@dataclass(frozen=True)
+class ReuseLimits:
+    """Schedule limits every method shares: outside them the stream always computes."""
+    start_sigma: float = math.inf   # reuse allowed only while sigma <= start_sigma ...
+    end_sigma: float = -1.0         # ... and sigma > end_sigma (ComfyUI start/end percent, as sigmas)
+    warmup_steps: int = 0           # the first steps always compute
+    max_consecutive: int = -1       # reuses in a row before a forced compute; -1 = no cap
+
+    def allow(self, step: StepInfo, consecutive_reuses: int) -> bool:
+        if step.index < self.warmup_steps:
+            return False
+        if not (self.end_sigma < step.sigma <= self.start_sigma):
+            return False
+        return self.max_consecutive < 0 or consecutive_reuses < self.max_consecutive
+
+
+class CachePolicy:
+    """Base class of a method's decision rule over a span of blocks.
+
+    front_blocks (Fn) always run and produce the probe; back_blocks (Bn) always run after the span.
+    Blocks in between are the span whose residual is cached and reused.
+    """
+    name = "cache"
+    front_blocks = 1
+    back_blocks = 0
+
+    def new_state(self) -> Any:
+        return {}
+
+    def measure(self, state: Any, probe: torch.Tensor | None) -> torch.Tensor | None:
+        """A 0-d tensor the decision needs, computed without a host sync (the engine batches them)."""
+        return None
+
+    def wants_reuse(self, state: Any, metric: float | None, step: StepInfo) -> bool:
+        """Pure: may this stream reuse on this call? (The engine ANDs it with cache presence and limits.)"""
+        raise NotImplementedError
+
+    def commit(self, state: Any, reused: bool, probe: torch.Tensor | None, metric: float | None,
+               step: StepInfo) -> None:
+        """Update the stream's state with what actually happened on this call."""

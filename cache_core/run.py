@@ -1,0 +1,103 @@
+"""One sampling run: step tracking, per-stream state and stats, created at begin and dropped at end.
+
+A run object is created by the host's per-run hook (ComfyUI: the OUTER_SAMPLE wrapper) and closed in
+its `finally`, so nothing survives an error or an interrupt. Streams are keyed by the host's
+condition id (one per cond/uncond/extra cond) and carry the per-chunk shape, dtype and device of the
+model input: a change of any of them starts that stream afresh.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Hashable, Sequence
+
+import torch
+
+from .layout import BlockLayout
+from .policy import CachePolicy, ReuseLimits, StepInfo
+from .span_cache import SpanCall
+from .stats import RunStats, StreamStats
+
+
+@dataclass
+class StreamState:
+    label: str
+    meta: tuple
+    policy_state: Any
+    stats: StreamStats
+    residual: dict[str, torch.Tensor] | None = None   # cached span residual, this stream's slice
+    anchor_shapes: dict[str, tuple] | None = None      # span-input shapes the residual belongs to
+    consecutive_reuses: int = 0
+
+
+@dataclass
+class CacheRun:
+    policy: CachePolicy
+    layout: BlockLayout
+    sigmas: Sequence[float]
+    limits: ReuseLimits = field(default_factory=ReuseLimits)
+    step: int = 0
+    streams: dict[Hashable, StreamState] = field(default_factory=dict)
+    current: SpanCall | None = None
+    closed: bool = False
+
+    def __post_init__(self):
+        self.sigmas = [float(s) for s in self.sigmas]
+        self.stats = RunStats(method=self.policy.name, total_steps=max(len(self.sigmas) - 1, 0))
+        self._labels: dict[Hashable, str] = {}
+
+    # --- step tracking -------------------------------------------------------------------------
+    def on_step_end(self, step_index: int) -> None:
+        """The sampler finished step `step_index`: calls from now on belong to the next one.
+
+        Counting sampler steps (not model calls) keeps Heun/dpmpp_2s's extra calls in their step.
+        """
+        self.step = step_index + 1
+
+    # --- streams -------------------------------------------------------------------------------
+    def _label(self, key: Hashable, kind: str) -> str:
+        if key not in self._labels:
+            n = sum(1 for lab in self._labels.values() if lab.split("#")[0] == kind)
+            self._labels[key] = kind if n == 0 else f"{kind}#{n + 1}"
+        return self._labels[key]
+
+    def _stream(self, key: Hashable, kind: str, meta: tuple) -> StreamState:
+        st = self.streams.get(key)
+        if st is not None and st.meta == meta:
+            return st
+        label = self._label(key, kind)
+        stats = self.stats.stream(label)
+        if st is not None:
+            stats.resets += 1   # shape/dtype/device changed: nothing cached may be reused
+        st = StreamState(label, meta, self.policy.new_state(), stats)
+        self.streams[key] = st
+        return st
+
+    # --- one model call ------------------------------------------------------------------------
+    def begin_call(self, x: torch.Tensor, sigma: float, stream_keys: Sequence[Hashable],
+                   stream_kinds: Sequence[str]) -> SpanCall:
+        if self.closed:
+            raise RuntimeError("CacheKit: model call on a closed run")
+        n = max(len(stream_keys), 1)
+        if x.shape[0] % n:
+            raise ValueError(f"CacheKit: batch {x.shape[0]} does not split into {n} condition chunks")
+        meta = ((x.shape[0] // n, *x.shape[1:]), x.dtype, x.device)
+        streams = [self._stream(k, kind, meta) for k, kind in zip(stream_keys, stream_kinds)]
+        step = StepInfo(index=self.step, total=self.stats.total_steps, sigma=float(sigma))
+        self.current = SpanCall(self.policy, self.layout, self.limits, streams, step)
+        return self.current
+
+    def end_call(self, call: SpanCall) -> None:
+        n = len(self.layout)
+        for st in call.streams:
+            st.stats.record(call.step.index, not call.reusing, call.blocks_run, n)
+        self.stats.block_evals += call.blocks_run
+        self.stats.block_evals_full += n
+        self.current = None
+
+    def close(self, status: str = "finished") -> RunStats:
+        """Drop every tensor the run holds; return its stats."""
+        self.closed = True
+        self.current = None
+        self.streams.clear()
+        self.stats.status = status
+        return self.stats

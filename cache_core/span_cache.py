@@ -1,0 +1,128 @@
+"""One model call through a block stack whose middle span may be reused.
+
+The block stack is split as [front | span | back]:
+  front  (policy.front_blocks) always runs; its residual is the probe (First Block Cache: block 0).
+  span   is computed, or skipped: its blocks pass their input through and the last one adds the
+         span residual cached on the stream's last computed call.
+  back   (policy.back_blocks) always runs (DBCache's Bn blocks).
+The host calls run_block(p, args, original) in place of every block p. Only the last span block
+applies the residual, so it is added exactly once (pitfall 4 in methods.md).
+
+Cond and uncond that arrive batched in one call each keep their own state and decision; the call
+reuses only when every stream in it agrees, otherwise the whole batch computes and every stream is
+refreshed with the fresh result.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence, TYPE_CHECKING
+
+import torch
+
+from .layout import BlockLayout, Hidden
+from .metrics import to_floats
+from .policy import CachePolicy, ReuseLimits, StepInfo
+
+if TYPE_CHECKING:
+    from .run import StreamState
+
+_RUN, _PASS, _APPLY = 0, 1, 2
+
+
+def _chunks(t: torch.Tensor, n: int) -> tuple[torch.Tensor, ...]:
+    return t.chunk(n, dim=0) if n > 1 else (t,)
+
+
+class SpanCall:
+    def __init__(self, policy: CachePolicy, layout: BlockLayout, limits: ReuseLimits,
+                 streams: Sequence["StreamState"], step: StepInfo):
+        self.policy, self.layout, self.limits = policy, layout, limits
+        self.streams, self.step = list(streams), step
+        n = len(layout)
+        self.start = min(policy.front_blocks, n)
+        self.end = max(n - policy.back_blocks, self.start)
+        self.reusing = False
+        self.decided = False
+        self.blocks_run = 0
+        self._stack_in: Hidden | None = None
+        self._anchor: Hidden | None = None
+        self._anchor_pos = 0
+
+    # --- the data path: one block ---------------------------------------------------------------
+    def run_block(self, p: int, args: dict, original: Callable[[dict], dict]) -> dict:
+        plan = self._before(p, args)
+        if plan == _PASS:
+            return self.layout.hidden(args, p)
+        if plan == _APPLY:
+            return self._apply_residual(args, p)
+        out = original(args)
+        self._after(p, out)
+        return out
+
+    @torch.compiler.disable
+    def _before(self, p: int, args: dict) -> int:
+        if self.start >= self.end:            # nothing between front and back: plain run
+            self.blocks_run += 1
+            return _RUN
+        if p == 0:
+            # Blocks update their inputs in place (Flux `img +=`, LTXV `addcmul_`): keep copies.
+            whole = self.start == 0 or self.layout.kinds[self.start - 1] != self.layout.kinds[0]
+            keep = self.layout.hidden(args, 0) if whole else {self.layout.primary: args[self.layout.primary]}
+            self._stack_in = {k: v.clone() for k, v in keep.items()}
+            if self.start == 0:               # no front blocks: decide before the stack runs
+                self._decide(None, self._stack_in, 0)
+        if self.reusing and self.start <= p < self.end:
+            return _APPLY if p == self.end - 1 else _PASS
+        self.blocks_run += 1
+        return _RUN
+
+    @torch.compiler.disable
+    def _after(self, p: int, out: dict) -> None:
+        if self.start >= self.end:
+            return
+        if p == self.start - 1:
+            primary = self.layout.primary
+            probe = out[primary] - self.layout.relayout(self._stack_in, 0, p)[primary]
+            self._decide(probe, self.layout.hidden(out, p), p)
+        if p == self.end - 1 and not self.reusing:
+            self._store_residual(out, p)
+
+    # --- decision ------------------------------------------------------------------------------
+    def _decide(self, probe: torch.Tensor | None, anchor: Hidden, anchor_pos: int) -> None:
+        n = len(self.streams)
+        probes = _chunks(probe, n) if probe is not None else (None,) * n
+        shapes = [{k: tuple(c.shape) for k, c in zip(anchor, parts)}
+                  for parts in zip(*(_chunks(v, n) for v in anchor.values()))]
+        metrics = to_floats([self.policy.measure(st.policy_state, pr) for st, pr in zip(self.streams, probes)])
+        wants = [
+            st.residual is not None and st.anchor_shapes == shp
+            and self.limits.allow(self.step, st.consecutive_reuses)
+            and self.policy.wants_reuse(st.policy_state, m, self.step)
+            for st, m, shp in zip(self.streams, metrics, shapes)
+        ]
+        self.reusing = bool(wants) and all(wants)
+        for st, pr, m, shp in zip(self.streams, probes, metrics, shapes):
+            self.policy.commit(st.policy_state, self.reusing, pr, m, self.step)
+            st.consecutive_reuses = st.consecutive_reuses + 1 if self.reusing else 0
+            if not self.reusing:
+                st.anchor_shapes = shp
+        self.decided = True
+        if not self.reusing:   # the span's blocks will update the anchor in place: keep a copy
+            self._anchor = {k: v if v is self._stack_in.get(k) else v.clone() for k, v in anchor.items()}
+            self._anchor_pos = anchor_pos
+
+    # --- residual cache ------------------------------------------------------------------------
+    def _store_residual(self, out: dict, p: int) -> None:
+        base = self.layout.relayout(self._anchor, self._anchor_pos, p)
+        n = len(self.streams)
+        per_key = {k: _chunks(out[k] - base[k], n) for k in self.layout.stream_keys[self.layout.kinds[p]]}
+        for i, st in enumerate(self.streams):
+            st.residual = {k: parts[i] for k, parts in per_key.items()}
+
+    @torch.compiler.disable
+    def _apply_residual(self, args: dict, p: int) -> dict:
+        out = {}
+        for k in self.layout.stream_keys[self.layout.kinds[p]]:
+            parts = [st.residual[k] for st in self.streams]
+            r = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
+            out[k] = args[k] + r
+        return out

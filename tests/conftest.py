@@ -1,0 +1,32 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import comfy_runtime  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def comfy():
+    """The real ComfyUI 0.3.75 runtime, imported as a library (CPU)."""
+    comfy_runtime.load()
+    import comfy.model_management
+    return comfy.model_management
+
+
+@pytest.fixture(scope="session")
+def ck(comfy):
+    """This repository loaded as a ComfyUI custom node package."""
+    import pack
+    return pack.load()
+
+
+@pytest.fixture(autouse=True)
+def _free_models():
+    yield
+    mm = sys.modules.get("comfy.model_management")
+    if mm is not None:
+        mm.unload_all_models()
+        mm.soft_empty_cache()

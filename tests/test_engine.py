@@ -1,0 +1,135 @@
+"""cache_core on its own: no ComfyUI, a hand-built block stack whose numbers are known."""
+import sys
+
+import pytest
+import torch
+
+from comfy_runtime import REPO
+
+sys.path.insert(0, str(REPO))
+from cache_core import BlockLayout, CacheRun, FirstBlockCache, ReuseLimits, StepInfo, rel_l1  # noqa: E402
+
+
+def test_rel_l1_uses_previous_as_denominator_and_fp32():
+    prev = torch.tensor([1.0, -2.0, 3.0, -4.0])
+    cur = prev + torch.tensor([0.5, 0.5, -0.5, 0.5])
+    assert rel_l1(cur, prev).item() == pytest.approx(0.5 / 2.5)
+    half = rel_l1(cur.half(), prev.half())
+    assert half.dtype == torch.float32 and half.item() == pytest.approx(0.2)
+
+
+def test_limits_window_warmup_and_consecutive_cap():
+    lim = ReuseLimits(start_sigma=0.9, end_sigma=0.2, warmup_steps=2, max_consecutive=2)
+    step = lambda i, s: StepInfo(i, 10, s)  # noqa: E731
+    assert not lim.allow(step(1, 0.5), 0)          # warmup
+    assert not lim.allow(step(3, 0.95), 0)         # before start
+    assert not lim.allow(step(3, 0.2), 0)          # at/after end
+    assert lim.allow(step(3, 0.5), 1)
+    assert not lim.allow(step(3, 0.5), 2)          # cap reached
+    assert ReuseLimits().allow(step(0, 1.0), 10_000)
+
+
+class Stack:
+    """Three 'blocks' on one stream key: block p adds (p + 1) * scale * x_in_dependent term."""
+    def __init__(self):
+        self.calls = 0
+
+    def block(self, p):
+        def run(args):
+            self.calls += 1
+            return {"img": args["img"] * 1.01 + (p + 1) * args["scale"]}
+        return run
+
+
+LAYOUT = BlockLayout(kinds=("blk",) * 3, stream_keys={"blk": ("img",)})
+
+
+def call(run, stack, x, scale, keys=("a",), kinds=("cond",), sigma=0.5):
+    c = run.begin_call(x, sigma, keys, kinds)
+    h = {"img": x, "scale": scale}
+    for p in range(3):
+        out = c.run_block(p, h, stack.block(p))
+        h = {**h, **out}
+    run.end_call(c)
+    return h["img"], c
+
+
+def test_first_block_cache_decisions_residual_applied_once():
+    run = CacheRun(FirstBlockCache(0.1), LAYOUT, sigmas=[1.0, 0.5, 0.2, 0.0])
+    stack = Stack()
+    x = torch.ones(1, 4)
+    full0, c0 = call(run, stack, x, torch.tensor(1.0))
+    assert not c0.reusing and stack.calls == 3
+    run.on_step_end(0)
+    # block-0 residual: 0.01*x + 1*scale. scale 1.0 -> 1.02: relL1 vs 1.01 = 0.0099 < 0.1 -> reuse
+    out1, c1 = call(run, stack, x, torch.tensor(1.02))
+    assert c1.reusing and stack.calls == 4 and c1.blocks_run == 1
+    # expected: block0 output of this call + tail residual of the computed call (added once)
+    b0 = x * 1.01 + 1.02
+    h = x * 1.01 + 1.0
+    tail = (h * 1.01 + 2.0) * 1.01 + 3.0 - h
+    assert torch.allclose(out1, b0 + tail)
+    run.on_step_end(1)
+    # reference residual is from the last *computed* call (1.0): scale 1.3 is 30% away -> compute
+    _, c2 = call(run, stack, x, torch.tensor(1.3))
+    assert not c2.reusing
+    s = run.close().to_dict()["streams"]["cond"]
+    assert s["computed_steps"] == [0, 2] and s["reused_steps"] == [1]
+    assert run.stats.block_evals == 7 and run.stats.block_evals_full == 9
+
+
+def test_threshold_zero_never_reuses_and_is_exact():
+    run = CacheRun(FirstBlockCache(0.0), LAYOUT, sigmas=[1.0, 0.5, 0.0])
+    x = torch.randn(2, 4)
+    for step in range(2):
+        out, c = call(run, Stack(), x, torch.tensor(1.0))
+        ref, _ = call(CacheRun(FirstBlockCache(0.0), LAYOUT, [1.0, 0.0]), Stack(), x, torch.tensor(1.0))
+        assert not c.reusing and torch.equal(out, ref)
+        run.on_step_end(step)
+
+
+def test_streams_keep_separate_state_and_decisions():
+    run = CacheRun(FirstBlockCache(0.1), LAYOUT, sigmas=[1.0, 0.5, 0.0])
+    x = torch.ones(1, 4)
+    call(run, Stack(), x, torch.tensor(1.0), keys=("c",), kinds=("cond",))
+    call(run, Stack(), x, torch.tensor(5.0), keys=("u",), kinds=("uncond",))
+    run.on_step_end(0)
+    # cond barely moves, uncond moves a lot: separate calls decide separately
+    _, cc = call(run, Stack(), x, torch.tensor(1.01), keys=("c",), kinds=("cond",))
+    _, cu = call(run, Stack(), x, torch.tensor(9.0), keys=("u",), kinds=("uncond",))
+    assert cc.reusing and not cu.reusing
+    # batched together, one stream needing compute makes the whole call compute
+    run.on_step_end(1)
+    xb = torch.ones(2, 4)
+    scale = torch.tensor([[1.0], [20.0]])
+    _, cb = call(run, Stack(), xb, scale, keys=("c", "u"), kinds=("cond", "uncond"))
+    assert not cb.reusing
+    st = run.stats.to_dict()["streams"]
+    assert st["cond"]["reused_steps"] == [1] and st["uncond"]["reused_steps"] == []
+
+
+def test_shape_change_resets_stream_and_never_reuses_stale_residual():
+    run = CacheRun(FirstBlockCache(10.0), LAYOUT, sigmas=[1.0, 0.5, 0.2, 0.0])
+    call(run, Stack(), torch.ones(1, 4), torch.tensor(1.0))
+    run.on_step_end(0)
+    _, c = call(run, Stack(), torch.ones(1, 8), torch.tensor(1.0))
+    assert not c.reusing
+    assert run.stats.streams["cond"].resets == 1
+    run.on_step_end(1)
+    _, c = call(run, Stack(), torch.ones(1, 8), torch.tensor(1.0))
+    assert c.reusing
+
+
+def test_close_drops_all_tensors():
+    run = CacheRun(FirstBlockCache(1.0), LAYOUT, sigmas=[1.0, 0.0])
+    call(run, Stack(), torch.ones(1, 4), torch.tensor(1.0))
+    assert run.streams
+    stats = run.close("interrupted")
+    assert run.streams == {} and stats.status == "interrupted"
+    with pytest.raises(RuntimeError):
+        run.begin_call(torch.ones(1, 4), 0.5, ["a"], ["cond"])
+
+
+def test_negative_threshold_rejected():
+    with pytest.raises(ValueError, match="threshold"):
+        FirstBlockCache(-0.1)

@@ -1,0 +1,255 @@
+"""Apply First Block Cache through ComfyUI's own sampling path (comfy.sample.sample / KSampler),
+on tiny seeded instances of the real model classes of every supported family."""
+import copy
+
+import pytest
+import torch
+
+import tiny_models as tm
+
+FAMILIES = ["flux", "chroma", "wan", "qwen_image", "hunyuan_video", "ltxv"]
+STEPS = 8
+
+
+def fbc(ck, model, threshold, start=0.0, end=1.0, max_skips=-1, warmup=0):
+    node = ck.NODE_CLASS_MAPPINGS["ApplyFirstBlockCache"]()
+    return node.apply(model, threshold, start, end, max_skips, warmup)[0]
+
+
+def last_stats(ck):
+    import importlib
+    return importlib.import_module("cachekit.nodes.stats_feed").recent()[-1]
+
+
+def block_attrs(ck, model):
+    from cachekit.nodes.families import detect
+    return [attr for _, attr, _ in detect(model, "test").blocks]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("cfg", [1.0, 3.0])
+def test_threshold_zero_is_bit_identical(ck, family, cfg):
+    m, lat, pos, neg = tm.FAMILIES[family]()
+    base = tm.sample(m, lat, pos, neg, steps=STEPS, cfg=cfg)
+    out = tm.sample(fbc(ck, m, 0.0), lat, pos, neg, steps=STEPS, cfg=cfg)
+    assert torch.equal(base, out)
+    stats = last_stats(ck)
+    assert all(s["reused_calls"] == 0 for s in stats["streams"].values())
+    assert stats["block_evals"] == stats["block_evals_full"]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_high_threshold_reuses_and_stats_match_counted_blocks(ck, family):
+    m, lat, pos, neg = tm.FAMILIES[family]()
+    base = tm.sample(m, lat, pos, neg, steps=STEPS, cfg=3.0)
+    patched = fbc(ck, m, 1.0)
+    counter = tm.BlockCounter(patched, block_attrs(ck, m))
+    try:
+        out = tm.sample(patched, lat, pos, neg, steps=STEPS, cfg=3.0)
+    finally:
+        counter.close()
+    stats = last_stats(ck)
+    assert stats["status"] == "finished" and stats["total_steps"] == STEPS
+    assert set(stats["streams"]) == {"cond", "uncond"}
+    for s in stats["streams"].values():
+        assert s["steps_seen"] == STEPS
+        assert 0 in s["computed_steps"] and s["reused_steps"], s
+    assert stats["block_evals"] == counter.count            # stats agree with the blocks that really ran
+    assert stats["block_evals"] < stats["block_evals_full"]
+    n_blocks = len(ck.nodes.families.detect(m, "t").layout(m.model.diffusion_model)[1])
+    calls = stats["block_evals_full"] // n_blocks
+    reused_calls = sum(s["reused_calls"] for s in stats["streams"].values()) // 2   # batched cond+uncond
+    assert stats["block_evals"] == calls * n_blocks - reused_calls * (n_blocks - 1)
+    assert torch.isfinite(out).all()
+    assert not torch.equal(out, base)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_cfg1_and_batch2(ck, family):
+    m, lat, pos, neg = tm.FAMILIES[family](batch=2)
+    patched = fbc(ck, m, 1.0)
+    out = tm.sample(patched, lat, pos, neg, steps=STEPS, cfg=1.0)
+    stats = last_stats(ck)
+    assert list(stats["streams"]) == ["cond"]          # cfg 1: ComfyUI skips uncond, one stream
+    assert stats["streams"]["cond"]["reused_steps"]
+    assert out.shape[0] == 2 and torch.isfinite(out).all()
+    out3 = tm.sample(patched, lat, pos, neg, steps=STEPS, cfg=3.0)
+    assert torch.isfinite(out3).all() and set(last_stats(ck)["streams"]) == {"cond", "uncond"}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_repeat_runs_identical_then_other_resolution(ck, family):
+    m, lat, pos, neg = tm.FAMILIES[family]()
+    patched = fbc(ck, m, 1.0)
+    a = tm.sample(patched, lat, pos, neg, steps=STEPS, cfg=3.0)
+    b = tm.sample(patched, lat, pos, neg, steps=STEPS, cfg=3.0)
+    assert torch.equal(a, b)                           # nothing leaks from one run into the next
+    bigger = torch.zeros(*lat.shape[:-2], lat.shape[-2] + 4, lat.shape[-1] + 4)
+    c = tm.sample(patched, bigger, pos, neg, steps=STEPS, cfg=3.0)
+    assert c.shape == bigger.shape and torch.isfinite(c).all()
+    assert last_stats(ck)["streams"]["cond"]["reused_steps"]
+
+
+def _options_snapshot(model):
+    to = model.model_options.get("transformer_options", {})
+    return (copy.copy(to.get("patches_replace")), sorted(to), copy.deepcopy(
+        {k: {kk: len(v) for kk, v in d.items()} for k, d in model.wrappers.items()}))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_input_model_untouched_and_removing_node_removes_effect(ck, family):
+    m, lat, pos, neg = tm.FAMILIES[family]()
+    before = _options_snapshot(m)
+    base = tm.sample(m, lat, pos, neg, steps=STEPS, cfg=3.0)
+    patched = fbc(ck, m, 1.0)
+    assert patched is not m and _options_snapshot(m) == before
+    cached = tm.sample(patched, lat, pos, neg, steps=STEPS, cfg=3.0)
+    again = tm.sample(m, lat, pos, neg, steps=STEPS, cfg=3.0)   # the workflow without the node
+    assert not torch.equal(cached, base) and torch.equal(again, base)
+
+
+@pytest.mark.parametrize("family", ["flux", "wan"])
+def test_heun_counts_steps_not_model_calls(ck, family):
+    m, lat, pos, neg = tm.FAMILIES[family]()
+    patched = fbc(ck, m, 1.0)
+    counter = tm.BlockCounter(patched, block_attrs(ck, m), first_only=True)   # block 0 runs every call
+    try:
+        tm.sample(patched, lat, pos, neg, steps=5, cfg=1.0, sampler="heun")
+    finally:
+        counter.close()
+    s = last_stats(ck)["streams"]["cond"]
+    assert last_stats(ck)["total_steps"] == 5 and s["steps_seen"] == 5
+    assert s["computed_calls"] + s["reused_calls"] == 9 == counter.count   # heun: 2 calls/step, last 1
+
+
+def test_sequential_cond_uncond_decide_separately(ck):
+    """Cond texts of very different lengths are not batched: each stream then decides on its own."""
+    import importlib
+    fb = importlib.import_module("cachekit.cache_core.policies.first_block").FirstBlockCache
+    m, lat, pos, _ = tm.wan()
+    neg = [[torch.randn(1, 48, 32, generator=torch.Generator().manual_seed(7)), {}]]   # lcm(8,48)/8 > 4
+    seen = []
+    orig = fb.measure
+
+    def spy(self, state, probe):
+        v = orig(self, state, probe)
+        seen.append(None if v is None else float(v))
+        return v
+    fb.measure = spy
+    try:
+        tm.sample(fbc(ck, m, 0.0), lat, pos, neg, steps=STEPS, cfg=3.0)
+        # calls alternate per step; step 1 metrics (vs step 0) of the two streams:
+        first, second = seen[2], seen[3]
+        assert first != second
+        thr = (first + second) / 2
+        seen.clear()
+        tm.sample(fbc(ck, m, thr), lat, pos, neg, steps=STEPS, cfg=3.0)
+    finally:
+        fb.measure = orig
+    streams = last_stats(ck)["streams"]
+    step1 = {lab: (1 in s["reused_steps"]) for lab, s in streams.items()}
+    assert sorted(step1.values()) == [False, True], streams    # one reused step 1, the other computed it
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(threshold=-0.1), "residual_diff_threshold must be >= 0.0, got -0.1"),
+    (dict(threshold=float("nan")), "residual_diff_threshold must be finite"),
+    (dict(start=0.8, end=0.2), "start_percent (0.8) must not be greater than end_percent (0.2)"),
+    (dict(max_skips=-2), "max_consecutive_skips must be >= -1, got -2"),
+    (dict(warmup=1.5), "warmup_steps must be an integer, got 1.5"),
+])
+def test_bad_inputs_name_node_and_value(ck, kwargs, message):
+    m = tm.wan()[0]
+    args = dict(threshold=0.1) | kwargs
+    with pytest.raises(ValueError) as err:
+        fbc(ck, m, args.pop("threshold"), **args)
+    assert str(err.value).startswith("Apply First Block Cache: ") and message in str(err.value)
+
+
+def test_non_dit_model_is_refused_naming_the_class(ck):
+    with pytest.raises(ValueError) as err:
+        fbc(ck, tm.lumina2(), 0.1)
+    msg = str(err.value)
+    assert msg.startswith("Apply First Block Cache: model class 'NextDiT'") and "Supported families" in msg
+    with pytest.raises(ValueError, match="input 'model' is not a ComfyUI diffusion MODEL"):
+        fbc(ck, object(), 0.1)
+
+
+def test_ksampler_node_path_matches_comfy_sample(ck):
+    """The KSampler node function (what the server runs) goes through the same hooks."""
+    import nodes
+    m, lat, pos, neg = tm.wan()
+    patched = fbc(ck, m, 1.0)
+    (out,) = nodes.common_ksampler(patched, 0, STEPS, 3.0, "euler", "simple", pos, neg, {"samples": lat})
+    direct = tm.sample(patched, lat, pos, neg, steps=STEPS, cfg=3.0)
+    assert torch.equal(out["samples"].float(), direct)
+    assert last_stats(ck)["streams"]["cond"]["reused_steps"]
+
+
+# How to read block 0's hidden state in and out, per family (the block's own call convention).
+_BLOCK0_IO = {
+    "flux": (lambda a, k: k["img"], lambda o: o[0]),
+    "chroma": (lambda a, k: k["img"], lambda o: o[0]),
+    "hunyuan_video": (lambda a, k: k["img"], lambda o: o[0]),
+    "wan": (lambda a, k: a[0], lambda o: o),
+    "qwen_image": (lambda a, k: k["hidden_states"], lambda o: o[1]),
+    "ltxv": (lambda a, k: a[0], lambda o: o),
+}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_probe_is_the_first_block_residual_change(ck, family):
+    """The decision metric equals relL1 of block 0's residual (out - in) between consecutive computed
+    calls, measured independently with module hooks. Catches probes spoiled by in-place block updates."""
+    import importlib
+    fb = importlib.import_module("cachekit.cache_core.policies.first_block").FirstBlockCache
+    m, lat, pos, neg = tm.FAMILIES[family]()
+    patched = fbc(ck, m, 0.0)
+    block0 = getattr(patched.model.diffusion_model, block_attrs(ck, m)[0])[0]
+    get_in, get_out = _BLOCK0_IO[family]
+    residuals, pending, metrics = [], [], []
+    h1 = block0.register_forward_pre_hook(lambda mod, a, k: pending.append(get_in(a, k).clone()), with_kwargs=True)
+    h2 = block0.register_forward_hook(lambda mod, a, k, o: residuals.append(get_out(o) - pending.pop()),
+                                      with_kwargs=True)
+    orig = fb.measure
+
+    def spy(self, state, probe):
+        v = orig(self, state, probe)
+        metrics.append(v)
+        return v
+    fb.measure = spy
+    try:
+        tm.sample(patched, lat, pos, neg, steps=STEPS, cfg=1.0)
+    finally:
+        fb.measure, _ = orig, (h1.remove(), h2.remove())
+    assert len(residuals) == STEPS and metrics[0] is None
+    expected = [float((r - q).abs().mean() / q.abs().mean()) for q, r in zip(residuals, residuals[1:])]
+    got = [float(v) for v in metrics[1:]]
+    assert min(expected) > 1e-4                      # block 0 really changes between steps
+    assert got == pytest.approx(expected, rel=1e-4)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_reused_call_on_unchanged_input_reproduces_computed_output(ck, family):
+    """A sampler that evaluates the same x at the same sigma twice: the second call's block-0 residual
+    is unchanged, so it reuses, and cached block-0 output + tail residual must give the computed output
+    back. A residual stored against an anchor that the blocks updated in place would not."""
+    import comfy.sample
+    import comfy.samplers
+    m, lat, pos, neg = tm.FAMILIES[family]()
+    outs = []
+
+    def twice(model, x, sigmas, extra_args=None, callback=None, disable=None):
+        s = sigmas[0] * x.new_ones([x.shape[0]])
+        outs.append(model(x, s, **extra_args))
+        callback({"i": 0, "denoised": outs[-1], "x": x, "sigma": sigmas[0], "sigma_hat": sigmas[0]})
+        outs.append(model(x, s, **extra_args))
+        return outs[-1]
+
+    sigmas = torch.tensor([0.8, 0.4, 0.0])
+    noise = torch.randn(lat.shape, generator=torch.Generator().manual_seed(3))
+    comfy.sample.sample_custom(fbc(ck, m, 0.05), noise, 3.0, comfy.samplers.KSAMPLER(twice), sigmas, pos, neg,
+                               lat, disable_pbar=True, seed=3)
+    streams = last_stats(ck)["streams"]
+    assert all(s["reused_steps"] == [1] and s["computed_steps"] == [0] for s in streams.values()), streams
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-4, atol=1e-4)

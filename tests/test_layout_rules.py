@@ -1,0 +1,44 @@
+"""Rules of the product's layout that a refactor could silently break."""
+import ast
+import subprocess
+import sys
+
+from comfy_runtime import REPO
+
+ALLOWED_TOP = {"torch", "__future__", "dataclasses", "typing", "math", "collections", "abc", "enum",
+               "functools", "itertools", "json", "numbers"}
+
+
+def _imports(path):
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                yield a.name, 0
+        elif isinstance(node, ast.ImportFrom):
+            yield node.module or "", node.level
+
+
+def test_cache_core_imports_only_torch_and_stdlib():
+    bad = []
+    for f in sorted((REPO / "cache_core").rglob("*.py")):
+        for mod, level in _imports(f):
+            if level == 0 and mod.split(".")[0] not in ALLOWED_TOP:
+                bad.append(f"{f.relative_to(REPO)}: {mod}")
+    assert not bad, bad
+
+
+def test_cache_core_imports_without_comfy_on_path():
+    code = ("import sys; sys.path.insert(0, %r); import cache_core; "
+            "assert not any(m == 'comfy' or m.startswith('comfy.') for m in sys.modules), 'comfy imported'; "
+            "print('ok')") % str(REPO)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_no_pickle_or_eval_in_shipped_code():
+    for sub in ("cache_core", "nodes"):
+        for f in (REPO / sub).rglob("*.py"):
+            src = f.read_text()
+            for banned in ("import pickle", "torch.load(", "eval(", "exec("):
+                assert banned not in src, f"{f.relative_to(REPO)} uses {banned}"

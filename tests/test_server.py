@@ -1,0 +1,99 @@
+"""End to end through the real ComfyUI server: the pack loads from custom_nodes, the node is listed,
+an API workflow with it runs, its stats show reused steps, bad input is refused with HTTP 400."""
+import sys
+
+import pytest
+import safetensors.torch
+
+from comfy_runtime import REPO
+
+sys.path.insert(0, str(REPO / "scripts"))
+import comfy_server  # noqa: E402
+
+pytestmark = pytest.mark.server
+FIXTURE_NODES = REPO / "tests" / "fixtures" / "cachekit_test_nodes"
+
+
+def wan_graph(threshold=1.0, seed=1, with_cache=True):
+    g = {
+        "1": {"class_type": "UNETLoader", "inputs": {"unet_name": "tiny_wan.safetensors", "weight_dtype": "default"}},
+        "2": {"class_type": "ApplyFirstBlockCache", "inputs": {
+            "model": ["1", 0], "residual_diff_threshold": threshold, "start_percent": 0.0, "end_percent": 1.0,
+            "max_consecutive_skips": -1, "warmup_steps": 0}},
+        "3": {"class_type": "CacheKitTestConditioning", "inputs": {"seed": 1, "tokens": 8, "width": 4096}},
+        "4": {"class_type": "CacheKitTestConditioning", "inputs": {"seed": 2, "tokens": 8, "width": 4096}},
+        "5": {"class_type": "EmptyHunyuanLatentVideo", "inputs": {"width": 64, "height": 64, "length": 1, "batch_size": 1}},
+        "6": {"class_type": "KSampler", "inputs": {
+            "model": ["2", 0], "seed": seed, "steps": 10, "cfg": 3.0, "sampler_name": "euler",
+            "scheduler": "simple", "positive": ["3", 0], "negative": ["4", 0], "latent_image": ["5", 0],
+            "denoise": 1.0}},
+        "7": {"class_type": "SaveLatent", "inputs": {"samples": ["6", 0], "filename_prefix": "e2e"}},
+    }
+    if not with_cache:
+        g["6"]["inputs"]["model"] = ["1", 0]
+        del g["2"]
+    return g
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, comfy):
+    import make_models
+    base = tmp_path_factory.mktemp("comfy-base")
+    make_models.wan(base / "models" / "diffusion_models" / "tiny_wan.safetensors", dim=128, layers=2)
+    srv = comfy_server.ComfyServer(base, extra_node_dirs=(FIXTURE_NODES,))
+    srv.start()
+    yield srv
+    srv.stop()
+    assert srv.proc is None
+
+
+def test_node_listed_with_inputs(server):
+    info = server.get("/object_info/ApplyFirstBlockCache")["ApplyFirstBlockCache"]
+    assert info["display_name"] == "Apply First Block Cache" and info["category"] == "CacheKit"
+    req = info["input"]["required"]
+    assert set(req) == {"model", "residual_diff_threshold", "start_percent", "end_percent",
+                        "max_consecutive_skips", "warmup_steps"}
+    assert req["residual_diff_threshold"][1]["min"] == 0.0 and req["residual_diff_threshold"][1]["tooltip"]
+    assert info["output"] == ["MODEL"]
+
+
+def test_frontend_and_web_extension_served(server):
+    assert b"<html" in server.get("/").lower()
+    exts = server.get("/extensions")
+    assert any(e.endswith("/cachekit.js") and "CacheKit" in e for e in exts), exts
+    js = next(e for e in exts if e.endswith("/cachekit.js"))
+    assert b"cachekit.stats" in server.get(js)
+
+
+def test_workflow_runs_and_reports_reused_steps(server):
+    before = len(server.get("/cachekit/stats")["runs"])
+    entry = server.run(wan_graph(threshold=1.0, seed=11))
+    runs = server.get("/cachekit/stats")["runs"]
+    assert len(runs) == before + 1
+    run = runs[-1]
+    assert run["node_id"] == "2" and run["family"] == "Wan" and run["status"] == "finished"
+    assert run["total_steps"] == 10
+    for stream in ("cond", "uncond"):
+        s = run["streams"][stream]
+        assert s["steps_seen"] == 10 and s["reused_steps"], s
+    assert run["block_evals"] < run["block_evals_full"]
+    files = entry["outputs"]["7"]["latents"]
+    latent = safetensors.torch.load_file(str(server.base / "output" / files[0]["subfolder"] / files[0]["filename"]))
+    assert latent["latent_tensor"].isfinite().all()
+    assert "CacheKit FirstBlockCache [cond]: computed" in server.log()
+
+
+def test_threshold_zero_over_the_server_is_exact(server):
+    def latent_of(entry):
+        f = entry["outputs"]["7"]["latents"][0]
+        return safetensors.torch.load_file(str(server.base / "output" / f["subfolder"] / f["filename"]))["latent_tensor"]
+    plain = latent_of(server.run(wan_graph(seed=21, with_cache=False)))
+    exact = latent_of(server.run(wan_graph(threshold=0.0, seed=21)))
+    assert (plain == exact).all()
+
+
+def test_bad_input_is_refused_with_node_errors(server):
+    status, body = server.post("/prompt", {"prompt": wan_graph(threshold=-0.5)})
+    assert status == 400
+    errs = body["node_errors"]["2"]["errors"]
+    assert any("residual_diff_threshold" in (e.get("details", "") + e.get("message", "")) for e in errs), errs

@@ -1,0 +1,39 @@
+// CacheKit frontend: after each sampling run the server sends "cachekit.stats"; the cache node that
+// produced it shows what the run computed and saved, under its widgets.
+import { app } from "../../scripts/app.js";
+import { api } from "../../scripts/api.js";
+
+const CACHE_NODES = new Set(["ApplyFirstBlockCache"]);
+
+function summarize(run) {
+  const streams = Object.values(run.streams || {});
+  const parts = streams.map((s) => `${s.label} ${s.computed_steps.length}/${s.steps_seen}`);
+  const saved = Math.round((run.saved_fraction || 0) * 100);
+  return `${parts.join(" · ")} steps computed · ${saved}% blocks saved`;
+}
+
+app.registerExtension({
+  name: "CacheKit.RunStats",
+  setup() {
+    api.addEventListener("cachekit.stats", ({ detail }) => {
+      if (!detail || detail.node_id == null || !app.graph) return;
+      const node = app.graph.getNodeById(Number(detail.node_id)) ?? app.graph.getNodeById(detail.node_id);
+      if (!node) return;
+      node.cachekitSummary = summarize(detail);
+      node.setDirtyCanvas?.(true, true);
+    });
+  },
+  async beforeRegisterNodeDef(nodeType, nodeData) {
+    if (!CACHE_NODES.has(nodeData.name)) return;
+    const draw = nodeType.prototype.onDrawForeground;
+    nodeType.prototype.onDrawForeground = function (ctx) {
+      draw?.apply(this, arguments);
+      if (!this.cachekitSummary || this.flags?.collapsed) return;
+      ctx.save();
+      ctx.font = "11px sans-serif";
+      ctx.fillStyle = "#8fd18f";
+      ctx.fillText(this.cachekitSummary, 10, this.size[1] - 6);
+      ctx.restore();
+    };
+  },
+});
