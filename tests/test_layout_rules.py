@@ -42,3 +42,10 @@ def test_no_pickle_or_eval_in_shipped_code():
             src = f.read_text()
             for banned in ("import pickle", "torch.load(", "eval(", "exec("):
                 assert banned not in src, f"{f.relative_to(REPO)} uses {banned}"
+
+
+def test_pyproject_has_registry_section_and_no_extra_runtime_deps():
+    import tomllib
+    meta = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert meta["project"]["dependencies"] == []
+    assert {"PublisherId", "DisplayName"} <= set(meta["tool"]["comfy"])

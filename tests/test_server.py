@@ -7,7 +7,6 @@ import safetensors.torch
 
 from comfy_runtime import REPO
 
-sys.path.insert(0, str(REPO / "scripts"))
 import comfy_server  # noqa: E402
 
 pytestmark = pytest.mark.server

@@ -1,0 +1,17 @@
+# The two commands of the README: `make demo` (the main job) and `make test` (the suite).
+# Both set up everything they need on a fresh machine first (scripts/setup_runtime.sh, idempotent).
+PY := .venv/bin/python
+
+.PHONY: setup demo test bench clean
+
+setup:
+	@bash scripts/setup_runtime.sh
+
+demo: setup
+	$(PY) scripts/demo.py
+
+test: setup
+	$(PY) -m pytest -c tests/pytest.ini tests
+
+clean:
+	rm -rf output .pytest_cache tests/.pytest_cache

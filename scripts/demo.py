@@ -1,0 +1,135 @@
+"""The main job: a real workflow through the real ComfyUI server, without and with First Block Cache.
+
+  1. writes a small HunyuanVideo checkpoint and a CLIP-L text encoder (random, seeded weights: no model
+     hub is reachable here) where ComfyUI's UNETLoader/CLIPLoader find them;
+  2. starts ComfyUI headless on a free loopback port with CacheKit in custom_nodes;
+  3. queues workflows/api/hunyuan_video_first_block_cache_demo.json once to load the models, then per
+     round the same workflow without the cache node and with it (same seed), timing each on the server;
+  4. prints and saves a report: steps computed/reused per stream, wall times and speedup, and how far
+     the cached latent is from the uncached one (max abs difference, PSNR); saves both latents;
+  5. stops the server.
+The models are random, so absolute quality and the threshold that suits them say nothing about a
+trained model: the point is the mechanism, measured end to end.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import comfy_runtime  # noqa: E402
+import comfy_server  # noqa: E402
+
+REPO = comfy_runtime.REPO
+WORKFLOW = REPO / "workflows" / "api" / "hunyuan_video_first_block_cache_demo.json"
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=REPO / "output" / "demo")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--rounds", type=int, default=2, help="uncached/cached pairs, each with its own seed")
+    p.add_argument("--threshold", type=float, default=None, help="override the workflow's threshold")
+    p.add_argument("--size", type=int, default=256, help="image width/height in pixels (latent = size/8)")
+    return p.parse_args()
+
+
+def make_models(base: Path) -> None:
+    comfy_runtime.load()
+    import make_models
+    make_models.hunyuan_video(base / "models" / "diffusion_models" / "cachekit_demo_hunyuan_video.safetensors",
+                              hidden=384, depth=4, single=8)
+    make_models.clip_l(base / "models" / "text_encoders" / "cachekit_demo_clip_l.safetensors")
+
+
+def variant(graph: dict, *, cached: bool, seed: int, steps: int, prefix: str) -> dict:
+    g = copy.deepcopy(graph)
+    g["7"]["inputs"].update(seed=seed, steps=steps)
+    g["8"]["inputs"]["filename_prefix"] = prefix
+    if not cached:   # the same workflow with the cache node taken out
+        g["7"]["inputs"]["model"] = g["6"]["inputs"]["model"]
+        del g["6"]
+    return g
+
+
+def load_latent(server, entry) -> "torch.Tensor":
+    import safetensors.torch
+    f = entry["outputs"]["8"]["latents"][0]
+    return safetensors.torch.load_file(str(server.base / "output" / f["subfolder"] / f["filename"]))["latent_tensor"]
+
+
+def compare(ref, out) -> dict:
+    ref, out = ref.double(), out.double()
+    mse = float(((out - ref) ** 2).mean())
+    peak = float(ref.max() - ref.min())
+    return {"max_abs_diff": float((out - ref).abs().max()), "mse": mse,
+            "psnr_db": math.inf if mse == 0 else 10 * math.log10(peak ** 2 / mse)}
+
+
+def main() -> int:
+    args = parse_args()
+    out_dir = args.out.resolve()
+    base = out_dir / "comfy-base"
+    make_models(base)
+    graph = json.loads(WORKFLOW.read_text())
+    if args.threshold is not None:
+        graph["6"]["inputs"]["residual_diff_threshold"] = args.threshold
+    graph["5"]["inputs"].update(width=args.size, height=args.size)
+    fbc = graph["6"]["inputs"]
+    rounds = []
+    with comfy_server.ComfyServer(base) as server:
+        print(f"[demo] ComfyUI at {server.url} (pid {server.proc.pid}); loading models with a 1-step warm-up")
+        server.run(variant(graph, cached=False, seed=1, steps=1, prefix="warmup"))
+        for r in range(args.rounds):
+            seed = 1000 + r
+            plain = server.run(variant(graph, cached=False, seed=seed, steps=args.steps, prefix=f"uncached_{r}"))
+            cached = server.run(variant(graph, cached=True, seed=seed, steps=args.steps, prefix=f"cached_{r}"))
+            stats = server.get("/cachekit/stats")["runs"][-1]
+            t_plain, t_cached = comfy_server.execution_seconds(plain), comfy_server.execution_seconds(cached)
+            rounds.append({"seed": seed, "uncached_s": t_plain, "cached_s": t_cached,
+                           "speedup": t_plain / t_cached, "quality": compare(load_latent(server, plain),
+                                                                             load_latent(server, cached)),
+                           "stats": stats})
+            print(f"[demo] round {r}: uncached {t_plain:.2f}s, cached {t_cached:.2f}s")
+        server_log = server.log()
+    report = {
+        "workflow": str(WORKFLOW.relative_to(REPO)), "model": "HunyuanVideo (random weights, 45M params)",
+        "steps": args.steps, "cfg": graph["7"]["inputs"]["cfg"], "latent": f"16x1x{args.size // 8}x{args.size // 8}",
+        "first_block_cache": {k: v for k, v in fbc.items() if k != "model"},
+        "rounds": rounds,
+        "median_speedup": statistics.median(r["speedup"] for r in rounds),
+        "cachekit_log": [line for line in server_log.splitlines() if "CacheKit FirstBlockCache" in line],
+        "outputs": str(base / "output"),
+    }
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2))
+    print_report(report)
+    return 0
+
+
+def print_report(rep: dict) -> None:
+    print("\n=== CacheKit demo: First Block Cache on a real ComfyUI workflow ===")
+    print(f"workflow {rep['workflow']}  model {rep['model']}  steps {rep['steps']}  cfg {rep['cfg']}  "
+          f"latent {rep['latent']}")
+    print(f"Apply First Block Cache: {rep['first_block_cache']}")
+    for r in rep["rounds"]:
+        q = r["quality"]
+        print(f"\nseed {r['seed']}: uncached {r['uncached_s']:.2f}s  cached {r['cached_s']:.2f}s  "
+              f"speedup {r['speedup']:.2f}x  |  cached vs uncached latent: max abs diff {q['max_abs_diff']:.4f}, "
+              f"PSNR {q['psnr_db']:.2f} dB")
+        for s in r["stats"]["streams"].values():
+            print(f"  {s['label']:>6}: computed {len(s['computed_steps'])}/{s['steps_seen']} steps "
+                  f"{s['computed_steps']}, reused {s['reused_steps']}")
+        print(f"  block evaluations {r['stats']['block_evals']}/{r['stats']['block_evals_full']} "
+              f"({r['stats']['saved_fraction']:.0%} saved)")
+    print(f"\nmedian speedup over {len(rep['rounds'])} rounds: {rep['median_speedup']:.2f}x "
+          f"(server-side execution time of each prompt, same machine, same run)")
+    print(f"latents saved under {rep['outputs']}; report.json beside them")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
