@@ -253,3 +253,23 @@ def test_reused_call_on_unchanged_input_reproduces_computed_output(ck, family):
     streams = last_stats(ck)["streams"]
     assert all(s["reused_steps"] == [1] and s["computed_steps"] == [0] for s in streams.values()), streams
     torch.testing.assert_close(outs[1], outs[0], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["error", "interrupted"])
+def test_error_or_interrupt_ends_the_run_and_the_next_run_starts_clean(ck, kind):
+    import comfy.model_management as mm
+    from cachekit.nodes.hooks import RUN_KEY
+    m, lat, pos, neg = tm.wan()
+    patched = fbc(ck, m, 1.0)
+    clean = tm.sample(patched, lat, pos, neg, steps=STEPS, cfg=3.0)
+    exc = mm.InterruptProcessingException() if kind == "interrupted" else RuntimeError("boom")
+
+    def stop_at_step_3(step, *_):
+        if step == 3:
+            raise exc
+    with pytest.raises(type(exc)):
+        tm.sample(patched, lat, pos, neg, steps=STEPS, cfg=3.0, callback=stop_at_step_3)
+    stats = last_stats(ck)
+    assert stats["status"] == kind and stats["streams"]["cond"]["steps_seen"] == 4
+    assert RUN_KEY not in patched.model_options["transformer_options"]     # the run is gone
+    assert torch.equal(tm.sample(patched, lat, pos, neg, steps=STEPS, cfg=3.0), clean)

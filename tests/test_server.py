@@ -96,3 +96,15 @@ def test_bad_input_is_refused_with_node_errors(server):
     assert status == 400
     errs = body["node_errors"]["2"]["errors"]
     assert any("residual_diff_threshold" in (e.get("details", "") + e.get("message", "")) for e in errs), errs
+
+
+def test_shipped_workflows_use_known_nodes_with_known_inputs(server):
+    import json
+    info = server.get("/object_info")
+    for path in sorted((REPO / "workflows").rglob("*.json")):
+        graph = json.loads(path.read_text())
+        for node_id, node in graph.items():
+            spec = info.get(node["class_type"])
+            assert spec is not None, f"{path.name} node {node_id}: unknown {node['class_type']}"
+            known = set(spec["input"].get("required", {})) | set(spec["input"].get("optional", {}))
+            assert set(node["inputs"]) <= known, f"{path.name} node {node_id}: {set(node['inputs']) - known}"

@@ -114,12 +114,13 @@ FAMILIES = {"flux": flux, "chroma": chroma, "wan": wan, "qwen_image": qwen_image
             "hunyuan_video": hunyuan_video, "ltxv": ltxv}
 
 
-def sample(model, latent, pos, neg, *, steps=8, cfg=1.0, seed=0, sampler="euler", scheduler="simple", denoise=1.0):
+def sample(model, latent, pos, neg, *, steps=8, cfg=1.0, seed=0, sampler="euler", scheduler="simple", denoise=1.0,
+           callback=None):
     """One run through ComfyUI's own sampling path; returns the latent (fp32, CPU)."""
     import comfy.sample
     noise = comfy.sample.prepare_noise(latent, seed)
     out = comfy.sample.sample(model, noise, steps, cfg, sampler, scheduler, pos, neg, latent,
-                              denoise=denoise, seed=seed, disable_pbar=True)
+                              denoise=denoise, seed=seed, disable_pbar=True, callback=callback)
     return out.float().cpu()
 
 
