@@ -23,6 +23,8 @@ class BlockLayout:
     stream_keys: Mapping[str, tuple[str, ...]]
     primary: str = "img"
     convert: Callable[[Hidden, str, str], Hidden] | None = field(default=None, compare=False)
+    # block 0's timestep-modulated input from its args (TeaCache's indicator); None if unknown
+    modulated_input: Callable[[dict], torch.Tensor] | None = field(default=None, compare=False)
 
     def __len__(self) -> int:
         return len(self.kinds)

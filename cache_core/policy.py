@@ -2,7 +2,7 @@
 
 The engine (span_cache.py) runs the model's blocks; at the decision point of every model call it
 asks the method, once per stream, whether that stream may reuse its cache. A method owns the state
-it keeps per stream (previous probe, accumulators) and never sees the other streams.
+it keeps per stream (previous probe, accumulators, forecast factors) and never sees other streams.
 """
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+Hidden = dict[str, torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -40,14 +42,19 @@ class ReuseLimits:
 class CachePolicy:
     """Base class of a method's decision rule over a span of blocks.
 
-    front_blocks (Fn) always run and produce the probe; back_blocks (Bn) always run after the span.
-    Blocks in between are the span whose residual is cached and reused.
+    front_blocks (Fn) always run; back_blocks (Bn) always run after the span. The blocks in between
+    are the span whose residual is cached and reused.
+    probe says what the decision looks at:
+      "front_residual"   the residual of the front blocks (First Block Cache, DBCache; needs Fn >= 1)
+      "modulated_input"  the host's timestep-modulated input of block 0 (TeaCache; Fn = 0)
+      None               nothing from the tensors (MagCache, TaylorSeer: schedule or ratios only)
     """
     name = "cache"
     front_blocks = 1
     back_blocks = 0
+    probe: str | None = "front_residual"
 
-    def new_state(self) -> Any:
+    def new_state(self, label: str) -> Any:
         return {}
 
     def measure(self, state: Any, probe: torch.Tensor | None) -> torch.Tensor | None:
@@ -61,3 +68,12 @@ class CachePolicy:
     def commit(self, state: Any, reused: bool, probe: torch.Tensor | None, metric: float | None,
                step: StepInfo) -> None:
         """Update the stream's state with what actually happened on this call."""
+
+    # --- what is cached: the span residual of this stream ----------------------------------------
+    def store(self, state: Any, residual: Hidden, step: StepInfo) -> Hidden:
+        """Called on computed calls with the fresh span residual; returns what to keep for reuse."""
+        return residual
+
+    def reuse(self, state: Any, cached: Hidden, step: StepInfo) -> Hidden:
+        """The residual to add on a reused call (forecasting methods extrapolate here)."""
+        return cached

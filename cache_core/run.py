@@ -68,7 +68,7 @@ class CacheRun:
         stats = self.stats.stream(label)
         if st is not None:
             stats.resets += 1   # shape/dtype/device changed: nothing cached may be reused
-        st = StreamState(label, meta, self.policy.new_state(), stats)
+        st = StreamState(label, meta, self.policy.new_state(label), stats)
         self.streams[key] = st
         return st
 

@@ -63,13 +63,15 @@ class SpanCall:
         if self.start >= self.end:            # nothing between front and back: plain run
             self.blocks_run += 1
             return _RUN
-        if p == 0:
-            # Blocks update their inputs in place (Flux `img +=`, LTXV `addcmul_`): keep copies.
-            whole = self.start == 0 or self.layout.kinds[self.start - 1] != self.layout.kinds[0]
+        if p == 0 and self.start == 0:       # no front blocks: decide before the stack runs
+            probe = self.layout.modulated_input(args) if self.policy.probe == "modulated_input" else None
+            self._decide(probe, self.layout.hidden(args, 0), 0)
+        elif p == 0:
+            # Blocks update their inputs in place (Flux `img +=`, LTXV `addcmul_`): keep a copy of what
+            # the front residual is measured against.
+            whole = self.layout.kinds[self.start - 1] != self.layout.kinds[0]
             keep = self.layout.hidden(args, 0) if whole else {self.layout.primary: args[self.layout.primary]}
             self._stack_in = {k: v.clone() for k, v in keep.items()}
-            if self.start == 0:               # no front blocks: decide before the stack runs
-                self._decide(None, self._stack_in, 0)
         if self.reusing and self.start <= p < self.end:
             return _APPLY if p == self.end - 1 else _PASS
         self.blocks_run += 1
@@ -107,7 +109,7 @@ class SpanCall:
                 st.anchor_shapes = shp
         self.decided = True
         if not self.reusing:   # the span's blocks will update the anchor in place: keep a copy
-            self._anchor = {k: v if v is self._stack_in.get(k) else v.clone() for k, v in anchor.items()}
+            self._anchor = {k: v.clone() for k, v in anchor.items()}
             self._anchor_pos = anchor_pos
 
     # --- residual cache ------------------------------------------------------------------------
@@ -116,13 +118,14 @@ class SpanCall:
         n = len(self.streams)
         per_key = {k: _chunks(out[k] - base[k], n) for k in self.layout.stream_keys[self.layout.kinds[p]]}
         for i, st in enumerate(self.streams):
-            st.residual = {k: parts[i] for k, parts in per_key.items()}
+            st.residual = self.policy.store(st.policy_state, {k: parts[i] for k, parts in per_key.items()},
+                                            self.step)
 
     @torch.compiler.disable
     def _apply_residual(self, args: dict, p: int) -> dict:
+        per_stream = [self.policy.reuse(st.policy_state, st.residual, self.step) for st in self.streams]
         out = {}
         for k in self.layout.stream_keys[self.layout.kinds[p]]:
-            parts = [st.residual[k] for st in self.streams]
-            r = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
+            r = per_stream[0][k] if len(per_stream) == 1 else torch.cat([res[k] for res in per_stream], dim=0)
             out[k] = args[k] + r
         return out

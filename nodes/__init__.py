@@ -1,9 +1,17 @@
 """ComfyUI glue: node classes, the family table, hook installation. The engine is ../cache_core."""
 from .first_block_cache import ApplyFirstBlockCache
+from .magcache import ApplyMagCache, CalibrateMagCache
+from .teacache import ApplyTeaCache
 
 NODE_CLASS_MAPPINGS = {
     "ApplyFirstBlockCache": ApplyFirstBlockCache,
+    "ApplyTeaCache": ApplyTeaCache,
+    "ApplyMagCache": ApplyMagCache,
+    "CalibrateMagCache": CalibrateMagCache,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "ApplyFirstBlockCache": "Apply First Block Cache",
+    "ApplyTeaCache": "Apply TeaCache",
+    "ApplyMagCache": "Apply MagCache",
+    "CalibrateMagCache": "Calibrate MagCache",
 }

@@ -6,11 +6,58 @@ ComfyUI forward that every block honours `blocks_replace` and passes `transforme
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
 
 from ..cache_core import BlockLayout
+
+
+# --- block 0's timestep-modulated input (TeaCache's indicator), computed without touching args ---
+
+def _flux_modulated(block, args):
+    from comfy.ldm.flux.layers import apply_mod
+    vec = args["vec"]
+    mod1 = block.img_mod(vec)[0] if block.modulation else vec[0][0]   # Chroma passes precomputed mods
+    return apply_mod(block.img_norm1(args["img"]), 1 + mod1.scale, mod1.shift, args.get("modulation_dims_img"))
+
+
+def _wan_modulated(_block, args):
+    return args["vec"]   # e0, the time projection: TeaCache's use_ret_steps indicator for Wan
+
+
+def _qwen_modulated(block, args):
+    mod1 = block.img_mod(args["vec"]).chunk(2, dim=-1)[0]
+    return block._modulate(block.img_norm1(args["img"]), mod1)[0]
+
+
+def _ltxv_modulated(block, args):
+    from comfy.ldm.common_dit import rms_norm
+    x, t = args["img"], args["vec"]
+    table = block.scale_shift_table[None, None].to(device=x.device, dtype=x.dtype)
+    shift, scale = (table + t.reshape(x.shape[0], t.shape[1], table.shape[2], -1)).unbind(dim=2)[:2]
+    normed = rms_norm(x)
+    return torch.addcmul(normed, normed, scale) + shift
+
+
+# --- which published preset fits a model instance --------------------------------------------
+
+def _wan_variant(dm) -> str | None:
+    size = {1536: "1.3B", 5120: "14B"}.get(getattr(dm, "dim", None))
+    if getattr(dm, "model_type", "t2v") == "i2v":
+        return "i2v_14B_480p" if size == "14B" else None
+    return f"t2v_{size}" if size else ("ti2v_5B_t2v" if getattr(dm, "dim", None) == 3072 else None)
+
+
+def _wan_teacache(dm):
+    v = _wan_variant(dm)
+    return f"wan2.1_{v}" if v and not v.startswith("ti2v") else None
+
+
+def _wan_magcache(dm):
+    v = _wan_variant(dm)
+    return None if v is None else (f"wan2.2_{v}" if v.startswith("ti2v") else f"wan2.1_{v}")
 
 
 def _join_txt_img(hidden, _from, _to):
@@ -28,6 +75,9 @@ class Family:
     blocks: tuple[tuple[str, str, str | None], ...]   # (dit patch kind, attribute, skip-list attribute)
     stream_keys: dict
     convert: object = None
+    modulated_input: object = None          # (block0, args) -> tensor, TeaCache's indicator
+    teacache_preset: object = None          # (diffusion_model) -> preset name or None
+    magcache_preset: object = None
 
     def layout(self, diffusion_model) -> tuple[BlockLayout, list[tuple[str, int]]]:
         """The block sequence this model instance runs, and the (kind, index) of each position."""
@@ -35,29 +85,47 @@ class Family:
         for kind, attr, skip_attr in self.blocks:
             skipped = set(getattr(diffusion_model, skip_attr, None) or ()) if skip_attr else set()
             positions += [(kind, i) for i in range(len(getattr(diffusion_model, attr))) if i not in skipped]
+        probe = None
+        if self.modulated_input is not None and positions:
+            kind, index = positions[0]
+            block0 = getattr(diffusion_model, dict((k, a) for k, a, _ in self.blocks)[kind])[index]
+            probe = functools.partial(self.modulated_input, block0)
         layout = BlockLayout(kinds=tuple(k for k, _ in positions), stream_keys=self.stream_keys,
-                             primary="img", convert=self.convert)
+                             primary="img", convert=self.convert, modulated_input=probe)
         return layout, positions
+
+    def preset(self, method: str, diffusion_model) -> str | None:
+        pick = {"teacache": self.teacache_preset, "magcache": self.magcache_preset}[method]
+        return pick(diffusion_model) if pick is not None else None
 
 
 _FLUX_BLOCKS = (("double_block", "double_blocks", "skip_mmdit"), ("single_block", "single_blocks", "skip_dit"))
 _DOUBLE_SINGLE = {"double_block": ("img", "txt"), "single_block": ("img",)}
 
+def _fixed(name):
+    return lambda _dm: name
+
+
 FAMILIES = (
-    Family("Flux", ("comfy.ldm.flux.model.Flux",), _FLUX_BLOCKS, _DOUBLE_SINGLE, _join_txt_img),
-    Family("Chroma", ("comfy.ldm.chroma.model.Chroma",), _FLUX_BLOCKS, _DOUBLE_SINGLE, _join_txt_img),
+    Family("Flux", ("comfy.ldm.flux.model.Flux",), _FLUX_BLOCKS, _DOUBLE_SINGLE, _join_txt_img,
+           _flux_modulated, _fixed("flux"), _fixed("flux_dev")),
+    Family("Chroma", ("comfy.ldm.chroma.model.Chroma",), _FLUX_BLOCKS, _DOUBLE_SINGLE, _join_txt_img,
+           _flux_modulated),
     Family("HunyuanVideo", ("comfy.ldm.hunyuan_video.model.HunyuanVideo",),
            (("double_block", "double_blocks", None), ("single_block", "single_blocks", None)),
-           _DOUBLE_SINGLE, _join_img_txt),
+           _DOUBLE_SINGLE, _join_img_txt, _flux_modulated, _fixed("hunyuan_video"), _fixed("hunyuan_video_544p")),
     # Wan 2.1 / 2.2 T2V, I2V, TI2V, camera and HuMo. Not VACE or Animate (they add into the hidden state
     # between blocks in place) nor S2V (its blocks get no transformer_options).
     Family("Wan", ("comfy.ldm.wan.model.WanModel", "comfy.ldm.wan.model.CameraWanModel",
                    "comfy.ldm.wan.model.HumoWanModel"),
-           (("double_block", "blocks", None),), {"double_block": ("img",)}),
+           (("double_block", "blocks", None),), {"double_block": ("img",)}, None,
+           _wan_modulated, _wan_teacache, _wan_magcache),
     Family("Qwen-Image", ("comfy.ldm.qwen_image.model.QwenImageTransformer2DModel",),
-           (("double_block", "transformer_blocks", None),), {"double_block": ("img", "txt")}),
+           (("double_block", "transformer_blocks", None),), {"double_block": ("img", "txt")}, None,
+           _qwen_modulated, None, _fixed("qwen_image")),
     Family("LTXV", ("comfy.ldm.lightricks.model.LTXVModel",),
-           (("double_block", "transformer_blocks", None),), {"double_block": ("img",)}),
+           (("double_block", "transformer_blocks", None),), {"double_block": ("img",)}, None,
+           _ltxv_modulated, _fixed("ltxv")),
 )
 
 SUPPORTED_NAMES = "Flux, Chroma, HunyuanVideo, Wan 2.1/2.2, Qwen-Image, LTXV"

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..cache_core import FirstBlockCache
-from . import validation
+from . import common, validation
 from .hooks import install
 
 NODE_NAME = "Apply First Block Cache"
@@ -20,19 +20,13 @@ class ApplyFirstBlockCache:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "model": ("MODEL", {"tooltip": "A diffusion transformer: Flux, Chroma, Wan, Qwen-Image, "
-                                               "HunyuanVideo or LTXV."}),
+                "model": common.MODEL_INPUT,
                 "residual_diff_threshold": ("FLOAT", {
                     "default": 0.08, "min": 0.0, "max": 1.0, "step": 0.005,
                     "tooltip": "Reuse the cached blocks while the relative L1 change of the first block's "
                                "residual stays below this. 0 = never reuse (exact). Published: Flux 0.08 "
                                "(0.12 fp8), HunyuanVideo 0.06, Qwen-Image 0.2. Higher = faster, blurrier."}),
-                "start_percent": ("FLOAT", {
-                    "default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01,
-                    "tooltip": "Caching may start at this point of the denoising schedule."}),
-                "end_percent": ("FLOAT", {
-                    "default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
-                    "tooltip": "Caching stops after this point of the schedule; later steps all compute."}),
+                **common.window_inputs(),
                 "max_consecutive_skips": ("INT", {
                     "default": 3, "min": -1, "max": 100,
                     "tooltip": "Reuses in a row before a step is forced to compute. -1 = no limit."}),
@@ -46,9 +40,9 @@ class ApplyFirstBlockCache:
     def apply(self, model, residual_diff_threshold, start_percent, end_percent, max_consecutive_skips,
               warmup_steps, unique_id=None):
         thr = validation.number(NODE_NAME, "residual_diff_threshold", residual_diff_threshold, 0.0)
-        start, end = validation.percent_window(NODE_NAME, start_percent, end_percent)
         max_skips = validation.number(NODE_NAME, "max_consecutive_skips", max_consecutive_skips, -1, integer=True)
         warmup = validation.number(NODE_NAME, "warmup_steps", warmup_steps, 0, integer=True)
-        fields = dict(start_percent=start, end_percent=end, warmup_steps=warmup, max_consecutive=max_skips)
+        fields = common.window_fields(NODE_NAME, start_percent, end_percent, warmup_steps=warmup,
+                                      max_consecutive=max_skips)
         patched = install(model, fields, lambda: FirstBlockCache(thr), NODE_NAME, unique_id)
         return (patched,)

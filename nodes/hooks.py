@@ -22,7 +22,7 @@ from comfy.patcher_extension import WrappersMP
 
 from ..cache_core import CachePolicy, CacheRun, ReuseLimits
 from . import stats_feed
-from .families import detect
+from .families import UnsupportedModelError, detect
 
 SPEC_KEY = "cachekit_spec"   # transformer_options: the node's settings (lives as long as the MODEL)
 RUN_KEY = "cachekit_run"     # transformer_options: the live run (only inside one sampling run)
@@ -56,6 +56,8 @@ def install(model, spec_fields: dict, make_policy: Callable[[], CachePolicy], no
     family = detect(model, node_name)
     m = model.clone()
     layout, positions = family.layout(m.model.diffusion_model)
+    if make_policy().probe == "modulated_input" and layout.modulated_input is None:
+        raise UnsupportedModelError(f"{node_name}: no timestep-modulated input is known for {family.name}")
     spec = CacheSpec(node_name=node_name, node_id=node_id, family=family.name, make_policy=make_policy,
                      layout=layout, **spec_fields)
     m.model_options["transformer_options"][SPEC_KEY] = spec   # a later CacheKit node replaces an earlier one

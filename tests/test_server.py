@@ -56,6 +56,14 @@ def test_node_listed_with_inputs(server):
     assert info["output"] == ["MODEL"]
 
 
+def test_every_node_of_the_pack_is_listed(server, ck):
+    info = server.get("/object_info")
+    for name, display in ck.NODE_DISPLAY_NAME_MAPPINGS.items():
+        assert info[name]["display_name"] == display and info[name]["category"] == "CacheKit"
+    assert info["CalibrateMagCache"]["output"] == ["MAGCACHE_RATIOS", "LATENT"]
+    assert "calibration" in info["ApplyMagCache"]["input"]["optional"]
+
+
 def test_frontend_and_web_extension_served(server):
     assert b"<html" in server.get("/").lower()
     exts = server.get("/extensions")

@@ -3,8 +3,6 @@
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
-const CACHE_NODES = new Set(["ApplyFirstBlockCache"]);
-
 function summarize(run) {
   const streams = Object.values(run.streams || {});
   const parts = streams.map((s) => `${s.label} ${s.computed_steps.length}/${s.steps_seen}`);
@@ -24,7 +22,7 @@ app.registerExtension({
     });
   },
   async beforeRegisterNodeDef(nodeType, nodeData) {
-    if (!CACHE_NODES.has(nodeData.name)) return;
+    if (nodeData.category !== "CacheKit") return;
     const draw = nodeType.prototype.onDrawForeground;
     nodeType.prototype.onDrawForeground = function (ctx) {
       draw?.apply(this, arguments);

@@ -28,7 +28,7 @@ class FirstBlockCache(CachePolicy):
             raise ValueError(f"threshold must be >= 0, got {threshold}")
         self.threshold = float(threshold)
 
-    def new_state(self) -> _State:
+    def new_state(self, label: str) -> _State:
         return _State()
 
     def measure(self, state: _State, probe):

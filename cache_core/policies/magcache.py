@@ -1,0 +1,136 @@
+"""MagCache (Zehong-Ma/MagCache, NeurIPS'25; diffusers `mag_cache`; methods.md §1.3).
+
+Per stream, per step t past the retention steps: acc_ratio *= gamma_t, acc_steps += 1,
+acc_err += |1 - acc_ratio|; reuse the whole-stack residual while acc_err <= threshold and
+acc_steps <= K, else compute and reset (1, 0, 0). gamma comes from a published preset or a
+calibration run (MagCacheCalibration), resampled to the run's step count by nearest index.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ..policy import CachePolicy, Hidden, StepInfo
+
+
+def resample(values: list[float], steps: int) -> list[float]:
+    """Nearest-index resampling: idx = round(i*(L-1)/(T-1)), half to even (as the reference code)."""
+    if steps <= 0:
+        return []
+    if steps == 1:
+        return values[-1:]
+    scale = (len(values) - 1) / (steps - 1)
+    return [values[round(i * scale)] for i in range(steps)]
+
+
+def split_interleaved(values: list[float]) -> dict[str, list[float]]:
+    """Wan/Qwen lists alternate cond (even) and uncond (odd) calls."""
+    return {"cond": list(values[0::2]), "uncond": list(values[1::2])}
+
+
+def stream_kind(label: str) -> str:
+    return label.split("#")[0]
+
+
+@dataclass
+class _State:
+    ratios: dict[int, list[float]] = field(default_factory=dict)   # per run length, resampled once
+    source: list[float] = field(default_factory=list)
+    acc_ratio: float = 1.0
+    acc_steps: int = 0
+    acc_err: float = 0.0
+
+    def gamma(self, step: StepInfo) -> float:
+        if step.total not in self.ratios:
+            self.ratios[step.total] = resample(self.source, step.total)
+        seq = self.ratios[step.total]
+        return seq[step.index] if step.index < len(seq) else 1.0
+
+
+class MagCache(CachePolicy):
+    name = "MagCache"
+    front_blocks = 0
+    back_blocks = 0
+    probe = None
+
+    def __init__(self, ratios: dict[str, list[float]], threshold: float = 0.06, max_skips: int = 3,
+                 retention_ratio: float = 0.2):
+        if threshold < 0:
+            raise ValueError(f"threshold must be >= 0, got {threshold}")
+        if not ratios or not all(len(v) >= 1 for v in ratios.values()):
+            raise ValueError("ratios must hold at least one value per stream")
+        self.ratios = {k: [float(x) for x in v] for k, v in ratios.items()}
+        self.threshold, self.max_skips = float(threshold), int(max_skips)
+        self.retention_ratio = float(retention_ratio)
+
+    def new_state(self, label: str) -> _State:
+        source = self.ratios.get(stream_kind(label)) or self.ratios.get("cond") or next(iter(self.ratios.values()))
+        return _State(source=source)
+
+    def retained(self, step: StepInfo) -> bool:
+        return step.index < int(self.retention_ratio * step.total + 0.5)
+
+    def _tentative(self, state: _State, step: StepInfo) -> tuple[float, int, float]:
+        ratio = state.acc_ratio * state.gamma(step)
+        return ratio, state.acc_steps + 1, state.acc_err + abs(1.0 - ratio)
+
+    def wants_reuse(self, state: _State, metric, step: StepInfo) -> bool:
+        if self.threshold <= 0:   # 0 = off: an accumulator can be <= 0 (negative polynomial, gamma = 1)
+            return False
+        if self.retained(step):
+            return False
+        _, n, err = self._tentative(state, step)
+        return err <= self.threshold and n <= self.max_skips
+
+    def commit(self, state: _State, reused: bool, probe, metric, step: StepInfo) -> None:
+        if self.retained(step):
+            return
+        if reused:
+            state.acc_ratio, state.acc_steps, state.acc_err = self._tentative(state, step)
+        else:
+            state.acc_ratio, state.acc_steps, state.acc_err = 1.0, 0, 0.0
+
+
+@dataclass
+class _CalState:
+    label: str
+    prev: torch.Tensor | None = None
+    last_step: int = -1
+
+
+class MagCacheCalibration(CachePolicy):
+    """A run that never reuses and records gamma_t = mean_tokens(|r_t| / |r_{t-1}|) per stream and step,
+    r = whole-stack residual of `key` (per-token L2 over the hidden dim, fp32), gamma_0 = 1.0."""
+    name = "MagCache calibration"
+    front_blocks = 0
+    back_blocks = 0
+    probe = None
+
+    def __init__(self, key: str = "img"):
+        self.key = key
+        self.ratios: dict[str, list[float]] = {}
+        self.steps = 0
+
+    def new_state(self, label: str) -> _CalState:
+        self.ratios[label] = []
+        return _CalState(label)
+
+    def wants_reuse(self, state, metric, step) -> bool:
+        return False
+
+    def store(self, state: _CalState, residual: Hidden, step: StepInfo) -> Hidden:
+        self.steps = step.total
+        if step.index != state.last_step:   # one value per step: a Heun step's second call is not a step
+            r = residual[self.key].float()
+            if state.prev is None:
+                gamma = 1.0
+            else:
+                gamma = float((r.norm(dim=-1) / (state.prev.norm(dim=-1) + 1e-8)).mean())
+            self.ratios[state.label].append(gamma)
+            state.prev, state.last_step = r, step.index
+        return residual
+
+    def result(self) -> dict:
+        return {"format": "cachekit.magcache_ratios", "version": 1, "steps": self.steps,
+                "ratios": {k: v for k, v in self.ratios.items()}}

@@ -1,0 +1,36 @@
+"""Inputs and checks shared by the CacheKit nodes, so each node file holds only what is its own."""
+from __future__ import annotations
+
+from . import validation
+
+MODEL_INPUT = ("MODEL", {"tooltip": "A diffusion transformer: Flux, Chroma, Wan, Qwen-Image, HunyuanVideo or LTXV."})
+
+
+def window_inputs() -> dict:
+    return {
+        "start_percent": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01,
+                                    "tooltip": "Caching may start at this point of the denoising schedule."}),
+        "end_percent": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
+                                  "tooltip": "Caching stops after this point of the schedule; later steps all compute."}),
+    }
+
+
+def window_fields(node: str, start_percent, end_percent, **extra) -> dict:
+    start, end = validation.percent_window(node, start_percent, end_percent)
+    return dict(start_percent=start, end_percent=end, **extra)
+
+
+def resolve_preset(node: str, method: str, choice: str, model, available: list[str]) -> str:
+    """'auto' picks the published preset for the detected family/variant; otherwise the named one."""
+    from .families import detect
+    if choice != "auto":
+        if choice not in available:
+            raise validation.CacheKitInputError(f"{node}: unknown preset {choice!r}; choose one of {available}")
+        return choice
+    family = detect(model, node)
+    name = family.preset(method, model.model.diffusion_model)
+    if name is None:
+        raise validation.CacheKitInputError(
+            f"{node}: no published {method} preset for this {family.name} model; pick a preset by name "
+            f"or give your own values (see the node's tooltips)")
+    return name

@@ -1,0 +1,141 @@
+"""TeaCache and MagCache (+ Calibrate MagCache) through ComfyUI's own sampling path, on tiny seeded
+instances of every supported family: off is exact, reuse happens and matches the stats and the
+blocks that really ran, cond/uncond keep their own state, runs repeat exactly, bad input is refused."""
+import types
+
+import pytest
+import torch
+
+import tiny_models as tm
+from test_first_block_cache import FAMILIES, STEPS, block_attrs, last_stats
+
+
+def teacache(ck, model, thr, coefficients="custom", custom="1.0, 0.0"):
+    return ck.NODE_CLASS_MAPPINGS["ApplyTeaCache"]().apply(model, thr, coefficients, custom, 0.0, 1.0)[0]
+
+
+def magcache(ck, model, thr, k=3, r=0.2, ratios="flux_dev", calibration=None):
+    return ck.NODE_CLASS_MAPPINGS["ApplyMagCache"]().apply(model, thr, k, r, ratios, 0.0, 1.0,
+                                                          calibration=calibration)[0]
+
+
+METHODS = {
+    "teacache": (lambda ck, m: teacache(ck, m, 0.0), lambda ck, m: teacache(ck, m, 0.5)),
+    "magcache": (lambda ck, m: magcache(ck, m, 0.0), lambda ck, m: magcache(ck, m, 0.3)),
+}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("method", METHODS)
+def test_off_is_bit_identical(ck, method, family):
+    m, lat, pos, neg = tm.FAMILIES[family]()
+    base = tm.sample(m, lat, pos, neg, steps=STEPS, cfg=3.0)
+    out = tm.sample(METHODS[method][0](ck, m), lat, pos, neg, steps=STEPS, cfg=3.0)
+    assert torch.equal(base, out)
+    assert all(s["reused_calls"] == 0 for s in last_stats(ck)["streams"].values())
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("method", METHODS)
+def test_reuse_matches_stats_and_counted_blocks_and_repeats(ck, method, family):
+    m, lat, pos, neg = tm.FAMILIES[family]()
+    base = tm.sample(m, lat, pos, neg, steps=STEPS, cfg=3.0)
+    patched = METHODS[method][1](ck, m)
+    counter = tm.BlockCounter(patched, block_attrs(ck, m))
+    try:
+        out = tm.sample(patched, lat, pos, neg, steps=STEPS, cfg=3.0)
+    finally:
+        counter.close()
+    stats = last_stats(ck)
+    n_blocks = len(ck.nodes.families.detect(m, "t").layout(m.model.diffusion_model)[1])
+    assert stats["block_evals_full"] == STEPS * n_blocks            # cond+uncond batched: one call a step
+    cond = stats["streams"]["cond"]
+    assert cond["reused_steps"] and 0 in cond["computed_steps"]
+    assert stats["block_evals"] == counter.count == len(cond["computed_steps"]) * n_blocks   # whole stack skipped
+    assert torch.isfinite(out).all() and not torch.equal(out, base)
+    assert torch.equal(tm.sample(patched, lat, pos, neg, steps=STEPS, cfg=3.0), out)
+    assert last_stats(ck)["streams"] == stats["streams"]
+
+
+def test_teacache_first_and_last_step_always_compute(ck):
+    m, lat, pos, neg = tm.flux()
+    tm.sample(teacache(ck, m, 100.0), lat, pos, neg, steps=STEPS, cfg=1.0)
+    s = last_stats(ck)["streams"]["cond"]
+    assert s["computed_steps"] == [0, STEPS - 1] and s["reused_steps"] == list(range(1, STEPS - 1))
+
+
+def test_magcache_cond_and_uncond_decide_on_their_own_ratios(ck):
+    """Conds of very different text lengths run as separate calls: each stream follows its own ratios."""
+    m, lat, pos, _ = tm.wan()
+    neg = [[torch.randn(1, 48, 32, generator=torch.Generator().manual_seed(7)), {}]]   # not batchable with pos
+    cal = {"format": "cachekit.magcache_ratios", "version": 1, "steps": STEPS,
+           "ratios": {"cond": [1.0] * STEPS, "uncond": [1.0] + [0.5] * (STEPS - 1)}}
+    tm.sample(magcache(ck, m, 0.1, k=10, r=0.0, calibration=cal), lat, pos, neg, steps=STEPS, cfg=3.0)
+    streams = last_stats(ck)["streams"]
+    assert streams["cond"]["reused_steps"] == list(range(1, STEPS))
+    assert streams["uncond"]["reused_steps"] == []
+    # batched together (same text length) the call reuses only when both streams agree: never here
+    m, lat, pos, neg = tm.wan()
+    tm.sample(magcache(ck, m, 0.1, k=10, r=0.0, calibration=cal), lat, pos, neg, steps=STEPS, cfg=3.0)
+    assert all(s["reused_steps"] == [] for s in last_stats(ck)["streams"].values())
+
+
+@pytest.mark.parametrize("family", ["wan", "flux"])
+def test_calibrate_magcache_records_residual_norm_ratios(ck, family):
+    """gamma_t from the node equals mean_tokens(|r_t| / |r_t-1|) of the whole-stack residual measured
+    independently with module hooks on the first and last blocks (cfg 1: one stream)."""
+    m, lat, pos, neg = tm.FAMILIES[family]()
+    dm = m.model.diffusion_model
+    blocks = [b for a in block_attrs(ck, m) for b in getattr(dm, a)]
+    ins, residuals = [], []
+    get_in = (lambda a, k: a[0]) if family == "wan" else (lambda a, k: torch.cat((k["txt"], k["img"]), 1))
+    h1 = blocks[0].register_forward_pre_hook(lambda mod, a, k: ins.append(get_in(a, k).clone()), with_kwargs=True)
+    h2 = blocks[-1].register_forward_hook(lambda mod, a, k, o: residuals.append(o - ins[-1]), with_kwargs=True)
+    try:
+        cal, latent = ck.NODE_CLASS_MAPPINGS["CalibrateMagCache"]().calibrate(
+            m, 0, STEPS, 1.0, "euler", "simple", pos, neg, {"samples": lat})
+    finally:
+        h1.remove(), h2.remove()
+    expected = [1.0] + [float((r.norm(dim=-1) / (q.norm(dim=-1) + 1e-8)).mean())
+                        for q, r in zip(residuals, residuals[1:])]
+    assert cal["steps"] == STEPS and list(cal["ratios"]) == ["cond"]
+    assert cal["ratios"]["cond"] == pytest.approx(expected, rel=1e-4)
+    assert torch.equal(latent["samples"], tm.sample(m, lat, pos, neg, steps=STEPS, cfg=1.0))   # no reuse
+    # and the calibration drives Apply MagCache
+    out = tm.sample(magcache(ck, m, 0.5, calibration=cal), lat, pos, neg, steps=STEPS, cfg=1.0)
+    assert torch.isfinite(out).all() and last_stats(ck)["streams"]["cond"]["reused_steps"]
+
+
+def test_auto_presets_follow_the_detected_variant(ck):
+    fams = {f.name: f for f in ck.nodes.families.FAMILIES}
+    wan = fams["Wan"]
+    dm = lambda dim, mt="t2v": types.SimpleNamespace(dim=dim, model_type=mt)   # noqa: E731
+    assert wan.preset("teacache", dm(1536)) == "wan2.1_t2v_1.3B"
+    assert wan.preset("magcache", dm(5120)) == "wan2.1_t2v_14B"
+    assert wan.preset("magcache", dm(5120, "i2v")) == "wan2.1_i2v_14B_480p"
+    assert wan.preset("magcache", dm(3072)) == "wan2.2_ti2v_5B_t2v" and wan.preset("teacache", dm(3072)) is None
+    assert fams["Flux"].preset("teacache", None) == "flux" and fams["Chroma"].preset("teacache", None) is None
+    assert fams["Qwen-Image"].preset("magcache", None) == "qwen_image"
+    for name in ck.nodes.teacache.PRESETS:
+        assert len(ck.cache_core.presets.teacache(name)["coefficients"]) == 5
+    for name in ck.nodes.magcache.PRESETS:
+        p = ck.cache_core.presets.magcache(name)
+        assert len(p["ratios"]) == p["steps"] * (2 if p["interleaved"] else 1)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda ck, m: teacache(ck, m, -2.0), "Apply TeaCache: rel_l1_thresh must be >= -1.0, got -2.0"),
+    (lambda ck, m: teacache(ck, m, 0.2, custom="a, b"), "Apply TeaCache: custom_coefficients must be numbers"),
+    (lambda ck, m: teacache(ck, m, -1.0), "Apply TeaCache: rel_l1_thresh -1 (auto) needs a preset"),
+    (lambda ck, m: teacache(ck, tm.chroma()[0], 0.2, coefficients="auto"),
+     "Apply TeaCache: no published teacache preset for this Chroma model"),
+    (lambda ck, m: magcache(ck, m, -0.1), "Apply MagCache: threshold must be >= 0.0, got -0.1"),
+    (lambda ck, m: magcache(ck, m, 0.1, k=-1), "Apply MagCache: max_skips must be >= 0, got -1"),
+    (lambda ck, m: magcache(ck, m, 0.1, ratios="auto"), "Apply MagCache: no published magcache preset for this Wan"),
+    (lambda ck, m: magcache(ck, m, 0.1, calibration={"ratios": "x"}), "Apply MagCache: 'calibration' is not a MagCache"),
+    (lambda ck, m: magcache(ck, tm.lumina2(), 0.1), "Apply MagCache: model class 'NextDiT'"),
+])
+def test_bad_inputs_are_refused_clearly(ck, call, message):
+    with pytest.raises(ValueError) as err:
+        call(ck, tm.wan()[0])
+    assert message in str(err.value)

@@ -1,0 +1,123 @@
+"""Decision rules worked out by hand from the published rules (methods.md §1.2, §1.3), on cache_core
+alone: TeaCache and MagCache have their state machines checked call by call."""
+import sys
+
+import pytest
+import torch
+
+from comfy_runtime import REPO
+
+sys.path.insert(0, str(REPO))
+from cache_core import BlockLayout, CacheRun, MagCache, MagCacheCalibration, TeaCache  # noqa: E402
+from cache_core.policies.magcache import resample, split_interleaved  # noqa: E402
+from cache_core.policies.teacache import poly  # noqa: E402
+
+# A 3-block stack whose "modulated input" is whatever the caller puts in args["F"].
+LAYOUT = BlockLayout(kinds=("blk",) * 3, stream_keys={"blk": ("img",)}, modulated_input=lambda a: a["F"])
+
+
+def blocks(args):
+    return {"img": args["img"] * 1.5 + 1.0}
+
+
+def run_steps(policy, fs, x=None, label="cond"):
+    """One call per step; returns the per-step reuse flags and the outputs."""
+    run = CacheRun(policy, LAYOUT, sigmas=[1.0 - i / len(fs) for i in range(len(fs) + 1)])
+    flags, outs = [], []
+    for i, f in enumerate(fs):
+        xi = torch.full((1, 4), 1.0 + 0.01 * i) if x is None else x
+        call = run.begin_call(xi, run.sigmas[i], ["s"], [label])
+        h = {"img": xi, "F": torch.tensor([float(f)])}
+        for p in range(3):
+            h = {**h, **call.run_block(p, h, blocks)}
+        run.end_call(call)
+        run.on_step_end(i)
+        flags.append(call.reusing)
+        outs.append(h["img"])
+    return flags, outs, run.close()
+
+
+def reused(flags):
+    return [i for i, f in enumerate(flags) if f]
+
+
+def test_poly_is_highest_degree_first():
+    assert poly([2.0, -1.0, 0.5], 3.0) == pytest.approx(2 * 9 - 3 + 0.5)
+
+
+def test_teacache_accumulates_resets_and_follows_every_call():
+    # identity rescale; F: 1.0, 1.1 (rel .1 -> acc .1 reuse), 1.1 (rel 0 vs the *skipped* call's F -> reuse),
+    # 1.3 (rel .2/1.1 -> acc .28 >= .15 compute, acc 0), 1.3 (reuse), 1.3 (last step: forced compute)
+    flags, _, _ = run_steps(TeaCache(0.15, [1.0, 0.0]), [1.0, 1.1, 1.1, 1.3, 1.3, 1.3])
+    assert reused(flags) == [1, 2, 4]
+
+
+def test_teacache_first_and_last_steps_compute_and_wan_retention():
+    flags, _, _ = run_steps(TeaCache(0.5, [1.0, 0.0]), [1.0] * 6)
+    assert reused(flags) == [1, 2, 3, 4]
+    # Wan use_ret_steps: 5 retained steps, no forced final step
+    flags, _, _ = run_steps(TeaCache(0.5, [1.0, 0.0], retention_steps=5, final_steps=0), [1.0] * 8)
+    assert reused(flags) == [5, 6, 7]
+
+
+def test_teacache_threshold_zero_is_off_even_with_negative_polynomial():
+    flags, _, _ = run_steps(TeaCache(0.0, [1.0, -0.05]), [1.0] * 6)   # poly(0) < 0
+    assert reused(flags) == []
+
+
+def test_teacache_reuse_adds_whole_stack_residual_to_current_input():
+    flags, outs, _ = run_steps(TeaCache(0.5, [1.0, 0.0]), [1.0, 1.0, 1.0])
+    assert flags == [False, True, False]
+    x0, x1 = torch.full((1, 4), 1.0), torch.full((1, 4), 1.01)
+    full = lambda x: ((x * 1.5 + 1) * 1.5 + 1) * 1.5 + 1   # noqa: E731
+    torch.testing.assert_close(outs[1], x1 + (full(x0) - x0))
+
+
+def test_magcache_accumulator_k_and_retention():
+    gammas = [1.0, 1.0, 0.99, 0.98, 0.97, 0.9, 1.0, 1.0, 1.0, 1.0]
+    flags, _, _ = run_steps(MagCache({"cond": gammas}, threshold=0.05, max_skips=2, retention_ratio=0.2),
+                            [0.0] * 10)
+    # retention int(.2*10+.5)=2; step 2 err .01; step 3 err .0398; step 4 n=3>K; step 5 err .1;
+    # steps 6,7 reuse; step 8 n=3>K; step 9 reuse (the last step is not forced)
+    assert reused(flags) == [2, 3, 6, 7, 9]
+
+
+def test_magcache_threshold_zero_is_off():
+    flags, _, _ = run_steps(MagCache({"cond": [1.0] * 6}, threshold=0.0, retention_ratio=0.0), [0.0] * 6)
+    assert reused(flags) == []
+
+
+def test_magcache_uncond_stream_uses_its_own_ratios():
+    ratios = split_interleaved([1.0, 1.0, 1.0, 0.5, 1.0, 0.5, 1.0, 0.5])
+    assert ratios == {"cond": [1.0, 1.0, 1.0, 1.0], "uncond": [1.0, 0.5, 0.5, 0.5]}
+    pol = MagCache(ratios, threshold=0.1, max_skips=5, retention_ratio=0.0)
+    assert reused(run_steps(pol, [0.0] * 4, label="cond")[0]) == [1, 2, 3]
+    assert reused(run_steps(pol, [0.0] * 4, label="uncond")[0]) == []
+
+
+def test_resample_nearest_index_half_to_even():
+    src = [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert resample(src, 3) == [0.0, 2.0, 4.0]
+    assert resample(src, 9) == [0.0, 0.0, 1.0, 2.0, 2.0, 2.0, 3.0, 4.0, 4.0]
+    assert resample(src, 1) == [4.0] and resample(src, 5) == src
+
+
+def test_magcache_calibration_records_ratio_of_residual_norms_per_step():
+    cal = MagCacheCalibration()
+    x = torch.tensor([[[1.0, 2.0], [3.0, 4.0]]])          # (batch, tokens, hidden)
+    run = CacheRun(cal, LAYOUT, sigmas=[1.0, 0.5, 0.0])
+    expected, prev = [], None
+    for i, scale in enumerate([1.0, 2.0]):
+        xi = x * scale
+        call = run.begin_call(xi, run.sigmas[i], ["s"], ["cond"])
+        h = {"img": xi, "F": torch.zeros(1)}
+        for p in range(3):
+            h = {**h, **call.run_block(p, h, blocks)}
+        run.end_call(call)
+        run.on_step_end(i)
+        r = h["img"] - xi
+        expected.append(1.0 if prev is None else float((r.norm(dim=-1) / (prev.norm(dim=-1) + 1e-8)).mean()))
+        prev = r
+        assert not call.reusing
+    res = cal.result()
+    assert res["steps"] == 2 and res["ratios"]["cond"] == pytest.approx(expected)
