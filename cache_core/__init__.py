@@ -6,7 +6,8 @@ hooks, and calls SpanCall.run_block in place of each transformer block.
 from .layout import BlockLayout
 from .metrics import rel_l1, to_floats
 from .policy import CachePolicy, ReuseLimits, StepInfo
-from .policies import FirstBlockCache, MagCache, MagCacheCalibration, TeaCache
+from .forecast import TaylorForecaster
+from .policies import FirstBlockCache, MagCache, MagCacheCalibration, TaylorSeer, TeaCache
 from . import presets
 from .run import CacheRun, StreamState
 from .span_cache import SpanCall
@@ -14,6 +15,6 @@ from .stats import RunStats, StreamStats
 
 __all__ = [
     "BlockLayout", "CachePolicy", "CacheRun", "FirstBlockCache", "MagCache", "MagCacheCalibration",
-    "ReuseLimits", "RunStats", "TeaCache", "presets",
+    "ReuseLimits", "RunStats", "TaylorForecaster", "TaylorSeer", "TeaCache", "presets",
     "SpanCall", "StepInfo", "StreamState", "StreamStats", "rel_l1", "to_floats",
 ]

@@ -70,10 +70,11 @@ class CachePolicy:
         """Update the stream's state with what actually happened on this call."""
 
     # --- what is cached: the span residual of this stream ----------------------------------------
-    def store(self, state: Any, residual: Hidden, step: StepInfo) -> Hidden:
-        """Called on computed calls with the fresh span residual; returns what to keep for reuse."""
+    def store(self, state: Any, residual: Hidden, step: StepInfo, span_input: Hidden) -> Hidden:
+        """Called on computed calls with the fresh span residual (and the span's input, laid out as the
+        residual); returns what to keep for reuse."""
         return residual
 
-    def reuse(self, state: Any, cached: Hidden, step: StepInfo) -> Hidden:
-        """The residual to add on a reused call (forecasting methods extrapolate here)."""
+    def reuse(self, state: Any, cached: Hidden, step: StepInfo, span_input: Hidden) -> Hidden:
+        """The residual to add to `span_input` on a reused call (forecasting methods extrapolate here)."""
         return cached

@@ -116,16 +116,22 @@ class SpanCall:
     def _store_residual(self, out: dict, p: int) -> None:
         base = self.layout.relayout(self._anchor, self._anchor_pos, p)
         n = len(self.streams)
-        per_key = {k: _chunks(out[k] - base[k], n) for k in self.layout.stream_keys[self.layout.kinds[p]]}
+        keys = self.layout.stream_keys[self.layout.kinds[p]]
+        res = {k: _chunks(out[k] - base[k], n) for k in keys}
+        inp = {k: _chunks(base[k], n) for k in keys}
         for i, st in enumerate(self.streams):
-            st.residual = self.policy.store(st.policy_state, {k: parts[i] for k, parts in per_key.items()},
-                                            self.step)
+            st.residual = self.policy.store(st.policy_state, {k: c[i] for k, c in res.items()}, self.step,
+                                            {k: c[i] for k, c in inp.items()})
 
     @torch.compiler.disable
     def _apply_residual(self, args: dict, p: int) -> dict:
-        per_stream = [self.policy.reuse(st.policy_state, st.residual, self.step) for st in self.streams]
+        keys = self.layout.stream_keys[self.layout.kinds[p]]
+        n = len(self.streams)
+        inp = [dict(zip(keys, parts)) for parts in zip(*(_chunks(args[k], n) for k in keys))]
+        per_stream = [self.policy.reuse(st.policy_state, st.residual, self.step, x)
+                      for st, x in zip(self.streams, inp)]
         out = {}
-        for k in self.layout.stream_keys[self.layout.kinds[p]]:
-            r = per_stream[0][k] if len(per_stream) == 1 else torch.cat([res[k] for res in per_stream], dim=0)
+        for k in keys:
+            r = per_stream[0][k] if n == 1 else torch.cat([res[k] for res in per_stream], dim=0)
             out[k] = args[k] + r
         return out

@@ -1,6 +1,7 @@
 """ComfyUI glue: node classes, the family table, hook installation. The engine is ../cache_core."""
 from .first_block_cache import ApplyFirstBlockCache
 from .magcache import ApplyMagCache, CalibrateMagCache
+from .taylorseer import ApplyTaylorSeerCache
 from .teacache import ApplyTeaCache
 
 NODE_CLASS_MAPPINGS = {
@@ -8,10 +9,12 @@ NODE_CLASS_MAPPINGS = {
     "ApplyTeaCache": ApplyTeaCache,
     "ApplyMagCache": ApplyMagCache,
     "CalibrateMagCache": CalibrateMagCache,
+    "ApplyTaylorSeerCache": ApplyTaylorSeerCache,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "ApplyFirstBlockCache": "Apply First Block Cache",
     "ApplyTeaCache": "Apply TeaCache",
     "ApplyMagCache": "Apply MagCache",
     "CalibrateMagCache": "Calibrate MagCache",
+    "ApplyTaylorSeerCache": "Apply TaylorSeer Cache",
 }

@@ -19,9 +19,17 @@ def magcache(ck, model, thr, k=3, r=0.2, ratios="flux_dev", calibration=None):
                                                           calibration=calibration)[0]
 
 
+def taylorseer(ck, model, interval, warmup=2, order=1, target="residual", dtype="float32"):
+    return ck.NODE_CLASS_MAPPINGS["ApplyTaylorSeerCache"]().apply(model, interval, warmup, order, target, dtype,
+                                                                 0.0, 1.0)[0]
+
+
 METHODS = {
     "teacache": (lambda ck, m: teacache(ck, m, 0.0), lambda ck, m: teacache(ck, m, 0.5)),
     "magcache": (lambda ck, m: magcache(ck, m, 0.0), lambda ck, m: magcache(ck, m, 0.3)),
+    "taylorseer": (lambda ck, m: taylorseer(ck, m, 1), lambda ck, m: taylorseer(ck, m, 3)),
+    "taylorseer_output": (lambda ck, m: taylorseer(ck, m, 1, target="output"),
+                          lambda ck, m: taylorseer(ck, m, 3, target="output", order=2)),
 }
 
 
@@ -123,6 +131,17 @@ def test_auto_presets_follow_the_detected_variant(ck):
         assert len(p["ratios"]) == p["steps"] * (2 if p["interleaved"] else 1)
 
 
+def test_taylorseer_schedule_and_forecast_in_comfy(ck):
+    """interval 3, warmup 2 over 8 steps: computed 0,1,3,6 (diffusers' rule); the order changes the forecast."""
+    m, lat, pos, neg = tm.wan()
+    tm.sample(taylorseer(ck, m, 3), lat, pos, neg, steps=STEPS, cfg=3.0)
+    s = last_stats(ck)["streams"]["uncond"]
+    assert s["computed_steps"] == [0, 1, 3, 6] and s["reused_steps"] == [2, 4, 5, 7]
+    first = tm.sample(taylorseer(ck, m, 3, order=1), lat, pos, neg, steps=STEPS, cfg=3.0)
+    zeroth = tm.sample(taylorseer(ck, m, 3, order=0), lat, pos, neg, steps=STEPS, cfg=3.0)
+    assert not torch.equal(first, zeroth) and torch.isfinite(first).all()
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda ck, m: teacache(ck, m, -2.0), "Apply TeaCache: rel_l1_thresh must be >= -1.0, got -2.0"),
     (lambda ck, m: teacache(ck, m, 0.2, custom="a, b"), "Apply TeaCache: custom_coefficients must be numbers"),
@@ -134,6 +153,10 @@ def test_auto_presets_follow_the_detected_variant(ck):
     (lambda ck, m: magcache(ck, m, 0.1, ratios="auto"), "Apply MagCache: no published magcache preset for this Wan"),
     (lambda ck, m: magcache(ck, m, 0.1, calibration={"ratios": "x"}), "Apply MagCache: 'calibration' is not a MagCache"),
     (lambda ck, m: magcache(ck, tm.lumina2(), 0.1), "Apply MagCache: model class 'NextDiT'"),
+    (lambda ck, m: taylorseer(ck, m, 0), "Apply TaylorSeer Cache: cache_interval must be >= 1, got 0"),
+    (lambda ck, m: taylorseer(ck, m, 3, order=7), "Apply TaylorSeer Cache: max_order must be <= 4, got 7"),
+    (lambda ck, m: taylorseer(ck, m, 3, target="blocks"), "Apply TaylorSeer Cache: target must be one of"),
+    (lambda ck, m: taylorseer(ck, m, 3, dtype="int8"), "Apply TaylorSeer Cache: factors_dtype must be one of"),
 ])
 def test_bad_inputs_are_refused_clearly(ck, call, message):
     with pytest.raises(ValueError) as err:

@@ -1,5 +1,6 @@
 from .first_block import FirstBlockCache
 from .magcache import MagCache, MagCacheCalibration
+from .taylorseer import TaylorSeer
 from .teacache import TeaCache
 
-__all__ = ["FirstBlockCache", "MagCache", "MagCacheCalibration", "TeaCache"]
+__all__ = ["FirstBlockCache", "MagCache", "MagCacheCalibration", "TaylorSeer", "TeaCache"]

@@ -119,7 +119,7 @@ class MagCacheCalibration(CachePolicy):
     def wants_reuse(self, state, metric, step) -> bool:
         return False
 
-    def store(self, state: _CalState, residual: Hidden, step: StepInfo) -> Hidden:
+    def store(self, state: _CalState, residual: Hidden, step: StepInfo, span_input: Hidden) -> Hidden:
         self.steps = step.total
         if step.index != state.last_step:   # one value per step: a Heun step's second call is not a step
             r = residual[self.key].float()

@@ -1,0 +1,60 @@
+"""TaylorSeer (Shenyi-Z/TaylorSeer, ICCV'25; diffusers `taylorseer_cache`; methods.md §1.6).
+
+A static schedule: the first `warmup_steps` steps compute, then one step in every `interval`
+(diffusers' rule: compute when (step - warmup - 1) % interval == 0); the steps between are forecast
+by a Taylor series in the step index from the computed steps. What is forecast (`target`):
+  "residual"  the whole-stack residual, added to the current stack input (light: one tensor per stream)
+  "output"    the stack's output features themselves, which is what hooking every block with diffusers'
+              TaylorSeer amounts to (a forecast block ignores its input, so only the last one counts)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..forecast import TaylorForecaster
+from ..policy import CachePolicy, Hidden, StepInfo
+
+TARGETS = ("residual", "output")
+
+
+@dataclass
+class _State:
+    forecaster: TaylorForecaster
+
+
+class TaylorSeer(CachePolicy):
+    name = "TaylorSeer"
+    front_blocks = 0
+    back_blocks = 0
+    probe = None
+
+    def __init__(self, interval: int = 5, warmup_steps: int = 3, max_order: int = 1, target: str = "residual",
+                 factors_dtype: torch.dtype | None = torch.float32):
+        if interval < 1:
+            raise ValueError(f"interval must be >= 1, got {interval}")
+        if target not in TARGETS:
+            raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+        self.interval, self.warmup_steps, self.max_order = int(interval), int(warmup_steps), int(max_order)
+        self.target, self.factors_dtype = target, factors_dtype
+
+    def new_state(self, label: str) -> _State:
+        return _State(TaylorForecaster(self.max_order, self.factors_dtype))
+
+    def scheduled_compute(self, step: StepInfo) -> bool:
+        return step.index < self.warmup_steps or (step.index - self.warmup_steps - 1) % self.interval == 0
+
+    def wants_reuse(self, state: _State, metric, step: StepInfo) -> bool:
+        return state.forecaster.ready and not self.scheduled_compute(step)
+
+    def store(self, state: _State, residual: Hidden, step: StepInfo, span_input: Hidden) -> Hidden:
+        values = residual if self.target == "residual" else {k: span_input[k] + residual[k] for k in residual}
+        state.forecaster.update(values, step.index)
+        return residual
+
+    def reuse(self, state: _State, cached: Hidden, step: StepInfo, span_input: Hidden) -> Hidden:
+        forecast = state.forecaster.predict(step.index, like=cached)
+        if self.target == "residual":
+            return forecast
+        return {k: forecast[k] - span_input[k] for k in forecast}
