@@ -162,3 +162,43 @@ def test_bad_inputs_are_refused_clearly(ck, call, message):
     with pytest.raises(ValueError) as err:
         call(ck, tm.wan()[0])
     assert message in str(err.value)
+
+
+# Where each family's block 0 consumes its timestep-modulated image input (what TeaCache measures).
+_MODULATED_SITE = {
+    "flux": (lambda b: b.img_attn.qkv, lambda a, k: a[0]),
+    "chroma": (lambda b: b.img_attn.qkv, lambda a, k: a[0]),
+    "hunyuan_video": (lambda b: b.img_attn.qkv, lambda a, k: a[0]),
+    "qwen_image": (lambda b: b.attn, lambda a, k: k["hidden_states"]),
+    "ltxv": (lambda b: b.attn1, lambda a, k: a[0]),
+    "wan": (lambda b: b, lambda a, k: k["e"]),
+}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_teacache_indicator_is_what_block0_consumes(ck, family):
+    """The probe each family row computes equals the modulated input block 0 really feeds its attention
+    (captured with a module hook), call for call."""
+    import importlib
+    pol = importlib.import_module("cachekit.cache_core.policies.teacache").TeaCache
+    m, lat, pos, neg = tm.FAMILIES[family]()
+    patched = teacache(ck, m, 0.0)
+    block0 = getattr(patched.model.diffusion_model, block_attrs(ck, m)[0])[0]
+    module, get = _MODULATED_SITE[family]
+    seen, probes = [], []
+    hook = module(block0).register_forward_pre_hook(lambda mod, a, k: seen.append(get(a, k).clone()),
+                                                    with_kwargs=True)
+    orig = pol.measure
+
+    def spy(self, state, probe):
+        probes.append(probe.clone())
+        return orig(self, state, probe)
+    pol.measure = spy
+    try:
+        tm.sample(patched, lat, pos, neg, steps=4, cfg=1.0)
+    finally:
+        pol.measure = orig
+        hook.remove()
+    assert len(probes) == len(seen) == 4
+    for p, s in zip(probes, seen):
+        torch.testing.assert_close(p, s, rtol=1e-5, atol=1e-6)
