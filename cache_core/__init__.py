@@ -7,14 +7,14 @@ from .layout import BlockLayout
 from .metrics import rel_l1, to_floats
 from .policy import CachePolicy, ReuseLimits, StepInfo
 from .forecast import TaylorForecaster
-from .policies import FirstBlockCache, MagCache, MagCacheCalibration, TaylorSeer, TeaCache
+from .policies import DBCache, FirstBlockCache, MagCache, MagCacheCalibration, TaylorSeer, TeaCache
 from . import presets
 from .run import CacheRun, StreamState
 from .span_cache import SpanCall
 from .stats import RunStats, StreamStats
 
 __all__ = [
-    "BlockLayout", "CachePolicy", "CacheRun", "FirstBlockCache", "MagCache", "MagCacheCalibration",
+    "BlockLayout", "CachePolicy", "CacheRun", "DBCache", "FirstBlockCache", "MagCache", "MagCacheCalibration",
     "ReuseLimits", "RunStats", "TaylorForecaster", "TaylorSeer", "TeaCache", "presets",
     "SpanCall", "StepInfo", "StreamState", "StreamStats", "rel_l1", "to_floats",
 ]

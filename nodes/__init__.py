@@ -1,4 +1,5 @@
 """ComfyUI glue: node classes, the family table, hook installation. The engine is ../cache_core."""
+from .dbcache import ApplyDBCache
 from .first_block_cache import ApplyFirstBlockCache
 from .magcache import ApplyMagCache, CalibrateMagCache
 from .taylorseer import ApplyTaylorSeerCache
@@ -10,6 +11,7 @@ NODE_CLASS_MAPPINGS = {
     "ApplyMagCache": ApplyMagCache,
     "CalibrateMagCache": CalibrateMagCache,
     "ApplyTaylorSeerCache": ApplyTaylorSeerCache,
+    "ApplyDBCache": ApplyDBCache,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "ApplyFirstBlockCache": "Apply First Block Cache",
@@ -17,4 +19,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "ApplyMagCache": "Apply MagCache",
     "CalibrateMagCache": "Calibrate MagCache",
     "ApplyTaylorSeerCache": "Apply TaylorSeer Cache",
+    "ApplyDBCache": "Apply DBCache",
 }

@@ -23,6 +23,7 @@ from comfy.patcher_extension import WrappersMP
 from ..cache_core import CachePolicy, CacheRun, ReuseLimits
 from . import stats_feed
 from .families import UnsupportedModelError, detect
+from .validation import CacheKitInputError
 
 SPEC_KEY = "cachekit_spec"   # transformer_options: the node's settings (lives as long as the MODEL)
 RUN_KEY = "cachekit_run"     # transformer_options: the live run (only inside one sampling run)
@@ -56,8 +57,13 @@ def install(model, spec_fields: dict, make_policy: Callable[[], CachePolicy], no
     family = detect(model, node_name)
     m = model.clone()
     layout, positions = family.layout(m.model.diffusion_model)
-    if make_policy().probe == "modulated_input" and layout.modulated_input is None:
+    policy = make_policy()
+    if policy.probe == "modulated_input" and layout.modulated_input is None:
         raise UnsupportedModelError(f"{node_name}: no timestep-modulated input is known for {family.name}")
+    if policy.front_blocks + policy.back_blocks >= len(layout):
+        raise CacheKitInputError(
+            f"{node_name}: {policy.front_blocks} front + {policy.back_blocks} back blocks always computed "
+            f"leave nothing to cache in this {family.name} model ({len(layout)} blocks)")
     spec = CacheSpec(node_name=node_name, node_id=node_id, family=family.name, make_policy=make_policy,
                      layout=layout, **spec_fields)
     m.model_options["transformer_options"][SPEC_KEY] = spec   # a later CacheKit node replaces an earlier one

@@ -24,12 +24,21 @@ def taylorseer(ck, model, interval, warmup=2, order=1, target="residual", dtype=
                                                                  0.0, 1.0)[0]
 
 
+def dbcache(ck, model, thr, fn=1, bn=1, warmup=0, interval=1, max_cached=-1, max_cont=-1, max_acc=0.0, order=0):
+    return ck.NODE_CLASS_MAPPINGS["ApplyDBCache"]().apply(model, fn, bn, thr, warmup, interval, max_cached, max_cont,
+                                                         max_acc, order, 0.0, 1.0)[0]
+
+
+# method -> (off setting, a setting that reuses, blocks that run even on a reused call)
 METHODS = {
-    "teacache": (lambda ck, m: teacache(ck, m, 0.0), lambda ck, m: teacache(ck, m, 0.5)),
-    "magcache": (lambda ck, m: magcache(ck, m, 0.0), lambda ck, m: magcache(ck, m, 0.3)),
-    "taylorseer": (lambda ck, m: taylorseer(ck, m, 1), lambda ck, m: taylorseer(ck, m, 3)),
+    "teacache": (lambda ck, m: teacache(ck, m, 0.0), lambda ck, m: teacache(ck, m, 0.5), 0),
+    "magcache": (lambda ck, m: magcache(ck, m, 0.0), lambda ck, m: magcache(ck, m, 0.3), 0),
+    "taylorseer": (lambda ck, m: taylorseer(ck, m, 1), lambda ck, m: taylorseer(ck, m, 3), 0),
     "taylorseer_output": (lambda ck, m: taylorseer(ck, m, 1, target="output"),
-                          lambda ck, m: taylorseer(ck, m, 3, target="output", order=2)),
+                          lambda ck, m: taylorseer(ck, m, 3, target="output", order=2), 0),
+    "dbcache": (lambda ck, m: dbcache(ck, m, 0.0), lambda ck, m: dbcache(ck, m, 0.99), 2),
+    "dbcache_taylorseer": (lambda ck, m: dbcache(ck, m, 0.0, order=1),
+                           lambda ck, m: dbcache(ck, m, 0.99, fn=2, bn=0, order=1), 2),
 }
 
 
@@ -59,7 +68,9 @@ def test_reuse_matches_stats_and_counted_blocks_and_repeats(ck, method, family):
     assert stats["block_evals_full"] == STEPS * n_blocks            # cond+uncond batched: one call a step
     cond = stats["streams"]["cond"]
     assert cond["reused_steps"] and 0 in cond["computed_steps"]
-    assert stats["block_evals"] == counter.count == len(cond["computed_steps"]) * n_blocks   # whole stack skipped
+    always = METHODS[method][2]
+    expected = len(cond["computed_steps"]) * n_blocks + len(cond["reused_steps"]) * always
+    assert stats["block_evals"] == counter.count == expected
     assert torch.isfinite(out).all() and not torch.equal(out, base)
     assert torch.equal(tm.sample(patched, lat, pos, neg, steps=STEPS, cfg=3.0), out)
     assert last_stats(ck)["streams"] == stats["streams"]
@@ -154,6 +165,10 @@ def test_taylorseer_schedule_and_forecast_in_comfy(ck):
     (lambda ck, m: magcache(ck, m, 0.1, calibration={"ratios": "x"}), "Apply MagCache: 'calibration' is not a MagCache"),
     (lambda ck, m: magcache(ck, tm.lumina2(), 0.1), "Apply MagCache: model class 'NextDiT'"),
     (lambda ck, m: taylorseer(ck, m, 0), "Apply TaylorSeer Cache: cache_interval must be >= 1, got 0"),
+    (lambda ck, m: dbcache(ck, m, 0.1, fn=3, bn=1),
+     "Apply DBCache: 3 front + 1 back blocks always computed leave nothing to cache in this Wan model (4 blocks)"),
+    (lambda ck, m: dbcache(ck, m, -0.1), "Apply DBCache: residual_diff_threshold must be >= 0.0, got -0.1"),
+    (lambda ck, m: dbcache(ck, m, 0.1, fn=0), "Apply DBCache: Fn_compute_blocks must be >= 1, got 0"),
     (lambda ck, m: taylorseer(ck, m, 3, order=7), "Apply TaylorSeer Cache: max_order must be <= 4, got 7"),
     (lambda ck, m: taylorseer(ck, m, 3, target="blocks"), "Apply TaylorSeer Cache: target must be one of"),
     (lambda ck, m: taylorseer(ck, m, 3, dtype="int8"), "Apply TaylorSeer Cache: factors_dtype must be one of"),

@@ -121,3 +121,41 @@ def test_magcache_calibration_records_ratio_of_residual_norms_per_step():
         assert not call.reusing
     res = cal.result()
     assert res["steps"] == 2 and res["ratios"]["cond"] == pytest.approx(expected)
+
+
+def run_x(policy, xs):
+    """One call per step with input x_i (scalar-filled); block 0's residual is 0.5 x + 1."""
+    run = CacheRun(policy, LAYOUT, sigmas=[1.0 - i / len(xs) for i in range(len(xs) + 1)])
+    flags = []
+    for i, x in enumerate(xs):
+        xi = torch.full((1, 4), float(x))
+        call = run.begin_call(xi, run.sigmas[i], ["s"], ["cond"])
+        h = {"img": xi, "F": torch.zeros(1)}
+        for p in range(3):
+            h = {**h, **call.run_block(p, h, blocks)}
+        run.end_call(call)
+        run.on_step_end(i)
+        flags.append(call.reusing)
+    run.close()
+    return reused(flags)
+
+
+XS = [0, 0, 0.2, 0.2, 0.6, 0.6, 0.6, 0.6]   # Fn residuals 1, 1, 1.1, 1.1, 1.3, 1.3, 1.3, 1.3
+
+
+@pytest.mark.parametrize("kwargs, expected", [
+    # rel vs last computed: steps 2,3 -> .1 (reuse), 4 -> .3 (compute), 5-7 -> 0 (reuse)
+    (dict(), [2, 3, 5, 6, 7]),
+    (dict(max_continuous_cached_steps=2), [2, 3, 5, 6]),
+    (dict(max_cached_steps=3), [2, 3, 5]),
+    # diffs .1 + .1 reach .15: step 4 on is blocked for good (the sum is never reset)
+    (dict(max_accumulated_diff=0.15), [2, 3]),
+    # warmup range(0, 4, 2) forces 0 and 2 only: step 1 may reuse
+    (dict(warmup_steps=4, warmup_interval=2), [1, 3, 5, 6, 7]),
+    (dict(threshold=1.0), [2, 3, 4, 5, 6, 7]),      # R >= 1: static, always reuse after warmup
+    (dict(threshold=0.0), []),                       # R <= 0: never
+])
+def test_dbcache_rules_in_cache_dit_order(kwargs, expected):
+    from cache_core import DBCache
+    args = dict(front_blocks=1, back_blocks=1, threshold=0.15, warmup_steps=2) | kwargs
+    assert run_x(DBCache(**args), XS) == expected

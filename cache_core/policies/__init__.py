@@ -1,6 +1,7 @@
+from .dbcache import DBCache
 from .first_block import FirstBlockCache
 from .magcache import MagCache, MagCacheCalibration
 from .taylorseer import TaylorSeer
 from .teacache import TeaCache
 
-__all__ = ["FirstBlockCache", "MagCache", "MagCacheCalibration", "TaylorSeer", "TeaCache"]
+__all__ = ["DBCache", "FirstBlockCache", "MagCache", "MagCacheCalibration", "TaylorSeer", "TeaCache"]
