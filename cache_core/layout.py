@@ -25,6 +25,8 @@ class BlockLayout:
     convert: Callable[[Hidden, str, str], Hidden] | None = field(default=None, compare=False)
     # block 0's timestep-modulated input from its args (TeaCache's indicator); None if unknown
     modulated_input: Callable[[dict], torch.Tensor] | None = field(default=None, compare=False)
+    # kind of the n-th attention call inside a block of each kind, e.g. {"double_block": ("self", "cross")}
+    attention_kinds: Mapping[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
 
     def __len__(self) -> int:
         return len(self.kinds)

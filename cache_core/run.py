@@ -14,6 +14,7 @@ import torch
 
 from .layout import BlockLayout
 from .policy import CachePolicy, ReuseLimits, StepInfo
+from .component_cache import ComponentCall
 from .span_cache import SpanCall
 from .stats import RunStats, StreamStats
 
@@ -27,6 +28,7 @@ class StreamState:
     residual: dict[str, torch.Tensor] | None = None   # cached span residual, this stream's slice
     anchor_shapes: dict[str, tuple] | None = None      # span-input shapes the residual belongs to
     consecutive_reuses: int = 0
+    components: dict = field(default_factory=dict)     # (block, n-th attention) -> this stream's output
 
 
 @dataclass
@@ -37,7 +39,7 @@ class CacheRun:
     limits: ReuseLimits = field(default_factory=ReuseLimits)
     step: int = 0
     streams: dict[Hashable, StreamState] = field(default_factory=dict)
-    current: SpanCall | None = None
+    current: SpanCall | ComponentCall | None = None
     closed: bool = False
 
     def __post_init__(self):
@@ -83,13 +85,17 @@ class CacheRun:
         meta = ((x.shape[0] // n, *x.shape[1:]), x.dtype, x.device)
         streams = [self._stream(k, kind, meta) for k, kind in zip(stream_keys, stream_kinds)]
         step = StepInfo(index=self.step, total=self.stats.total_steps, sigma=float(sigma))
-        self.current = SpanCall(self.policy, self.layout, self.limits, streams, step)
+        engine = ComponentCall if getattr(self.policy, "engine", "span") == "component" else SpanCall
+        self.current = engine(self.policy, self.layout, self.limits, streams, step)
         return self.current
 
     def end_call(self, call: SpanCall) -> None:
         n = len(self.layout)
         for st in call.streams:
             st.stats.record(call.step.index, not call.reusing, call.blocks_run, n)
+            if isinstance(call, ComponentCall):
+                st.stats.components_run += call.components_run
+                st.stats.components_reused += call.components_reused
         self.stats.block_evals += call.blocks_run
         self.stats.block_evals_full += n
         self.current = None

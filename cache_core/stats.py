@@ -14,6 +14,8 @@ class StreamStats:
     block_evals: int = 0
     block_evals_full: int = 0
     resets: int = 0
+    components_run: int = 0       # attention calls computed / reused (component methods: PAB)
+    components_reused: int = 0
     # step index -> [computed calls, reused calls] in that step (a Heun step has two calls)
     steps: dict[int, list[int]] = field(default_factory=dict)
 
@@ -48,6 +50,8 @@ class StreamStats:
             "block_evals": self.block_evals,
             "block_evals_full": self.block_evals_full,
             "resets": self.resets,
+            "components_run": self.components_run,
+            "components_reused": self.components_reused,
         }
 
 
@@ -70,6 +74,11 @@ class RunStats:
     def log_lines(self) -> list[str]:
         lines = []
         for s in self.streams.values():
+            if s.components_run or s.components_reused:
+                total = s.components_run + s.components_reused
+                lines.append(f"CacheKit {self.method} [{s.label}]: attention computed {s.components_run}/{total} "
+                             f"({s.components_reused / total:.0%} reused) over {len(s.steps)} steps")
+                continue
             saved = 1.0 - s.block_evals / s.block_evals_full if s.block_evals_full else 0.0
             lines.append(
                 f"CacheKit {self.method} [{s.label}]: computed {len(s.computed_steps)}/{len(s.steps)} steps "

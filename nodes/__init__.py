@@ -2,6 +2,7 @@
 from .dbcache import ApplyDBCache
 from .first_block_cache import ApplyFirstBlockCache
 from .magcache import ApplyMagCache, CalibrateMagCache
+from .pab import ApplyPyramidAttentionBroadcast
 from .taylorseer import ApplyTaylorSeerCache
 from .teacache import ApplyTeaCache
 
@@ -12,6 +13,7 @@ NODE_CLASS_MAPPINGS = {
     "CalibrateMagCache": CalibrateMagCache,
     "ApplyTaylorSeerCache": ApplyTaylorSeerCache,
     "ApplyDBCache": ApplyDBCache,
+    "ApplyPyramidAttentionBroadcast": ApplyPyramidAttentionBroadcast,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "ApplyFirstBlockCache": "Apply First Block Cache",
@@ -20,4 +22,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "CalibrateMagCache": "Calibrate MagCache",
     "ApplyTaylorSeerCache": "Apply TaylorSeer Cache",
     "ApplyDBCache": "Apply DBCache",
+    "ApplyPyramidAttentionBroadcast": "Apply Pyramid Attention Broadcast",
 }

@@ -78,6 +78,7 @@ class Family:
     modulated_input: object = None          # (block0, args) -> tensor, TeaCache's indicator
     teacache_preset: object = None          # (diffusion_model) -> preset name or None
     magcache_preset: object = None
+    attention_kinds: object = None          # block kind -> kind of its n-th attention call (PAB)
 
     def layout(self, diffusion_model) -> tuple[BlockLayout, list[tuple[str, int]]]:
         """The block sequence this model instance runs, and the (kind, index) of each position."""
@@ -91,7 +92,8 @@ class Family:
             block0 = getattr(diffusion_model, dict((k, a) for k, a, _ in self.blocks)[kind])[index]
             probe = functools.partial(self.modulated_input, block0)
         layout = BlockLayout(kinds=tuple(k for k, _ in positions), stream_keys=self.stream_keys,
-                             primary="img", convert=self.convert, modulated_input=probe)
+                             primary="img", convert=self.convert, modulated_input=probe,
+                             attention_kinds=self.attention_kinds or {})
         return layout, positions
 
     def preset(self, method: str, diffusion_model) -> str | None:
@@ -101,6 +103,9 @@ class Family:
 
 _FLUX_BLOCKS = (("double_block", "double_blocks", "skip_mmdit"), ("single_block", "single_blocks", "skip_dit"))
 _DOUBLE_SINGLE = {"double_block": ("img", "txt"), "single_block": ("img",)}
+# joint image+text attention is "self"; Wan calls cross attention once for text (twice with an image
+# condition: image, then text); LTXV's attn2 is cross attention
+_JOINT_ATTN = {"double_block": ("self",), "single_block": ("self",)}
 
 def _fixed(name):
     return lambda _dm: name
@@ -108,24 +113,25 @@ def _fixed(name):
 
 FAMILIES = (
     Family("Flux", ("comfy.ldm.flux.model.Flux",), _FLUX_BLOCKS, _DOUBLE_SINGLE, _join_txt_img,
-           _flux_modulated, _fixed("flux"), _fixed("flux_dev")),
+           _flux_modulated, _fixed("flux"), _fixed("flux_dev"), _JOINT_ATTN),
     Family("Chroma", ("comfy.ldm.chroma.model.Chroma",), _FLUX_BLOCKS, _DOUBLE_SINGLE, _join_txt_img,
-           _flux_modulated),
+           _flux_modulated, None, None, _JOINT_ATTN),
     Family("HunyuanVideo", ("comfy.ldm.hunyuan_video.model.HunyuanVideo",),
            (("double_block", "double_blocks", None), ("single_block", "single_blocks", None)),
-           _DOUBLE_SINGLE, _join_img_txt, _flux_modulated, _fixed("hunyuan_video"), _fixed("hunyuan_video_544p")),
+           _DOUBLE_SINGLE, _join_img_txt, _flux_modulated, _fixed("hunyuan_video"), _fixed("hunyuan_video_544p"),
+           _JOINT_ATTN),
     # Wan 2.1 / 2.2 T2V, I2V, TI2V, camera and HuMo. Not VACE or Animate (they add into the hidden state
     # between blocks in place) nor S2V (its blocks get no transformer_options).
     Family("Wan", ("comfy.ldm.wan.model.WanModel", "comfy.ldm.wan.model.CameraWanModel",
                    "comfy.ldm.wan.model.HumoWanModel"),
            (("double_block", "blocks", None),), {"double_block": ("img",)}, None,
-           _wan_modulated, _wan_teacache, _wan_magcache),
+           _wan_modulated, _wan_teacache, _wan_magcache, {"double_block": ("self", "cross", "cross")}),
     Family("Qwen-Image", ("comfy.ldm.qwen_image.model.QwenImageTransformer2DModel",),
            (("double_block", "transformer_blocks", None),), {"double_block": ("img", "txt")}, None,
-           _qwen_modulated, None, _fixed("qwen_image")),
+           _qwen_modulated, None, _fixed("qwen_image"), {"double_block": ("self",)}),
     Family("LTXV", ("comfy.ldm.lightricks.model.LTXVModel",),
            (("double_block", "transformer_blocks", None),), {"double_block": ("img",)}, None,
-           _ltxv_modulated, _fixed("ltxv")),
+           _ltxv_modulated, _fixed("ltxv"), None, {"double_block": ("self", "cross")}),
 )
 
 SUPPORTED_NAMES = "Flux, Chroma, HunyuanVideo, Wan 2.1/2.2, Qwen-Image, LTXV"

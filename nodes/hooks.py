@@ -28,6 +28,7 @@ from .validation import CacheKitInputError
 SPEC_KEY = "cachekit_spec"   # transformer_options: the node's settings (lives as long as the MODEL)
 RUN_KEY = "cachekit_run"     # transformer_options: the live run (only inside one sampling run)
 WRAPPER_KEY = "cachekit"
+ATTN_KEY = "optimized_attention_override"   # ComfyUI's attention-kernel hook in transformer_options
 _COND_KINDS = {0: "cond", 1: "uncond"}
 
 
@@ -58,6 +59,7 @@ def install(model, spec_fields: dict, make_policy: Callable[[], CachePolicy], no
     m = model.clone()
     layout, positions = family.layout(m.model.diffusion_model)
     policy = make_policy()
+    _set_attention_override(m.model_options["transformer_options"], getattr(policy, "engine", "span") == "component")
     if policy.probe == "modulated_input" and layout.modulated_input is None:
         raise UnsupportedModelError(f"{node_name}: no timestep-modulated input is known for {family.name}")
     if policy.front_blocks + policy.back_blocks >= len(layout):
@@ -74,6 +76,34 @@ def install(model, spec_fields: dict, make_policy: Callable[[], CachePolicy], no
     for p, (kind, index) in enumerate(positions):
         m.set_model_patch_replace(_BlockPatch(p), "dit", kind, index)
     return m
+
+
+class _AttentionOverride:
+    """transformer_options["optimized_attention_override"]: ComfyUI calls it in place of the attention
+    kernel; a component method's live call may return that attention's cached output instead.
+    Chains to an override another node installed before (e.g. a different attention kernel)."""
+    def __init__(self, previous=None):
+        self.previous = previous
+
+    def __call__(self, func, *args, **kwargs):
+        def compute():
+            return self.previous(func, *args, **kwargs) if self.previous else func(*args, **kwargs)
+        run = (kwargs.get("transformer_options") or {}).get(RUN_KEY)
+        call = run.current if run is not None else None
+        if call is None or not hasattr(call, "attention"):
+            return compute()
+        return call.attention(compute)
+
+
+def _set_attention_override(to: dict, wanted: bool) -> None:
+    current = to.get(ATTN_KEY)
+    previous = current.previous if isinstance(current, _AttentionOverride) else current
+    if wanted:
+        to[ATTN_KEY] = _AttentionOverride(previous)
+    elif previous is not None:
+        to[ATTN_KEY] = previous
+    else:
+        to.pop(ATTN_KEY, None)
 
 
 class _BlockPatch:

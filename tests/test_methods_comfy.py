@@ -29,8 +29,13 @@ def dbcache(ck, model, thr, fn=1, bn=1, warmup=0, interval=1, max_cached=-1, max
                                                          max_acc, order, 0.0, 1.0)[0]
 
 
-# method -> (off setting, a setting that reuses, blocks that run even on a reused call)
+def pab(ck, model, self_n, cross_n, start=0.0, end=1.0):
+    return ck.NODE_CLASS_MAPPINGS["ApplyPyramidAttentionBroadcast"]().apply(model, self_n, cross_n, start, end)[0]
+
+
+# method -> (off setting, a setting that reuses, blocks that run even on a reused call; None = all)
 METHODS = {
+    "pab": (lambda ck, m: pab(ck, m, 1, 1), lambda ck, m: pab(ck, m, 2, 3), None),
     "teacache": (lambda ck, m: teacache(ck, m, 0.0), lambda ck, m: teacache(ck, m, 0.5), 0),
     "magcache": (lambda ck, m: magcache(ck, m, 0.0), lambda ck, m: magcache(ck, m, 0.3), 0),
     "taylorseer": (lambda ck, m: taylorseer(ck, m, 1), lambda ck, m: taylorseer(ck, m, 3), 0),
@@ -68,12 +73,64 @@ def test_reuse_matches_stats_and_counted_blocks_and_repeats(ck, method, family):
     assert stats["block_evals_full"] == STEPS * n_blocks            # cond+uncond batched: one call a step
     cond = stats["streams"]["cond"]
     assert cond["reused_steps"] and 0 in cond["computed_steps"]
-    always = METHODS[method][2]
+    always = n_blocks if METHODS[method][2] is None else METHODS[method][2]
     expected = len(cond["computed_steps"]) * n_blocks + len(cond["reused_steps"]) * always
     assert stats["block_evals"] == counter.count == expected
     assert torch.isfinite(out).all() and not torch.equal(out, base)
     assert torch.equal(tm.sample(patched, lat, pos, neg, steps=STEPS, cfg=3.0), out)
     assert last_stats(ck)["streams"] == stats["streams"]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_pab_reuses_attention_outputs_and_counts_kernel_calls(ck, family):
+    """An attention override installed before PAB sees exactly the kernel calls PAB did not reuse."""
+    m, lat, pos, neg = tm.FAMILIES[family]()
+    kernel_calls = []
+    m = m.clone()
+    m.model_options["transformer_options"]["optimized_attention_override"] = \
+        lambda func, *a, **k: kernel_calls.append(1) or func(*a, **k)
+    base = tm.sample(m, lat, pos, neg, steps=STEPS, cfg=3.0)
+    total = len(kernel_calls)
+    kernel_calls.clear()
+    out = tm.sample(pab(ck, m, 2, 3), lat, pos, neg, steps=STEPS, cfg=3.0)
+    s = last_stats(ck)["streams"]["cond"]
+    assert s["components_run"] == len(kernel_calls) and s["components_run"] + s["components_reused"] == total
+    assert s["components_reused"] > 0 and torch.isfinite(out).all() and not torch.equal(out, base)
+    # steps 0, 6 compute everything (0 % 2 == 0 % 3 == 0); with only self attention, odd steps reuse
+    assert 0 in s["computed_steps"] and 6 in s["computed_steps"]
+    assert {1, 3, 5, 7} <= set(s["reused_steps"])
+
+
+def test_pab_schedule_matches_diffusers_hook():
+    """Per attention type, the compute/broadcast sequence equals diffusers' PyramidAttentionBroadcastHook
+    driven with the same timesteps (t = 1000 sigma, window 100 < t < 800). The schedule avoids sigmas
+    exactly on the window's edges: there ComfyUI's convention (start inclusive) and diffusers' (exclusive)
+    differ by design."""
+    import sys
+    from types import SimpleNamespace
+    from diffusers.hooks.pyramid_attention_broadcast import PyramidAttentionBroadcastHook
+    from comfy_runtime import REPO
+    sys.path.insert(0, str(REPO))
+    from cache_core import PyramidAttentionBroadcast, ReuseLimits, StepInfo
+    steps = 19
+    sigmas = [1.0 - i / steps for i in range(steps)]
+    assert not {0.8, 0.1} & {round(x, 6) for x in sigmas}
+    for n in (2, 3, 6):
+        t = {"now": 0.0}
+        ref = PyramidAttentionBroadcastHook((100, 800), n, lambda: t["now"])
+        ref.initialize_hook(None)
+        ran = []
+        ref.fn_ref = SimpleNamespace(original_forward=lambda: ran.append(1) or torch.ones(1))
+        limits = ReuseLimits(start_sigma=0.8, end_sigma=0.1)
+        ours = PyramidAttentionBroadcast({"self": n})
+        for i, sig in enumerate(sigmas):
+            t["now"] = 1000 * sig
+            before = len(ran)
+            ref.new_forward(None)
+            ref_computed = len(ran) > before
+            step = StepInfo(i, steps, sig)
+            our_computed = not (i > 0 and limits.allow(step, 0) and ours.component_reuse("self", step))
+            assert our_computed == ref_computed, (n, i, sig)
 
 
 def test_teacache_first_and_last_step_always_compute(ck):
@@ -168,6 +225,8 @@ def test_taylorseer_schedule_and_forecast_in_comfy(ck):
     (lambda ck, m: dbcache(ck, m, 0.1, fn=3, bn=1),
      "Apply DBCache: 3 front + 1 back blocks always computed leave nothing to cache in this Wan model (4 blocks)"),
     (lambda ck, m: dbcache(ck, m, -0.1), "Apply DBCache: residual_diff_threshold must be >= 0.0, got -0.1"),
+    (lambda ck, m: pab(ck, m, 0, 2), "Apply Pyramid Attention Broadcast: self_attention_interval must be >= 1, got 0"),
+    (lambda ck, m: pab(ck, m, 2, 2, start=0.9, end=0.2), "start_percent (0.9) must not be greater than end_percent"),
     (lambda ck, m: dbcache(ck, m, 0.1, fn=0), "Apply DBCache: Fn_compute_blocks must be >= 1, got 0"),
     (lambda ck, m: taylorseer(ck, m, 3, order=7), "Apply TaylorSeer Cache: max_order must be <= 4, got 7"),
     (lambda ck, m: taylorseer(ck, m, 3, target="blocks"), "Apply TaylorSeer Cache: target must be one of"),

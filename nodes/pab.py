@@ -1,0 +1,47 @@
+"""Apply Pyramid Attention Broadcast: MODEL in, MODEL out (methods.md §1.8)."""
+from __future__ import annotations
+
+from ..cache_core import PyramidAttentionBroadcast
+from . import common, validation
+from .hooks import install
+
+NODE_NAME = "Apply Pyramid Attention Broadcast"
+
+
+class ApplyPyramidAttentionBroadcast:
+    DESCRIPTION = ("Inside the chosen part of the schedule, computes each attention on one step in every N and "
+                   "reuses its output on the steps between; cross attention tolerates a longer interval than "
+                   "self attention. Skips the attention kernel (the projections still run).")
+    CATEGORY = "CacheKit"
+    RETURN_TYPES = ("MODEL",)
+    FUNCTION = "apply"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        window = common.window_inputs()
+        window["start_percent"][1]["default"] = 0.2    # diffusers' timestep range (100, 800) of 1000
+        window["end_percent"][1]["default"] = 0.9
+        return {
+            "required": {
+                "model": common.MODEL_INPUT,
+                "self_attention_interval": ("INT", {
+                    "default": 2, "min": 1, "max": 20,
+                    "tooltip": "Self (and joint image-text) attention computes one step in N. 1 = always. "
+                               "Published: 2 (diffusers CogVideoX and Allegro)."}),
+                "cross_attention_interval": ("INT", {
+                    "default": 6, "min": 1, "max": 50,
+                    "tooltip": "Cross attention (Wan, LTXV) computes one step in N. Published: 6 (Allegro)."}),
+                **window,
+            },
+            "hidden": {"unique_id": "UNIQUE_ID"},
+        }
+
+    def apply(self, model, self_attention_interval, cross_attention_interval, start_percent, end_percent,
+              unique_id=None):
+        intervals = {
+            "self": validation.number(NODE_NAME, "self_attention_interval", self_attention_interval, 1, integer=True),
+            "cross": validation.number(NODE_NAME, "cross_attention_interval", cross_attention_interval, 1,
+                                       integer=True),
+        }
+        fields = common.window_fields(NODE_NAME, start_percent, end_percent)
+        return (install(model, fields, lambda: PyramidAttentionBroadcast(intervals), NODE_NAME, unique_id),)
