@@ -5,8 +5,7 @@ import sys
 
 from comfy_runtime import REPO
 
-ALLOWED_TOP = {"torch", "__future__", "dataclasses", "typing", "math", "collections", "abc", "enum",
-               "functools", "itertools", "json", "numbers"}
+ALLOWED_TOP = {"torch"} | set(sys.stdlib_module_names)
 
 
 def _imports(path):
