@@ -9,7 +9,7 @@ from .metrics import rel_l1, to_floats
 from .policy import CachePolicy, ReuseLimits, StepInfo
 from .forecast import TaylorForecaster
 from .policies import (DBCache, FirstBlockCache, MagCache, MagCacheCalibration, PyramidAttentionBroadcast,
-                       TaylorSeer, TeaCache)
+                       SmoothCache, SmoothCacheCalibration, TaylorSeer, TeaCache)
 from . import presets
 from .run import CacheRun, StreamState
 from .component_cache import ComponentCall
@@ -18,6 +18,7 @@ from .stats import RunStats, StreamStats
 
 __all__ = [
     "BlockLayout", "CachePolicy", "CacheRun", "ComponentCall", "DBCache", "FirstBlockCache", "MagCache",
-    "MagCacheCalibration", "PyramidAttentionBroadcast", "ReuseLimits", "RunStats", "SpanCall", "StepInfo",
+    "MagCacheCalibration", "PyramidAttentionBroadcast", "ReuseLimits", "RunStats", "SmoothCache",
+    "SmoothCacheCalibration", "SpanCall", "StepInfo",
     "StreamState", "StreamStats", "TaylorForecaster", "TaylorSeer", "TeaCache", "presets", "rel_l1", "to_floats",
 ]

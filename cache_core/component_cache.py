@@ -1,10 +1,11 @@
-"""One model call for methods that cache sub-block outputs (attention) instead of a span of blocks.
+"""One model call for methods that cache sub-block outputs (attention, MLP) instead of a span of blocks.
 
-The host calls run_block(p, ...) in place of every block (which only notes the block) and
-attention(compute) in place of every attention kernel call inside it. The n-th attention call of a
-block has a kind from the layout (e.g. Wan: "self", "cross"); the policy decides per kind and step
-whether to reuse that call's output from the last step that computed it. Outputs are cached per
-stream (slices of the batch); a batched call reuses only if every stream in it has the output.
+The host calls run_block(p, ...) in place of every block (which only notes the block), attention()
+in place of every attention kernel call and component() in place of other hooked modules (MLPs).
+The n-th attention call of a block has a kind from the layout (Wan: "self", "cross"); MLPs are kind
+"mlp". The policy decides per component kind, block and step whether to reuse (or extrapolate) that
+component's output from the steps that computed it. Outputs are kept per stream (slices of the
+batch); a batched call reuses only if every stream in it has what the policy needs.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ class ComponentCall:
         self.policy, self.layout, self.limits = policy, layout, limits
         self.streams, self.step = list(streams), step
         self.block = -1
-        self._ordinal = 0
+        self._attn_ordinal = 0
         self.blocks_run = 0
         self.components_run = 0
         self.components_reused = 0
@@ -40,43 +41,54 @@ class ComponentCall:
 
     @torch.compiler.disable
     def _enter(self, p: int) -> None:
-        self.block, self._ordinal = p, 0
+        self.block, self._attn_ordinal = p, 0
         self.blocks_run += 1
 
     def attention(self, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
-        key, kind = self._next()
+        key, kind = self._next_attention()
+        return self.component(key, kind, compute)
+
+    def component(self, key, kind: str | None, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
         if kind is not None and self._can_reuse(key, kind):
-            return self._cached(key)
+            return self._reused(key, kind)
         out = compute()
         self._store(key, kind, out)
         return out
 
     @torch.compiler.disable
-    def _next(self) -> tuple[tuple[int, int], str | None]:
-        key = (self.block, self._ordinal)
-        self._ordinal += 1
+    def _next_attention(self) -> tuple[tuple, str | None]:
+        ordinal = self._attn_ordinal
+        self._attn_ordinal += 1
         kinds = self.layout.attention_kinds.get(self.layout.kinds[self.block], ()) if self.block >= 0 else ()
-        return key, (kinds[key[1]] if key[1] < len(kinds) else None)
+        return (self.block, "attn", ordinal), (kinds[ordinal] if ordinal < len(kinds) else None)
 
     @torch.compiler.disable
     def _can_reuse(self, key, kind: str) -> bool:
-        return (all(key in st.components for st in self.streams)
+        need = max(getattr(self.policy, "keep", 1), 1)
+        return (all(len(st.components.get(key, ())) >= need for st in self.streams)
                 and self.limits.allow(self.step, 0)
-                and self.policy.component_reuse(kind, self.step))
+                and self.policy.component_reuse(kind, key[0], self.step))
 
     @torch.compiler.disable
-    def _cached(self, key) -> torch.Tensor:
+    def _reused(self, key, kind: str) -> torch.Tensor:
         self.components_reused += 1
-        parts = [st.components[key] for st in self.streams]
-        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
+        parts = [self.policy.component_value(kind, st.components[key], self.step) for st in self.streams]
+        # a copy: hosts update component outputs in place (HunyuanVideo's apply_mod on MLP outputs)
+        return parts[0].clone() if len(parts) == 1 else torch.cat(parts, dim=0)
 
     @torch.compiler.disable
     def _store(self, key, kind, out: torch.Tensor) -> None:
         self.components_run += 1
-        if kind is None:
-            return
         n = len(self.streams)
-        if out.shape[0] % n:
-            return   # not batch-first: never cached, always computed
-        for st, part in zip(self.streams, out.chunk(n, dim=0) if n > 1 else (out,)):
-            st.components[key] = part
+        if kind is None or not torch.is_tensor(out) or out.shape[0] % n:
+            return   # unknown kind or not batch-first: always computed, never cached
+        keep = getattr(self.policy, "keep", 1)
+        parts = out.chunk(n, dim=0) if n > 1 else (out,)
+        for st, part in zip(self.streams, parts):
+            observe = getattr(self.policy, "observe", None)
+            if observe is not None:
+                observe(st.label, key, kind, part, self.step)
+            if keep > 0:
+                history = st.components.setdefault(key, [])
+                history.append((self.step.index, part))
+                del history[:-keep]

@@ -3,6 +3,7 @@ from .dbcache import ApplyDBCache
 from .first_block_cache import ApplyFirstBlockCache
 from .magcache import ApplyMagCache, CalibrateMagCache
 from .pab import ApplyPyramidAttentionBroadcast
+from .smoothcache import ApplySmoothCache, CalibrateSmoothCache, SmoothCacheSchedule
 from .taylorseer import ApplyTaylorSeerCache
 from .teacache import ApplyTeaCache
 
@@ -14,6 +15,9 @@ NODE_CLASS_MAPPINGS = {
     "ApplyTaylorSeerCache": ApplyTaylorSeerCache,
     "ApplyDBCache": ApplyDBCache,
     "ApplyPyramidAttentionBroadcast": ApplyPyramidAttentionBroadcast,
+    "CalibrateSmoothCache": CalibrateSmoothCache,
+    "SmoothCacheSchedule": SmoothCacheSchedule,
+    "ApplySmoothCache": ApplySmoothCache,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "ApplyFirstBlockCache": "Apply First Block Cache",
@@ -23,4 +27,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "ApplyTaylorSeerCache": "Apply TaylorSeer Cache",
     "ApplyDBCache": "Apply DBCache",
     "ApplyPyramidAttentionBroadcast": "Apply Pyramid Attention Broadcast",
+    "CalibrateSmoothCache": "Calibrate SmoothCache",
+    "SmoothCacheSchedule": "SmoothCache Schedule",
+    "ApplySmoothCache": "Apply SmoothCache",
 }

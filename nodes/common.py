@@ -34,3 +34,22 @@ def resolve_preset(node: str, method: str, choice: str, model, available: list[s
             f"{node}: no published {method} preset for this {family.name} model; pick a preset by name "
             f"or give your own values (see the node's tooltips)")
     return name
+
+
+def sampler_inputs() -> dict:
+    """KSampler's own inputs (ComfyUI's nodes.py), for the calibration nodes that sample like it."""
+    import nodes as comfy_nodes
+    spec = dict(comfy_nodes.KSampler.INPUT_TYPES()["required"])
+    spec["model"] = MODEL_INPUT
+    return spec
+
+
+def calibration_run(node: str, recorder, model, seed, steps, cfg, sampler_name, scheduler, positive, negative,
+                    latent_image, denoise=1.0):
+    """Sample once, exactly like KSampler, with a recording policy installed; returns the latent."""
+    import nodes as comfy_nodes
+    from .hooks import install
+    patched = install(model, window_fields(node, 0.0, 1.0), lambda: recorder, node)
+    (latent,) = comfy_nodes.common_ksampler(patched, seed, steps, cfg, sampler_name, scheduler, positive, negative,
+                                            latent_image, denoise=denoise)
+    return latent

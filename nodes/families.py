@@ -79,6 +79,13 @@ class Family:
     teacache_preset: object = None          # (diffusion_model) -> preset name or None
     magcache_preset: object = None
     attention_kinds: object = None          # block kind -> kind of its n-th attention call (PAB)
+    mlp_modules: object = None              # block kind -> attribute names of its MLP modules
+
+    def mlp_paths(self, positions) -> list[tuple[int, str]]:
+        """(block position, "diffusion_model.<path to an MLP module>") for every hooked MLP."""
+        attrs = dict((k, a) for k, a, _ in self.blocks)
+        return [(p, f"diffusion_model.{attrs[kind]}.{index}.{name}")
+                for p, (kind, index) in enumerate(positions) for name in (self.mlp_modules or {}).get(kind, ())]
 
     def layout(self, diffusion_model) -> tuple[BlockLayout, list[tuple[str, int]]]:
         """The block sequence this model instance runs, and the (kind, index) of each position."""
@@ -106,6 +113,8 @@ _DOUBLE_SINGLE = {"double_block": ("img", "txt"), "single_block": ("img",)}
 # joint image+text attention is "self"; Wan calls cross attention once for text (twice with an image
 # condition: image, then text); LTXV's attn2 is cross attention
 _JOINT_ATTN = {"double_block": ("self",), "single_block": ("self",)}
+# Flux-style single blocks fuse their MLP into one linear with the attention: nothing to hook there
+_FLUX_MLPS = {"double_block": ("img_mlp", "txt_mlp")}
 
 def _fixed(name):
     return lambda _dm: name
@@ -113,25 +122,27 @@ def _fixed(name):
 
 FAMILIES = (
     Family("Flux", ("comfy.ldm.flux.model.Flux",), _FLUX_BLOCKS, _DOUBLE_SINGLE, _join_txt_img,
-           _flux_modulated, _fixed("flux"), _fixed("flux_dev"), _JOINT_ATTN),
+           _flux_modulated, _fixed("flux"), _fixed("flux_dev"), _JOINT_ATTN, _FLUX_MLPS),
     Family("Chroma", ("comfy.ldm.chroma.model.Chroma",), _FLUX_BLOCKS, _DOUBLE_SINGLE, _join_txt_img,
-           _flux_modulated, None, None, _JOINT_ATTN),
+           _flux_modulated, None, None, _JOINT_ATTN, _FLUX_MLPS),
     Family("HunyuanVideo", ("comfy.ldm.hunyuan_video.model.HunyuanVideo",),
            (("double_block", "double_blocks", None), ("single_block", "single_blocks", None)),
            _DOUBLE_SINGLE, _join_img_txt, _flux_modulated, _fixed("hunyuan_video"), _fixed("hunyuan_video_544p"),
-           _JOINT_ATTN),
+           _JOINT_ATTN, _FLUX_MLPS),
     # Wan 2.1 / 2.2 T2V, I2V, TI2V, camera and HuMo. Not VACE or Animate (they add into the hidden state
     # between blocks in place) nor S2V (its blocks get no transformer_options).
     Family("Wan", ("comfy.ldm.wan.model.WanModel", "comfy.ldm.wan.model.CameraWanModel",
                    "comfy.ldm.wan.model.HumoWanModel"),
            (("double_block", "blocks", None),), {"double_block": ("img",)}, None,
-           _wan_modulated, _wan_teacache, _wan_magcache, {"double_block": ("self", "cross", "cross")}),
+           _wan_modulated, _wan_teacache, _wan_magcache, {"double_block": ("self", "cross", "cross")},
+           {"double_block": ("ffn",)}),
     Family("Qwen-Image", ("comfy.ldm.qwen_image.model.QwenImageTransformer2DModel",),
            (("double_block", "transformer_blocks", None),), {"double_block": ("img", "txt")}, None,
-           _qwen_modulated, None, _fixed("qwen_image"), {"double_block": ("self",)}),
+           _qwen_modulated, None, _fixed("qwen_image"), {"double_block": ("self",)},
+           {"double_block": ("img_mlp", "txt_mlp")}),
     Family("LTXV", ("comfy.ldm.lightricks.model.LTXVModel",),
            (("double_block", "transformer_blocks", None),), {"double_block": ("img",)}, None,
-           _ltxv_modulated, _fixed("ltxv"), None, {"double_block": ("self", "cross")}),
+           _ltxv_modulated, _fixed("ltxv"), None, {"double_block": ("self", "cross")}, {"double_block": ("ff",)}),
 )
 
 SUPPORTED_NAMES = "Flux, Chroma, HunyuanVideo, Wan 2.1/2.2, Qwen-Image, LTXV"

@@ -10,7 +10,7 @@ The model's own forward is never replaced, so a ComfyUI update that keeps these 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -18,6 +18,7 @@ import torch
 import comfy.model_management
 import comfy.model_patcher
 import comfy.patcher_extension
+import comfy.utils
 from comfy.patcher_extension import WrappersMP
 
 from ..cache_core import CachePolicy, CacheRun, ReuseLimits
@@ -32,6 +33,11 @@ ATTN_KEY = "optimized_attention_override"   # ComfyUI's attention-kernel hook in
 _COND_KINDS = {0: "cond", 1: "uncond"}
 
 
+class RunSlot:
+    """Where hooked modules that get no transformer_options (MLPs) find the live run."""
+    run: CacheRun | None = None
+
+
 @dataclass(frozen=True)
 class CacheSpec:
     node_name: str
@@ -43,6 +49,7 @@ class CacheSpec:
     end_percent: float = 1.0
     warmup_steps: int = 0
     max_consecutive: int = -1
+    slot: RunSlot = field(default_factory=RunSlot, compare=False)
 
     def new_run(self, model_sampling, sigmas: torch.Tensor) -> CacheRun:
         start = math.inf if self.start_percent <= 0.0 else float(model_sampling.percent_to_sigma(self.start_percent))
@@ -59,7 +66,7 @@ def install(model, spec_fields: dict, make_policy: Callable[[], CachePolicy], no
     m = model.clone()
     layout, positions = family.layout(m.model.diffusion_model)
     policy = make_policy()
-    _set_attention_override(m.model_options["transformer_options"], getattr(policy, "engine", "span") == "component")
+    _set_attention_override(m.model_options["transformer_options"], "attention" in getattr(policy, "components", ()))
     if policy.probe == "modulated_input" and layout.modulated_input is None:
         raise UnsupportedModelError(f"{node_name}: no timestep-modulated input is known for {family.name}")
     if policy.front_blocks + policy.back_blocks >= len(layout):
@@ -68,6 +75,11 @@ def install(model, spec_fields: dict, make_policy: Callable[[], CachePolicy], no
             f"leave nothing to cache in this {family.name} model ({len(layout)} blocks)")
     spec = CacheSpec(node_name=node_name, node_id=node_id, family=family.name, make_policy=make_policy,
                      layout=layout, **spec_fields)
+    if "mlp" in getattr(policy, "components", ()):
+        for _, path in family.mlp_paths(positions):
+            module = comfy.utils.get_attr(m.model, path)
+            forward = type(module).forward.__get__(module)   # the class's own, not an applied patch
+            m.add_object_patch(f"{path}.forward", _MlpForward(forward, spec.slot, path.rsplit(".", 1)[1]))
     m.model_options["transformer_options"][SPEC_KEY] = spec   # a later CacheKit node replaces an earlier one
     for wrapper_type, fn in ((WrappersMP.OUTER_SAMPLE, _outer_sample_wrapper),
                              (WrappersMP.DIFFUSION_MODEL, _diffusion_model_wrapper)):
@@ -106,6 +118,20 @@ def _set_attention_override(to: dict, wanted: bool) -> None:
         to.pop(ATTN_KEY, None)
 
 
+class _MlpForward:
+    """Object patch on an MLP module's `forward`: the live component call may reuse its output. The
+    module itself stays in place, so weight keys (LoRA, offloading) are unchanged."""
+    def __init__(self, original, slot: RunSlot, name: str):
+        self.original, self.slot, self.name = original, slot, name
+
+    def __call__(self, *args, **kwargs):
+        run = self.slot.run
+        call = run.current if run is not None else None
+        if call is None or not hasattr(call, "component"):
+            return self.original(*args, **kwargs)
+        return call.component((call.block, self.name), "mlp", lambda: self.original(*args, **kwargs))
+
+
 class _BlockPatch:
     """patches_replace entry for block position p: hands the block to the live call, if any."""
     def __init__(self, position: int):
@@ -127,6 +153,12 @@ def _outer_sample_wrapper(executor, *args, **kwargs):
         return executor(*args, **kwargs)
     args = list(args)   # (noise, latent_image, sampler, sigmas, denoise_mask, callback, disable_pbar, seed)
     run = spec.new_run(guider.model_patcher.model.model_sampling, args[3])
+    check_steps = getattr(run.policy, "check_steps", None)
+    if check_steps is not None:
+        try:
+            check_steps(run.stats.total_steps)
+        except ValueError as e:
+            raise CacheKitInputError(f"{spec.node_name}: {e}") from None
     user_callback = args[5]
 
     def step_callback(step, *cb_args, **cb_kwargs):
@@ -137,6 +169,7 @@ def _outer_sample_wrapper(executor, *args, **kwargs):
     args[5] = step_callback
     guider.model_options = comfy.model_patcher.create_model_options_clone(orig_options)
     guider.model_options["transformer_options"][RUN_KEY] = run
+    spec.slot.run = run
     status = "error"
     try:
         out = executor(*args, **kwargs)
@@ -147,6 +180,7 @@ def _outer_sample_wrapper(executor, *args, **kwargs):
         raise
     finally:
         guider.model_options = orig_options
+        spec.slot.run = None
         stats = run.close(status)
         stats_feed.publish(stats, spec.node_id, spec.family)
 

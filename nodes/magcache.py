@@ -1,8 +1,6 @@
 """Apply MagCache and Calibrate MagCache (methods.md §1.3)."""
 from __future__ import annotations
 
-import nodes as comfy_nodes   # ComfyUI's nodes.py: KSampler inputs and common_ksampler
-
 from ..cache_core import MagCache, MagCacheCalibration, presets
 from ..cache_core.policies.magcache import split_interleaved
 from . import common, validation
@@ -87,14 +85,11 @@ class CalibrateMagCache:
 
     @classmethod
     def INPUT_TYPES(cls):
-        sampler = dict(comfy_nodes.KSampler.INPUT_TYPES()["required"])
-        sampler["model"] = common.MODEL_INPUT
-        return {"required": sampler}
+        return {"required": common.sampler_inputs()}
 
     def calibrate(self, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
                   denoise=1.0):
         recorder = MagCacheCalibration()
-        patched = install(model, common.window_fields(CALIBRATE_NAME, 0.0, 1.0), lambda: recorder, CALIBRATE_NAME)
-        (latent,) = comfy_nodes.common_ksampler(patched, seed, steps, cfg, sampler_name, scheduler, positive,
-                                                negative, latent_image, denoise=denoise)
+        latent = common.calibration_run(CALIBRATE_NAME, recorder, model, seed, steps, cfg, sampler_name, scheduler,
+                                        positive, negative, latent_image, denoise)
         return (recorder.result(), latent)

@@ -17,3 +17,16 @@ def load():
     sys.modules["cachekit"] = module
     spec.loader.exec_module(module)
     return module
+
+
+def load_core():
+    """cache_core alone, as a top-level package, without putting the repo on sys.path (its `nodes/`
+    folder would shadow ComfyUI's nodes.py)."""
+    if "cache_core" in sys.modules:
+        return sys.modules["cache_core"]
+    spec = importlib.util.spec_from_file_location("cache_core", REPO / "cache_core" / "__init__.py",
+                                                  submodule_search_locations=[str(REPO / "cache_core")])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["cache_core"] = module
+    spec.loader.exec_module(module)
+    return module

@@ -1,12 +1,11 @@
 """cache_core on its own: no ComfyUI, a hand-built block stack whose numbers are known."""
-import sys
 
 import pytest
 import torch
 
-from comfy_runtime import REPO
+import pack
 
-sys.path.insert(0, str(REPO))
+pack.load_core()
 from cache_core import BlockLayout, CacheRun, FirstBlockCache, ReuseLimits, StepInfo, rel_l1  # noqa: E402
 
 

@@ -33,9 +33,17 @@ def pab(ck, model, self_n, cross_n, start=0.0, end=1.0):
     return ck.NODE_CLASS_MAPPINGS["ApplyPyramidAttentionBroadcast"]().apply(model, self_n, cross_n, start, end)[0]
 
 
+def smoothcache(ck, model, row):
+    sched = {"format": "cachekit.smoothcache_schedule", "version": 1, "steps": len(row),
+             "schedule": {"self": row, "cross": row, "mlp": row}}
+    return ck.NODE_CLASS_MAPPINGS["ApplySmoothCache"]().apply(model, sched, 0.0, 1.0)[0]
+
+
 # method -> (off setting, a setting that reuses, blocks that run even on a reused call; None = all)
 METHODS = {
     "pab": (lambda ck, m: pab(ck, m, 1, 1), lambda ck, m: pab(ck, m, 2, 3), None),
+    "smoothcache": (lambda ck, m: smoothcache(ck, m, [1] * STEPS),
+                    lambda ck, m: smoothcache(ck, m, [1, 0, 1, 0, 0, 1, 0, 1]), None),
     "teacache": (lambda ck, m: teacache(ck, m, 0.0), lambda ck, m: teacache(ck, m, 0.5), 0),
     "magcache": (lambda ck, m: magcache(ck, m, 0.0), lambda ck, m: magcache(ck, m, 0.3), 0),
     "taylorseer": (lambda ck, m: taylorseer(ck, m, 1), lambda ck, m: taylorseer(ck, m, 3), 0),
@@ -106,11 +114,10 @@ def test_pab_schedule_matches_diffusers_hook():
     driven with the same timesteps (t = 1000 sigma, window 100 < t < 800). The schedule avoids sigmas
     exactly on the window's edges: there ComfyUI's convention (start inclusive) and diffusers' (exclusive)
     differ by design."""
-    import sys
     from types import SimpleNamespace
     from diffusers.hooks.pyramid_attention_broadcast import PyramidAttentionBroadcastHook
-    from comfy_runtime import REPO
-    sys.path.insert(0, str(REPO))
+    import pack
+    pack.load_core()
     from cache_core import PyramidAttentionBroadcast, ReuseLimits, StepInfo
     steps = 19
     sigmas = [1.0 - i / steps for i in range(steps)]
@@ -129,8 +136,46 @@ def test_pab_schedule_matches_diffusers_hook():
             ref.new_forward(None)
             ref_computed = len(ran) > before
             step = StepInfo(i, steps, sig)
-            our_computed = not (i > 0 and limits.allow(step, 0) and ours.component_reuse("self", step))
+            our_computed = not (i > 0 and limits.allow(step, 0) and ours.component_reuse("self", 0, step))
             assert our_computed == ref_computed, (n, i, sig)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_smoothcache_calibrate_schedule_apply_chain(ck, family):
+    """Calibration samples exactly like KSampler; its schedule applied reuses attention and MLP outputs on
+    the scheduled steps, and the counts equal the kernel calls and MLP forwards that really ran."""
+    N = ck.NODE_CLASS_MAPPINGS
+    m, lat, pos, neg = tm.FAMILIES[family]()
+    base = tm.sample(m, lat, pos, neg, steps=STEPS, cfg=3.0)
+    cal, latent = N["CalibrateSmoothCache"]().calibrate(
+        model=m, lookahead=3, seed=0, steps=STEPS, cfg=3.0, sampler_name="euler", scheduler="simple",
+        positive=pos, negative=neg, latent_image={"samples": lat}, denoise=1.0)
+    assert torch.equal(latent["samples"], base)
+    assert {"self", "mlp"} <= set(cal["errors"]) and len(cal["errors"]["mlp"]["1"]) == STEPS - 1
+    schedule, text = N["SmoothCacheSchedule"]().build(cal, 10.0)       # generous alpha: max gaps
+    assert all(row == [1, 0, 0, 0, 1, 0, 0, 1] for row in schedule["schedule"].values()), text
+    mlps = [ck.nodes.hooks.comfy.utils.get_attr(m.model, path) for _, path in
+            ck.nodes.families.detect(m, "t").mlp_paths(ck.nodes.families.detect(m, "t").layout(
+                m.model.diffusion_model)[1])]
+    forwards = []   # an MLP's first linear runs only when the MLP is really computed
+    first_linear = [next(x for x in mod.modules() if isinstance(x, torch.nn.Linear)) for mod in mlps]
+    hooks = [lin.register_forward_hook(lambda *a: forwards.append(1)) for lin in first_linear]
+    try:
+        out = tm.sample(N["ApplySmoothCache"]().apply(m, schedule, 0.0, 1.0)[0], lat, pos, neg, steps=STEPS, cfg=3.0)
+    finally:
+        for h in hooks:
+            h.remove()
+    s = last_stats(ck)["streams"]["cond"]
+    assert s["reused_steps"] == [1, 2, 3, 5, 6] and s["computed_steps"] == [0, 4, 7]
+    assert len(forwards) == 3 * len(mlps)               # MLPs ran on the 3 computed steps only
+    assert torch.isfinite(out).all() and not torch.equal(out, base)
+
+
+def test_smoothcache_step_count_mismatch_is_a_clear_error(ck):
+    m, lat, pos, neg = tm.wan()
+    patched = smoothcache(ck, m, [1, 0, 1, 0, 1, 1])
+    with pytest.raises(ValueError, match="Apply SmoothCache: the schedule is for 6 steps but this run has 8"):
+        tm.sample(patched, lat, pos, neg, steps=STEPS, cfg=3.0)
 
 
 def test_teacache_first_and_last_step_always_compute(ck):
@@ -226,6 +271,11 @@ def test_taylorseer_schedule_and_forecast_in_comfy(ck):
      "Apply DBCache: 3 front + 1 back blocks always computed leave nothing to cache in this Wan model (4 blocks)"),
     (lambda ck, m: dbcache(ck, m, -0.1), "Apply DBCache: residual_diff_threshold must be >= 0.0, got -0.1"),
     (lambda ck, m: pab(ck, m, 0, 2), "Apply Pyramid Attention Broadcast: self_attention_interval must be >= 1, got 0"),
+    (lambda ck, m: ck.NODE_CLASS_MAPPINGS["ApplySmoothCache"]().apply(m, {"schedule": []}, 0.0, 1.0),
+     "Apply SmoothCache: input is not a SmoothCache schedule"),
+    (lambda ck, m: ck.NODE_CLASS_MAPPINGS["SmoothCacheSchedule"]().build(
+        {"format": "cachekit.smoothcache_errors", "steps": 4, "lookahead": 1, "errors": {}}, -1.0),
+     "SmoothCache Schedule: alpha must be >= 0.0, got -1.0"),
     (lambda ck, m: pab(ck, m, 2, 2, start=0.9, end=0.2), "start_percent (0.9) must not be greater than end_percent"),
     (lambda ck, m: dbcache(ck, m, 0.1, fn=0), "Apply DBCache: Fn_compute_blocks must be >= 1, got 0"),
     (lambda ck, m: taylorseer(ck, m, 3, order=7), "Apply TaylorSeer Cache: max_order must be <= 4, got 7"),

@@ -1,13 +1,12 @@
 """Decision rules worked out by hand from the published rules (methods.md §1.2, §1.3), on cache_core
 alone: TeaCache and MagCache have their state machines checked call by call."""
-import sys
 
 import pytest
 import torch
 
-from comfy_runtime import REPO
+import pack
 
-sys.path.insert(0, str(REPO))
+pack.load_core()
 from cache_core import BlockLayout, CacheRun, MagCache, MagCacheCalibration, TeaCache  # noqa: E402
 from cache_core.policies.magcache import resample, split_interleaved  # noqa: E402
 from cache_core.policies.teacache import poly  # noqa: E402
@@ -159,3 +158,38 @@ def test_dbcache_rules_in_cache_dit_order(kwargs, expected):
     from cache_core import DBCache
     args = dict(front_blocks=1, back_blocks=1, threshold=0.15, warmup_steps=2) | kwargs
     assert run_x(DBCache(**args), XS) == expected
+
+
+def test_smoothcache_schedule_reproduces_published_fora_schedule():
+    """Errors where a gap of 1 is always within alpha and 2 never is give the published 30-N-2-fora
+    schedule (Roblox/SmoothCache smoothcache_schedules/30-N-2-fora.json)."""
+    from cache_core.policies.smoothcache import make_schedule
+    steps = 30
+    cal = {"steps": steps, "lookahead": 3, "errors": {"attn": {
+        "1": [0.05] * (steps - 1), "2": [0.5] * (steps - 2), "3": [0.9] * (steps - 3)}}}
+    published = [1, 0] * 14 + [1, 1]
+    assert make_schedule(cal, 0.1)["schedule"]["attn"] == published
+
+
+def test_smoothcache_schedule_greedy_edges():
+    from cache_core.policies.smoothcache import make_schedule
+    # step 0: j=3 ok -> skip 1,2,3; step 4: only j=1 ok -> skip 5; step 6: nothing ok -> compute 7;
+    # step 7 (last) forced
+    e1 = [0.1, 0.9, 0.9, 0.9, 0.1, 0.9, 0.9]
+    e2 = [0.1, 0.9, 0.9, 0.9, 0.9, 0.9]
+    e3 = [0.1, 0.9, 0.9, 0.9, 0.9]
+    cal = {"steps": 8, "lookahead": 3, "errors": {"mlp": {"1": e1, "2": e2, "3": e3}}}
+    assert make_schedule(cal, 0.2)["schedule"]["mlp"] == [1, 0, 0, 0, 1, 0, 1, 1]
+    assert make_schedule(cal, 0.0)["schedule"]["mlp"] == [1] * 8
+
+
+def test_smoothcache_calibration_error_is_relative_l1_against_the_later_output():
+    from cache_core import SmoothCacheCalibration, StepInfo
+    cal = SmoothCacheCalibration(lookahead=2)
+    ys = [torch.tensor([[1.0, -2.0]]), torch.tensor([[2.0, -2.0]]), torch.tensor([[2.0, 0.0]])]
+    for s, y in enumerate(ys):
+        cal.observe("cond", (0, "mlp"), "mlp", y, StepInfo(s, 3, 1.0))
+        cal.observe("cond", (0, "mlp"), "mlp", y * 100, StepInfo(s, 3, 1.0))   # 2nd call of a step: ignored
+    res = cal.result()["errors"]["mlp"]
+    assert res["1"] == pytest.approx([1 / 4, 2 / 2])
+    assert res["2"] == pytest.approx([3 / 2])

@@ -1,15 +1,14 @@
 """TaylorSeer against diffusers 0.39's own implementation: the compute/forecast schedule of
 TaylorSeerCacheHook and the factor update / prediction of TaylorSeerState, on the same sequence of
 features, for orders 0-3 and irregular gaps between computed steps."""
-import sys
 
 import pytest
 import torch
 from diffusers.hooks.taylorseer_cache import TaylorSeerState
 
-from comfy_runtime import REPO
+import pack
 
-sys.path.insert(0, str(REPO))
+pack.load_core()
 from cache_core import StepInfo, TaylorForecaster, TaylorSeer  # noqa: E402
 
 

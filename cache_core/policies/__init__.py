@@ -2,7 +2,8 @@ from .dbcache import DBCache
 from .first_block import FirstBlockCache
 from .magcache import MagCache, MagCacheCalibration
 from .pab import PyramidAttentionBroadcast
+from .smoothcache import SmoothCache, SmoothCacheCalibration, make_schedule
 from .taylorseer import TaylorSeer
 from .teacache import TeaCache
 
-__all__ = ["DBCache", "FirstBlockCache", "MagCache", "MagCacheCalibration", "PyramidAttentionBroadcast", "TaylorSeer", "TeaCache"]
+__all__ = ["DBCache", "FirstBlockCache", "MagCache", "MagCacheCalibration", "PyramidAttentionBroadcast", "SmoothCache", "SmoothCacheCalibration", "make_schedule", "TaylorSeer", "TeaCache"]
