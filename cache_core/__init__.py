@@ -8,7 +8,7 @@ from .layout import BlockLayout
 from .metrics import rel_l1, to_floats
 from .policy import CachePolicy, ReuseLimits, StepInfo
 from .forecast import TaylorForecaster
-from .policies import (DBCache, FirstBlockCache, MagCache, MagCacheCalibration, PyramidAttentionBroadcast,
+from .policies import (DBCache, FasterCache, FirstBlockCache, MagCache, MagCacheCalibration, PyramidAttentionBroadcast,
                        SmoothCache, SmoothCacheCalibration, TaylorSeer, TeaCache)
 from . import presets
 from .run import CacheRun, StreamState
@@ -17,7 +17,7 @@ from .span_cache import SpanCall
 from .stats import RunStats, StreamStats
 
 __all__ = [
-    "BlockLayout", "CachePolicy", "CacheRun", "ComponentCall", "DBCache", "FirstBlockCache", "MagCache",
+    "BlockLayout", "CachePolicy", "CacheRun", "ComponentCall", "DBCache", "FasterCache", "FirstBlockCache", "MagCache",
     "MagCacheCalibration", "PyramidAttentionBroadcast", "ReuseLimits", "RunStats", "SmoothCache",
     "SmoothCacheCalibration", "SpanCall", "StepInfo",
     "StreamState", "StreamStats", "TaylorForecaster", "TaylorSeer", "TeaCache", "presets", "rel_l1", "to_floats",

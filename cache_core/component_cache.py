@@ -64,8 +64,7 @@ class ComponentCall:
 
     @torch.compiler.disable
     def _can_reuse(self, key, kind: str) -> bool:
-        need = max(getattr(self.policy, "keep", 1), 1)
-        return (all(len(st.components.get(key, ())) >= need for st in self.streams)
+        return (all(st.components.get(key) for st in self.streams)
                 and self.limits.allow(self.step, 0)
                 and self.policy.component_reuse(kind, key[0], self.step))
 
@@ -73,6 +72,9 @@ class ComponentCall:
     def _reused(self, key, kind: str) -> torch.Tensor:
         self.components_reused += 1
         parts = [self.policy.component_value(kind, st.components[key], self.step) for st in self.streams]
+        if getattr(self.policy, "store_approximations", False):
+            for st, part in zip(self.streams, parts):
+                self._remember(st, key, part)
         # a copy: hosts update component outputs in place (HunyuanVideo's apply_mod on MLP outputs)
         return parts[0].clone() if len(parts) == 1 else torch.cat(parts, dim=0)
 
@@ -82,13 +84,15 @@ class ComponentCall:
         n = len(self.streams)
         if kind is None or not torch.is_tensor(out) or out.shape[0] % n:
             return   # unknown kind or not batch-first: always computed, never cached
-        keep = getattr(self.policy, "keep", 1)
         parts = out.chunk(n, dim=0) if n > 1 else (out,)
         for st, part in zip(self.streams, parts):
             observe = getattr(self.policy, "observe", None)
             if observe is not None:
                 observe(st.label, key, kind, part, self.step)
-            if keep > 0:
-                history = st.components.setdefault(key, [])
-                history.append((self.step.index, part))
-                del history[:-keep]
+            if getattr(self.policy, "keep", 1) > 0:
+                self._remember(st, key, part)
+
+    def _remember(self, st, key, part: torch.Tensor) -> None:
+        history = st.components.setdefault(key, [])
+        history.append((self.step.index, part))
+        del history[:-self.policy.keep]

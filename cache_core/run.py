@@ -84,10 +84,17 @@ class CacheRun:
             raise ValueError(f"CacheKit: batch {x.shape[0]} does not split into {n} condition chunks")
         meta = ((x.shape[0] // n, *x.shape[1:]), x.dtype, x.device)
         streams = [self._stream(k, kind, meta) for k, kind in zip(stream_keys, stream_kinds)]
-        step = StepInfo(index=self.step, total=self.stats.total_steps, sigma=float(sigma))
+        step = self.step_info(sigma)
         engine = ComponentCall if getattr(self.policy, "engine", "span") == "component" else SpanCall
         self.current = engine(self.policy, self.layout, self.limits, streams, step)
         return self.current
+
+    def step_info(self, sigma: float) -> StepInfo:
+        return StepInfo(index=self.step, total=self.stats.total_steps, sigma=float(sigma))
+
+    def record_estimated(self, key: Hashable, kind: str) -> None:
+        """A stream whose model call was skipped and estimated by the method (FasterCache's uncond)."""
+        self.stats.stream(self._label(key, kind)).record(self.step, False, 0, len(self.layout))
 
     def end_call(self, call: SpanCall) -> None:
         n = len(self.layout)

@@ -1,5 +1,6 @@
 """ComfyUI glue: node classes, the family table, hook installation. The engine is ../cache_core."""
 from .dbcache import ApplyDBCache
+from .fastercache import ApplyFasterCache
 from .first_block_cache import ApplyFirstBlockCache
 from .magcache import ApplyMagCache, CalibrateMagCache
 from .pab import ApplyPyramidAttentionBroadcast
@@ -18,6 +19,7 @@ NODE_CLASS_MAPPINGS = {
     "CalibrateSmoothCache": CalibrateSmoothCache,
     "SmoothCacheSchedule": SmoothCacheSchedule,
     "ApplySmoothCache": ApplySmoothCache,
+    "ApplyFasterCache": ApplyFasterCache,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "ApplyFirstBlockCache": "Apply First Block Cache",
@@ -30,4 +32,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "CalibrateSmoothCache": "Calibrate SmoothCache",
     "SmoothCacheSchedule": "SmoothCache Schedule",
     "ApplySmoothCache": "Apply SmoothCache",
+    "ApplyFasterCache": "Apply FasterCache",
 }

@@ -82,6 +82,7 @@ def install(model, spec_fields: dict, make_policy: Callable[[], CachePolicy], no
             m.add_object_patch(f"{path}.forward", _MlpForward(forward, spec.slot, path.rsplit(".", 1)[1]))
     m.model_options["transformer_options"][SPEC_KEY] = spec   # a later CacheKit node replaces an earlier one
     for wrapper_type, fn in ((WrappersMP.OUTER_SAMPLE, _outer_sample_wrapper),
+                             (WrappersMP.CALC_COND_BATCH, _calc_cond_batch_wrapper),
                              (WrappersMP.DIFFUSION_MODEL, _diffusion_model_wrapper)):
         m.remove_wrappers_with_key(wrapper_type, WRAPPER_KEY)
         m.add_wrapper_with_key(wrapper_type, WRAPPER_KEY, fn)
@@ -183,6 +184,37 @@ def _outer_sample_wrapper(executor, *args, **kwargs):
         spec.slot.run = None
         stats = run.close(status)
         stats_feed.publish(stats, spec.node_id, spec.family)
+
+
+def _calc_cond_batch_wrapper(executor, model, conds, x_in, timestep, model_options, *args, **kwargs):
+    """CFG-level methods (FasterCache): may run the cond branch alone and estimate the uncond output.
+    ComfyUI returns denoised predictions here; the estimate works on the model output (x - x0) / sigma,
+    which is what the reference hooks see, and converts back."""
+    run = model_options.get("transformer_options", {}).get(RUN_KEY)
+    policy = run.policy if run is not None else None
+    if policy is None or not hasattr(policy, "skip_uncond") or len(conds) != 2 or not conds[1]:
+        return executor(model, conds, x_in, timestep, model_options, *args, **kwargs)
+    sigma = timestep.reshape(-1, *([1] * (x_in.ndim - 1))).to(x_in.dtype)
+    step = run.step_info(float(timestep.max()))
+    if _skip_uncond(policy, step):
+        cond_out = executor(model, [conds[0], None], x_in, timestep, model_options, *args, **kwargs)[0]
+        uncond_v = policy.estimate_uncond((x_in - cond_out) / sigma, step)
+        for c in conds[1]:
+            run.record_estimated(c.get("uuid"), "uncond")
+        return [cond_out, x_in - sigma * uncond_v]
+    outs = executor(model, conds, x_in, timestep, model_options, *args, **kwargs)
+    _observe_cfg(policy, (x_in - outs[0]) / sigma, (x_in - outs[1]) / sigma)
+    return outs
+
+
+@torch.compiler.disable
+def _skip_uncond(policy, step) -> bool:
+    return policy.skip_uncond(step)
+
+
+@torch.compiler.disable
+def _observe_cfg(policy, cond_v, uncond_v) -> None:
+    policy.observe_cfg(cond_v, uncond_v)
 
 
 def _transformer_options(args, kwargs) -> dict | None:

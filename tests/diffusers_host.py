@@ -24,7 +24,7 @@ from typing import Callable, ContextManager, Iterator, Sequence
 import torch
 from diffusers import FluxTransformer2DModel
 from diffusers.hooks import FirstBlockCacheConfig, HookRegistry, ModelHook
-from diffusers.hooks.first_block_cache import _FBC_LEADER_BLOCK_HOOK
+from diffusers.hooks.first_block_cache import _FBC_LEADER_BLOCK_HOOK   # the head block hook's registry name
 
 from comfy_runtime import REPO
 
@@ -48,7 +48,7 @@ def _fill(model: torch.nn.Module, seed: int, scale: float = 0.05) -> None:
             if p.ndim >= 2:
                 p.copy_(torch.randn(p.shape, generator=g) * scale)
             elif "norm" in name and name.endswith("weight"):
-                p.fill_(1.0)      # RMSNorm gains (q/k norms): identity, as trained models are near
+                p.fill_(1.0)      # RMSNorm gains (q/k norms): 1, their own init
             else:
                 p.copy_(torch.randn(p.shape, generator=g) * 0.02)   # biases: small but non-zero
 
@@ -56,9 +56,9 @@ def _fill(model: torch.nn.Module, seed: int, scale: float = 0.05) -> None:
 def tiny_flux(seed: int = 0, **overrides) -> FluxTransformer2DModel:
     """A seeded tiny FluxTransformer2DModel in eval mode, float32 (overrides change TINY_FLUX entries,
     e.g. guidance_embeds=True)."""
-    model = FluxTransformer2DModel(**{**TINY_FLUX, **overrides})
+    model = FluxTransformer2DModel(**{**TINY_FLUX, **overrides})   # built in float32 (torch's default)
     _fill(model, seed)
-    return model.to(torch.float32).eval()
+    return model.eval()
 
 
 def flux_inputs(seed: int = 0, config=None, height: int = 8, width: int = 8, txt_len: int = 8,
@@ -66,8 +66,8 @@ def flux_inputs(seed: int = 0, config=None, height: int = 8, width: int = 8, txt
     """Fixed model inputs for a model with `config` (a transformer's .config or a TINY_FLUX-like dict).
 
     hidden_states is the packed latent (1, height*width, in_channels) and is the sampler's starting
-    noise; guidance is passed only when the config has a guidance embedder (else diffusers ignores the
-    tensor's absence and would fail on its presence with a shape error in the embedder)."""
+    noise. guidance is passed only when the config has a guidance embedder: the embedder without one
+    takes no guidance argument (as in FluxPipeline, which passes None then)."""
     cfg = dict(TINY_FLUX if config is None else config)
     g = torch.Generator().manual_seed(seed)
     img_ids = torch.zeros(height, width, 3)
@@ -179,6 +179,21 @@ def cache_core_blocks(transformer, run: CacheRun) -> Iterator[None]:
                 block.forward = prev
 
 
+def log_metrics(policy: CachePolicy) -> list[tuple[int, float | None]]:
+    """Record (step, metric) each time `policy` is asked whether to reuse (the engine asks only once a
+    cache exists and the limits allow). Tests use it to check that no threshold sits so close to an
+    observed metric that float noise, or '<' against '<=', could flip a decision."""
+    log: list[tuple[int, float | None]] = []
+    wants_reuse = policy.wants_reuse
+
+    def logged(state, metric, step):
+        log.append((step.index, metric))
+        return wants_reuse(state, metric, step)
+
+    policy.wants_reuse = logged   # on this policy object only
+    return log
+
+
 def run_cachekit(transformer, inputs: dict, sigmas: Sequence[float], policy: CachePolicy,
                  limits: ReuseLimits | None = None) -> tuple[torch.Tensor, list[torch.Tensor], list[bool], dict]:
     """One cached sampling run driven by cache_core. Returns (final x, per-step outputs, per-step
@@ -248,6 +263,12 @@ def run_diffusers(transformer, inputs: dict, sigmas: Sequence[float], hook_confi
             reused.append(bool(recorder(transformer)))
 
     transformer.enable_cache(hook_config)
+    # The root registry caches the list of its children's registries the first time a cache_context is
+    # entered and never refreshes it. Registries created since (by this enable_cache, on a model that
+    # already ran a context, or by a config hooking other submodules than the last one, e.g. TaylorSeer's
+    # attention modules after FBC's blocks) would never get the context name, and their hooks fail with
+    # "No context is set". Drop the cached list so the next context rebuilds it.
+    HookRegistry.check_if_exists_or_initialize(transformer)._child_registries_cache = None
     try:
         x, outputs = sample(transformer, inputs, sigmas, on_call)
     finally:

@@ -39,9 +39,15 @@ def smoothcache(ck, model, row):
     return ck.NODE_CLASS_MAPPINGS["ApplySmoothCache"]().apply(model, sched, 0.0, 1.0)[0]
 
 
+def fastercache(ck, model, uncond_n, attn_n, uncond_max=1.0, attn_max=1.0, w=0.5, a_low=1.1, a_high=1.1):
+    return ck.NODE_CLASS_MAPPINGS["ApplyFasterCache"]().apply(model, uncond_n, uncond_max, attn_n, w, attn_max,
+                                                             a_low, a_high)[0]
+
+
 # method -> (off setting, a setting that reuses, blocks that run even on a reused call; None = all)
 METHODS = {
     "pab": (lambda ck, m: pab(ck, m, 1, 1), lambda ck, m: pab(ck, m, 2, 3), None),
+    "fastercache": (lambda ck, m: fastercache(ck, m, 1, 1), lambda ck, m: fastercache(ck, m, 5, 2), None),
     "smoothcache": (lambda ck, m: smoothcache(ck, m, [1] * STEPS),
                     lambda ck, m: smoothcache(ck, m, [1, 0, 1, 0, 0, 1, 0, 1]), None),
     "teacache": (lambda ck, m: teacache(ck, m, 0.0), lambda ck, m: teacache(ck, m, 0.5), 0),
@@ -178,6 +184,25 @@ def test_smoothcache_step_count_mismatch_is_a_clear_error(ck):
         tm.sample(patched, lat, pos, neg, steps=STEPS, cfg=3.0)
 
 
+def test_fastercache_skips_the_uncond_call(ck):
+    """Steps 1-4, 6, 7 run cond alone (uncond estimated, no model call for it); the model really sees
+    half the batch there. cfg 1 has no uncond: nothing to skip."""
+    m, lat, pos, neg = tm.wan()
+    batches = []
+    dm = m.model.diffusion_model
+    hook = dm.blocks[0].register_forward_pre_hook(lambda mod, a: batches.append(a[0].shape[0]))
+    try:
+        tm.sample(fastercache(ck, m, 5, 2), lat, pos, neg, steps=STEPS, cfg=3.0)
+    finally:
+        hook.remove()
+    streams = last_stats(ck)["streams"]
+    assert streams["uncond"]["reused_steps"] == [1, 2, 3, 4, 6, 7]
+    assert batches == [2, 1, 1, 1, 1, 2, 1, 1]
+    assert streams["cond"]["components_reused"] > 0
+    tm.sample(fastercache(ck, m, 5, 2), lat, pos, neg, steps=STEPS, cfg=1.0)
+    assert last_stats(ck)["streams"]["cond"]["reused_calls"] == 0
+
+
 def test_teacache_first_and_last_step_always_compute(ck):
     m, lat, pos, neg = tm.flux()
     tm.sample(teacache(ck, m, 100.0), lat, pos, neg, steps=STEPS, cfg=1.0)
@@ -271,6 +296,8 @@ def test_taylorseer_schedule_and_forecast_in_comfy(ck):
      "Apply DBCache: 3 front + 1 back blocks always computed leave nothing to cache in this Wan model (4 blocks)"),
     (lambda ck, m: dbcache(ck, m, -0.1), "Apply DBCache: residual_diff_threshold must be >= 0.0, got -0.1"),
     (lambda ck, m: pab(ck, m, 0, 2), "Apply Pyramid Attention Broadcast: self_attention_interval must be >= 1, got 0"),
+    (lambda ck, m: fastercache(ck, m, 0, 2), "Apply FasterCache: uncond_interval must be >= 1, got 0"),
+    (lambda ck, m: fastercache(ck, m, 5, 2, w=-1.0), "Apply FasterCache: attention_weight must be >= 0.0, got -1.0"),
     (lambda ck, m: ck.NODE_CLASS_MAPPINGS["ApplySmoothCache"]().apply(m, {"schedule": []}, 0.0, 1.0),
      "Apply SmoothCache: input is not a SmoothCache schedule"),
     (lambda ck, m: ck.NODE_CLASS_MAPPINGS["SmoothCacheSchedule"]().build(

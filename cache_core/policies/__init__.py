@@ -1,4 +1,5 @@
 from .dbcache import DBCache
+from .fastercache import FasterCache
 from .first_block import FirstBlockCache
 from .magcache import MagCache, MagCacheCalibration
 from .pab import PyramidAttentionBroadcast
@@ -6,4 +7,4 @@ from .smoothcache import SmoothCache, SmoothCacheCalibration, make_schedule
 from .taylorseer import TaylorSeer
 from .teacache import TeaCache
 
-__all__ = ["DBCache", "FirstBlockCache", "MagCache", "MagCacheCalibration", "PyramidAttentionBroadcast", "SmoothCache", "SmoothCacheCalibration", "make_schedule", "TaylorSeer", "TeaCache"]
+__all__ = ["DBCache", "FasterCache", "FirstBlockCache", "MagCache", "MagCacheCalibration", "PyramidAttentionBroadcast", "SmoothCache", "SmoothCacheCalibration", "make_schedule", "TaylorSeer", "TeaCache"]
