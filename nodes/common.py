@@ -6,13 +6,37 @@ from . import validation
 MODEL_INPUT = ("MODEL", {"tooltip": "A diffusion transformer: Flux, Chroma, Wan, Qwen-Image, HunyuanVideo or LTXV."})
 
 
-def window_inputs() -> dict:
+def window_inputs(start_percent: float = 0.0, end_percent: float = 1.0) -> dict:
     return {
-        "start_percent": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01,
+        "start_percent": ("FLOAT", {"default": start_percent, "min": 0.0, "max": 1.0, "step": 0.01,
                                     "tooltip": "Caching may start at this point of the denoising schedule."}),
-        "end_percent": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
+        "end_percent": ("FLOAT", {"default": end_percent, "min": 0.0, "max": 1.0, "step": 0.01,
                                   "tooltip": "Caching stops after this point of the schedule; later steps all compute."}),
     }
+
+
+class CacheNode:
+    """What every Apply node shares: MODEL in and out, the category, the schedule window inputs (after
+    the node's own), and the hidden node id its run stats are reported under."""
+    CATEGORY = "CacheKit"
+    RETURN_TYPES = ("MODEL",)
+    FUNCTION = "apply"
+    WINDOW: dict | None = {}          # defaults for window_inputs(); None = no window inputs
+    OPTIONAL: dict = {}
+
+    @classmethod
+    def own_inputs(cls) -> dict:
+        return {}
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        required = {"model": MODEL_INPUT, **cls.own_inputs()}
+        if cls.WINDOW is not None:
+            required.update(window_inputs(**cls.WINDOW))
+        spec = {"required": required, "hidden": {"unique_id": "UNIQUE_ID"}}
+        if cls.OPTIONAL:
+            spec["optional"] = dict(cls.OPTIONAL)
+        return spec
 
 
 def window_fields(node: str, start_percent, end_percent, **extra) -> dict:

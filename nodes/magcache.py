@@ -28,36 +28,28 @@ def check_calibration(node: str, calibration) -> dict[str, list[float]]:
     return calibration["ratios"]
 
 
-class ApplyMagCache:
+class ApplyMagCache(common.CacheNode):
     DESCRIPTION = ("Skips the whole transformer while the accumulated error predicted from the magnitude ratios "
                    "of successive residuals stays small, reusing the last computed residual. Ratios come from "
                    "a published preset or from Calibrate MagCache.")
-    CATEGORY = "CacheKit"
-    RETURN_TYPES = ("MODEL",)
-    FUNCTION = "apply"
+    OPTIONAL = {"calibration": (RATIOS_TYPE, {"tooltip": "Output of Calibrate MagCache."})}
 
     @classmethod
-    def INPUT_TYPES(cls):
+    def own_inputs(cls):
         return {
-            "required": {
-                "model": common.MODEL_INPUT,
-                "threshold": ("FLOAT", {
-                    "default": 0.06, "min": 0.0, "max": 2.0, "step": 0.005,
-                    "tooltip": "Accumulated error allowed before a step computes (delta). 0 = never reuse. "
-                               "Published: 0.06 (diffusers, by the author); paper 0.06-0.12; repo recipes "
-                               "Flux 0.24 (K 5, r 0.1), Wan 0.12 (K 2-4), Qwen-Image 0.06 (K 2)."}),
-                "max_skips": ("INT", {"default": 3, "min": 0, "max": 20,
-                                      "tooltip": "K: most steps reused in a row."}),
-                "retention_ratio": ("FLOAT", {"default": 0.2, "min": 0.0, "max": 1.0, "step": 0.01,
-                                              "tooltip": "This share of the first steps always computes."}),
-                "ratios": (["auto", *PRESETS], {
-                    "default": "auto",
-                    "tooltip": "Magnitude ratios: 'auto' = the published preset for the detected model. "
-                               "A connected calibration overrides this."}),
-                **common.window_inputs(),
-            },
-            "optional": {"calibration": (RATIOS_TYPE, {"tooltip": "Output of Calibrate MagCache."})},
-            "hidden": {"unique_id": "UNIQUE_ID"},
+            "threshold": ("FLOAT", {
+                "default": 0.06, "min": 0.0, "max": 2.0, "step": 0.005,
+                "tooltip": "Accumulated error allowed before a step computes (delta). 0 = never reuse. "
+                           "Published: 0.06 (diffusers, by the author); paper 0.06-0.12; repo recipes "
+                           "Flux 0.24 (K 5, r 0.1), Wan 0.12 (K 2-4), Qwen-Image 0.06 (K 2)."}),
+            "max_skips": ("INT", {"default": 3, "min": 0, "max": 20,
+                                  "tooltip": "K: most steps reused in a row."}),
+            "retention_ratio": ("FLOAT", {"default": 0.2, "min": 0.0, "max": 1.0, "step": 0.01,
+                                          "tooltip": "This share of the first steps always computes."}),
+            "ratios": (["auto", *PRESETS], {
+                "default": "auto",
+                "tooltip": "Magnitude ratios: 'auto' = the published preset for the detected model. "
+                           "A connected calibration overrides this."}),
         }
 
     def apply(self, model, threshold, max_skips, retention_ratio, ratios, start_percent, end_percent,

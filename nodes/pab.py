@@ -8,32 +8,22 @@ from .hooks import install
 NODE_NAME = "Apply Pyramid Attention Broadcast"
 
 
-class ApplyPyramidAttentionBroadcast:
+class ApplyPyramidAttentionBroadcast(common.CacheNode):
     DESCRIPTION = ("Inside the chosen part of the schedule, computes each attention on one step in every N and "
                    "reuses its output on the steps between; cross attention tolerates a longer interval than "
                    "self attention. Skips the attention kernel (the projections still run).")
-    CATEGORY = "CacheKit"
-    RETURN_TYPES = ("MODEL",)
-    FUNCTION = "apply"
+    WINDOW = {"start_percent": 0.2, "end_percent": 0.9}   # diffusers' timestep range (100, 800) of 1000
 
     @classmethod
-    def INPUT_TYPES(cls):
-        window = common.window_inputs()
-        window["start_percent"][1]["default"] = 0.2    # diffusers' timestep range (100, 800) of 1000
-        window["end_percent"][1]["default"] = 0.9
+    def own_inputs(cls):
         return {
-            "required": {
-                "model": common.MODEL_INPUT,
-                "self_attention_interval": ("INT", {
-                    "default": 2, "min": 1, "max": 20,
-                    "tooltip": "Self (and joint image-text) attention computes one step in N. 1 = always. "
-                               "Published: 2 (diffusers CogVideoX and Allegro)."}),
-                "cross_attention_interval": ("INT", {
-                    "default": 6, "min": 1, "max": 50,
-                    "tooltip": "Cross attention (Wan, LTXV) computes one step in N. Published: 6 (Allegro)."}),
-                **window,
-            },
-            "hidden": {"unique_id": "UNIQUE_ID"},
+            "self_attention_interval": ("INT", {
+                "default": 2, "min": 1, "max": 20,
+                "tooltip": "Self (and joint image-text) attention computes one step in N. 1 = always. "
+                           "Published: 2 (diffusers CogVideoX and Allegro)."}),
+            "cross_attention_interval": ("INT", {
+                "default": 6, "min": 1, "max": 50,
+                "tooltip": "Cross attention (Wan, LTXV) computes one step in N. Published: 6 (Allegro)."}),
         }
 
     def apply(self, model, self_attention_interval, cross_attention_interval, start_percent, end_percent,

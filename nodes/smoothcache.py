@@ -69,18 +69,12 @@ class SmoothCacheSchedule:
         return (schedule, json.dumps(schedule["schedule"]))
 
 
-class ApplySmoothCache:
+class ApplySmoothCache(common.CacheNode):
     DESCRIPTION = "Reuses component outputs (attention, MLP) on the steps where the schedule has 0."
-    CATEGORY = "CacheKit"
-    RETURN_TYPES = ("MODEL",)
-    FUNCTION = "apply"
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {"model": common.MODEL_INPUT,
-                             "schedule": (SCHEDULE_TYPE, {"tooltip": "Output of SmoothCache Schedule."}),
-                             **common.window_inputs()},
-                "hidden": {"unique_id": "UNIQUE_ID"}}
+    def own_inputs(cls):
+        return {"schedule": (SCHEDULE_TYPE, {"tooltip": "Output of SmoothCache Schedule."})}
 
     def apply(self, model, schedule, start_percent, end_percent, unique_id=None):
         rows = _check(APPLY_NAME, schedule, SCHEDULE_FORMAT, "SmoothCache schedule")["schedule"]

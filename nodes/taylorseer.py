@@ -12,38 +12,30 @@ NODE_NAME = "Apply TaylorSeer Cache"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-class ApplyTaylorSeerCache:
+class ApplyTaylorSeerCache(common.CacheNode):
     DESCRIPTION = ("Computes the transformer every few steps and forecasts the steps between with a Taylor "
                    "series fitted to the computed steps (a static schedule, no probe).")
-    CATEGORY = "CacheKit"
-    RETURN_TYPES = ("MODEL",)
-    FUNCTION = "apply"
 
     @classmethod
-    def INPUT_TYPES(cls):
+    def own_inputs(cls):
         return {
-            "required": {
-                "model": common.MODEL_INPUT,
-                "cache_interval": ("INT", {
-                    "default": 5, "min": 1, "max": 50,
-                    "tooltip": "One computed step in every N after warmup; the others are forecast. 1 = off. "
-                               "Published: diffusers 5; TaylorSeer Flux 6, HunyuanVideo/Wan 5 (Wan 2-3 for "
-                               "conservative)."}),
-                "warmup_steps": ("INT", {
-                    "default": 3, "min": 0, "max": 1000,
-                    "tooltip": "Steps computed before forecasting starts (diffusers 3; TaylorSeer Flux 3, Wan 1)."}),
-                "max_order": ("INT", {"default": 1, "min": 0, "max": 4,
-                                      "tooltip": "Taylor order: 0 = plain reuse, 1 = linear (published default), "
-                                                 "2 = HiDream."}),
-                "target": (list(TARGETS), {
-                    "default": "residual",
-                    "tooltip": "residual: forecast the whole-stack residual (light). output: forecast the stack's "
-                               "output features (as diffusers' TaylorSeer on every block)."}),
-                "factors_dtype": (list(DTYPES), {
-                    "default": "float32", "tooltip": "Precision of the stored Taylor factors (bf16 halves memory)."}),
-                **common.window_inputs(),
-            },
-            "hidden": {"unique_id": "UNIQUE_ID"},
+            "cache_interval": ("INT", {
+                "default": 5, "min": 1, "max": 50,
+                "tooltip": "One computed step in every N after warmup; the others are forecast. 1 = off. "
+                           "Published: diffusers 5; TaylorSeer Flux 6, HunyuanVideo/Wan 5 (Wan 2-3 for "
+                           "conservative)."}),
+            "warmup_steps": ("INT", {
+                "default": 3, "min": 0, "max": 1000,
+                "tooltip": "Steps computed before forecasting starts (diffusers 3; TaylorSeer Flux 3, Wan 1)."}),
+            "max_order": ("INT", {"default": 1, "min": 0, "max": 4,
+                                  "tooltip": "Taylor order: 0 = plain reuse, 1 = linear (published default), "
+                                             "2 = HiDream."}),
+            "target": (list(TARGETS), {
+                "default": "residual",
+                "tooltip": "residual: forecast the whole-stack residual (light). output: forecast the stack's "
+                           "output features (as diffusers' TaylorSeer on every block)."}),
+            "factors_dtype": (list(DTYPES), {
+                "default": "float32", "tooltip": "Precision of the stored Taylor factors (bf16 halves memory)."}),
         }
 
     def apply(self, model, cache_interval, warmup_steps, max_order, target, factors_dtype, start_percent,

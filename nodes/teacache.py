@@ -20,36 +20,28 @@ def parse_coefficients(node: str, text: str) -> list[float]:
     return values
 
 
-class ApplyTeaCache:
+class ApplyTeaCache(common.CacheNode):
     DESCRIPTION = ("Skips the whole transformer on steps where the timestep-modulated input of the first block "
                    "has changed little (accumulated, polynomial-rescaled relative L1), reusing the last computed "
                    "residual. Calibrated coefficients per model family.")
-    CATEGORY = "CacheKit"
-    RETURN_TYPES = ("MODEL",)
-    FUNCTION = "apply"
 
     @classmethod
-    def INPUT_TYPES(cls):
+    def own_inputs(cls):
         return {
-            "required": {
-                "model": common.MODEL_INPUT,
-                "rel_l1_thresh": ("FLOAT", {
-                    "default": -1.0, "min": -1.0, "max": 10.0, "step": 0.01,
-                    "tooltip": "Reuse while the accumulated rescaled change stays below this. -1 = the published "
-                               "'slow' value of the preset (Flux 0.25, HunyuanVideo 0.1, LTXV 0.03, Wan 1.3B 0.05, "
-                               "Wan 14B 0.1, Wan I2V 0.2). 0 = never reuse. Faster: Flux 0.4-0.6, HunyuanVideo "
-                               "0.15, LTXV 0.05, Wan 1.3B 0.1, Wan 14B 0.2, Wan I2V 0.3."}),
-                "coefficients": (["auto", *PRESETS, "custom"], {
-                    "default": "auto",
-                    "tooltip": "Rescaling polynomial: 'auto' = the published one for the detected model; "
-                               "'custom' = custom_coefficients."}),
-                "custom_coefficients": ("STRING", {
-                    "default": "1.0, 0.0",
-                    "tooltip": "Used with coefficients = custom: polynomial coefficients, highest degree first "
-                               "('1.0, 0.0' = plain relative L1)."}),
-                **common.window_inputs(),
-            },
-            "hidden": {"unique_id": "UNIQUE_ID"},
+            "rel_l1_thresh": ("FLOAT", {
+                "default": -1.0, "min": -1.0, "max": 10.0, "step": 0.01,
+                "tooltip": "Reuse while the accumulated rescaled change stays below this. -1 = the published "
+                           "'slow' value of the preset (Flux 0.25, HunyuanVideo 0.1, LTXV 0.03, Wan 1.3B 0.05, "
+                           "Wan 14B 0.1, Wan I2V 0.2). 0 = never reuse. Faster: Flux 0.4-0.6, HunyuanVideo "
+                           "0.15, LTXV 0.05, Wan 1.3B 0.1, Wan 14B 0.2, Wan I2V 0.3."}),
+            "coefficients": (["auto", *PRESETS, "custom"], {
+                "default": "auto",
+                "tooltip": "Rescaling polynomial: 'auto' = the published one for the detected model; "
+                           "'custom' = custom_coefficients."}),
+            "custom_coefficients": ("STRING", {
+                "default": "1.0, 0.0",
+                "tooltip": "Used with coefficients = custom: polynomial coefficients, highest degree first "
+                           "('1.0, 0.0' = plain relative L1)."}),
         }
 
     def apply(self, model, rel_l1_thresh, coefficients, custom_coefficients, start_percent, end_percent,
