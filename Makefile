@@ -13,5 +13,8 @@ demo: setup
 test: setup
 	$(PY) -m pytest -c tests/pytest.ini tests
 
+bench: setup
+	$(PY) scripts/bench.py
+
 clean:
 	rm -rf output .pytest_cache tests/.pytest_cache
