@@ -2,8 +2,11 @@
 
   OUTER_SAMPLE wrapper     once per sampling run: creates the CacheRun, counts sampler steps through
                            the step callback, and drops every cached tensor in `finally`.
+  CALC_COND_BATCH wrapper  once per CFG step: FasterCache may run cond alone and estimate uncond.
   DIFFUSION_MODEL wrapper  once per model call: tells the run which cond streams are in the batch.
-  patches_replace "dit"    every transformer block: SpanCall.run_block decides compute/pass/apply.
+  patches_replace "dit"    every transformer block: the live call's run_block decides compute/pass/apply.
+  optimized_attention_override, object patches on MLP `forward`
+                           component methods (PAB, SmoothCache, FasterCache) reuse those outputs.
 
 The model's own forward is never replaced, so a ComfyUI update that keeps these points keeps CacheKit.
 """
@@ -35,7 +38,8 @@ _COND_KINDS = {0: "cond", 1: "uncond"}
 
 class RunSlot:
     """Where hooked modules that get no transformer_options (MLPs) find the live run."""
-    run: CacheRun | None = None
+    def __init__(self):
+        self.run: CacheRun | None = None
 
 
 @dataclass(frozen=True)
