@@ -115,38 +115,6 @@ def test_pab_reuses_attention_outputs_and_counts_kernel_calls(ck, family):
     assert {1, 3, 5, 7} <= set(s["reused_steps"])
 
 
-def test_pab_schedule_matches_diffusers_hook():
-    """Per attention type, the compute/broadcast sequence equals diffusers' PyramidAttentionBroadcastHook
-    driven with the same timesteps (t = 1000 sigma, window 100 < t < 800). The schedule avoids sigmas
-    exactly on the window's edges: there ComfyUI's convention (start inclusive) and diffusers' (exclusive)
-    differ by design."""
-    from types import SimpleNamespace
-    from diffusers.hooks.pyramid_attention_broadcast import PyramidAttentionBroadcastHook
-    import pack
-    pack.load_core()
-    from cache_core import PyramidAttentionBroadcast, ReuseLimits, StepInfo
-    steps = 19
-    sigmas = [1.0 - i / steps for i in range(steps)]
-    assert not {0.8, 0.1} & {round(x, 6) for x in sigmas}
-    for n in (2, 3, 6):
-        t = {"now": 0.0}
-        ref = PyramidAttentionBroadcastHook((100, 800), n, lambda: t["now"])
-        ref.initialize_hook(None)
-        ran = []
-        ref.fn_ref = SimpleNamespace(original_forward=lambda: ran.append(1) or torch.ones(1))
-        limits = ReuseLimits(start_sigma=0.8, end_sigma=0.1)
-        ours = PyramidAttentionBroadcast({"self": n})
-        for i, sig in enumerate(sigmas):
-            t["now"] = 1000 * sig
-            before = len(ran)
-            ref.new_forward(None)
-            ref_computed = len(ran) > before
-            step = StepInfo(i, steps, sig)
-            our_computed = not (i > 0 and limits.allow(step, 0) and ours.component_reuse("self", 0, step))
-            assert our_computed == ref_computed, (n, i, sig)
-
-
-@pytest.mark.parametrize("family", FAMILIES)
 def test_smoothcache_calibrate_schedule_apply_chain(ck, family):
     """Calibration samples exactly like KSampler; its schedule applied reuses attention and MLP outputs on
     the scheduled steps, and the counts equal the kernel calls and MLP forwards that really ran."""

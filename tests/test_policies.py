@@ -193,3 +193,12 @@ def test_smoothcache_calibration_error_is_relative_l1_against_the_later_output()
     res = cal.result()["errors"]["mlp"]
     assert res["1"] == pytest.approx([1 / 4, 2 / 2])
     assert res["2"] == pytest.approx([3 / 2])
+
+
+def test_smoothcache_reads_published_attn_rows_and_per_block_rows():
+    from cache_core import SmoothCache, StepInfo
+    sc = SmoothCache({"attn": [1, 0, 1], "mlp": [1, 1, 1], "mlp-2": [1, 0, 1]})
+    step1 = StepInfo(1, 3, 0.5)
+    assert sc.component_reuse("self", 0, step1)           # 'attn' is the published name of self attention
+    assert not sc.component_reuse("mlp", 0, step1) and sc.component_reuse("mlp", 2, step1)
+    assert not sc.component_reuse("cross", 0, step1)      # no row: always computed

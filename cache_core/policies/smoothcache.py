@@ -116,8 +116,9 @@ class SmoothCache:
     def component_reuse(self, kind: str, block: int, step: StepInfo) -> bool:
         if step.total != self.steps:
             return False
-        row = self.schedule.get(f"{kind}-{block}") or self.schedule.get(kind)   # per-block rows win
-        return row is not None and row[step.index] == 0
+        names = (kind, "attn") if kind == "self" else (kind,)   # "attn": the published schedules' name
+        row = next((self.schedule[k] for n in names for k in (f"{n}-{block}", n) if k in self.schedule), None)
+        return row is not None and row[step.index] == 0    # a per-block row wins over the component's
 
     def component_value(self, kind: str, history: list, step: StepInfo) -> torch.Tensor:
         return history[-1][1]
