@@ -115,6 +115,7 @@ def test_pab_reuses_attention_outputs_and_counts_kernel_calls(ck, family):
     assert {1, 3, 5, 7} <= set(s["reused_steps"])
 
 
+@pytest.mark.parametrize("family", FAMILIES)
 def test_smoothcache_calibrate_schedule_apply_chain(ck, family):
     """Calibration samples exactly like KSampler; its schedule applied reuses attention and MLP outputs on
     the scheduled steps, and the counts equal the kernel calls and MLP forwards that really ran."""
