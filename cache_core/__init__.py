@@ -6,7 +6,7 @@ attention in place of each attention kernel call).
 """
 from .layout import BlockLayout
 from .metrics import rel_l1, to_floats
-from .policy import CachePolicy, ReuseLimits, StepInfo
+from .policy import CachePolicy, ComponentPolicy, ReuseLimits, StepInfo
 from .forecast import TaylorForecaster
 from .policies import (DBCache, FasterCache, FirstBlockCache, MagCache, MagCacheCalibration, PyramidAttentionBroadcast,
                        SmoothCache, SmoothCacheCalibration, TaylorSeer, TeaCache)
@@ -17,7 +17,7 @@ from .span_cache import SpanCall
 from .stats import RunStats, StreamStats
 
 __all__ = [
-    "BlockLayout", "CachePolicy", "CacheRun", "ComponentCall", "DBCache", "FasterCache", "FirstBlockCache", "MagCache",
+    "BlockLayout", "CachePolicy", "CacheRun", "ComponentCall", "ComponentPolicy", "DBCache", "FasterCache", "FirstBlockCache", "MagCache",
     "MagCacheCalibration", "PyramidAttentionBroadcast", "ReuseLimits", "RunStats", "SmoothCache",
     "SmoothCacheCalibration", "SpanCall", "StepInfo",
     "StreamState", "StreamStats", "TaylorForecaster", "TaylorSeer", "TeaCache", "presets", "rel_l1", "to_floats",

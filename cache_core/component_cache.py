@@ -72,7 +72,7 @@ class ComponentCall:
     def _reused(self, key, kind: str) -> torch.Tensor:
         self.components_reused += 1
         parts = [self.policy.component_value(kind, st.components[key], self.step) for st in self.streams]
-        if getattr(self.policy, "store_approximations", False):
+        if self.policy.store_approximations:
             for st, part in zip(self.streams, parts):
                 self._remember(st, key, part)
         # a copy: hosts update component outputs in place (HunyuanVideo's apply_mod on MLP outputs)
@@ -86,10 +86,8 @@ class ComponentCall:
             return   # unknown kind or not batch-first: always computed, never cached
         parts = out.chunk(n, dim=0) if n > 1 else (out,)
         for st, part in zip(self.streams, parts):
-            observe = getattr(self.policy, "observe", None)
-            if observe is not None:
-                observe(st.label, key, kind, part, self.step)
-            if getattr(self.policy, "keep", 1) > 0:
+            self.policy.observe(st.label, key, kind, part, self.step)
+            if self.policy.keep > 0:
                 self._remember(st, key, part)
 
     def _remember(self, st, key, part: torch.Tensor) -> None:

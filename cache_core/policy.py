@@ -7,6 +7,7 @@ it keeps per stream (previous probe, accumulators, forecast factors) and never s
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,8 +40,8 @@ class ReuseLimits:
         return self.max_consecutive < 0 or consecutive_reuses < self.max_consecutive
 
 
-class CachePolicy:
-    """Base class of a method's decision rule over a span of blocks.
+class CachePolicy(ABC):
+    """Base class of a method's decision rule over a span of blocks (span_cache.py).
 
     front_blocks (Fn) always run; back_blocks (Bn) always run after the span. The blocks in between
     are the span whose residual is cached and reused.
@@ -50,6 +51,8 @@ class CachePolicy:
       None               nothing from the tensors (MagCache, TaylorSeer: schedule or ratios only)
     """
     name = "cache"
+    engine = "span"
+    components: tuple[str, ...] = ()
     front_blocks = 1
     back_blocks = 0
     probe: str | None = "front_residual"
@@ -61,9 +64,9 @@ class CachePolicy:
         """A 0-d tensor the decision needs, computed without a host sync (the engine batches them)."""
         return None
 
+    @abstractmethod
     def wants_reuse(self, state: Any, metric: float | None, step: StepInfo) -> bool:
         """Pure: may this stream reuse on this call? (The engine ANDs it with cache presence and limits.)"""
-        raise NotImplementedError
 
     def commit(self, state: Any, reused: bool, probe: torch.Tensor | None, metric: float | None,
                step: StepInfo) -> None:
@@ -78,3 +81,30 @@ class CachePolicy:
     def reuse(self, state: Any, cached: Hidden, step: StepInfo, span_input: Hidden) -> Hidden:
         """The residual to add to `span_input` on a reused call (forecasting methods extrapolate here)."""
         return cached
+
+
+class ComponentPolicy(ABC):
+    """Base class of a method that reuses sub-block outputs (component_cache.py): attention kernel calls,
+    and MLPs where `components` names them. The decision depends on the component's kind, block and
+    the step; what is returned on reuse is derived from the stream's recent outputs of that component."""
+    name = "components"
+    engine = "component"
+    components: tuple[str, ...] = ("attention",)
+    front_blocks = back_blocks = 0
+    probe = None
+    keep = 1                        # past outputs kept per component and stream
+    store_approximations = False    # whether a reused (approximated) output joins that history
+
+    def new_state(self, label: str) -> Any:
+        return None
+
+    @abstractmethod
+    def component_reuse(self, kind: str, block: int, step: StepInfo) -> bool:
+        """May this step reuse the component (all streams of the call have a history for it)?"""
+
+    def component_value(self, kind: str, history: list, step: StepInfo) -> torch.Tensor:
+        """The output to use, from [(step, output), ...] oldest first: by default the newest."""
+        return history[-1][1]
+
+    def observe(self, label: str, key, kind: str, out: torch.Tensor, step: StepInfo) -> None:
+        """Every computed component output, per stream (calibration runs record here)."""

@@ -85,7 +85,7 @@ class CacheRun:
         meta = ((x.shape[0] // n, *x.shape[1:]), x.dtype, x.device)
         streams = [self._stream(k, kind, meta) for k, kind in zip(stream_keys, stream_kinds)]
         step = self.step_info(sigma)
-        engine = ComponentCall if getattr(self.policy, "engine", "span") == "component" else SpanCall
+        engine = ComponentCall if self.policy.engine == "component" else SpanCall
         self.current = engine(self.policy, self.layout, self.limits, streams, step)
         return self.current
 

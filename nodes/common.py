@@ -1,6 +1,8 @@
 """Inputs and checks shared by the CacheKit nodes, so each node file holds only what is its own."""
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 from . import validation
 
 MODEL_INPUT = ("MODEL", {"tooltip": "A diffusion transformer: Flux, Chroma, Wan, Qwen-Image, HunyuanVideo or LTXV."})
@@ -68,12 +70,33 @@ def sampler_inputs() -> dict:
     return spec
 
 
-def calibration_run(node: str, recorder, model, seed, steps, cfg, sampler_name, scheduler, positive, negative,
-                    latent_image, denoise=1.0):
-    """Sample once, exactly like KSampler, with a recording policy installed; returns the latent."""
-    import nodes as comfy_nodes
-    from .hooks import install
-    patched = install(model, window_fields(node, 0.0, 1.0), lambda: recorder, node)
-    (latent,) = comfy_nodes.common_ksampler(patched, seed, steps, cfg, sampler_name, scheduler, positive, negative,
-                                            latent_image, denoise=denoise)
-    return latent
+class CalibrateNode(ABC):
+    """A calibration node: samples once exactly like KSampler (same inputs) with a recording policy that
+    never reuses, and returns (calibration, latent). Subclasses give NODE_NAME, RETURN_TYPES, their own
+    extra inputs and the recorder."""
+    CATEGORY = "CacheKit"
+    RETURN_NAMES = ("calibration", "latent")
+    FUNCTION = "calibrate"
+    NODE_NAME = "Calibrate"
+
+    @classmethod
+    def own_inputs(cls) -> dict:
+        return {}
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {**sampler_inputs(), **cls.own_inputs()}}
+
+    @abstractmethod
+    def recorder(self, **own_inputs):
+        """The recording policy for one calibration run (its own inputs as keywords)."""
+
+    def calibrate(self, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
+                  denoise=1.0, **own_inputs):
+        import nodes as comfy_nodes
+        from .hooks import install
+        recorder = self.recorder(**own_inputs)
+        patched = install(model, window_fields(self.NODE_NAME, 0.0, 1.0), lambda: recorder, self.NODE_NAME)
+        (latent,) = comfy_nodes.common_ksampler(patched, seed, steps, cfg, sampler_name, scheduler, positive,
+                                                negative, latent_image, denoise=denoise)
+        return (recorder.result(), latent)

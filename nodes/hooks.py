@@ -70,7 +70,7 @@ def install(model, spec_fields: dict, make_policy: Callable[[], CachePolicy], no
     m = model.clone()
     layout, positions = family.layout(m.model.diffusion_model)
     policy = make_policy()
-    _set_attention_override(m.model_options["transformer_options"], "attention" in getattr(policy, "components", ()))
+    _set_attention_override(m.model_options["transformer_options"], "attention" in policy.components)
     if policy.probe == "modulated_input" and layout.modulated_input is None:
         raise UnsupportedModelError(f"{node_name}: no timestep-modulated input is known for {family.name}")
     if policy.front_blocks + policy.back_blocks >= len(layout):
@@ -79,7 +79,7 @@ def install(model, spec_fields: dict, make_policy: Callable[[], CachePolicy], no
             f"leave nothing to cache in this {family.name} model ({len(layout)} blocks)")
     spec = CacheSpec(node_name=node_name, node_id=node_id, family=family.name, make_policy=make_policy,
                      layout=layout, **spec_fields)
-    if "mlp" in getattr(policy, "components", ()):
+    if "mlp" in policy.components:
         for _, path in family.mlp_paths(positions):
             module = comfy.utils.get_attr(m.model, path)
             forward = type(module).forward.__get__(module)   # the class's own, not an applied patch

@@ -66,22 +66,12 @@ class ApplyMagCache(common.CacheNode):
         return (patched,)
 
 
-class CalibrateMagCache:
+class CalibrateMagCache(common.CalibrateNode):
     DESCRIPTION = ("Samples once with no reuse (like KSampler) and records, per condition stream and step, the "
                    "magnitude ratio of successive whole-stack residuals. Connect the calibration to Apply "
                    "MagCache; one prompt is enough (MagCache paper, Table 3).")
-    CATEGORY = "CacheKit"
+    NODE_NAME = CALIBRATE_NAME
     RETURN_TYPES = (RATIOS_TYPE, "LATENT")
-    RETURN_NAMES = ("calibration", "latent")
-    FUNCTION = "calibrate"
 
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": common.sampler_inputs()}
-
-    def calibrate(self, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
-                  denoise=1.0):
-        recorder = MagCacheCalibration()
-        latent = common.calibration_run(CALIBRATE_NAME, recorder, model, seed, steps, cfg, sampler_name, scheduler,
-                                        positive, negative, latent_image, denoise)
-        return (recorder.result(), latent)
+    def recorder(self):
+        return MagCacheCalibration()

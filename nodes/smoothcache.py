@@ -19,29 +19,20 @@ def _check(node: str, value, fmt: str, what: str) -> dict:
     return value
 
 
-class CalibrateSmoothCache:
+class CalibrateSmoothCache(common.CalibrateNode):
     DESCRIPTION = ("Samples once with no reuse (like KSampler) and records how much each component's output "
                    "(self/cross attention, MLP) changes from step s to s+1..s+n, averaged over blocks. Feed it "
                    "to SmoothCache Schedule.")
-    CATEGORY = "CacheKit"
+    NODE_NAME = CALIBRATE_NAME
     RETURN_TYPES = (ERRORS_TYPE, "LATENT")
-    RETURN_NAMES = ("calibration", "latent")
-    FUNCTION = "calibrate"
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {**common.sampler_inputs(),
-                             "lookahead": ("INT", {"default": 3, "min": 1, "max": 10,
-                                                   "tooltip": "Largest gap n whose error is recorded "
-                                                              "(SmoothCache default 3)."})}}
+    def own_inputs(cls):
+        return {"lookahead": ("INT", {"default": 3, "min": 1, "max": 10,
+                                      "tooltip": "Largest gap n whose error is recorded (SmoothCache default 3)."})}
 
-    def calibrate(self, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
-                  denoise=1.0, lookahead=3):
-        n = validation.number(CALIBRATE_NAME, "lookahead", lookahead, 1, integer=True)
-        recorder = SmoothCacheCalibration(n)
-        latent = common.calibration_run(CALIBRATE_NAME, recorder, model, seed, steps, cfg, sampler_name, scheduler,
-                                        positive, negative, latent_image, denoise)
-        return (recorder.result(), latent)
+    def recorder(self, lookahead=3):
+        return SmoothCacheCalibration(validation.number(CALIBRATE_NAME, "lookahead", lookahead, 1, integer=True))
 
 
 class SmoothCacheSchedule:

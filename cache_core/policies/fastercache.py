@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from ..policy import StepInfo
+from ..policy import ComponentPolicy, StepInfo
 
 
 def split_low_high(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -27,12 +27,8 @@ def split_low_high(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return spectrum * low, spectrum * ~low
 
 
-class FasterCache:
+class FasterCache(ComponentPolicy):
     name = "FasterCache"
-    engine = "component"
-    components = ("attention",)
-    front_blocks = back_blocks = 0
-    probe = None
     keep = 2
     store_approximations = True     # the extrapolated output becomes the newest history entry
 
@@ -50,9 +46,6 @@ class FasterCache:
         self.low_delta: torch.Tensor | None = None
         self.high_delta: torch.Tensor | None = None
         self.uncond_skipped_step: int | None = None
-
-    def new_state(self, label: str):
-        return None
 
     # --- CFG cache ------------------------------------------------------------------------------
     def skip_uncond(self, step: StepInfo) -> bool:

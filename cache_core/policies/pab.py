@@ -7,18 +7,11 @@ mixes cond and uncond under sequential CFG; here the count is the sampler step, 
 """
 from __future__ import annotations
 
-import torch
-
-from ..policy import StepInfo
+from ..policy import ComponentPolicy, StepInfo
 
 
-class PyramidAttentionBroadcast:
+class PyramidAttentionBroadcast(ComponentPolicy):
     name = "PyramidAttentionBroadcast"
-    engine = "component"
-    components = ("attention",)
-    front_blocks = back_blocks = 0
-    probe = None
-    keep = 1          # past outputs kept per component
 
     def __init__(self, intervals: dict[str, int]):
         bad = {k: v for k, v in intervals.items() if int(v) < 1}
@@ -26,12 +19,6 @@ class PyramidAttentionBroadcast:
             raise ValueError(f"intervals must be >= 1, got {bad}")
         self.intervals = {k: int(v) for k, v in intervals.items()}
 
-    def new_state(self, label: str):
-        return None
-
     def component_reuse(self, kind: str, block: int, step: StepInfo) -> bool:
         n = self.intervals.get(kind, 1)
         return n > 1 and step.index % n != 0
-
-    def component_value(self, kind: str, history: list, step: StepInfo) -> torch.Tensor:
-        return history[-1][1]   # broadcast the last computed output

@@ -12,18 +12,15 @@ from collections import defaultdict
 
 import torch
 
-from ..policy import StepInfo
+from ..policy import ComponentPolicy, StepInfo
 
 ERRORS_FORMAT = "cachekit.smoothcache_errors"
 SCHEDULE_FORMAT = "cachekit.smoothcache_schedule"
 
 
-class SmoothCacheCalibration:
+class SmoothCacheCalibration(ComponentPolicy):
     name = "SmoothCache calibration"
-    engine = "component"
     components = ("attention", "mlp")
-    front_blocks = back_blocks = 0
-    probe = None
     keep = 0          # nothing is reused; observe() keeps its own window
 
     def __init__(self, lookahead: int = 3):
@@ -34,9 +31,6 @@ class SmoothCacheCalibration:
         self._window: dict = defaultdict(list)                      # (stream, key) -> [(step, Y)]
         self._sums: dict = defaultdict(lambda: defaultdict(float))  # kind -> (j, s) -> sum of errors
         self._counts: dict = defaultdict(lambda: defaultdict(int))
-
-    def new_state(self, label: str):
-        return None
 
     def component_reuse(self, kind, block, step) -> bool:
         return False
@@ -90,13 +84,9 @@ def make_schedule(calibration: dict, alpha: float) -> dict:
     return {"format": SCHEDULE_FORMAT, "version": 1, "steps": steps, "schedule": schedule}
 
 
-class SmoothCache:
+class SmoothCache(ComponentPolicy):
     name = "SmoothCache"
-    engine = "component"
     components = ("attention", "mlp")
-    front_blocks = back_blocks = 0
-    probe = None
-    keep = 1
 
     def __init__(self, schedule: dict[str, list[int]]):
         self.schedule = {k: [int(v) for v in row] for k, row in schedule.items()}
@@ -104,9 +94,6 @@ class SmoothCache:
         if len(lengths) != 1:
             raise ValueError(f"schedule rows must all have one length, got {sorted(lengths)}")
         self.steps = lengths.pop()
-
-    def new_state(self, label: str):
-        return None
 
     def check_steps(self, total: int) -> None:
         if total != self.steps:
@@ -119,6 +106,3 @@ class SmoothCache:
         names = (kind, "attn") if kind == "self" else (kind,)   # "attn": the published schedules' name
         row = next((self.schedule[k] for n in names for k in (f"{n}-{block}", n) if k in self.schedule), None)
         return row is not None and row[step.index] == 0    # a per-block row wins over the component's
-
-    def component_value(self, kind: str, history: list, step: StepInfo) -> torch.Tensor:
-        return history[-1][1]
