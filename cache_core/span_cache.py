@@ -41,7 +41,6 @@ class SpanCall:
         self.start = min(policy.front_blocks, n)
         self.end = max(n - policy.back_blocks, self.start)
         self.reusing = False
-        self.decided = False
         self.blocks_run = 0
         self._stack_in: Hidden | None = None
         self._anchor: Hidden | None = None
@@ -107,7 +106,6 @@ class SpanCall:
             st.consecutive_reuses = st.consecutive_reuses + 1 if self.reusing else 0
             if not self.reusing:
                 st.anchor_shapes = shp
-        self.decided = True
         if not self.reusing:   # the span's blocks will update the anchor in place: keep a copy
             self._anchor = {k: v.clone() for k, v in anchor.items()}
             self._anchor_pos = anchor_pos

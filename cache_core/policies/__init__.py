@@ -7,4 +7,5 @@ from .smoothcache import SmoothCache, SmoothCacheCalibration, make_schedule
 from .taylorseer import TaylorSeer
 from .teacache import TeaCache
 
-__all__ = ["DBCache", "FasterCache", "FirstBlockCache", "MagCache", "MagCacheCalibration", "PyramidAttentionBroadcast", "SmoothCache", "SmoothCacheCalibration", "make_schedule", "TaylorSeer", "TeaCache"]
+__all__ = ["DBCache", "FasterCache", "FirstBlockCache", "MagCache", "MagCacheCalibration", "PyramidAttentionBroadcast",
+           "SmoothCache", "SmoothCacheCalibration", "TaylorSeer", "TeaCache", "make_schedule"]
