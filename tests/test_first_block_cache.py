@@ -26,6 +26,12 @@ def block_attrs(ck, model):
     return [attr for _, attr, _ in detect(model, "test").blocks]
 
 
+def block_count(ck, model):
+    """Blocks one model call runs uncached (the family table's layout for this instance)."""
+    from cachekit.nodes.families import detect
+    return len(detect(model, "test").layout(model.model.diffusion_model)[1])
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("cfg", [1.0, 3.0])
 def test_threshold_zero_is_bit_identical(ck, family, cfg):
@@ -43,11 +49,8 @@ def test_high_threshold_reuses_and_stats_match_counted_blocks(ck, family):
     m, lat, pos, neg = tm.FAMILIES[family]()
     base = tm.sample(m, lat, pos, neg, steps=STEPS, cfg=3.0)
     patched = fbc(ck, m, 1.0)
-    counter = tm.BlockCounter(patched, block_attrs(ck, m))
-    try:
+    with tm.BlockCounter(patched, block_attrs(ck, m)) as counter:
         out = tm.sample(patched, lat, pos, neg, steps=STEPS, cfg=3.0)
-    finally:
-        counter.close()
     stats = last_stats(ck)
     assert stats["status"] == "finished" and stats["total_steps"] == STEPS
     assert set(stats["streams"]) == {"cond", "uncond"}
@@ -56,7 +59,7 @@ def test_high_threshold_reuses_and_stats_match_counted_blocks(ck, family):
         assert 0 in s["computed_steps"] and s["reused_steps"], s
     assert stats["block_evals"] == counter.count            # stats agree with the blocks that really ran
     assert stats["block_evals"] < stats["block_evals_full"]
-    n_blocks = len(ck.nodes.families.detect(m, "t").layout(m.model.diffusion_model)[1])
+    n_blocks = block_count(ck, m)
     calls = stats["block_evals_full"] // n_blocks
     reused_calls = sum(s["reused_calls"] for s in stats["streams"].values()) // 2   # batched cond+uncond
     assert stats["block_evals"] == calls * n_blocks - reused_calls * (n_blocks - 1)
@@ -112,11 +115,8 @@ def test_input_model_untouched_and_removing_node_removes_effect(ck, family):
 def test_heun_counts_steps_not_model_calls(ck, family):
     m, lat, pos, neg = tm.FAMILIES[family]()
     patched = fbc(ck, m, 1.0)
-    counter = tm.BlockCounter(patched, block_attrs(ck, m), first_only=True)   # block 0 runs every call
-    try:
+    with tm.BlockCounter(patched, block_attrs(ck, m), first_only=True) as counter:   # block 0 runs every call
         tm.sample(patched, lat, pos, neg, steps=5, cfg=1.0, sampler="heun")
-    finally:
-        counter.close()
     s = last_stats(ck)["streams"]["cond"]
     assert last_stats(ck)["total_steps"] == 5 and s["steps_seen"] == 5
     assert s["computed_calls"] + s["reused_calls"] == 9 == counter.count   # heun: 2 calls/step, last 1

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import tiny_models as tm
-from test_first_block_cache import FAMILIES, STEPS, block_attrs, last_stats
+from test_first_block_cache import FAMILIES, STEPS, block_attrs, block_count, last_stats
 
 
 def teacache(ck, model, thr, coefficients="custom", custom="1.0, 0.0"):
@@ -77,13 +77,10 @@ def test_reuse_matches_stats_and_counted_blocks_and_repeats(ck, method, family):
     m, lat, pos, neg = tm.FAMILIES[family]()
     base = tm.sample(m, lat, pos, neg, steps=STEPS, cfg=3.0)
     patched = METHODS[method][1](ck, m)
-    counter = tm.BlockCounter(patched, block_attrs(ck, m))
-    try:
+    with tm.BlockCounter(patched, block_attrs(ck, m)) as counter:
         out = tm.sample(patched, lat, pos, neg, steps=STEPS, cfg=3.0)
-    finally:
-        counter.close()
     stats = last_stats(ck)
-    n_blocks = len(ck.nodes.families.detect(m, "t").layout(m.model.diffusion_model)[1])
+    n_blocks = block_count(ck, m)
     assert stats["block_evals_full"] == STEPS * n_blocks            # cond+uncond batched: one call a step
     cond = stats["streams"]["cond"]
     assert cond["reused_steps"] and 0 in cond["computed_steps"]

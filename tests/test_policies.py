@@ -19,12 +19,12 @@ def blocks(args):
     return {"img": args["img"] * 1.5 + 1.0}
 
 
-def run_steps(policy, fs, x=None, label="cond"):
-    """One call per step; returns the per-step reuse flags and the outputs."""
+def run_steps(policy, fs, xs=None, label="cond"):
+    """One call per step (input xs[i], default 1 + 0.01 i); returns the reuse flags, outputs and stats."""
     run = CacheRun(policy, LAYOUT, sigmas=[1.0 - i / len(fs) for i in range(len(fs) + 1)])
     flags, outs = [], []
     for i, f in enumerate(fs):
-        xi = torch.full((1, 4), 1.0 + 0.01 * i) if x is None else x
+        xi = torch.full((1, 4), 1.0 + 0.01 * i) if xs is None else xs[i]
         call = run.begin_call(xi, run.sigmas[i], ["s"], [label])
         h = {"img": xi, "F": torch.tensor([float(f)])}
         for p in range(3):
@@ -124,18 +124,7 @@ def test_magcache_calibration_records_ratio_of_residual_norms_per_step():
 
 def run_x(policy, xs):
     """One call per step with input x_i (scalar-filled); block 0's residual is 0.5 x + 1."""
-    run = CacheRun(policy, LAYOUT, sigmas=[1.0 - i / len(xs) for i in range(len(xs) + 1)])
-    flags = []
-    for i, x in enumerate(xs):
-        xi = torch.full((1, 4), float(x))
-        call = run.begin_call(xi, run.sigmas[i], ["s"], ["cond"])
-        h = {"img": xi, "F": torch.zeros(1)}
-        for p in range(3):
-            h = {**h, **call.run_block(p, h, blocks)}
-        run.end_call(call)
-        run.on_step_end(i)
-        flags.append(call.reusing)
-    run.close()
+    flags, _, _ = run_steps(policy, [0.0] * len(xs), xs=[torch.full((1, 4), float(x)) for x in xs])
     return reused(flags)
 
 

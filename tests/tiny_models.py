@@ -147,3 +147,9 @@ class BlockCounter:
     def close(self):
         for h in self._handles:
             h.remove()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
