@@ -1,17 +1,22 @@
 """Install a CacheKit method on a cloned ComfyUI MODEL through ComfyUI's own extension points only:
 
-  OUTER_SAMPLE wrapper     once per sampling run: creates the CacheRun, counts sampler steps through
-                           the step callback, and drops every cached tensor in `finally`.
+  OUTER_SAMPLE wrapper     once per sampling run: creates the CacheRun, makes it the spec's live run,
+                           and drops every cached tensor in `finally`.
   CALC_COND_BATCH wrapper  once per CFG step: FasterCache may run cond alone and estimate uncond.
   DIFFUSION_MODEL wrapper  once per model call: tells the run which cond streams are in the batch.
   patches_replace "dit"    every transformer block: the live call's run_block decides compute/pass/apply.
   optimized_attention_override, object patches on MLP `forward`
                            component methods (PAB, SmoothCache, FasterCache) reuse those outputs.
 
-The model's own forward is never replaced, so a ComfyUI update that keeps these points keeps CacheKit.
+Every hook holds the node's CacheSpec and finds the live run through it (`spec.live`). ModelPatcher.clone()
+deep-copies model_options: the spec and the hooks kept there copy as themselves (SharedOnClone), so
+clones made after the node (LoRA loaders, ModelSampling*, TorchCompileModel) share the one spec and
+copy no module. The model's own forward is never replaced, so a ComfyUI update that keeps these
+points keeps CacheKit.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -19,48 +24,77 @@ from typing import Callable
 import torch
 
 import comfy.model_management
-import comfy.model_patcher
-import comfy.patcher_extension
 import comfy.utils
 from comfy.patcher_extension import WrappersMP
 
 from ..cache_core import CachePolicy, CacheRun, ReuseLimits
 from . import stats_feed
-from .families import UnsupportedModelError, detect
+from .families import Family, UnsupportedModelError, detect
 from .validation import CacheKitInputError
 
-SPEC_KEY = "cachekit_spec"   # transformer_options: the node's settings (lives as long as the MODEL)
-RUN_KEY = "cachekit_run"     # transformer_options: the live run (only inside one sampling run)
+SPEC_KEY = "cachekit_spec"   # transformer_options: the installed method's settings (marks the MODEL as cached)
 WRAPPER_KEY = "cachekit"
 ATTN_KEY = "optimized_attention_override"   # ComfyUI's attention-kernel hook in transformer_options
 _COND_KINDS = {0: "cond", 1: "uncond"}
 
 
-class RunSlot:
-    """Where hooked modules that get no transformer_options (MLPs) find the live run."""
+class SharedOnClone:
+    """ModelPatcher.clone() deep-copies model_options. Objects CacheKit puts there (and the hooks that
+    point at them) are immutable or shared on purpose, so a copy is the object itself: cloning a
+    cached MODEL copies no module, no weight and no run, and every clone's hooks reach the same run."""
+    def __deepcopy__(self, memo):
+        return self
+
+    def __copy__(self):
+        return self
+
+
+class LiveRuns(SharedOnClone):
+    """The run a spec's hooks act on while a sampler runs it: the one way every hook finds its run.
+    A stack, so a sampling run nested inside another (a node sampling inside a sampler) ends cleanly."""
     def __init__(self):
-        self.run: CacheRun | None = None
+        self._stack: list[CacheRun] = []
+
+    @property
+    def run(self) -> CacheRun | None:
+        return self._stack[-1] if self._stack else None
+
+    @property
+    def call(self):
+        run = self.run
+        return run.current if run is not None else None
+
+    def push(self, run: CacheRun) -> None:
+        self._stack.append(run)
+
+    def pop(self, run: CacheRun) -> None:
+        self._stack.remove(run)
 
 
-@dataclass(frozen=True)
-class CacheSpec:
+@dataclass(frozen=True, eq=False)
+class CacheSpec(SharedOnClone):
+    """What a node installed: settings only. The block layout (and block 0, which TeaCache's probe
+    reads) is resolved from the model each run, so weight patches added after the node (LoRA) count."""
     node_name: str
     node_id: str | None
-    family: str
+    family: Family
     make_policy: Callable[[], CachePolicy]
-    layout: object
     start_percent: float = 0.0
     end_percent: float = 1.0
     warmup_steps: int = 0
     max_consecutive: int = -1
-    slot: RunSlot = field(default_factory=RunSlot, compare=False)
+    live: LiveRuns = field(default_factory=LiveRuns)
 
-    def new_run(self, model_sampling, sigmas: torch.Tensor) -> CacheRun:
-        start = math.inf if self.start_percent <= 0.0 else float(model_sampling.percent_to_sigma(self.start_percent))
-        end = -1.0 if self.end_percent >= 1.0 else float(model_sampling.percent_to_sigma(self.end_percent))
+    def new_run(self, model_patcher, sigmas: torch.Tensor) -> CacheRun:
+        # get_model_object: what the sampler will run, object patches (ModelSamplingSD3, ...) included;
+        # they are applied only when the model loads, after this wrapper starts
+        layout, _ = self.family.layout(model_patcher.get_model_object("diffusion_model"))
+        ms = model_patcher.get_model_object("model_sampling")
+        start = math.inf if self.start_percent <= 0.0 else float(ms.percent_to_sigma(self.start_percent))
+        end = -1.0 if self.end_percent >= 1.0 else float(ms.percent_to_sigma(self.end_percent))
         limits = ReuseLimits(start_sigma=start, end_sigma=end, warmup_steps=self.warmup_steps,
                              max_consecutive=self.max_consecutive)
-        return CacheRun(self.make_policy(), self.layout, sigmas.tolist(), limits)
+        return CacheRun(self.make_policy(), layout, sigmas.tolist(), limits)
 
 
 def install(model, spec_fields: dict, make_policy: Callable[[], CachePolicy], node_name: str,
@@ -70,53 +104,53 @@ def install(model, spec_fields: dict, make_policy: Callable[[], CachePolicy], no
     m = model.clone()
     layout, positions = family.layout(m.model.diffusion_model)
     policy = make_policy()
-    _set_attention_override(m.model_options["transformer_options"], "attention" in policy.components)
     if policy.probe == "modulated_input" and layout.modulated_input is None:
         raise UnsupportedModelError(f"{node_name}: no timestep-modulated input is known for {family.name}")
     if policy.front_blocks + policy.back_blocks >= len(layout):
         raise CacheKitInputError(
             f"{node_name}: {policy.front_blocks} front + {policy.back_blocks} back blocks always computed "
             f"leave nothing to cache in this {family.name} model ({len(layout)} blocks)")
-    spec = CacheSpec(node_name=node_name, node_id=node_id, family=family.name, make_policy=make_policy,
-                     layout=layout, **spec_fields)
+    spec = CacheSpec(node_name=node_name, node_id=node_id, family=family, make_policy=make_policy,
+                     **spec_fields)
+    to = m.model_options["transformer_options"]
+    _set_attention_override(to, spec if "attention" in policy.components else None)
     if "mlp" in policy.components:
         for _, path in family.mlp_paths(positions):
             module = comfy.utils.get_attr(m.model, path)
             forward = type(module).forward.__get__(module)   # the class's own, not an applied patch
-            m.add_object_patch(f"{path}.forward", _MlpForward(forward, spec.slot, path.rsplit(".", 1)[1]))
-    m.model_options["transformer_options"][SPEC_KEY] = spec   # a later CacheKit node replaces an earlier one
+            m.add_object_patch(f"{path}.forward", _MlpForward(spec, forward, path.rsplit(".", 1)[1]))
+    to[SPEC_KEY] = spec   # a later CacheKit node replaces an earlier one
     for wrapper_type, fn in ((WrappersMP.OUTER_SAMPLE, _outer_sample_wrapper),
                              (WrappersMP.CALC_COND_BATCH, _calc_cond_batch_wrapper),
                              (WrappersMP.DIFFUSION_MODEL, _diffusion_model_wrapper)):
         m.remove_wrappers_with_key(wrapper_type, WRAPPER_KEY)
-        m.add_wrapper_with_key(wrapper_type, WRAPPER_KEY, fn)
+        m.add_wrapper_with_key(wrapper_type, WRAPPER_KEY, functools.partial(fn, spec))
     for p, (kind, index) in enumerate(positions):
-        m.set_model_patch_replace(_BlockPatch(p), "dit", kind, index)
+        m.set_model_patch_replace(_BlockPatch(spec, p), "dit", kind, index)
     return m
 
 
-class _AttentionOverride:
+class _AttentionOverride(SharedOnClone):
     """transformer_options["optimized_attention_override"]: ComfyUI calls it in place of the attention
     kernel; a component method's live call may return that attention's cached output instead.
     Chains to an override another node installed before (e.g. a different attention kernel)."""
-    def __init__(self, previous=None):
-        self.previous = previous
+    def __init__(self, spec: CacheSpec, previous=None):
+        self.spec, self.previous = spec, previous
 
     def __call__(self, func, *args, **kwargs):
         def compute():
             return self.previous(func, *args, **kwargs) if self.previous else func(*args, **kwargs)
-        run = (kwargs.get("transformer_options") or {}).get(RUN_KEY)
-        call = run.current if run is not None else None
+        call = self.spec.live.call
         if call is None or not hasattr(call, "attention"):
             return compute()
         return call.attention(compute)
 
 
-def _set_attention_override(to: dict, wanted: bool) -> None:
+def _set_attention_override(to: dict, spec: CacheSpec | None) -> None:
     current = to.get(ATTN_KEY)
     previous = current.previous if isinstance(current, _AttentionOverride) else current
-    if wanted:
-        to[ATTN_KEY] = _AttentionOverride(previous)
+    if spec is not None:
+        to[ATTN_KEY] = _AttentionOverride(spec, previous)
     elif previous is not None:
         to[ATTN_KEY] = previous
     else:
@@ -125,39 +159,36 @@ def _set_attention_override(to: dict, wanted: bool) -> None:
 
 class _MlpForward:
     """Object patch on an MLP module's `forward`: the live component call may reuse its output. The
-    module itself stays in place, so weight keys (LoRA, offloading) are unchanged."""
-    def __init__(self, original, slot: RunSlot, name: str):
-        self.original, self.slot, self.name = original, slot, name
+    module itself stays in place, so weight keys (LoRA, offloading) are unchanged. Object patches are
+    shared by clones (ModelPatcher copies that dict shallowly)."""
+    def __init__(self, spec: CacheSpec, original, name: str):
+        self.spec, self.original, self.name = spec, original, name
 
     def __call__(self, *args, **kwargs):
-        run = self.slot.run
-        call = run.current if run is not None else None
+        call = self.spec.live.call
         if call is None or not hasattr(call, "component"):
             return self.original(*args, **kwargs)
         return call.component((call.block, self.name), "mlp", lambda: self.original(*args, **kwargs))
 
 
-class _BlockPatch:
+class _BlockPatch(SharedOnClone):
     """patches_replace entry for block position p: hands the block to the live call, if any."""
-    def __init__(self, position: int):
-        self.position = position
+    def __init__(self, spec: CacheSpec, position: int):
+        self.spec, self.position = spec, position
 
     def __call__(self, args: dict, extra: dict) -> dict:
-        run = args.get("transformer_options", {}).get(RUN_KEY)
-        call = run.current if run is not None else None
+        call = self.spec.live.call
         if call is None:   # sampled outside a CacheKit run (e.g. another wrapper bypassed ours)
             return extra["original_block"](args)
         return call.run_block(self.position, args, extra["original_block"])
 
 
-def _outer_sample_wrapper(executor, *args, **kwargs):
+def _outer_sample_wrapper(spec: CacheSpec, executor, *args, **kwargs):
     guider = executor.class_obj
-    orig_options = guider.model_options
-    spec: CacheSpec | None = orig_options.get("transformer_options", {}).get(SPEC_KEY)
-    if spec is None:
-        return executor(*args, **kwargs)
+    if guider.model_options.get("transformer_options", {}).get(SPEC_KEY) is not spec:
+        return executor(*args, **kwargs)   # a later CacheKit node replaced this one
     args = list(args)   # (noise, latent_image, sampler, sigmas, denoise_mask, callback, disable_pbar, seed)
-    run = spec.new_run(guider.model_patcher.model.model_sampling, args[3])
+    run = spec.new_run(guider.model_patcher, args[3])
     check_steps = getattr(run.policy, "check_steps", None)
     if check_steps is not None:
         try:
@@ -172,9 +203,7 @@ def _outer_sample_wrapper(executor, *args, **kwargs):
             return user_callback(step, *cb_args, **cb_kwargs)
 
     args[5] = step_callback
-    guider.model_options = comfy.model_patcher.create_model_options_clone(orig_options)
-    guider.model_options["transformer_options"][RUN_KEY] = run
-    spec.slot.run = run
+    spec.live.push(run)
     status = "error"
     try:
         out = executor(*args, **kwargs)
@@ -184,17 +213,17 @@ def _outer_sample_wrapper(executor, *args, **kwargs):
         status = "interrupted"
         raise
     finally:
-        guider.model_options = orig_options
-        spec.slot.run = None
+        spec.live.pop(run)
         stats = run.close(status)
-        stats_feed.publish(stats, spec.node_id, spec.family)
+        stats_feed.publish(stats, spec.node_id, spec.family.name)
 
 
-def _calc_cond_batch_wrapper(executor, model, conds, x_in, timestep, model_options, *args, **kwargs):
+def _calc_cond_batch_wrapper(spec: CacheSpec, executor, model, conds, x_in, timestep, model_options, *args,
+                             **kwargs):
     """CFG-level methods (FasterCache): may run the cond branch alone and estimate the uncond output.
     ComfyUI returns denoised predictions here; the estimate works on the model output (x - x0) / sigma,
     which is what the reference hooks see, and converts back."""
-    run = model_options.get("transformer_options", {}).get(RUN_KEY)
+    run = spec.live.run
     policy = run.policy if run is not None else None
     if policy is None or not hasattr(policy, "skip_uncond") or len(conds) != 2 or not conds[1]:
         return executor(model, conds, x_in, timestep, model_options, *args, **kwargs)
@@ -221,15 +250,12 @@ def _observe_cfg(policy, cond_v, uncond_v) -> None:
     policy.observe_cfg(cond_v, uncond_v)
 
 
-def _transformer_options(args, kwargs) -> dict | None:
+def _transformer_options(args, kwargs) -> dict:
     # Its position differs by family (last for Flux/Wan/Qwen, before keyframe_idxs for LTXV).
     to = kwargs.get("transformer_options")
     if isinstance(to, dict):
         return to
-    for a in reversed(args):
-        if isinstance(a, dict) and RUN_KEY in a:
-            return a
-    return None
+    return next((a for a in reversed(args) if isinstance(a, dict) and SPEC_KEY in a), {})
 
 
 @torch.compiler.disable
@@ -242,12 +268,11 @@ def _begin_call(run: CacheRun, x: torch.Tensor, to: dict):
     return run.begin_call(x, sigma, uuids, kinds)
 
 
-def _diffusion_model_wrapper(executor, *args, **kwargs):
-    to = _transformer_options(args, kwargs)
-    run = to.get(RUN_KEY) if to is not None else None
+def _diffusion_model_wrapper(spec: CacheSpec, executor, *args, **kwargs):
+    run = spec.live.run
     if run is None:
         return executor(*args, **kwargs)
-    call = _begin_call(run, args[0], to)
+    call = _begin_call(run, args[0], _transformer_options(args, kwargs))
     try:
         return executor(*args, **kwargs)
     finally:

@@ -258,7 +258,7 @@ def test_reused_call_on_unchanged_input_reproduces_computed_output(ck, family):
 @pytest.mark.parametrize("kind", ["error", "interrupted"])
 def test_error_or_interrupt_ends_the_run_and_the_next_run_starts_clean(ck, kind):
     import comfy.model_management as mm
-    from cachekit.nodes.hooks import RUN_KEY
+    from cachekit.nodes.hooks import SPEC_KEY
     m, lat, pos, neg = tm.wan()
     patched = fbc(ck, m, 1.0)
     clean = tm.sample(patched, lat, pos, neg, steps=STEPS, cfg=3.0)
@@ -271,5 +271,5 @@ def test_error_or_interrupt_ends_the_run_and_the_next_run_starts_clean(ck, kind)
         tm.sample(patched, lat, pos, neg, steps=STEPS, cfg=3.0, callback=stop_at_step_3)
     stats = last_stats(ck)
     assert stats["status"] == kind and stats["streams"]["cond"]["steps_seen"] == 4
-    assert RUN_KEY not in patched.model_options["transformer_options"]     # the run is gone
+    assert patched.model_options["transformer_options"][SPEC_KEY].live.run is None     # the run is gone
     assert torch.equal(tm.sample(patched, lat, pos, neg, steps=STEPS, cfg=3.0), clean)

@@ -34,9 +34,8 @@ def test_compiled_cached_run_matches_uncompiled(ck, family, order):
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0   # dynamo really compiled blocks
 
 
-# SmoothCache is not here: compiled, its MLP hook (an object patch on the module's forward) finds no live
-# run, so MLP outputs are computed instead of reused; attention is still reused (README, Limits).
-@pytest.mark.parametrize("method", ["teacache", "magcache", "taylorseer", "dbcache", "pab", "fastercache"])
+@pytest.mark.parametrize("method", ["teacache", "magcache", "taylorseer", "dbcache", "pab", "fastercache",
+                                    "smoothcache"])
 def test_every_method_compiled_matches_uncompiled(ck, method):
     """Each method behind ComfyUI's compile wrapper (aot_eager on CPU): same decisions, same output."""
     from test_methods_comfy import METHODS
