@@ -91,6 +91,10 @@ class ComponentCall:
                 self._remember(st, key, part)
 
     def _remember(self, st, key, part: torch.Tensor) -> None:
+        """History per step: a second call in the same step (Heun, SA-Solver PECE) replaces the step's
+        entry, so extrapolations always span distinct steps."""
         history = st.components.setdefault(key, [])
+        if history and history[-1][0] == self.step.index:
+            history.pop()
         history.append((self.step.index, part))
         del history[:-self.policy.keep]

@@ -10,11 +10,14 @@ import torch
 
 
 class TaylorForecaster:
-    """Taylor series in the step index (TaylorSeer, ICCV'25; methods.md §1.6).
+    """Taylor series in the step position (TaylorSeer, ICCV'25; methods.md §1.6).
 
     At a computed step s with value Y, Δ = s - s_prev:  d0 = Y,  d_{i+1} = (d_i - d_i_old) / Δ  (up to
     max_order, and only as far as the previous update had orders). At step s + k the forecast is
     Σ_i d_i k^i / i!.  Factors are kept in `dtype` (None = the feature's own dtype).
+    Positions may be fractional (a sampler's midpoint call). Only the first value at a position counts:
+    a second one there (Heun's corrector, SA-Solver PECE) or one for an earlier position (heunpp2 looks
+    ahead, then back) changes nothing, so differences always span distinct positions.
     """
 
     def __init__(self, max_order: int = 1, dtype: torch.dtype | None = torch.float32):
@@ -22,12 +25,12 @@ class TaylorForecaster:
             raise ValueError(f"max_order must be >= 0, got {max_order}")
         self.max_order, self.dtype = int(max_order), dtype
         self.factors: dict[str, list[torch.Tensor]] = {}
-        self.last_step: int | None = None
+        self.last_step: float | None = None
 
-    def update(self, values: dict[str, torch.Tensor], step: int) -> None:
+    def update(self, values: dict[str, torch.Tensor], step: float) -> None:
+        if self.last_step is not None and step <= self.last_step:
+            return
         delta = None if self.last_step is None else step - self.last_step
-        if delta == 0:
-            raise ValueError("TaylorForecaster: two updates at the same step")
         for key, value in values.items():
             new = [value]
             old = self.factors.get(key, []) if delta is not None else []
@@ -40,7 +43,7 @@ class TaylorForecaster:
     def ready(self) -> bool:
         return self.last_step is not None
 
-    def predict(self, step: int, like: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    def predict(self, step: float, like: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         k = step - self.last_step
         out = {}
         for key, factors in self.factors.items():

@@ -18,10 +18,15 @@ Hidden = dict[str, torch.Tensor]
 
 @dataclass(frozen=True)
 class StepInfo:
-    """Where a model call sits in the sampling run."""
-    index: int      # 0-based sampler step (all calls of a Heun step share it)
+    """Where a model call sits in the sampling run (steps.py says how it is found from the sigma)."""
+    index: int      # 0-based step whose noise interval [sigmas[i], sigmas[i+1]) holds the call's sigma
     total: int      # steps in this run
     sigma: float    # the call's sigma
+    position: float | None = None   # fractional step index (midpoint calls lie between); None = index
+
+    def __post_init__(self):
+        if self.position is None:
+            object.__setattr__(self, "position", float(self.index))
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from .layout import BlockLayout
 from .policy import CachePolicy, ReuseLimits, StepInfo
 from .component_cache import ComponentCall
 from .span_cache import SpanCall
+from .steps import StepClock
 from .stats import RunStats, StreamStats
 
 
@@ -37,23 +38,15 @@ class CacheRun:
     layout: BlockLayout
     sigmas: Sequence[float]
     limits: ReuseLimits = field(default_factory=ReuseLimits)
-    step: int = 0
     streams: dict[Hashable, StreamState] = field(default_factory=dict)
     current: SpanCall | ComponentCall | None = None
     closed: bool = False
 
     def __post_init__(self):
         self.sigmas = [float(s) for s in self.sigmas]
-        self.stats = RunStats(method=self.policy.name, total_steps=max(len(self.sigmas) - 1, 0))
+        self.clock = StepClock(self.sigmas)
+        self.stats = RunStats(method=self.policy.name, total_steps=self.clock.total)
         self._labels: dict[Hashable, str] = {}
-
-    # --- step tracking -------------------------------------------------------------------------
-    def on_step_end(self, step_index: int) -> None:
-        """The sampler finished step `step_index`: calls from now on belong to the next one.
-
-        Counting sampler steps (not model calls) keeps Heun/dpmpp_2s's extra calls in their step.
-        """
-        self.step = step_index + 1
 
     # --- streams -------------------------------------------------------------------------------
     def _label(self, key: Hashable, kind: str) -> str:
@@ -84,17 +77,18 @@ class CacheRun:
             raise ValueError(f"CacheKit: batch {x.shape[0]} does not split into {n} condition chunks")
         meta = ((x.shape[0] // n, *x.shape[1:]), x.dtype, x.device)
         streams = [self._stream(k, kind, meta) for k, kind in zip(stream_keys, stream_kinds)]
-        step = self.step_info(sigma)
+        step = self.step_at(sigma)
         engine = ComponentCall if self.policy.engine == "component" else SpanCall
         self.current = engine(self.policy, self.layout, self.limits, streams, step)
         return self.current
 
-    def step_info(self, sigma: float) -> StepInfo:
-        return StepInfo(index=self.step, total=self.stats.total_steps, sigma=float(sigma))
+    def step_at(self, sigma: float) -> StepInfo:
+        """The step a model call at this sigma belongs to (steps.py)."""
+        return self.clock.locate(sigma)
 
-    def record_estimated(self, key: Hashable, kind: str) -> None:
+    def record_estimated(self, key: Hashable, kind: str, step: StepInfo) -> None:
         """A stream whose model call was skipped and estimated by the method (FasterCache's uncond)."""
-        self.stats.stream(self._label(key, kind)).record(self.step, False, 0, len(self.layout))
+        self.stats.stream(self._label(key, kind)).record(step.index, False, 0, len(self.layout))
 
     def end_call(self, call: SpanCall) -> None:
         n = len(self.layout)

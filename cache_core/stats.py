@@ -52,6 +52,7 @@ class StreamStats:
             "resets": self.resets,
             "components_run": self.components_run,
             "components_reused": self.components_reused,
+            "calls_per_step": [[step, c, r] for step, (c, r) in sorted(self.steps.items())],
         }
 
 

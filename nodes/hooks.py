@@ -187,7 +187,7 @@ def _outer_sample_wrapper(spec: CacheSpec, executor, *args, **kwargs):
     guider = executor.class_obj
     if guider.model_options.get("transformer_options", {}).get(SPEC_KEY) is not spec:
         return executor(*args, **kwargs)   # a later CacheKit node replaced this one
-    args = list(args)   # (noise, latent_image, sampler, sigmas, denoise_mask, callback, disable_pbar, seed)
+    # args: (noise, latent_image, sampler, sigmas, denoise_mask, callback, disable_pbar, seed)
     run = spec.new_run(guider.model_patcher, args[3])
     check_steps = getattr(run.policy, "check_steps", None)
     if check_steps is not None:
@@ -195,14 +195,6 @@ def _outer_sample_wrapper(spec: CacheSpec, executor, *args, **kwargs):
             check_steps(run.stats.total_steps)
         except ValueError as e:
             raise CacheKitInputError(f"{spec.node_name}: {e}") from None
-    user_callback = args[5]
-
-    def step_callback(step, *cb_args, **cb_kwargs):
-        run.on_step_end(step)
-        if user_callback is not None:
-            return user_callback(step, *cb_args, **cb_kwargs)
-
-    args[5] = step_callback
     spec.live.push(run)
     status = "error"
     try:
@@ -228,12 +220,12 @@ def _calc_cond_batch_wrapper(spec: CacheSpec, executor, model, conds, x_in, time
     if policy is None or not hasattr(policy, "skip_uncond") or len(conds) != 2 or not conds[1]:
         return executor(model, conds, x_in, timestep, model_options, *args, **kwargs)
     sigma = timestep.reshape(-1, *([1] * (x_in.ndim - 1))).to(x_in.dtype)
-    step = run.step_info(float(timestep.max()))
+    step = run.step_at(float(timestep.max()))
     if _skip_uncond(policy, step):
         cond_out = executor(model, [conds[0], None], x_in, timestep, model_options, *args, **kwargs)[0]
         uncond_v = policy.estimate_uncond((x_in - cond_out) / sigma, step)
         for c in conds[1]:
-            run.record_estimated(c.get("uuid"), "uncond")
+            run.record_estimated(c.get("uuid"), "uncond", step)
         return [cond_out, x_in - sigma * uncond_v]
     outs = executor(model, conds, x_in, timestep, model_options, *args, **kwargs)
     _observe_cfg(policy, (x_in - outs[0]) / sigma, (x_in - outs[1]) / sigma)

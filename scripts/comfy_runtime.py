@@ -16,7 +16,9 @@ COMFY_DIR = Path(os.environ.get("CACHEKIT_COMFY_DIR", REPO / ".runtime" / "Comfy
 
 
 def load(base_directory: str | None = None, cpu: bool | None = None):
-    """Make `import comfy...` work; returns the ComfyUI folder."""
+    """Make `import comfy...` work; returns the ComfyUI folder. Once per process."""
+    if "comfy.model_management" in sys.modules:
+        return COMFY_DIR
     if not (COMFY_DIR / "comfy").is_dir():
         raise RuntimeError(f"ComfyUI not found at {COMFY_DIR}: run scripts/setup_runtime.sh (make setup) first")
     if str(COMFY_DIR) not in sys.path:

@@ -206,8 +206,7 @@ def run_cachekit(transformer, inputs: dict, sigmas: Sequence[float], policy: Cac
         call = run.begin_call(x, sigma, stream_keys=[STREAM], stream_kinds=[STREAM])
         yield
         run.end_call(call)            # not reached on an error: the run is closed below either way
-        reused.append(call.reusing)
-        run.on_step_end(step)         # one call per step: the step ends with its call
+        reused.append(call.reusing)    # one call per step, at the step's sigma
 
     status = "error"
     try:

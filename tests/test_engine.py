@@ -43,8 +43,8 @@ class Stack:
 LAYOUT = BlockLayout(kinds=("blk",) * 3, stream_keys={"blk": ("img",)})
 
 
-def call(run, stack, x, scale, keys=("a",), kinds=("cond",), sigma=0.5):
-    c = run.begin_call(x, sigma, keys, kinds)
+def call(run, stack, x, scale, keys=("a",), kinds=("cond",), step=0):
+    c = run.begin_call(x, run.sigmas[step], keys, kinds)   # a call at step i's sigma belongs to step i
     h = {"img": x, "scale": scale}
     for p in range(3):
         out = c.run_block(p, h, stack.block(p))
@@ -59,18 +59,16 @@ def test_first_block_cache_decisions_residual_applied_once():
     x = torch.ones(1, 4)
     full0, c0 = call(run, stack, x, torch.tensor(1.0))
     assert not c0.reusing and stack.calls == 3
-    run.on_step_end(0)
     # block-0 residual: 0.01*x + 1*scale. scale 1.0 -> 1.02: relL1 vs 1.01 = 0.0099 < 0.1 -> reuse
-    out1, c1 = call(run, stack, x, torch.tensor(1.02))
+    out1, c1 = call(run, stack, x, torch.tensor(1.02), step=1)
     assert c1.reusing and stack.calls == 4 and c1.blocks_run == 1
     # expected: block0 output of this call + tail residual of the computed call (added once)
     b0 = x * 1.01 + 1.02
     h = x * 1.01 + 1.0
     tail = (h * 1.01 + 2.0) * 1.01 + 3.0 - h
     assert torch.allclose(out1, b0 + tail)
-    run.on_step_end(1)
     # reference residual is from the last *computed* call (1.0): scale 1.3 is 30% away -> compute
-    _, c2 = call(run, stack, x, torch.tensor(1.3))
+    _, c2 = call(run, stack, x, torch.tensor(1.3), step=2)
     assert not c2.reusing
     s = run.close().to_dict()["streams"]["cond"]
     assert s["computed_steps"] == [0, 2] and s["reused_steps"] == [1]
@@ -81,27 +79,24 @@ def test_threshold_zero_never_reuses_and_is_exact():
     run = CacheRun(FirstBlockCache(0.0), LAYOUT, sigmas=[1.0, 0.5, 0.0])
     x = torch.randn(2, 4)
     for step in range(2):
-        out, c = call(run, Stack(), x, torch.tensor(1.0))
+        out, c = call(run, Stack(), x, torch.tensor(1.0), step=step)
         ref, _ = call(CacheRun(FirstBlockCache(0.0), LAYOUT, [1.0, 0.0]), Stack(), x, torch.tensor(1.0))
         assert not c.reusing and torch.equal(out, ref)
-        run.on_step_end(step)
 
 
 def test_streams_keep_separate_state_and_decisions():
-    run = CacheRun(FirstBlockCache(0.1), LAYOUT, sigmas=[1.0, 0.5, 0.0])
+    run = CacheRun(FirstBlockCache(0.1), LAYOUT, sigmas=[1.0, 0.5, 0.2, 0.0])
     x = torch.ones(1, 4)
     call(run, Stack(), x, torch.tensor(1.0), keys=("c",), kinds=("cond",))
     call(run, Stack(), x, torch.tensor(5.0), keys=("u",), kinds=("uncond",))
-    run.on_step_end(0)
     # cond barely moves, uncond moves a lot: separate calls decide separately
-    _, cc = call(run, Stack(), x, torch.tensor(1.01), keys=("c",), kinds=("cond",))
-    _, cu = call(run, Stack(), x, torch.tensor(9.0), keys=("u",), kinds=("uncond",))
+    _, cc = call(run, Stack(), x, torch.tensor(1.01), keys=("c",), kinds=("cond",), step=1)
+    _, cu = call(run, Stack(), x, torch.tensor(9.0), keys=("u",), kinds=("uncond",), step=1)
     assert cc.reusing and not cu.reusing
     # batched together, one stream needing compute makes the whole call compute
-    run.on_step_end(1)
     xb = torch.ones(2, 4)
     scale = torch.tensor([[1.0], [20.0]])
-    _, cb = call(run, Stack(), xb, scale, keys=("c", "u"), kinds=("cond", "uncond"))
+    _, cb = call(run, Stack(), xb, scale, keys=("c", "u"), kinds=("cond", "uncond"), step=2)
     assert not cb.reusing
     st = run.stats.to_dict()["streams"]
     assert st["cond"]["reused_steps"] == [1] and st["uncond"]["reused_steps"] == []
@@ -110,12 +105,10 @@ def test_streams_keep_separate_state_and_decisions():
 def test_shape_change_resets_stream_and_never_reuses_stale_residual():
     run = CacheRun(FirstBlockCache(10.0), LAYOUT, sigmas=[1.0, 0.5, 0.2, 0.0])
     call(run, Stack(), torch.ones(1, 4), torch.tensor(1.0))
-    run.on_step_end(0)
-    _, c = call(run, Stack(), torch.ones(1, 8), torch.tensor(1.0))
+    _, c = call(run, Stack(), torch.ones(1, 8), torch.tensor(1.0), step=1)
     assert not c.reusing
     assert run.stats.streams["cond"].resets == 1
-    run.on_step_end(1)
-    _, c = call(run, Stack(), torch.ones(1, 8), torch.tensor(1.0))
+    _, c = call(run, Stack(), torch.ones(1, 8), torch.tensor(1.0), step=2)
     assert c.reusing
 
 

@@ -30,7 +30,6 @@ def run_steps(policy, fs, xs=None, label="cond"):
         for p in range(3):
             h = {**h, **call.run_block(p, h, blocks)}
         run.end_call(call)
-        run.on_step_end(i)
         flags.append(call.reusing)
         outs.append(h["img"])
     return flags, outs, run.close()
@@ -113,7 +112,6 @@ def test_magcache_calibration_records_ratio_of_residual_norms_per_step():
         for p in range(3):
             h = {**h, **call.run_block(p, h, blocks)}
         run.end_call(call)
-        run.on_step_end(i)
         r = h["img"] - xi
         expected.append(1.0 if prev is None else float((r.norm(dim=-1) / (prev.norm(dim=-1) + 1e-8)).mean()))
         prev = r

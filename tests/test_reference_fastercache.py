@@ -68,14 +68,13 @@ def test_attention_extrapolation_matches_diffusers_block_hook():
     extrapolated = 0
     for i, sigma in enumerate(SIGMAS):
         t["now"], step_i["i"] = 1000 * sigma, i
-        cond_only = policy.skip_uncond(run.step_info(sigma))
+        cond_only = policy.skip_uncond(run.step_at(sigma))
         ref_out = ref.new_forward(None, torch.zeros(1 if cond_only else 2, 1))
         keys, kinds = (["c"], ["cond"]) if cond_only else (["c", "u"], ["cond", "uncond"])
         call = run.begin_call(torch.zeros(len(keys), 1), sigma, keys, kinds)
         full = attn_c[i] if cond_only else torch.cat([attn_c[i], attn_u[i]])   # ComfyUI batches [cond; uncond]
         out = call.run_block(0, {}, lambda a: {"img": call.attention(lambda: full)})["img"]
         run.end_call(call)
-        run.on_step_end(i)
         extrapolated += call.components_reused
         torch.testing.assert_close(out[:1], ref_out[-1:], rtol=1e-6, atol=1e-6)   # the cond part
     assert extrapolated > 0

@@ -82,10 +82,10 @@ class DBCache(CachePolicy):
 
     def store(self, state: _State, residual: Hidden, step: StepInfo, span_input: Hidden) -> Hidden:
         if state.forecaster is not None:
-            state.forecaster.update(residual, step.index)
+            state.forecaster.update(residual, step.position)
         return residual
 
     def reuse(self, state: _State, cached: Hidden, step: StepInfo, span_input: Hidden) -> Hidden:
         if state.forecaster is not None and state.forecaster.ready:
-            return state.forecaster.predict(step.index, like=cached)
+            return state.forecaster.predict(step.position, like=cached)
         return cached

@@ -4,6 +4,8 @@ Per stream, per step t past the retention steps: acc_ratio *= gamma_t, acc_steps
 acc_err += |1 - acc_ratio|; reuse the whole-stack residual while acc_err <= threshold and
 acc_steps <= K, else compute and reset (1, 0, 0). gamma comes from a published preset or a
 calibration run (MagCacheCalibration), resampled to the run's step count by nearest index.
+The error model is per step: a stream's further calls within a step it already decided (Heun's
+corrector, SA-Solver PECE, heunpp2 looking back) repeat that decision and accumulate nothing.
 """
 from __future__ import annotations
 
@@ -40,6 +42,8 @@ class _State:
     acc_ratio: float = 1.0
     acc_steps: int = 0
     acc_err: float = 0.0
+    decided_step: int = -1       # the latest step this stream decided, and whether it reused there
+    decided_reuse: bool = False
 
     def gamma(self, step: StepInfo) -> float:
         if step.total not in self.ratios:
@@ -80,11 +84,15 @@ class MagCache(CachePolicy):
             return False
         if self.retained(step):
             return False
+        if step.index <= state.decided_step:
+            return state.decided_reuse
         _, n, err = self._tentative(state, step)
         return err <= self.threshold and n <= self.max_skips
 
     def commit(self, state: _State, reused: bool, probe, metric, step: StepInfo) -> None:
-        if self.retained(step):
+        repeat = step.index <= state.decided_step
+        state.decided_step, state.decided_reuse = max(step.index, state.decided_step), reused
+        if self.retained(step) or (repeat and reused):
             return
         if reused:
             state.acc_ratio, state.acc_steps, state.acc_err = self._tentative(state, step)
@@ -95,13 +103,14 @@ class MagCache(CachePolicy):
 @dataclass
 class _CalState:
     label: str
-    prev: torch.Tensor | None = None
-    last_step: int = -1
+    norms: dict[int, torch.Tensor] = field(default_factory=dict)   # step -> per-token |r| of its first call
 
 
 class MagCacheCalibration(CachePolicy):
     """A run that never reuses and records gamma_t = mean_tokens(|r_t| / |r_{t-1}|) per stream and step,
-    r = whole-stack residual of `key` (per-token L2 over the hidden dim, fp32), gamma_0 = 1.0."""
+    r = whole-stack residual of `key` (per-token L2 over the hidden dim, fp32), gamma_0 = 1.0. The first
+    call of each step counts; a step no call landed in (DPM fast takes fewer calls than steps) gets 1.0
+    and the next step's ratio spans the gap."""
     name = "MagCache calibration"
     front_blocks = 0
     back_blocks = 0
@@ -109,28 +118,33 @@ class MagCacheCalibration(CachePolicy):
 
     def __init__(self, key: str = "img"):
         self.key = key
-        self.ratios: dict[str, list[float]] = {}
+        self.streams: dict[str, _CalState] = {}
         self.steps = 0
 
     def new_state(self, label: str) -> _CalState:
-        self.ratios[label] = []
-        return _CalState(label)
+        self.streams[label] = _CalState(label)
+        return self.streams[label]
 
     def wants_reuse(self, state, metric, step) -> bool:
         return False
 
     def store(self, state: _CalState, residual: Hidden, step: StepInfo, span_input: Hidden) -> Hidden:
         self.steps = step.total
-        if step.index != state.last_step:   # one value per step: a Heun step's second call is not a step
-            r = residual[self.key].float()
-            if state.prev is None:
-                gamma = 1.0
-            else:
-                gamma = float((r.norm(dim=-1) / (state.prev.norm(dim=-1) + 1e-8)).mean())
-            self.ratios[state.label].append(gamma)
-            state.prev, state.last_step = r, step.index
+        if step.index not in state.norms:
+            state.norms[step.index] = residual[self.key].float().norm(dim=-1)
         return residual
+
+    def _ratios(self, norms: dict[int, torch.Tensor]) -> list[float]:
+        ratios, prev = [], None
+        for i in range(self.steps):
+            cur = norms.get(i)
+            if cur is None or prev is None or cur.shape != prev.shape:
+                ratios.append(1.0)
+            else:
+                ratios.append(float((cur / (prev + 1e-8)).mean()))
+            prev = cur if cur is not None else prev
+        return ratios
 
     def result(self) -> dict:
         return {"format": "cachekit.magcache_ratios", "version": 1, "steps": self.steps,
-                "ratios": {k: v for k, v in self.ratios.items()}}
+                "ratios": {label: self._ratios(st.norms) for label, st in self.streams.items()}}

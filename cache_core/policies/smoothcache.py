@@ -38,8 +38,8 @@ class SmoothCacheCalibration(ComponentPolicy):
     def observe(self, label: str, key, kind: str, out: torch.Tensor, step: StepInfo) -> None:
         self.steps = step.total
         window = self._window[(label, key)]
-        if window and window[-1][0] == step.index:
-            return                                   # a second call in the same step (Heun)
+        if window and step.index <= window[-1][0]:
+            return                                   # only the first call of each step counts
         y = out.detach().float()
         denom = y.abs().sum().clamp_min(1e-12)
         for s, prev in window:

@@ -2,7 +2,9 @@
 
 A static schedule: the first `warmup_steps` steps compute, then one step in every `interval`
 (diffusers' rule: compute when (step - warmup - 1) % interval == 0); the steps between are forecast
-by a Taylor series in the step index from the computed steps. What is forecast (`target`):
+by a Taylor series in the step position from the computed steps (a sampler's midpoint call sits
+between two steps: it follows its step's schedule and is forecast at its own position). What is
+forecast (`target`):
   "residual"  the whole-stack residual, added to the current stack input (light: one tensor per stream)
   "output"    the stack's output features themselves, which is what hooking every block with diffusers'
               TaylorSeer amounts to (a forecast block ignores its input, so only the last one counts)
@@ -50,11 +52,11 @@ class TaylorSeer(CachePolicy):
 
     def store(self, state: _State, residual: Hidden, step: StepInfo, span_input: Hidden) -> Hidden:
         values = residual if self.target == "residual" else {k: span_input[k] + residual[k] for k in residual}
-        state.forecaster.update(values, step.index)
+        state.forecaster.update(values, step.position)
         return residual
 
     def reuse(self, state: _State, cached: Hidden, step: StepInfo, span_input: Hidden) -> Hidden:
-        forecast = state.forecaster.predict(step.index, like=cached)
+        forecast = state.forecaster.predict(step.position, like=cached)
         if self.target == "residual":
             return forecast
         return {k: forecast[k] - span_input[k] for k in forecast}
