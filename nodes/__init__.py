@@ -8,29 +8,8 @@ from .smoothcache import ApplySmoothCache, CalibrateSmoothCache, SmoothCacheSche
 from .taylorseer import ApplyTaylorSeerCache
 from .teacache import ApplyTeaCache
 
-NODE_CLASS_MAPPINGS = {
-    "ApplyFirstBlockCache": ApplyFirstBlockCache,
-    "ApplyTeaCache": ApplyTeaCache,
-    "ApplyMagCache": ApplyMagCache,
-    "CalibrateMagCache": CalibrateMagCache,
-    "ApplyTaylorSeerCache": ApplyTaylorSeerCache,
-    "ApplyDBCache": ApplyDBCache,
-    "ApplyPyramidAttentionBroadcast": ApplyPyramidAttentionBroadcast,
-    "CalibrateSmoothCache": CalibrateSmoothCache,
-    "SmoothCacheSchedule": SmoothCacheSchedule,
-    "ApplySmoothCache": ApplySmoothCache,
-    "ApplyFasterCache": ApplyFasterCache,
-}
-NODE_DISPLAY_NAME_MAPPINGS = {
-    "ApplyFirstBlockCache": "Apply First Block Cache",
-    "ApplyTeaCache": "Apply TeaCache",
-    "ApplyMagCache": "Apply MagCache",
-    "CalibrateMagCache": "Calibrate MagCache",
-    "ApplyTaylorSeerCache": "Apply TaylorSeer Cache",
-    "ApplyDBCache": "Apply DBCache",
-    "ApplyPyramidAttentionBroadcast": "Apply Pyramid Attention Broadcast",
-    "CalibrateSmoothCache": "Calibrate SmoothCache",
-    "SmoothCacheSchedule": "SmoothCache Schedule",
-    "ApplySmoothCache": "Apply SmoothCache",
-    "ApplyFasterCache": "Apply FasterCache",
-}
+_NODES = (ApplyFirstBlockCache, ApplyTeaCache, ApplyMagCache, CalibrateMagCache, ApplyTaylorSeerCache,
+          ApplyDBCache, ApplyPyramidAttentionBroadcast, CalibrateSmoothCache, SmoothCacheSchedule, ApplySmoothCache,
+          ApplyFasterCache)
+NODE_CLASS_MAPPINGS = {cls.__name__: cls for cls in _NODES}
+NODE_DISPLAY_NAME_MAPPINGS = {cls.__name__: cls.NODE_NAME for cls in _NODES}

@@ -1,7 +1,11 @@
-"""Inputs and checks shared by the CacheKit nodes, so each node file holds only what is its own."""
+"""What the CacheKit nodes share, so each node file holds only what is its own: the category, the display
+name, one check of every input against its own declaration (ComfyUI's VALIDATE_INPUTS before the run,
+and the node function again, since linked values skip the frontend), MODEL in/out with the schedule
+window, and KSampler's inputs for the calibration nodes."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Callable
 
 from . import validation
 
@@ -17,10 +21,44 @@ def window_inputs(start_percent: float = 0.0, end_percent: float = 1.0) -> dict:
     }
 
 
-class CacheNode:
-    """What every Apply node shares: MODEL in and out, the category, the schedule window inputs (after
-    the node's own), and the hidden node id its run stats are reported under."""
+class CacheKitNode:
+    """Every CacheKit node. NODE_NAME is its display name and what its messages start with."""
     CATEGORY = "CacheKit"
+    NODE_NAME = "CacheKit"
+
+    @classmethod
+    def declared_inputs(cls) -> dict:
+        spec = cls.INPUT_TYPES()
+        return {**spec.get("required", {}), **spec.get("optional", {})}
+
+    @classmethod
+    def defaults(cls) -> dict:
+        """The declared default of every input that has one (what a new node in the graph starts with)."""
+        return {name: decl[1]["default"] for name, decl in cls.declared_inputs().items()
+                if len(decl) > 1 and "default" in decl[1]}
+
+    @classmethod
+    def checked(cls, values: dict) -> dict:
+        """The values held to the node's declaration: numbers finite and in range, choices valid."""
+        return validation.declared(cls.NODE_NAME, cls.declared_inputs(), values)
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, **values):
+        # ComfyUI calls this at queue time with the widget values (linked ones are not known yet: None) and
+        # then skips its own min/max/choice checks, so the message that comes back is CacheKit's
+        try:
+            cls.checked({k: v for k, v in values.items() if v is not None})
+        except validation.CacheKitInputError as e:
+            return str(e)
+        return True
+
+    def fail(self, message: str):
+        raise validation.CacheKitInputError(f"{self.NODE_NAME}: {message}")
+
+
+class CacheNode(CacheKitNode, ABC):
+    """An Apply node: MODEL in, the method installed on a clone out. Subclasses declare own_inputs() and
+    turn the checked values into the method (policy factory and engine limits)."""
     RETURN_TYPES = ("MODEL",)
     FUNCTION = "apply"
     WINDOW: dict | None = {}          # defaults for window_inputs(); None = no window inputs
@@ -40,26 +78,30 @@ class CacheNode:
             spec["optional"] = dict(cls.OPTIONAL)
         return spec
 
+    @abstractmethod
+    def method(self, model, v: dict) -> tuple[Callable, dict]:
+        """(policy factory, engine limits such as warmup_steps / max_consecutive) from checked values."""
 
-def window_fields(node: str, start_percent, end_percent, **extra) -> dict:
-    start, end = validation.percent_window(node, start_percent, end_percent)
-    return dict(start_percent=start, end_percent=end, **extra)
+    def apply(self, model, unique_id=None, **inputs):
+        from .hooks import install
+        v = self.checked(inputs)
+        make_policy, fields = self.method(model, v)
+        if self.WINDOW is not None:
+            start, end = validation.percent_window(self.NODE_NAME, v["start_percent"], v["end_percent"])
+            fields = dict(fields, start_percent=start, end_percent=end)
+        return (install(model, fields, make_policy, self.NODE_NAME, unique_id),)
 
-
-def resolve_preset(node: str, method: str, choice: str, model, available: list[str]) -> str:
-    """'auto' picks the published preset for the detected family/variant; otherwise the named one."""
-    from .families import detect
-    if choice != "auto":
-        if choice not in available:
-            raise validation.CacheKitInputError(f"{node}: unknown preset {choice!r}; choose one of {available}")
-        return choice
-    family = detect(model, node)
-    name = family.preset(method, model.model.diffusion_model)
-    if name is None:
-        raise validation.CacheKitInputError(
-            f"{node}: no published {method} preset for this {family.name} model; pick a preset by name "
-            f"or give your own values (see the node's tooltips)")
-    return name
+    def resolve_preset(self, method: str, choice: str, model, available: list[str]) -> str:
+        """'auto' picks the published preset for the detected family/variant; otherwise the named one."""
+        from .families import detect
+        if choice != "auto":
+            return choice                # a valid name: checked against the declared choices
+        family = detect(model, self.NODE_NAME)
+        name = family.preset(method, model.model.diffusion_model)
+        if name is None:
+            self.fail(f"no published {method} preset for this {family.name} model; pick a preset by name "
+                      f"or give your own values (see the node's tooltips)")
+        return name
 
 
 def sampler_inputs() -> dict:
@@ -70,14 +112,12 @@ def sampler_inputs() -> dict:
     return spec
 
 
-class CalibrateNode(ABC):
+class CalibrateNode(CacheKitNode, ABC):
     """A calibration node: samples once exactly like KSampler (same inputs) with a recording policy that
     never reuses, and returns (calibration, latent). Subclasses give NODE_NAME, RETURN_TYPES, their own
     extra inputs and the recorder."""
-    CATEGORY = "CacheKit"
     RETURN_NAMES = ("calibration", "latent")
     FUNCTION = "calibrate"
-    NODE_NAME = "Calibrate"
 
     @classmethod
     def own_inputs(cls) -> dict:
@@ -88,15 +128,16 @@ class CalibrateNode(ABC):
         return {"required": {**sampler_inputs(), **cls.own_inputs()}}
 
     @abstractmethod
-    def recorder(self, **own_inputs):
-        """The recording policy for one calibration run (its own inputs as keywords)."""
+    def recorder(self, v: dict):
+        """The recording policy for one calibration run, from the checked values."""
 
-    def calibrate(self, model, seed, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
-                  denoise=1.0, **own_inputs):
+    def calibrate(self, model, positive, negative, latent_image, **inputs):
         import nodes as comfy_nodes
         from .hooks import install
-        recorder = self.recorder(**own_inputs)
-        patched = install(model, window_fields(self.NODE_NAME, 0.0, 1.0), lambda: recorder, self.NODE_NAME)
-        (latent,) = comfy_nodes.common_ksampler(patched, seed, steps, cfg, sampler_name, scheduler, positive,
-                                                negative, latent_image, denoise=denoise)
+        v = self.checked(inputs)
+        recorder = self.recorder(v)
+        patched = install(model, {}, lambda: recorder, self.NODE_NAME)
+        (latent,) = comfy_nodes.common_ksampler(patched, v["seed"], v["steps"], v["cfg"], v["sampler_name"],
+                                                v["scheduler"], positive, negative, latent_image,
+                                                denoise=v.get("denoise", 1.0))
         return (recorder.result(), latent)

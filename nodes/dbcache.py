@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 from ..cache_core import DBCache
-from . import common, validation
-from .hooks import install
-
-NODE_NAME = "Apply DBCache"
+from . import common
 
 
 class ApplyDBCache(common.CacheNode):
+    NODE_NAME = "Apply DBCache"
     DESCRIPTION = ("Always runs the first Fn and last Bn blocks; reuses the middle blocks' residual while the "
                    "first blocks' residual barely changes (cache-dit DBCache). Bn > 0 lets the last blocks "
                    "correct the approximation; TaylorSeer can forecast the middle residual.")
@@ -43,22 +41,10 @@ class ApplyDBCache(common.CacheNode):
                                                     "it with a Taylor series of this order (cache-dit: 1)."}),
         }
 
-    def apply(self, model, Fn_compute_blocks, Bn_compute_blocks, residual_diff_threshold, max_warmup_steps,
-              warmup_interval, max_cached_steps, max_continuous_cached_steps, max_accumulated_residual_diff,
-              taylorseer_order, start_percent, end_percent, unique_id=None):
-        n = NODE_NAME
-        args = dict(
-            front_blocks=validation.number(n, "Fn_compute_blocks", Fn_compute_blocks, 1, integer=True),
-            back_blocks=validation.number(n, "Bn_compute_blocks", Bn_compute_blocks, 0, integer=True),
-            threshold=validation.number(n, "residual_diff_threshold", residual_diff_threshold, 0.0),
-            warmup_steps=validation.number(n, "max_warmup_steps", max_warmup_steps, 0, integer=True),
-            warmup_interval=validation.number(n, "warmup_interval", warmup_interval, 1, integer=True),
-            max_cached_steps=validation.number(n, "max_cached_steps", max_cached_steps, -1, integer=True),
-            max_continuous_cached_steps=validation.number(n, "max_continuous_cached_steps",
-                                                          max_continuous_cached_steps, -1, integer=True),
-            max_accumulated_diff=validation.number(n, "max_accumulated_residual_diff",
-                                                   max_accumulated_residual_diff, 0.0),
-            taylorseer_order=validation.number(n, "taylorseer_order", taylorseer_order, 0, 4, integer=True),
-        )
-        fields = common.window_fields(n, start_percent, end_percent)
-        return (install(model, fields, lambda: DBCache(**args), n, unique_id),)
+    def method(self, model, v):
+        args = dict(front_blocks=v["Fn_compute_blocks"], back_blocks=v["Bn_compute_blocks"],
+                    threshold=v["residual_diff_threshold"], warmup_steps=v["max_warmup_steps"],
+                    warmup_interval=v["warmup_interval"], max_cached_steps=v["max_cached_steps"],
+                    max_continuous_cached_steps=v["max_continuous_cached_steps"],
+                    max_accumulated_diff=v["max_accumulated_residual_diff"], taylorseer_order=v["taylorseer_order"])
+        return (lambda: DBCache(**args)), {}

@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 from ..cache_core import FirstBlockCache
-from . import common, validation
-from .hooks import install
-
-NODE_NAME = "Apply First Block Cache"
+from . import common
 
 
 class ApplyFirstBlockCache(common.CacheNode):
+    NODE_NAME = "Apply First Block Cache"
     DESCRIPTION = ("Runs the first transformer block every step and reuses the rest of the stack from the "
                    "last computed step while the first block's output barely changes. Put it between the "
                    "model loader and the sampler.")
@@ -29,12 +27,7 @@ class ApplyFirstBlockCache(common.CacheNode):
                 "tooltip": "The first steps always compute (they lay out the composition)."}),
         }
 
-    def apply(self, model, residual_diff_threshold, start_percent, end_percent, max_consecutive_skips,
-              warmup_steps, unique_id=None):
-        thr = validation.number(NODE_NAME, "residual_diff_threshold", residual_diff_threshold, 0.0)
-        max_skips = validation.number(NODE_NAME, "max_consecutive_skips", max_consecutive_skips, -1, integer=True)
-        warmup = validation.number(NODE_NAME, "warmup_steps", warmup_steps, 0, integer=True)
-        fields = common.window_fields(NODE_NAME, start_percent, end_percent, warmup_steps=warmup,
-                                      max_consecutive=max_skips)
-        patched = install(model, fields, lambda: FirstBlockCache(thr), NODE_NAME, unique_id)
-        return (patched,)
+    def method(self, model, v):
+        thr = v["residual_diff_threshold"]
+        return (lambda: FirstBlockCache(thr)), dict(warmup_steps=v["warmup_steps"],
+                                                     max_consecutive=v["max_consecutive_skips"])

@@ -1,13 +1,10 @@
 """Apply MagCache and Calibrate MagCache (methods.md §1.3)."""
 from __future__ import annotations
 
-from ..cache_core import MagCache, MagCacheCalibration, presets
+from ..cache_core import MagCache, MagCacheCalibration, calibration_data, presets
 from ..cache_core.policies.magcache import split_interleaved
-from . import common, validation
-from .hooks import install
+from . import common
 
-APPLY_NAME = "Apply MagCache"
-CALIBRATE_NAME = "Calibrate MagCache"
 RATIOS_TYPE = "MAGCACHE_RATIOS"
 PRESETS = presets.names("magcache")
 
@@ -17,18 +14,8 @@ def preset_ratios(name: str) -> dict[str, list[float]]:
     return split_interleaved(p["ratios"]) if p["interleaved"] else {"cond": p["ratios"]}
 
 
-def check_calibration(node: str, calibration) -> dict[str, list[float]]:
-    ok = (isinstance(calibration, dict) and calibration.get("format") == "cachekit.magcache_ratios"
-          and isinstance(calibration.get("ratios"), dict) and calibration["ratios"]
-          and all(isinstance(v, list) and v and all(isinstance(x, (int, float)) for x in v)
-                  for v in calibration["ratios"].values()))
-    if not ok:
-        raise validation.CacheKitInputError(f"{node}: 'calibration' is not a MagCache calibration "
-                                            f"(connect Calibrate MagCache), got {type(calibration).__name__}")
-    return calibration["ratios"]
-
-
 class ApplyMagCache(common.CacheNode):
+    NODE_NAME = "Apply MagCache"
     DESCRIPTION = ("Skips the whole transformer while the accumulated error predicted from the magnitude ratios "
                    "of successive residuals stays small, reusing the last computed residual. Ratios come from "
                    "a published preset or from Calibrate MagCache.")
@@ -52,26 +39,25 @@ class ApplyMagCache(common.CacheNode):
                            "A connected calibration overrides this."}),
         }
 
-    def apply(self, model, threshold, max_skips, retention_ratio, ratios, start_percent, end_percent,
-              calibration=None, unique_id=None):
-        thr = validation.number(APPLY_NAME, "threshold", threshold, 0.0)
-        k = validation.number(APPLY_NAME, "max_skips", max_skips, 0, integer=True)
-        r = validation.number(APPLY_NAME, "retention_ratio", retention_ratio, 0.0, 1.0)
-        fields = common.window_fields(APPLY_NAME, start_percent, end_percent)
+    def method(self, model, v):
+        calibration = v.get("calibration")
         if calibration is not None:
-            gammas = check_calibration(APPLY_NAME, calibration)
+            try:
+                gammas = calibration_data.magcache_ratios(calibration)
+            except ValueError as e:
+                self.fail(f"calibration {e}")
         else:
-            gammas = preset_ratios(common.resolve_preset(APPLY_NAME, "magcache", ratios, model, PRESETS))
-        patched = install(model, fields, lambda: MagCache(gammas, thr, k, r), APPLY_NAME, unique_id)
-        return (patched,)
+            gammas = preset_ratios(self.resolve_preset("magcache", v["ratios"], model, PRESETS))
+        args = (gammas, v["threshold"], v["max_skips"], v["retention_ratio"])
+        return (lambda: MagCache(*args)), {}
 
 
 class CalibrateMagCache(common.CalibrateNode):
     DESCRIPTION = ("Samples once with no reuse (like KSampler) and records, per condition stream and step, the "
                    "magnitude ratio of successive whole-stack residuals. Connect the calibration to Apply "
                    "MagCache; one prompt is enough (MagCache paper, Table 3).")
-    NODE_NAME = CALIBRATE_NAME
+    NODE_NAME = "Calibrate MagCache"
     RETURN_TYPES = (RATIOS_TYPE, "LATENT")
 
-    def recorder(self):
+    def recorder(self, v):
         return MagCacheCalibration()

@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 from ..cache_core import PyramidAttentionBroadcast
-from . import common, validation
-from .hooks import install
-
-NODE_NAME = "Apply Pyramid Attention Broadcast"
+from . import common
 
 
 class ApplyPyramidAttentionBroadcast(common.CacheNode):
+    NODE_NAME = "Apply Pyramid Attention Broadcast"
     DESCRIPTION = ("Inside the chosen part of the schedule, computes each attention on one step in every N and "
                    "reuses its output on the steps between; cross attention tolerates a longer interval than "
                    "self attention. Skips the attention kernel (the projections still run).")
@@ -26,12 +24,6 @@ class ApplyPyramidAttentionBroadcast(common.CacheNode):
                 "tooltip": "Cross attention (Wan, LTXV) computes one step in N. Published: 6 (Allegro)."}),
         }
 
-    def apply(self, model, self_attention_interval, cross_attention_interval, start_percent, end_percent,
-              unique_id=None):
-        intervals = {
-            "self": validation.number(NODE_NAME, "self_attention_interval", self_attention_interval, 1, integer=True),
-            "cross": validation.number(NODE_NAME, "cross_attention_interval", cross_attention_interval, 1,
-                                       integer=True),
-        }
-        fields = common.window_fields(NODE_NAME, start_percent, end_percent)
-        return (install(model, fields, lambda: PyramidAttentionBroadcast(intervals), NODE_NAME, unique_id),)
+    def method(self, model, v):
+        intervals = {"self": v["self_attention_interval"], "cross": v["cross_attention_interval"]}
+        return (lambda: PyramidAttentionBroadcast(intervals)), {}

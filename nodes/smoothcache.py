@@ -1,29 +1,21 @@
 """Calibrate SmoothCache, SmoothCache Schedule and Apply SmoothCache (methods.md §1.7)."""
 from __future__ import annotations
 
-from ..cache_core import SmoothCache, SmoothCacheCalibration
-from ..cache_core.policies.smoothcache import ERRORS_FORMAT, SCHEDULE_FORMAT, make_schedule
-from . import common, validation
-from .hooks import install
+import json
 
-CALIBRATE_NAME = "Calibrate SmoothCache"
-SCHEDULE_NAME = "SmoothCache Schedule"
-APPLY_NAME = "Apply SmoothCache"
+from ..cache_core import SmoothCache, SmoothCacheCalibration, calibration_data
+from ..cache_core.policies.smoothcache import make_schedule
+from . import common
+
 ERRORS_TYPE = "SMOOTHCACHE_CALIBRATION"
 SCHEDULE_TYPE = "SMOOTHCACHE_SCHEDULE"
-
-
-def _check(node: str, value, fmt: str, what: str) -> dict:
-    if not (isinstance(value, dict) and value.get("format") == fmt):
-        raise validation.CacheKitInputError(f"{node}: input is not a {what}, got {type(value).__name__}")
-    return value
 
 
 class CalibrateSmoothCache(common.CalibrateNode):
     DESCRIPTION = ("Samples once with no reuse (like KSampler) and records how much each component's output "
                    "(self/cross attention, MLP) changes from step s to s+1..s+n, averaged over blocks. Feed it "
                    "to SmoothCache Schedule.")
-    NODE_NAME = CALIBRATE_NAME
+    NODE_NAME = "Calibrate SmoothCache"
     RETURN_TYPES = (ERRORS_TYPE, "LATENT")
 
     @classmethod
@@ -31,14 +23,14 @@ class CalibrateSmoothCache(common.CalibrateNode):
         return {"lookahead": ("INT", {"default": 3, "min": 1, "max": 10,
                                       "tooltip": "Largest gap n whose error is recorded (SmoothCache default 3)."})}
 
-    def recorder(self, lookahead=3):
-        return SmoothCacheCalibration(validation.number(CALIBRATE_NAME, "lookahead", lookahead, 1, integer=True))
+    def recorder(self, v):
+        return SmoothCacheCalibration(v["lookahead"])
 
 
-class SmoothCacheSchedule:
+class SmoothCacheSchedule(common.CacheKitNode):
     DESCRIPTION = ("Turns a SmoothCache calibration into a static compute/reuse schedule per component: at each "
                    "computed step, reuse for the longest gap whose recorded error stays within alpha.")
-    CATEGORY = "CacheKit"
+    NODE_NAME = "SmoothCache Schedule"
     RETURN_TYPES = (SCHEDULE_TYPE, "STRING")
     RETURN_NAMES = ("schedule", "schedule_json")
     FUNCTION = "build"
@@ -52,22 +44,27 @@ class SmoothCacheSchedule:
                                            "schedules: 0.08, 0.18 (DiT-XL 50 steps), 0.35 (30 steps)."}),
         }}
 
-    def build(self, calibration, alpha):
-        import json
-        cal = _check(SCHEDULE_NAME, calibration, ERRORS_FORMAT, "SmoothCache calibration")
-        a = validation.number(SCHEDULE_NAME, "alpha", alpha, 0.0)
-        schedule = make_schedule(cal, a)
+    def build(self, **inputs):
+        v = self.checked(inputs)
+        try:
+            calibration = calibration_data.smoothcache_errors(v["calibration"])
+        except ValueError as e:
+            self.fail(f"calibration {e}")
+        schedule = make_schedule(calibration, v["alpha"])
         return (schedule, json.dumps(schedule["schedule"]))
 
 
 class ApplySmoothCache(common.CacheNode):
     DESCRIPTION = "Reuses component outputs (attention, MLP) on the steps where the schedule has 0."
+    NODE_NAME = "Apply SmoothCache"
 
     @classmethod
     def own_inputs(cls):
         return {"schedule": (SCHEDULE_TYPE, {"tooltip": "Output of SmoothCache Schedule."})}
 
-    def apply(self, model, schedule, start_percent, end_percent, unique_id=None):
-        rows = _check(APPLY_NAME, schedule, SCHEDULE_FORMAT, "SmoothCache schedule")["schedule"]
-        fields = common.window_fields(APPLY_NAME, start_percent, end_percent)
-        return (install(model, fields, lambda: SmoothCache(rows), APPLY_NAME, unique_id),)
+    def method(self, model, v):
+        try:
+            rows = calibration_data.smoothcache_schedule(v["schedule"])["schedule"]
+        except ValueError as e:
+            self.fail(f"schedule {e}")
+        return (lambda: SmoothCache(rows)), {}

@@ -5,14 +5,13 @@ import torch
 
 from ..cache_core import TaylorSeer
 from ..cache_core.policies.taylorseer import TARGETS
-from . import common, validation
-from .hooks import install
+from . import common
 
-NODE_NAME = "Apply TaylorSeer Cache"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 class ApplyTaylorSeerCache(common.CacheNode):
+    NODE_NAME = "Apply TaylorSeer Cache"
     DESCRIPTION = ("Computes the transformer every few steps and forecasts the steps between with a Taylor "
                    "series fitted to the computed steps (a static schedule, no probe).")
 
@@ -38,18 +37,6 @@ class ApplyTaylorSeerCache(common.CacheNode):
                 "default": "float32", "tooltip": "Precision of the stored Taylor factors (bf16 halves memory)."}),
         }
 
-    def apply(self, model, cache_interval, warmup_steps, max_order, target, factors_dtype, start_percent,
-              end_percent, unique_id=None):
-        interval = validation.number(NODE_NAME, "cache_interval", cache_interval, 1, integer=True)
-        warmup = validation.number(NODE_NAME, "warmup_steps", warmup_steps, 0, integer=True)
-        order = validation.number(NODE_NAME, "max_order", max_order, 0, 4, integer=True)
-        if target not in TARGETS:
-            raise validation.CacheKitInputError(f"{NODE_NAME}: target must be one of {list(TARGETS)}, got {target!r}")
-        if factors_dtype not in DTYPES:
-            raise validation.CacheKitInputError(
-                f"{NODE_NAME}: factors_dtype must be one of {list(DTYPES)}, got {factors_dtype!r}")
-        fields = common.window_fields(NODE_NAME, start_percent, end_percent)
-        dtype = DTYPES[factors_dtype]
-        patched = install(model, fields, lambda: TaylorSeer(interval, warmup, order, target, dtype), NODE_NAME,
-                          unique_id)
-        return (patched,)
+    def method(self, model, v):
+        args = (v["cache_interval"], v["warmup_steps"], v["max_order"], v["target"], DTYPES[v["factors_dtype"]])
+        return (lambda: TaylorSeer(*args)), {}

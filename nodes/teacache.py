@@ -1,26 +1,30 @@
 """Apply TeaCache: MODEL in, MODEL out (methods.md §1.2)."""
 from __future__ import annotations
 
-from ..cache_core import TeaCache, presets
-from . import common, validation
-from .hooks import install
+import math
 
-NODE_NAME = "Apply TeaCache"
+from ..cache_core import TeaCache, presets
+from . import common
+
 PRESETS = presets.names("teacache")
 
 
-def parse_coefficients(node: str, text: str) -> list[float]:
+def parse_coefficients(text: str) -> list[float]:
+    """'a, b, c' -> [a, b, c], highest degree first; ValueError saying what is wrong."""
+    parts = [p.strip() for p in text.replace(";", ",").split(",") if p.strip()]
     try:
-        values = [float(v) for v in text.replace(";", ",").split(",") if v.strip()]
+        values = [float(p) for p in parts]
     except ValueError:
-        raise validation.CacheKitInputError(
-            f"{node}: custom_coefficients must be numbers separated by commas, got {text!r}") from None
+        raise ValueError(f"must be numbers separated by commas, got {text!r}") from None
     if not values:
-        raise validation.CacheKitInputError(f"{node}: custom_coefficients is empty; give e.g. '1.0, 0.0'")
+        raise ValueError("is empty; give e.g. '1.0, 0.0'")
+    if not all(math.isfinite(c) for c in values):
+        raise ValueError(f"must be finite numbers, got {text!r}")
     return values
 
 
 class ApplyTeaCache(common.CacheNode):
+    NODE_NAME = "Apply TeaCache"
     DESCRIPTION = ("Skips the whole transformer on steps where the timestep-modulated input of the first block "
                    "has changed little (accumulated, polynomial-rescaled relative L1), reusing the last computed "
                    "residual. Calibrated coefficients per model family.")
@@ -44,22 +48,20 @@ class ApplyTeaCache(common.CacheNode):
                            "('1.0, 0.0' = plain relative L1)."}),
         }
 
-    def apply(self, model, rel_l1_thresh, coefficients, custom_coefficients, start_percent, end_percent,
-              unique_id=None):
-        thr = validation.number(NODE_NAME, "rel_l1_thresh", rel_l1_thresh, -1.0)
-        fields = common.window_fields(NODE_NAME, start_percent, end_percent)
-        retention, final, suggested = 1, 1, None
-        if coefficients == "custom":
-            coefs = parse_coefficients(NODE_NAME, custom_coefficients)
+    def method(self, model, v):
+        thr, retention, final, suggested = v["rel_l1_thresh"], 1, 1, None
+        if v["coefficients"] == "custom":
+            try:
+                coefs = parse_coefficients(v["custom_coefficients"])
+            except ValueError as e:
+                self.fail(f"custom_coefficients {e}")
         else:
-            preset = presets.teacache(common.resolve_preset(NODE_NAME, "teacache", coefficients, model, PRESETS))
+            preset = presets.teacache(self.resolve_preset("teacache", v["coefficients"], model, PRESETS))
             coefs, retention, final = preset["coefficients"], preset["retention_steps"], preset["final_steps"]
             suggested = next(iter(preset["thresholds"].values()))
         if thr < 0:
             if suggested is None:
-                raise validation.CacheKitInputError(
-                    f"{NODE_NAME}: rel_l1_thresh -1 (auto) needs a preset; with custom coefficients set it "
-                    f"explicitly, got {rel_l1_thresh}")
+                self.fail(f"rel_l1_thresh -1 (auto) needs a preset; with custom coefficients set it explicitly, "
+                          f"got {thr}")
             thr = suggested
-        patched = install(model, fields, lambda: TeaCache(thr, coefs, retention, final), NODE_NAME, unique_id)
-        return (patched,)
+        return (lambda: TeaCache(thr, coefs, retention, final)), {}

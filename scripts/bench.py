@@ -38,7 +38,6 @@ def main() -> int:
     import tiny_models as tm
     ck = pack.load()
     from cachekit.nodes import stats_feed
-    N = ck.NODE_CLASS_MAPPINGS
 
     base_dir = args.out / "models"
     unet = make_models.hunyuan_video(base_dir / "cachekit_demo_hunyuan_video.safetensors", hidden=384, depth=4, single=8)
@@ -52,21 +51,29 @@ def main() -> int:
     sampling = dict(seed=7, steps=steps, cfg=cfg, sampler_name="euler", scheduler="simple", positive=pos,
                     negative=neg, latent_image={"samples": lat}, denoise=1.0)
 
-    mag_cal, _ = N["CalibrateMagCache"]().calibrate(model, **sampling)
-    smooth_cal, _ = N["CalibrateSmoothCache"]().calibrate(model, **sampling, lookahead=3)
-    smooth_schedule, _ = N["SmoothCacheSchedule"]().build(smooth_cal, 0.3)
+    def node(name, **inputs):
+        return pack.node(ck, name, **inputs)[0]
+
+    mag_cal = node("CalibrateMagCache", model=model, **sampling)
+    smooth_cal = node("CalibrateSmoothCache", model=model, **sampling, lookahead=3)
+    smooth_schedule = node("SmoothCacheSchedule", calibration=smooth_cal, alpha=0.3)
     methods = {
-        "First Block Cache (thr 0.25, max 3 skips)": lambda m: N["ApplyFirstBlockCache"]().apply(m, 0.25, 0.0, 1.0, 3, 0)[0],
-        "TeaCache (custom 1,0; thr 0.6)": lambda m: N["ApplyTeaCache"]().apply(m, 0.6, "custom", "1.0, 0.0", 0.0, 1.0)[0],
-        "MagCache (calibrated; 0.3, K 3, r 0.2)": lambda m: N["ApplyMagCache"]().apply(m, 0.3, 3, 0.2, "auto", 0.0, 1.0,
-                                                                                     calibration=mag_cal)[0],
-        "TaylorSeer (N 3, warmup 3, order 1)": lambda m: N["ApplyTaylorSeerCache"]().apply(m, 3, 3, 1, "residual",
-                                                                                            "float32", 0.0, 1.0)[0],
-        "DBCache (F2 B1, R 0.3, W 3)": lambda m: N["ApplyDBCache"]().apply(m, 2, 1, 0.3, 3, 1, -1, -1, 0.0, 0, 0.0, 1.0)[0],
-        "PAB (self 2, cross 6, 0.2-0.9)": lambda m: N["ApplyPyramidAttentionBroadcast"]().apply(m, 2, 6, 0.2, 0.9)[0],
-        "SmoothCache (calibrated, alpha 0.3)": lambda m: N["ApplySmoothCache"]().apply(m, smooth_schedule, 0.0, 1.0)[0],
-        "FasterCache (uncond 5, attention 2)": lambda m: N["ApplyFasterCache"]().apply(m, 5, 0.641, 2, 0.5, 0.681,
-                                                                                    1.1, 1.1)[0],
+        "First Block Cache (thr 0.25, max 3 skips)": lambda m: node(
+            "ApplyFirstBlockCache", model=m, residual_diff_threshold=0.25, max_consecutive_skips=3),
+        "TeaCache (custom 1,0; thr 0.6)": lambda m: node(
+            "ApplyTeaCache", model=m, rel_l1_thresh=0.6, coefficients="custom", custom_coefficients="1.0, 0.0"),
+        "MagCache (calibrated; 0.3, K 3, r 0.2)": lambda m: node(
+            "ApplyMagCache", model=m, threshold=0.3, max_skips=3, retention_ratio=0.2, calibration=mag_cal),
+        "TaylorSeer (N 3, warmup 3, order 1)": lambda m: node(
+            "ApplyTaylorSeerCache", model=m, cache_interval=3, warmup_steps=3, max_order=1),
+        "DBCache (F2 B1, R 0.3, W 3)": lambda m: node(
+            "ApplyDBCache", model=m, Fn_compute_blocks=2, Bn_compute_blocks=1, residual_diff_threshold=0.3,
+            max_warmup_steps=3),
+        "PAB (self 2, cross 6, 0.2-0.9)": lambda m: node(
+            "ApplyPyramidAttentionBroadcast", model=m, self_attention_interval=2, cross_attention_interval=6,
+            start_percent=0.2, end_percent=0.9),
+        "SmoothCache (calibrated, alpha 0.3)": lambda m: node("ApplySmoothCache", model=m, schedule=smooth_schedule),
+        "FasterCache (uncond 5, attention 2)": lambda m: node("ApplyFasterCache", model=m),
     }
 
     def timed(m):

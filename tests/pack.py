@@ -30,3 +30,10 @@ def load_core():
     sys.modules["cache_core"] = module
     spec.loader.exec_module(module)
     return module
+
+
+def node(ck, name: str, **inputs):
+    """Run a CacheKit node function the way ComfyUI does (keywords), with its declared defaults for the
+    inputs not given."""
+    cls = ck.NODE_CLASS_MAPPINGS[name]
+    return getattr(cls(), cls.FUNCTION)(**{**cls.defaults(), **inputs})

@@ -5,6 +5,7 @@ import copy
 import pytest
 import torch
 
+import pack
 import tiny_models as tm
 
 FAMILIES = ["flux", "chroma", "wan", "qwen_image", "hunyuan_video", "ltxv"]
@@ -12,8 +13,8 @@ STEPS = 8
 
 
 def fbc(ck, model, threshold, start=0.0, end=1.0, max_skips=-1, warmup=0):
-    node = ck.NODE_CLASS_MAPPINGS["ApplyFirstBlockCache"]()
-    return node.apply(model, threshold, start, end, max_skips, warmup)[0]
+    return pack.node(ck, "ApplyFirstBlockCache", model=model, residual_diff_threshold=threshold, start_percent=start,
+                     end_percent=end, max_consecutive_skips=max_skips, warmup_steps=warmup)[0]
 
 
 def last_stats(ck):

@@ -6,42 +6,48 @@ import types
 import pytest
 import torch
 
+import pack
 import tiny_models as tm
 from test_first_block_cache import FAMILIES, STEPS, block_attrs, block_count, last_stats
 
 
 def teacache(ck, model, thr, coefficients="custom", custom="1.0, 0.0"):
-    return ck.NODE_CLASS_MAPPINGS["ApplyTeaCache"]().apply(model, thr, coefficients, custom, 0.0, 1.0)[0]
+    return pack.node(ck, "ApplyTeaCache", model=model, rel_l1_thresh=thr, coefficients=coefficients,
+                     custom_coefficients=custom)[0]
 
 
 def magcache(ck, model, thr, k=3, r=0.2, ratios="flux_dev", calibration=None):
-    return ck.NODE_CLASS_MAPPINGS["ApplyMagCache"]().apply(model, thr, k, r, ratios, 0.0, 1.0,
-                                                          calibration=calibration)[0]
+    return pack.node(ck, "ApplyMagCache", model=model, threshold=thr, max_skips=k, retention_ratio=r, ratios=ratios,
+                     calibration=calibration)[0]
 
 
 def taylorseer(ck, model, interval, warmup=2, order=1, target="residual", dtype="float32"):
-    return ck.NODE_CLASS_MAPPINGS["ApplyTaylorSeerCache"]().apply(model, interval, warmup, order, target, dtype,
-                                                                 0.0, 1.0)[0]
+    return pack.node(ck, "ApplyTaylorSeerCache", model=model, cache_interval=interval, warmup_steps=warmup,
+                     max_order=order, target=target, factors_dtype=dtype)[0]
 
 
 def dbcache(ck, model, thr, fn=1, bn=1, warmup=0, interval=1, max_cached=-1, max_cont=-1, max_acc=0.0, order=0):
-    return ck.NODE_CLASS_MAPPINGS["ApplyDBCache"]().apply(model, fn, bn, thr, warmup, interval, max_cached, max_cont,
-                                                         max_acc, order, 0.0, 1.0)[0]
+    return pack.node(ck, "ApplyDBCache", model=model, Fn_compute_blocks=fn, Bn_compute_blocks=bn,
+                     residual_diff_threshold=thr, max_warmup_steps=warmup, warmup_interval=interval,
+                     max_cached_steps=max_cached, max_continuous_cached_steps=max_cont,
+                     max_accumulated_residual_diff=max_acc, taylorseer_order=order)[0]
 
 
 def pab(ck, model, self_n, cross_n, start=0.0, end=1.0):
-    return ck.NODE_CLASS_MAPPINGS["ApplyPyramidAttentionBroadcast"]().apply(model, self_n, cross_n, start, end)[0]
+    return pack.node(ck, "ApplyPyramidAttentionBroadcast", model=model, self_attention_interval=self_n,
+                     cross_attention_interval=cross_n, start_percent=start, end_percent=end)[0]
 
 
 def smoothcache(ck, model, row):
     sched = {"format": "cachekit.smoothcache_schedule", "version": 1, "steps": len(row),
              "schedule": {"self": row, "cross": row, "mlp": row}}
-    return ck.NODE_CLASS_MAPPINGS["ApplySmoothCache"]().apply(model, sched, 0.0, 1.0)[0]
+    return pack.node(ck, "ApplySmoothCache", model=model, schedule=sched)[0]
 
 
 def fastercache(ck, model, uncond_n, attn_n, uncond_max=1.0, attn_max=1.0, w=0.5, a_low=1.1, a_high=1.1):
-    return ck.NODE_CLASS_MAPPINGS["ApplyFasterCache"]().apply(model, uncond_n, uncond_max, attn_n, w, attn_max,
-                                                             a_low, a_high)[0]
+    return pack.node(ck, "ApplyFasterCache", model=model, uncond_interval=uncond_n, uncond_max_sigma=uncond_max,
+                     attention_interval=attn_n, attention_weight=w, attention_max_sigma=attn_max,
+                     alpha_low=a_low, alpha_high=a_high)[0]
 
 
 # method -> (off setting, a setting that reuses, blocks that run even on a reused call; None = all)
@@ -124,7 +130,7 @@ def test_smoothcache_calibrate_schedule_apply_chain(ck, family):
         positive=pos, negative=neg, latent_image={"samples": lat}, denoise=1.0)
     assert torch.equal(latent["samples"], base)
     assert {"self", "mlp"} <= set(cal["errors"]) and len(cal["errors"]["mlp"]["1"]) == STEPS - 1
-    schedule, text = N["SmoothCacheSchedule"]().build(cal, 10.0)       # generous alpha: max gaps
+    schedule, text = N["SmoothCacheSchedule"]().build(calibration=cal, alpha=10.0)   # generous alpha: max gaps
     assert all(row == [1, 0, 0, 0, 1, 0, 0, 1] for row in schedule["schedule"].values()), text
     mlps = [ck.nodes.hooks.comfy.utils.get_attr(m.model, path) for _, path in
             ck.nodes.families.detect(m, "t").mlp_paths(ck.nodes.families.detect(m, "t").layout(
@@ -133,7 +139,8 @@ def test_smoothcache_calibrate_schedule_apply_chain(ck, family):
     first_linear = [next(x for x in mod.modules() if isinstance(x, torch.nn.Linear)) for mod in mlps]
     hooks = [lin.register_forward_hook(lambda *a: forwards.append(1)) for lin in first_linear]
     try:
-        out = tm.sample(N["ApplySmoothCache"]().apply(m, schedule, 0.0, 1.0)[0], lat, pos, neg, steps=STEPS, cfg=3.0)
+        out = tm.sample(pack.node(ck, "ApplySmoothCache", model=m, schedule=schedule)[0], lat, pos, neg, steps=STEPS,
+                        cfg=3.0)
     finally:
         for h in hooks:
             h.remove()
@@ -171,7 +178,7 @@ def test_fastercache_skips_the_uncond_call(ck):
 
 def test_teacache_first_and_last_step_always_compute(ck):
     m, lat, pos, neg = tm.flux()
-    tm.sample(teacache(ck, m, 100.0), lat, pos, neg, steps=STEPS, cfg=1.0)
+    tm.sample(teacache(ck, m, 10.0), lat, pos, neg, steps=STEPS, cfg=1.0)
     s = last_stats(ck)["streams"]["cond"]
     assert s["computed_steps"] == [0, STEPS - 1] and s["reused_steps"] == list(range(1, STEPS - 1))
 
@@ -204,8 +211,8 @@ def test_calibrate_magcache_records_residual_norm_ratios(ck, family):
     h1 = blocks[0].register_forward_pre_hook(lambda mod, a, k: ins.append(get_in(a, k).clone()), with_kwargs=True)
     h2 = blocks[-1].register_forward_hook(lambda mod, a, k, o: residuals.append(o - ins[-1]), with_kwargs=True)
     try:
-        cal, latent = ck.NODE_CLASS_MAPPINGS["CalibrateMagCache"]().calibrate(
-            m, 0, STEPS, 1.0, "euler", "simple", pos, neg, {"samples": lat})
+        cal, latent = pack.node(ck, "CalibrateMagCache", model=m, seed=0, steps=STEPS, cfg=1.0, sampler_name="euler",
+                                scheduler="simple", positive=pos, negative=neg, latent_image={"samples": lat})
     finally:
         h1.remove(), h2.remove()
     expected = [1.0] + [float((r.norm(dim=-1) / (q.norm(dim=-1) + 1e-8)).mean())
@@ -255,7 +262,7 @@ def test_taylorseer_schedule_and_forecast_in_comfy(ck):
     (lambda ck, m: magcache(ck, m, -0.1), "Apply MagCache: threshold must be >= 0.0, got -0.1"),
     (lambda ck, m: magcache(ck, m, 0.1, k=-1), "Apply MagCache: max_skips must be >= 0, got -1"),
     (lambda ck, m: magcache(ck, m, 0.1, ratios="auto"), "Apply MagCache: no published magcache preset for this Wan"),
-    (lambda ck, m: magcache(ck, m, 0.1, calibration={"ratios": "x"}), "Apply MagCache: 'calibration' is not a MagCache"),
+    (lambda ck, m: magcache(ck, m, 0.1, calibration={"ratios": "x"}), "Apply MagCache: calibration is not a MagCache"),
     (lambda ck, m: magcache(ck, tm.lumina2(), 0.1), "Apply MagCache: model class 'NextDiT'"),
     (lambda ck, m: taylorseer(ck, m, 0), "Apply TaylorSeer Cache: cache_interval must be >= 1, got 0"),
     (lambda ck, m: dbcache(ck, m, 0.1, fn=3, bn=1),
@@ -264,10 +271,10 @@ def test_taylorseer_schedule_and_forecast_in_comfy(ck):
     (lambda ck, m: pab(ck, m, 0, 2), "Apply Pyramid Attention Broadcast: self_attention_interval must be >= 1, got 0"),
     (lambda ck, m: fastercache(ck, m, 0, 2), "Apply FasterCache: uncond_interval must be >= 1, got 0"),
     (lambda ck, m: fastercache(ck, m, 5, 2, w=-1.0), "Apply FasterCache: attention_weight must be >= 0.0, got -1.0"),
-    (lambda ck, m: ck.NODE_CLASS_MAPPINGS["ApplySmoothCache"]().apply(m, {"schedule": []}, 0.0, 1.0),
-     "Apply SmoothCache: input is not a SmoothCache schedule"),
-    (lambda ck, m: ck.NODE_CLASS_MAPPINGS["SmoothCacheSchedule"]().build(
-        {"format": "cachekit.smoothcache_errors", "steps": 4, "lookahead": 1, "errors": {}}, -1.0),
+    (lambda ck, m: pack.node(ck, "ApplySmoothCache", model=m, schedule={"schedule": []}),
+     "Apply SmoothCache: schedule is not a SmoothCache schedule"),
+    (lambda ck, m: pack.node(ck, "SmoothCacheSchedule", alpha=-1.0, calibration={
+        "format": "cachekit.smoothcache_errors", "steps": 4, "lookahead": 1, "errors": {"mlp": {"1": [0.1]}}}),
      "SmoothCache Schedule: alpha must be >= 0.0, got -1.0"),
     (lambda ck, m: pab(ck, m, 2, 2, start=0.9, end=0.2), "start_percent (0.9) must not be greater than end_percent"),
     (lambda ck, m: dbcache(ck, m, 0.1, fn=0), "Apply DBCache: Fn_compute_blocks must be >= 1, got 0"),

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+import pack
 import tiny_models as tm
 from test_first_block_cache import last_stats
 from test_methods_comfy import METHODS, smoothcache
@@ -86,9 +87,9 @@ def test_every_method_with_every_sampler(ck, comfy, sampler, scheduler):
     assert set(ratios["ratios"]) == {"cond", "uncond"}
     assert all(len(r) == STEPS and all(math.isfinite(g) and g > 0 for g in r) for r in ratios["ratios"].values())
     errors, _ = nodes["CalibrateSmoothCache"]().calibrate(model=m, lookahead=2, **ksampler)
-    schedule, _ = nodes["SmoothCacheSchedule"]().build(errors, 10.0)
+    schedule, _ = nodes["SmoothCacheSchedule"]().build(calibration=errors, alpha=10.0)
     assert schedule["steps"] == STEPS
-    assert torch.isfinite(run(nodes["ApplySmoothCache"]().apply(m, schedule, 0.0, 1.0)[0])).all()
+    assert torch.isfinite(run(pack.node(ck, "ApplySmoothCache", model=m, schedule=schedule)[0])).all()
 
 
 @pytest.mark.parametrize("sampler, per_step", [

@@ -1,7 +1,5 @@
 """End to end through the real ComfyUI server: the pack loads from custom_nodes, the node is listed,
 an API workflow with it runs, its stats show reused steps, bad input is refused with HTTP 400."""
-import sys
-
 import pytest
 import safetensors.torch
 
@@ -99,11 +97,42 @@ def test_threshold_zero_over_the_server_is_exact(server):
     assert (plain == exact).all()
 
 
-def test_bad_input_is_refused_with_node_errors(server):
-    status, body = server.post("/prompt", {"prompt": wan_graph(threshold=-0.5)})
+@pytest.mark.parametrize("value, message", [
+    (-0.5, "residual_diff_threshold must be >= 0.0, got -0.5"),
+    (float("nan"), "residual_diff_threshold must be finite, got nan"),
+    (1e30, "residual_diff_threshold must be <= 1.0, got 1e+30"),
+])
+def test_bad_widget_value_is_refused_at_queue_time_naming_node_and_value(server, value, message):
+    status, body = server.post("/prompt", {"prompt": wan_graph(threshold=value)})
     assert status == 400
-    errs = body["node_errors"]["2"]["errors"]
-    assert any("residual_diff_threshold" in (e.get("details", "") + e.get("message", "")) for e in errs), errs
+    details = [e.get("details", "") for e in body["node_errors"]["2"]["errors"]]
+    assert any(f"Apply First Block Cache: {message}" in d for d in details), details
+
+
+@pytest.mark.parametrize("value, message", [
+    (1e10, "residual_diff_threshold must be <= 1.0, got 10000000000.0"),
+    (float("nan"), "residual_diff_threshold must be finite, got nan"),
+])
+def test_bad_linked_value_fails_the_run_naming_node_and_value(server, value, message):
+    """A value linked from another node skips the queue-time checks; the node function checks it."""
+    g = wan_graph(seed=31)
+    g["9"] = {"class_type": "PrimitiveFloat", "inputs": {"value": value}}
+    g["2"]["inputs"]["residual_diff_threshold"] = ["9", 0]
+    with pytest.raises(RuntimeError, match=f"Apply First Block Cache: {message}"):
+        server.run(g)
+
+
+@pytest.mark.parametrize("sampler", ["heun", "dpmpp_2s_ancestral", "dpmpp_sde"])
+def test_taylorseer_with_multi_call_samplers_over_the_server(server, sampler):
+    g = wan_graph(seed=41)
+    g["2"] = {"class_type": "ApplyTaylorSeerCache", "inputs": {
+        "model": ["1", 0], "cache_interval": 3, "warmup_steps": 2, "max_order": 1, "target": "residual",
+        "factors_dtype": "float32", "start_percent": 0.0, "end_percent": 1.0}}
+    g["6"]["inputs"]["sampler_name"] = sampler
+    server.run(g)
+    run = server.get("/cachekit/stats")["runs"][-1]
+    assert run["status"] == "finished" and run["node_id"] == "2"
+    assert all(s["steps_seen"] == 10 and s["reused_steps"] for s in run["streams"].values()), run
 
 
 def test_shipped_workflows_use_known_nodes_with_known_inputs(server):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..calibration_data import MAGCACHE_RATIOS
 from ..policy import CachePolicy, Hidden, StepInfo
 
 
@@ -146,5 +147,5 @@ class MagCacheCalibration(CachePolicy):
         return ratios
 
     def result(self) -> dict:
-        return {"format": "cachekit.magcache_ratios", "version": 1, "steps": self.steps,
+        return {"format": MAGCACHE_RATIOS, "version": 1, "steps": self.steps,
                 "ratios": {label: self._ratios(st.norms) for label, st in self.streams.items()}}

@@ -12,10 +12,8 @@ from collections import defaultdict
 
 import torch
 
+from ..calibration_data import SMOOTHCACHE_ERRORS, SMOOTHCACHE_SCHEDULE
 from ..policy import ComponentPolicy, StepInfo
-
-ERRORS_FORMAT = "cachekit.smoothcache_errors"
-SCHEDULE_FORMAT = "cachekit.smoothcache_schedule"
 
 
 class SmoothCacheCalibration(ComponentPolicy):
@@ -58,7 +56,7 @@ class SmoothCacheCalibration(ComponentPolicy):
                 per_j[str(j)] = [sums[(j, s)] / self._counts[kind][(j, s)] if self._counts[kind][(j, s)] else None
                                  for s in range(max(self.steps - j, 0))]
             errors[kind] = per_j
-        return {"format": ERRORS_FORMAT, "version": 1, "steps": self.steps, "lookahead": self.lookahead,
+        return {"format": SMOOTHCACHE_ERRORS, "version": 1, "steps": self.steps, "lookahead": self.lookahead,
                 "errors": errors}
 
 
@@ -81,7 +79,7 @@ def make_schedule(calibration: dict, alpha: float) -> dict:
         if steps:
             row[0] = row[-1] = 1
         schedule[kind] = row
-    return {"format": SCHEDULE_FORMAT, "version": 1, "steps": steps, "schedule": schedule}
+    return {"format": SMOOTHCACHE_SCHEDULE, "version": 1, "steps": steps, "schedule": schedule}
 
 
 class SmoothCache(ComponentPolicy):

@@ -1,0 +1,99 @@
+"""The calibration data CacheKit passes between nodes: MagCache ratios, SmoothCache errors and schedules.
+
+Plain JSON-shaped dicts, tagged with a format name. Each check below takes such a value from wherever it
+came from (a calibrate node, a file, a hand-written JSON) and returns it checked, or raises ValueError
+saying where it is wrong ("ratios['cond'][3] must be a finite number > 0, got nan"), so a malformed
+value never turns into a silent no-op or a KeyError deep in a run.
+"""
+from __future__ import annotations
+
+import math
+import re
+
+MAGCACHE_RATIOS = "cachekit.magcache_ratios"
+SMOOTHCACHE_ERRORS = "cachekit.smoothcache_errors"
+SMOOTHCACHE_SCHEDULE = "cachekit.smoothcache_schedule"
+# component kinds a SmoothCache row may name, alone or for one block ("mlp-3"); "attn" is the published
+# schedules' name for self attention
+COMPONENT_KINDS = ("self", "cross", "mlp", "attn")
+_ROW_KEY = re.compile(r"^(%s)(-\d+)?$" % "|".join(COMPONENT_KINDS))
+
+
+def _fail(where: str, what: str, value) -> None:
+    raise ValueError(f"{where} must be {what}, got {value!r}")
+
+
+def _dict(value, where: str) -> dict:
+    if not isinstance(value, dict) or not value:
+        _fail(where, "a non-empty mapping", value)
+    return value
+
+
+def _list(value, where: str, length: int | None = None) -> list:
+    if not isinstance(value, list) or not value:
+        _fail(where, "a non-empty list", value)
+    if length is not None and len(value) != length:
+        raise ValueError(f"{where} must hold {length} values (one per step), got {len(value)}")
+    return value
+
+
+def _number(value, where: str, lo: float, strict: bool = False) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < lo or (strict and value == lo):
+        _fail(where, f"a finite number {'>' if strict else '>='} {lo:g}", value)
+    return float(value)
+
+
+def _count(value, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        _fail(where, "a whole number >= 1", value)
+    return value
+
+
+def _tagged(value, fmt: str, what: str) -> dict:
+    if not isinstance(value, dict) or value.get("format") != fmt:
+        got = value.get("format") if isinstance(value, dict) else type(value).__name__
+        raise ValueError(f"is not a {what} (format {fmt!r}), got {got!r}")
+    return value
+
+
+def magcache_ratios(value) -> dict[str, list[float]]:
+    """{stream kind: [gamma per step]}: every gamma finite and > 0, one per step where "steps" is given."""
+    value = _tagged(value, MAGCACHE_RATIOS, "MagCache calibration")
+    steps = _count(value["steps"], "steps") if "steps" in value else None
+    ratios = _dict(value.get("ratios"), "ratios")
+    return {str(k): [_number(g, f"ratios[{k!r}][{i}]", 0.0, strict=True)
+                     for i, g in enumerate(_list(v, f"ratios[{k!r}]", steps))]
+            for k, v in ratios.items()}
+
+
+def smoothcache_errors(value) -> dict:
+    """Per component kind and lookahead j, the mean error of reusing step s at s + j (None: not seen)."""
+    value = _tagged(value, SMOOTHCACHE_ERRORS, "SmoothCache calibration")
+    steps, lookahead = _count(value.get("steps"), "steps"), _count(value.get("lookahead"), "lookahead")
+    for kind, per_j in _dict(value.get("errors"), "errors").items():
+        if kind not in COMPONENT_KINDS:
+            _fail("errors keys", f"one of {list(COMPONENT_KINDS)}", kind)
+        for j, errs in _dict(per_j, f"errors[{kind!r}]").items():
+            if j not in {str(n) for n in range(1, lookahead + 1)}:
+                _fail(f"errors[{kind!r}] keys", f"lookaheads '1'..'{lookahead}'", j)
+            if not isinstance(errs, list) or len(errs) > steps:
+                _fail(f"errors[{kind!r}][{j!r}]", f"a list of at most {steps} values", errs)
+            for i, e in enumerate(errs):
+                if e is not None:
+                    _number(e, f"errors[{kind!r}][{j!r}][{i}]", 0.0)
+    return value
+
+
+def smoothcache_schedule(value) -> dict:
+    """{"steps": n, "schedule": {row key: [1 = compute, 0 = reuse] * n}}; row keys name a component kind,
+    optionally for one block ("mlp-3")."""
+    value = _tagged(value, SMOOTHCACHE_SCHEDULE, "SmoothCache schedule")
+    steps = _count(value.get("steps"), "steps")
+    for key, row in _dict(value.get("schedule"), "schedule").items():
+        if not isinstance(key, str) or not _ROW_KEY.match(key):
+            _fail("schedule keys", f"a component kind {list(COMPONENT_KINDS)}, optionally '-<block>'", key)
+        for i, flag in enumerate(_list(row, f"schedule[{key!r}]", steps)):
+            if isinstance(flag, bool) or flag not in (0, 1):
+                _fail(f"schedule[{key!r}][{i}]", "0 (reuse) or 1 (compute)", flag)
+    return value
