@@ -17,6 +17,7 @@ points keeps CacheKit.
 from __future__ import annotations
 
 import functools
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -36,6 +37,7 @@ SPEC_KEY = "cachekit_spec"   # transformer_options: the installed method's setti
 WRAPPER_KEY = "cachekit"
 ATTN_KEY = "optimized_attention_override"   # ComfyUI's attention-kernel hook in transformer_options
 _COND_KINDS = {0: "cond", 1: "uncond"}
+_log = logging.getLogger("CacheKit")
 
 
 class SharedOnClone:
@@ -83,6 +85,7 @@ class CacheSpec(SharedOnClone):
     end_percent: float = 1.0
     warmup_steps: int = 0
     max_consecutive: int = -1
+    replaces: tuple[tuple[str, str | None], ...] = ()   # (node name, node id) of CacheKit nodes before this one
     live: LiveRuns = field(default_factory=LiveRuns)
 
     def new_run(self, model_patcher, sigmas: torch.Tensor) -> CacheRun:
@@ -110,16 +113,22 @@ def install(model, spec_fields: dict, make_policy: Callable[[], CachePolicy], no
         raise CacheKitInputError(
             f"{node_name}: {policy.front_blocks} front + {policy.back_blocks} back blocks always computed "
             f"leave nothing to cache in this {family.name} model ({len(layout)} blocks)")
-    spec = CacheSpec(node_name=node_name, node_id=node_id, family=family, make_policy=make_policy,
-                     **spec_fields)
     to = m.model_options["transformer_options"]
+    earlier: CacheSpec | None = to.get(SPEC_KEY)
+    replaces = ((earlier.node_name, earlier.node_id), *earlier.replaces) if earlier is not None else ()
+    if earlier is not None:
+        # Methods do not stack: they would each own the same blocks. The later node wins, visibly.
+        _log.warning("%s (node %s) replaces %s (node %s) on this MODEL: CacheKit methods do not stack, only the "
+                     "last one before the sampler runs.", node_name, node_id, earlier.node_name, earlier.node_id)
+    spec = CacheSpec(node_name=node_name, node_id=node_id, family=family, make_policy=make_policy,
+                     replaces=replaces, **spec_fields)
     _set_attention_override(to, spec if "attention" in policy.components else None)
     if "mlp" in policy.components:
         for _, path in family.mlp_paths(positions):
             module = comfy.utils.get_attr(m.model, path)
             forward = type(module).forward.__get__(module)   # the class's own, not an applied patch
             m.add_object_patch(f"{path}.forward", _MlpForward(spec, forward, path.rsplit(".", 1)[1]))
-    to[SPEC_KEY] = spec   # a later CacheKit node replaces an earlier one
+    to[SPEC_KEY] = spec
     for wrapper_type, fn in ((WrappersMP.OUTER_SAMPLE, _outer_sample_wrapper),
                              (WrappersMP.CALC_COND_BATCH, _calc_cond_batch_wrapper),
                              (WrappersMP.DIFFUSION_MODEL, _diffusion_model_wrapper)):
@@ -207,7 +216,7 @@ def _outer_sample_wrapper(spec: CacheSpec, executor, *args, **kwargs):
     finally:
         spec.live.pop(run)
         stats = run.close(status)
-        stats_feed.publish(stats, spec.node_id, spec.family.name)
+        stats_feed.publish(stats, spec.node_id, spec.family.name, spec.node_name, spec.replaces)
 
 
 def _calc_cond_batch_wrapper(spec: CacheSpec, executor, model, conds, x_in, timestep, model_options, *args,

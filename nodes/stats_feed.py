@@ -13,19 +13,30 @@ _RECENT: collections.deque = collections.deque(maxlen=64)
 EVENT = "cachekit.stats"
 
 
-def publish(stats: RunStats, node_id: str | None, family: str) -> dict:
+def publish(stats: RunStats, node_id: str | None, family: str, node_name: str = "",
+            replaces: tuple[tuple[str, str | None], ...] = ()) -> dict:
     for line in stats.log_lines():
         _log.info(line)
-    record = stats.to_dict() | {"node_id": node_id, "family": family}
+    for name, earlier_id in replaces:
+        _log.warning("CacheKit: %s (node %s) did not run: %s (node %s) after it replaced it.",
+                     name, earlier_id, node_name, node_id)
+    record = stats.to_dict() | {"node_id": node_id, "node": node_name, "family": family,
+                                "replaces": [{"node": n, "node_id": i} for n, i in replaces]}
     _RECENT.append(record)
+    _send(record)
+    for name, earlier_id in replaces:   # the replaced nodes say so on themselves
+        _send({"node_id": earlier_id, "node": name, "replaced_by": {"node": node_name, "node_id": node_id}})
+    return record
+
+
+def _send(event: dict) -> None:
     server = sys.modules.get("server")   # only inside the real server, never imported from here
     try:
         instance = getattr(getattr(server, "PromptServer", None), "instance", None)
         if instance is not None:
-            instance.send_sync(EVENT, record)
+            instance.send_sync(EVENT, event)
     except Exception:   # noqa: BLE001 - reporting must never fail a finished run
         _log.debug("CacheKit: no server to send stats to", exc_info=True)
-    return record
 
 
 def recent() -> list[dict]:

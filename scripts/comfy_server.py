@@ -100,8 +100,8 @@ class ComfyServer:
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read() or b"{}")
 
-    def queue(self, prompt: dict) -> str:
-        status, body = self.post("/prompt", {"prompt": prompt, "client_id": str(uuid.uuid4())})
+    def queue(self, prompt: dict, client_id: str | None = None) -> str:
+        status, body = self.post("/prompt", {"prompt": prompt, "client_id": client_id or str(uuid.uuid4())})
         if status != 200:
             raise RuntimeError(f"POST /prompt -> {status}: {json.dumps(body)[:2000]}")
         return body["prompt_id"]
@@ -122,6 +122,30 @@ class ComfyServer:
 
     def run(self, prompt: dict, timeout: float = 600) -> dict:
         return self.wait(self.queue(prompt), timeout)
+
+    def run_watching(self, prompt: dict, event: str, timeout: float = 600) -> tuple[dict, list[dict]]:
+        """Run a prompt as the frontend does, connected to the websocket; returns its history entry and the
+        data of every `event` message sent to this client while it ran."""
+        import asyncio
+        import aiohttp
+        client_id = str(uuid.uuid4())
+
+        async def watch() -> tuple[dict, list[dict]]:
+            seen = []
+            async with aiohttp.ClientSession() as session:
+                async with session.ws_connect(f"{self.url}/ws?clientId={client_id}") as ws:
+                    prompt_id = await asyncio.to_thread(self.queue, prompt, client_id)
+                    async for msg in ws:
+                        if msg.type != aiohttp.WSMsgType.TEXT:
+                            continue
+                        data = json.loads(msg.data)
+                        if data["type"] == event:
+                            seen.append(data["data"])
+                        if data["type"] in ("execution_success", "execution_error") and \
+                                data["data"].get("prompt_id") == prompt_id:
+                            break
+            return await asyncio.to_thread(self.wait, prompt_id, timeout), seen
+        return asyncio.run(asyncio.wait_for(watch(), timeout))
 
 
 def execution_seconds(history_entry: dict) -> float:

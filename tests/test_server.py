@@ -145,3 +145,19 @@ def test_shipped_workflows_use_known_nodes_with_known_inputs(server):
             assert spec is not None, f"{path.name} node {node_id}: unknown {node['class_type']}"
             known = set(spec["input"].get("required", {})) | set(spec["input"].get("optional", {}))
             assert set(node["inputs"]) <= known, f"{path.name} node {node_id}: {set(node['inputs']) - known}"
+
+
+def test_second_cache_node_replaces_the_first_and_both_nodes_are_told(server):
+    """Apply TeaCache after Apply First Block Cache: the run is TeaCache's alone; the websocket events the
+    frontend draws on the nodes name the replacement on both nodes, and the log says it."""
+    g = wan_graph(seed=51)
+    g["8"] = {"class_type": "ApplyTeaCache", "inputs": {
+        "model": ["2", 0], "rel_l1_thresh": 0.5, "coefficients": "custom", "custom_coefficients": "1.0, 0.0",
+        "start_percent": 0.0, "end_percent": 1.0}}
+    g["6"]["inputs"]["model"] = ["8", 0]
+    _, events = server.run_watching(g, "cachekit.stats")
+    by_node = {e["node_id"]: e for e in events}
+    assert by_node["8"]["node"] == "Apply TeaCache" and by_node["8"]["method"] == "TeaCache"
+    assert by_node["8"]["replaces"] == [{"node": "Apply First Block Cache", "node_id": "2"}]
+    assert by_node["2"]["replaced_by"] == {"node": "Apply TeaCache", "node_id": "8"}
+    assert "Apply TeaCache (node 8) replaces Apply First Block Cache (node 2) on this MODEL" in server.log()

@@ -159,3 +159,24 @@ def test_schedule_window_follows_the_model_sampling_the_sampler_uses(ck, order):
     model = shift1(cache(m)) if order == "cache_first" else cache(shift1(m))
     tm.sample(model, lat, pos, neg, steps=STEPS, cfg=3.0)    # sigmas 1, .875, .75, .625, .5, ...
     assert _streams()["cond"]["reused_steps"] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("first, second", [("dbcache", "teacache"), ("smoothcache", "dbcache"),
+                                           ("pab", "magcache"), ("teacache", "fastercache"),
+                                           ("fastercache", "smoothcache")])
+def test_a_second_cache_node_replaces_the_first_and_says_so(ck, first, second, caplog):
+    """Methods do not stack: the later node's method runs alone, exactly as without the earlier node (its
+    MLP patches, attention override and CFG hook included), and both the log and the run record say so."""
+    import logging
+    display = {"dbcache": "Apply DBCache", "smoothcache": "Apply SmoothCache", "teacache": "Apply TeaCache",
+               "pab": "Apply Pyramid Attention Broadcast", "fastercache": "Apply FasterCache"}
+    m, lat, pos, neg = tm.wan()
+    alone = tm.sample(METHODS[second][1](ck, m), lat, pos, neg, steps=STEPS, cfg=3.0)
+    alone_streams = _streams()
+    earlier = METHODS[first][1](ck, m)
+    with caplog.at_level(logging.WARNING, logger="CacheKit"):
+        out = tm.sample(METHODS[second][1](ck, earlier), lat, pos, neg, steps=STEPS, cfg=3.0)
+    assert torch.equal(out, alone) and _streams() == alone_streams
+    assert [r["node"] for r in last_stats(ck)["replaces"]] == [display[first]]
+    assert f"replaces {display[first]} (node None) on this MODEL" in caplog.text
+    assert f"{display[first]} (node None) did not run" in caplog.text

@@ -4,10 +4,16 @@ import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
 function summarize(run) {
+  if (run.replaced_by) {
+    const by = run.replaced_by;
+    return `not run: replaced by ${by.node} (#${by.node_id}) after it`;
+  }
   const streams = Object.values(run.streams || {});
   const parts = streams.map((s) => `${s.label} ${s.computed_steps.length}/${s.steps_seen}`);
   const saved = Math.round((run.saved_fraction || 0) * 100);
-  return `${parts.join(" · ")} steps computed · ${saved}% blocks saved`;
+  const replaced = (run.replaces || []).map((r) => `${r.node} #${r.node_id}`);
+  const note = replaced.length ? ` · replaced ${replaced.join(", ")}` : "";
+  return `${parts.join(" · ")} steps computed · ${saved}% blocks saved${note}`;
 }
 
 app.registerExtension({
