@@ -70,7 +70,7 @@ class LiveRuns(SharedOnClone):
         self._stack.append(run)
 
     def pop(self, run: CacheRun) -> None:
-        self._stack.remove(run)
+        self._stack = [r for r in self._stack if r is not run]   # by identity: runs hold tensors
 
 
 @dataclass(frozen=True, eq=False)
