@@ -9,7 +9,7 @@ from .metrics import rel_l1, to_floats
 from .policy import CachePolicy, ComponentPolicy, ReuseLimits, StepInfo
 from .forecast import TaylorForecaster
 from .policies import (DBCache, FasterCache, FirstBlockCache, MagCache, MagCacheCalibration, PyramidAttentionBroadcast,
-                       SmoothCache, SmoothCacheCalibration, TaylorSeer, TeaCache)
+                       SmoothCache, SmoothCacheCalibration, TaylorSeer, TeaCache, TeaCacheCalibration)
 from . import calibration_data, presets
 from .run import CacheRun, StreamState
 from .component_cache import ComponentCall
@@ -20,5 +20,5 @@ __all__ = [
     "BlockLayout", "CachePolicy", "CacheRun", "ComponentCall", "ComponentPolicy", "DBCache", "FasterCache", "FirstBlockCache", "MagCache",
     "MagCacheCalibration", "PyramidAttentionBroadcast", "ReuseLimits", "RunStats", "SmoothCache",
     "SmoothCacheCalibration", "SpanCall", "StepInfo",
-    "StreamState", "StreamStats", "TaylorForecaster", "TaylorSeer", "TeaCache", "calibration_data", "presets", "rel_l1", "to_floats",
+    "StreamState", "StreamStats", "TaylorForecaster", "TaylorSeer", "TeaCache", "TeaCacheCalibration", "calibration_data", "presets", "rel_l1", "to_floats",
 ]

@@ -13,6 +13,9 @@ import re
 MAGCACHE_RATIOS = "cachekit.magcache_ratios"
 SMOOTHCACHE_ERRORS = "cachekit.smoothcache_errors"
 SMOOTHCACHE_SCHEDULE = "cachekit.smoothcache_schedule"
+TEACACHE_COEFFICIENTS = "cachekit.teacache_coefficients"
+VERSION = 1          # the schema version every format above is written with
+MAX_VALUES = 10_000  # KSampler allows at most 10000 steps: no list in a calibration is longer
 # component kinds a SmoothCache row may name, alone or for one block ("mlp-3"); "attn" is the published
 # schedules' name for self attention
 COMPONENT_KINDS = ("self", "cross", "mlp", "attn")
@@ -32,15 +35,18 @@ def _dict(value, where: str) -> dict:
 def _list(value, where: str, length: int | None = None) -> list:
     if not isinstance(value, list) or not value:
         _fail(where, "a non-empty list", value)
+    if len(value) > MAX_VALUES:
+        raise ValueError(f"{where} must hold at most {MAX_VALUES} values, got {len(value)}")
     if length is not None and len(value) != length:
         raise ValueError(f"{where} must hold {length} values (one per step), got {len(value)}")
     return value
 
 
-def _number(value, where: str, lo: float, strict: bool = False) -> float:
+def _number(value, where: str, lo: float | None = None, strict: bool = False) -> float:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < lo or (strict and value == lo):
-        _fail(where, f"a finite number {'>' if strict else '>='} {lo:g}", value)
+    if not ok or lo is not None and (value < lo or strict and value == lo):
+        bound = "" if lo is None else f" {'>' if strict else '>='} {lo:g}"
+        _fail(where, f"a finite number{bound}", value)
     return float(value)
 
 
@@ -54,6 +60,12 @@ def _tagged(value, fmt: str, what: str) -> dict:
     if not isinstance(value, dict) or value.get("format") != fmt:
         got = value.get("format") if isinstance(value, dict) else type(value).__name__
         raise ValueError(f"is not a {what} (format {fmt!r}), got {got!r}")
+    version = value.get("version", VERSION)
+    if version != VERSION:
+        raise ValueError(f"has schema version {version!r}; this CacheKit reads version {VERSION}")
+    for key in ("model", "sampling"):   # what it was made with (calibrate nodes add these)
+        if key in value and not isinstance(value[key], dict):
+            _fail(key, "a mapping", value[key])
     return value
 
 
@@ -65,6 +77,12 @@ def magcache_ratios(value) -> dict[str, list[float]]:
     return {str(k): [_number(g, f"ratios[{k!r}][{i}]", 0.0, strict=True)
                      for i, g in enumerate(_list(v, f"ratios[{k!r}]", steps))]
             for k, v in ratios.items()}
+
+
+def teacache_coefficients(value) -> list[float]:
+    """The rescaling polynomial fitted by Calibrate TeaCache, highest degree first."""
+    value = _tagged(value, TEACACHE_COEFFICIENTS, "TeaCache calibration")
+    return [_number(c, f"coefficients[{i}]") for i, c in enumerate(_list(value.get("coefficients"), "coefficients"))]
 
 
 def smoothcache_errors(value) -> dict:
@@ -96,4 +114,25 @@ def smoothcache_schedule(value) -> dict:
         for i, flag in enumerate(_list(row, f"schedule[{key!r}]", steps)):
             if isinstance(flag, bool) or flag not in (0, 1):
                 _fail(f"schedule[{key!r}][{i}]", "0 (reuse) or 1 (compute)", flag)
+    if "errors" in value:   # what it was made from, to rebuild it for another step count
+        try:
+            errors = smoothcache_errors(value["errors"])
+        except ValueError as e:
+            raise ValueError(f"errors {e}") from None
+        if errors["steps"] != steps:
+            raise ValueError(f"errors are for {errors['steps']} steps, the schedule for {steps}")
+        _number(value.get("alpha"), "alpha", 0.0)
+    return value
+
+
+CHECKS = {MAGCACHE_RATIOS: magcache_ratios, SMOOTHCACHE_ERRORS: smoothcache_errors,
+          SMOOTHCACHE_SCHEDULE: smoothcache_schedule, TEACACHE_COEFFICIENTS: teacache_coefficients}
+
+
+def check_any(value) -> dict:
+    """Any CacheKit calibration, checked by its own format's rules (what a file may hold)."""
+    fmt = value.get("format") if isinstance(value, dict) else None
+    if fmt not in CHECKS:
+        raise ValueError(f"is not a CacheKit calibration: format must be one of {sorted(CHECKS)}, got {fmt!r}")
+    CHECKS[fmt](value)
     return value

@@ -65,6 +65,11 @@ class CachePolicy(ABC):
     def new_state(self, label: str) -> Any:
         return {}
 
+    def prepare(self, total_steps: int) -> list[str]:
+        """Once at the start of a run, with its step count: adapt to it and say how (notes for the log),
+        or raise ValueError when the method cannot run that many steps."""
+        return []
+
     def measure(self, state: Any, probe: torch.Tensor | None) -> torch.Tensor | None:
         """A 0-d tensor the decision needs, computed without a host sync (the engine batches them)."""
         return None
@@ -102,6 +107,10 @@ class ComponentPolicy(ABC):
 
     def new_state(self, label: str) -> Any:
         return None
+
+    def prepare(self, total_steps: int) -> list[str]:
+        """As CachePolicy.prepare."""
+        return []
 
     @abstractmethod
     def component_reuse(self, kind: str, block: int, step: StepInfo) -> bool:

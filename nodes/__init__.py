@@ -1,4 +1,6 @@
 """ComfyUI glue: node classes, the family table, hook installation. The engine is ../cache_core."""
+from . import calibration_files
+from .calibration_nodes import LoadCacheCalibration, SaveCacheCalibration
 from .dbcache import ApplyDBCache
 from .fastercache import ApplyFasterCache
 from .first_block_cache import ApplyFirstBlockCache
@@ -6,10 +8,11 @@ from .magcache import ApplyMagCache, CalibrateMagCache
 from .pab import ApplyPyramidAttentionBroadcast
 from .smoothcache import ApplySmoothCache, CalibrateSmoothCache, SmoothCacheSchedule
 from .taylorseer import ApplyTaylorSeerCache
-from .teacache import ApplyTeaCache
+from .teacache import ApplyTeaCache, CalibrateTeaCache
 
-_NODES = (ApplyFirstBlockCache, ApplyTeaCache, ApplyMagCache, CalibrateMagCache, ApplyTaylorSeerCache,
-          ApplyDBCache, ApplyPyramidAttentionBroadcast, CalibrateSmoothCache, SmoothCacheSchedule, ApplySmoothCache,
-          ApplyFasterCache)
+_NODES = (ApplyFirstBlockCache, ApplyTeaCache, CalibrateTeaCache, ApplyMagCache, CalibrateMagCache,
+          ApplyTaylorSeerCache, ApplyDBCache, ApplyPyramidAttentionBroadcast, CalibrateSmoothCache, SmoothCacheSchedule,
+          ApplySmoothCache, ApplyFasterCache, SaveCacheCalibration, LoadCacheCalibration)
+calibration_files.register()
 NODE_CLASS_MAPPINGS = {cls.__name__: cls for cls in _NODES}
 NODE_DISPLAY_NAME_MAPPINGS = {cls.__name__: cls.NODE_NAME for cls in _NODES}

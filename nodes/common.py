@@ -4,10 +4,14 @@ and the node function again, since linked values skip the frontend), MODEL in/ou
 window, and KSampler's inputs for the calibration nodes."""
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from typing import Callable
 
+from ..cache_core import calibration_data
 from . import validation
+
+_log = logging.getLogger("CacheKit")
 
 MODEL_INPUT = ("MODEL", {"tooltip": "A diffusion transformer: Flux, Chroma, Wan, Qwen-Image, HunyuanVideo or LTXV."})
 
@@ -91,17 +95,35 @@ class CacheNode(CacheKitNode, ABC):
             fields = dict(fields, start_percent=start, end_percent=end)
         return (install(model, fields, make_policy, self.NODE_NAME, unique_id),)
 
-    def resolve_preset(self, method: str, choice: str, model, available: list[str]) -> str:
-        """'auto' picks the published preset for the detected family/variant; otherwise the named one."""
-        from .families import detect
+    def resolve_preset(self, method: str, choice: str, model) -> str | None:
+        """'auto': the published preset for the detected family/variant, or None where there is none;
+        otherwise the named one (checked against the declared choices)."""
         if choice != "auto":
-            return choice                # a valid name: checked against the declared choices
-        family = detect(model, self.NODE_NAME)
-        name = family.preset(method, model.model.diffusion_model)
-        if name is None:
-            self.fail(f"no published {method} preset for this {family.name} model; pick a preset by name "
-                      f"or give your own values (see the node's tooltips)")
-        return name
+            return choice
+        from .families import detect
+        return detect(model, self.NODE_NAME).preset(method, model.model.diffusion_model)
+
+    def saved_calibration(self, fmt: str, model, calibrate_node: str) -> dict:
+        """For 'auto' without a published preset: the newest saved calibration made on this very model."""
+        from . import calibration_files as files
+        from .families import detect
+        found = files.find_matching(fmt, model)
+        if found is None:
+            self.fail(f"no published preset for this {detect(model, self.NODE_NAME).name} model and no saved "
+                      f"calibration made on it in {files.folders()}; run {calibrate_node} once, save it with Save "
+                      f"Cache Calibration, and 'auto' picks it up (or connect the calibration directly)")
+        _log.info("%s: 'auto' uses the saved %s", self.NODE_NAME, files.source_name(found))
+        return found
+
+    def calibration(self, fmt: str, value: dict, model, input_name: str = "calibration"):
+        """A connected calibration (from a calibrate node or a file), checked and matched to the model."""
+        from . import calibration_files as files
+        try:
+            checked = calibration_data.CHECKS[fmt](value)
+        except ValueError as e:
+            self.fail(f"{files.source_name(value, input_name)} {e}")
+        files.check_model(self.NODE_NAME, value, model)
+        return checked
 
 
 def sampler_inputs() -> dict:
@@ -133,6 +155,7 @@ class CalibrateNode(CacheKitNode, ABC):
 
     def calibrate(self, model, positive, negative, latent_image, **inputs):
         import nodes as comfy_nodes
+        from . import calibration_files as files
         from .hooks import install
         v = self.checked(inputs)
         recorder = self.recorder(v)
@@ -140,4 +163,13 @@ class CalibrateNode(CacheKitNode, ABC):
         (latent,) = comfy_nodes.common_ksampler(patched, v["seed"], v["steps"], v["cfg"], v["sampler_name"],
                                                 v["scheduler"], positive, negative, latent_image,
                                                 denoise=v.get("denoise", 1.0))
-        return (recorder.result(), latent)
+        try:
+            result = recorder.result()
+        except ValueError as e:
+            self.fail(str(e))
+        shift = getattr(model.get_model_object("model_sampling"), "shift", None)
+        result["model"] = files.describe_model(model)      # what a saved file is matched against
+        result["sampling"] = {"steps": v["steps"], "sampler": v["sampler_name"], "scheduler": v["scheduler"],
+                              "cfg": v["cfg"], "denoise": v.get("denoise", 1.0),
+                              "shift": float(shift) if shift is not None else None}
+        return (result, latent)

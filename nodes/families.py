@@ -87,6 +87,10 @@ class Family:
         return [(p, f"diffusion_model.{attrs[kind]}.{index}.{name}")
                 for p, (kind, index) in enumerate(positions) for name in (self.mlp_modules or {}).get(kind, ())]
 
+    def block(self, diffusion_model, kind: str, index: int):
+        """The block module at (kind, index) of this model instance."""
+        return getattr(diffusion_model, dict((k, a) for k, a, _ in self.blocks)[kind])[index]
+
     def layout(self, diffusion_model) -> tuple[BlockLayout, list[tuple[str, int]]]:
         """The block sequence this model instance runs, and the (kind, index) of each position."""
         positions = []
@@ -95,9 +99,7 @@ class Family:
             positions += [(kind, i) for i in range(len(getattr(diffusion_model, attr))) if i not in skipped]
         probe = None
         if self.modulated_input is not None and positions:
-            kind, index = positions[0]
-            block0 = getattr(diffusion_model, dict((k, a) for k, a, _ in self.blocks)[kind])[index]
-            probe = functools.partial(self.modulated_input, block0)
+            probe = functools.partial(self.modulated_input, self.block(diffusion_model, *positions[0]))
         layout = BlockLayout(kinds=tuple(k for k, _ in positions), stream_keys=self.stream_keys,
                              primary="img", convert=self.convert, modulated_input=probe,
                              attention_kinds=self.attention_kinds or {})

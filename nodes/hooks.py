@@ -198,12 +198,11 @@ def _outer_sample_wrapper(spec: CacheSpec, executor, *args, **kwargs):
         return executor(*args, **kwargs)   # a later CacheKit node replaced this one
     # args: (noise, latent_image, sampler, sigmas, denoise_mask, callback, disable_pbar, seed)
     run = spec.new_run(guider.model_patcher, args[3])
-    check_steps = getattr(run.policy, "check_steps", None)
-    if check_steps is not None:
-        try:
-            check_steps(run.stats.total_steps)
-        except ValueError as e:
-            raise CacheKitInputError(f"{spec.node_name}: {e}") from None
+    try:
+        for note in run.policy.prepare(run.stats.total_steps):
+            _log.info("%s: %s", spec.node_name, note)
+    except ValueError as e:
+        raise CacheKitInputError(f"{spec.node_name}: {e}") from None
     spec.live.push(run)
     status = "error"
     try:

@@ -4,8 +4,9 @@ from __future__ import annotations
 from ..cache_core import MagCache, MagCacheCalibration, calibration_data, presets
 from ..cache_core.policies.magcache import split_interleaved
 from . import common
+from .calibration_files import SOCKET_TYPES
 
-RATIOS_TYPE = "MAGCACHE_RATIOS"
+RATIOS_TYPE = SOCKET_TYPES[calibration_data.MAGCACHE_RATIOS]
 PRESETS = presets.names("magcache")
 
 
@@ -19,7 +20,8 @@ class ApplyMagCache(common.CacheNode):
     DESCRIPTION = ("Skips the whole transformer while the accumulated error predicted from the magnitude ratios "
                    "of successive residuals stays small, reusing the last computed residual. Ratios come from "
                    "a published preset or from Calibrate MagCache.")
-    OPTIONAL = {"calibration": (RATIOS_TYPE, {"tooltip": "Output of Calibrate MagCache."})}
+    OPTIONAL = {"calibration": (RATIOS_TYPE, {"tooltip": "Output of Calibrate MagCache or Load Cache Calibration; "
+                                                         "another step count is resampled."})}
 
     @classmethod
     def own_inputs(cls):
@@ -35,19 +37,19 @@ class ApplyMagCache(common.CacheNode):
                                           "tooltip": "This share of the first steps always computes."}),
             "ratios": (["auto", *PRESETS], {
                 "default": "auto",
-                "tooltip": "Magnitude ratios: 'auto' = the published preset for the detected model. "
-                           "A connected calibration overrides this."}),
+                "tooltip": "Magnitude ratios: 'auto' = the published preset for the detected model, else "
+                           "the newest saved calibration made on this model. A connected calibration "
+                           "overrides this."}),
         }
 
     def method(self, model, v):
-        calibration = v.get("calibration")
-        if calibration is not None:
-            try:
-                gammas = calibration_data.magcache_ratios(calibration)
-            except ValueError as e:
-                self.fail(f"calibration {e}")
+        fmt = calibration_data.MAGCACHE_RATIOS
+        if v.get("calibration") is not None:
+            gammas = self.calibration(fmt, v["calibration"], model)
+        elif (preset := self.resolve_preset("magcache", v["ratios"], model)) is not None:
+            gammas = preset_ratios(preset)
         else:
-            gammas = preset_ratios(self.resolve_preset("magcache", v["ratios"], model, PRESETS))
+            gammas = calibration_data.magcache_ratios(self.saved_calibration(fmt, model, "Calibrate MagCache"))
         args = (gammas, v["threshold"], v["max_skips"], v["retention_ratio"])
         return (lambda: MagCache(*args)), {}
 

@@ -6,9 +6,10 @@ import json
 from ..cache_core import SmoothCache, SmoothCacheCalibration, calibration_data
 from ..cache_core.policies.smoothcache import make_schedule
 from . import common
+from .calibration_files import SOCKET_TYPES, source_name
 
-ERRORS_TYPE = "SMOOTHCACHE_CALIBRATION"
-SCHEDULE_TYPE = "SMOOTHCACHE_SCHEDULE"
+ERRORS_TYPE = SOCKET_TYPES[calibration_data.SMOOTHCACHE_ERRORS]
+SCHEDULE_TYPE = SOCKET_TYPES[calibration_data.SMOOTHCACHE_SCHEDULE]
 
 
 class CalibrateSmoothCache(common.CalibrateNode):
@@ -49,7 +50,7 @@ class SmoothCacheSchedule(common.CacheKitNode):
         try:
             calibration = calibration_data.smoothcache_errors(v["calibration"])
         except ValueError as e:
-            self.fail(f"calibration {e}")
+            self.fail(f"{source_name(v['calibration'], 'calibration')} {e}")
         schedule = make_schedule(calibration, v["alpha"])
         return (schedule, json.dumps(schedule["schedule"]))
 
@@ -60,11 +61,13 @@ class ApplySmoothCache(common.CacheNode):
 
     @classmethod
     def own_inputs(cls):
-        return {"schedule": (SCHEDULE_TYPE, {"tooltip": "Output of SmoothCache Schedule."})}
+        return {"schedule": (SCHEDULE_TYPE, {"tooltip": "Output of SmoothCache Schedule or Load Cache Calibration; "
+                                                        "for another step count it is rebuilt from its "
+                                                        "calibration errors."})}
 
     def method(self, model, v):
-        try:
-            rows = calibration_data.smoothcache_schedule(v["schedule"])["schedule"]
-        except ValueError as e:
-            self.fail(f"schedule {e}")
-        return (lambda: SmoothCache(rows)), {}
+        schedule = v["schedule"]
+        self.calibration(calibration_data.SMOOTHCACHE_SCHEDULE, schedule, model, "schedule")
+        rows = schedule["schedule"]
+        source = (schedule["errors"], schedule["alpha"]) if "errors" in schedule else None
+        return (lambda: SmoothCache(rows, source)), {}

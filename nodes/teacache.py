@@ -1,12 +1,15 @@
 """Apply TeaCache: MODEL in, MODEL out (methods.md §1.2)."""
 from __future__ import annotations
 
+import logging
 import math
 
-from ..cache_core import TeaCache, presets
+from ..cache_core import TeaCache, TeaCacheCalibration, calibration_data, presets
 from . import common
+from .calibration_files import SOCKET_TYPES
 
 PRESETS = presets.names("teacache")
+_log = logging.getLogger("CacheKit")
 
 
 def parse_coefficients(text: str) -> list[float]:
@@ -23,11 +26,16 @@ def parse_coefficients(text: str) -> list[float]:
     return values
 
 
+COEFFICIENTS_TYPE = SOCKET_TYPES[calibration_data.TEACACHE_COEFFICIENTS]
+
+
 class ApplyTeaCache(common.CacheNode):
     NODE_NAME = "Apply TeaCache"
     DESCRIPTION = ("Skips the whole transformer on steps where the timestep-modulated input of the first block "
                    "has changed little (accumulated, polynomial-rescaled relative L1), reusing the last computed "
-                   "residual. Calibrated coefficients per model family.")
+                   "residual. Calibrated coefficients per model family, or your own from Calibrate TeaCache.")
+    OPTIONAL = {"calibration": (COEFFICIENTS_TYPE, {"tooltip": "Output of Calibrate TeaCache or Load Cache "
+                                                               "Calibration; overrides 'coefficients'."})}
 
     @classmethod
     def own_inputs(cls):
@@ -40,8 +48,9 @@ class ApplyTeaCache(common.CacheNode):
                            "0.15, LTXV 0.05, Wan 1.3B 0.1, Wan 14B 0.2, Wan I2V 0.3."}),
             "coefficients": (["auto", *PRESETS, "custom"], {
                 "default": "auto",
-                "tooltip": "Rescaling polynomial: 'auto' = the published one for the detected model; "
-                           "'custom' = custom_coefficients."}),
+                "tooltip": "Rescaling polynomial: 'auto' = the published one for the detected model, else "
+                           "the newest saved Calibrate TeaCache file made on this model; 'custom' = "
+                           "custom_coefficients."}),
             "custom_coefficients": ("STRING", {
                 "default": "1.0, 0.0",
                 "tooltip": "Used with coefficients = custom: polynomial coefficients, highest degree first "
@@ -49,19 +58,49 @@ class ApplyTeaCache(common.CacheNode):
         }
 
     def method(self, model, v):
+        fmt = calibration_data.TEACACHE_COEFFICIENTS
         thr, retention, final, suggested = v["rel_l1_thresh"], 1, 1, None
-        if v["coefficients"] == "custom":
+        if v.get("calibration") is not None:
+            coefs = self.calibration(fmt, v["calibration"], model)
+        elif v["coefficients"] == "custom":
             try:
                 coefs = parse_coefficients(v["custom_coefficients"])
             except ValueError as e:
                 self.fail(f"custom_coefficients {e}")
-        else:
-            preset = presets.teacache(self.resolve_preset("teacache", v["coefficients"], model, PRESETS))
+        elif (name := self.resolve_preset("teacache", v["coefficients"], model)) is not None:
+            preset = presets.teacache(name)
             coefs, retention, final = preset["coefficients"], preset["retention_steps"], preset["final_steps"]
             suggested = next(iter(preset["thresholds"].values()))
+        else:
+            coefs = calibration_data.teacache_coefficients(self.saved_calibration(fmt, model, "Calibrate TeaCache"))
         if thr < 0:
             if suggested is None:
-                self.fail(f"rel_l1_thresh -1 (auto) needs a preset; with custom coefficients set it explicitly, "
+                self.fail(f"rel_l1_thresh -1 picks a preset's published value, and these coefficients have none: "
+                          f"set it (published values run from 0.03 for LTXV to 0.6 for Flux at its fastest), "
                           f"got {thr}")
             thr = suggested
         return (lambda: TeaCache(thr, coefs, retention, final)), {}
+
+
+class CalibrateTeaCache(common.CalibrateNode):
+    DESCRIPTION = ("Samples once with no reuse (like KSampler), records per step the relative L1 change of the "
+                   "first block's modulated input and of the transformer's output, and fits the rescaling "
+                   "polynomial between them (as the published TeaCache coefficients were made). Feed it to "
+                   "Apply TeaCache or save it.")
+    NODE_NAME = "Calibrate TeaCache"
+    RETURN_TYPES = (COEFFICIENTS_TYPE, "LATENT")
+
+    @classmethod
+    def own_inputs(cls):
+        return {"degree": ("INT", {"default": 4, "min": 1, "max": 6,
+                                   "tooltip": "Polynomial degree (the published coefficients use 4)."})}
+
+    def recorder(self, v):
+        return TeaCacheCalibration(v["degree"])
+
+    def calibrate(self, model, positive, negative, latent_image, **inputs):
+        result, latent = super().calibrate(model, positive, negative, latent_image, **inputs)
+        _log.info("%s: fitted %s from %d steps, RMS error %.4g", self.NODE_NAME,
+                  ", ".join(f"{c:.6g}" for c in result["coefficients"]),
+                  sum(len(s["input"]) for s in result["samples"].values()), result["fit_rmse"])
+        return result, latent

@@ -189,3 +189,17 @@ def test_smoothcache_reads_published_attn_rows_and_per_block_rows():
     assert sc.component_reuse("self", 0, step1)           # 'attn' is the published name of self attention
     assert not sc.component_reuse("mlp", 0, step1) and sc.component_reuse("mlp", 2, step1)
     assert not sc.component_reuse("cross", 0, step1)      # no row: always computed
+
+
+def test_smoothcache_errors_resampled_linearly_in_position_and_gap():
+    from cache_core.policies.smoothcache import resample_errors
+    cal = {"format": "cachekit.smoothcache_errors", "steps": 3, "lookahead": 1, "errors": {"self": {"1": [0.2, 0.4]}}}
+    assert resample_errors(cal, 3) is cal
+    out = resample_errors(cal, 5)      # a new step is half an old one: gap 1 = half an old gap
+    assert out["steps"] == 5 and out["lookahead"] == 2
+    assert out["errors"]["self"]["1"][:3] == pytest.approx([0.1, 0.15, 0.2])
+    assert out["errors"]["self"]["1"][3] is None        # reaches past the recorded errors
+    assert out["errors"]["self"]["2"] == pytest.approx([0.2, 0.3, 0.4])
+    fewer = resample_errors({**cal, "steps": 5, "lookahead": 2, "errors": {"self": {"1": [0.1] * 4, "2": [0.3] * 3}}},
+                            3)
+    assert fewer["lookahead"] == 1 and fewer["errors"]["self"]["1"] == pytest.approx([0.3, 0.3])

@@ -161,3 +161,50 @@ def test_second_cache_node_replaces_the_first_and_both_nodes_are_told(server):
     assert by_node["8"]["replaces"] == [{"node": "Apply First Block Cache", "node_id": "2"}]
     assert by_node["2"]["replaced_by"] == {"node": "Apply TeaCache", "node_id": "8"}
     assert "Apply TeaCache (node 8) replaces Apply First Block Cache (node 2) on this MODEL" in server.log()
+
+
+def _magcache_decisions(ratios: dict, steps: int, threshold: float, max_skips: int) -> list[int]:
+    """The steps MagCache reuses with these ratios, cond and uncond batched (both must agree), worked out
+    with cache_core alone: no model, the rule only."""
+    from cachekit.cache_core import MagCache, StepInfo
+    policy = MagCache(ratios, threshold, max_skips, 0.0)
+    states = [policy.new_state(label) for label in ratios]
+    reused = []
+    for i in range(steps):
+        step = StepInfo(i, steps, 1.0)
+        want = i > 0 and all(policy.wants_reuse(s, None, step) for s in states)
+        for s in states:
+            policy.commit(s, want, None, None, step)
+        reused += [i] if want else []
+    return reused
+
+
+def test_calibrate_save_then_load_apply_in_later_prompts(server, ck):
+    """Prompt 1 calibrates MagCache and saves the file; prompt 2 loads it from the dropdown and applies it:
+    its decisions are the ones the loaded ratios dictate; prompt 3 runs it at another step count."""
+    import json
+    g = wan_graph(seed=61)
+    cal = {"class_type": "CalibrateMagCache", "inputs": {
+        "model": ["1", 0], "seed": 61, "steps": 10, "cfg": 3.0, "sampler_name": "euler", "scheduler": "simple",
+        "positive": ["3", 0], "negative": ["4", 0], "latent_image": ["5", 0], "denoise": 1.0}}
+    first = {k: g[k] for k in ("1", "3", "4", "5")} | {"2": cal, "9": {"class_type": "SaveCacheCalibration", "inputs": {
+        "calibration": ["2", 0], "filename_prefix": "e2e/magcache"}}}
+    name = server.run(first)["outputs"]["9"]["cachekit_calibration"][0]
+    listed = server.get("/object_info/LoadCacheCalibration")["LoadCacheCalibration"]["input"]["required"]
+    assert name in listed["calibration"][0]                       # the dropdown lists it
+    saved = json.loads((server.base / "models" / "cache_calibrations" / name).read_text())
+
+    for steps in (10, 14):
+        g = wan_graph(seed=62 + steps)
+        g["8"] = {"class_type": "LoadCacheCalibration", "inputs": {"calibration": name}}
+        g["2"] = {"class_type": "ApplyMagCache", "inputs": {
+            "model": ["1", 0], "threshold": 0.3, "max_skips": 5, "retention_ratio": 0.0, "ratios": "auto",
+            "start_percent": 0.0, "end_percent": 1.0, "calibration": ["8", 0]}}
+        g["6"]["inputs"]["steps"] = steps
+        server.run(g)
+        run = server.get("/cachekit/stats")["runs"][-1]
+        assert run["node_id"] == "2" and run["total_steps"] == steps
+        expected = _magcache_decisions(saved["ratios"], steps, 0.3, 5)
+        assert expected and all(s["reused_steps"] == expected for s in run["streams"].values()), (expected, run)
+    assert f"loaded {name}: MagCache ratios for 10 steps on Wan (euler, simple)" in server.log()
+    assert "ratios for 10 steps resampled to 14 by nearest index" in server.log()

@@ -5,7 +5,8 @@ from .magcache import MagCache, MagCacheCalibration
 from .pab import PyramidAttentionBroadcast
 from .smoothcache import SmoothCache, SmoothCacheCalibration, make_schedule
 from .taylorseer import TaylorSeer
-from .teacache import TeaCache
+from .teacache import TeaCache, TeaCacheCalibration
 
 __all__ = ["DBCache", "FasterCache", "FirstBlockCache", "MagCache", "MagCacheCalibration", "PyramidAttentionBroadcast",
-           "SmoothCache", "SmoothCacheCalibration", "TaylorSeer", "TeaCache", "make_schedule"]
+           "SmoothCache", "SmoothCacheCalibration", "TaylorSeer", "TeaCache", "TeaCacheCalibration",
+           "make_schedule"]

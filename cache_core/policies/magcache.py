@@ -69,6 +69,13 @@ class MagCache(CachePolicy):
         self.threshold, self.max_skips = float(threshold), int(max_skips)
         self.retention_ratio = float(retention_ratio)
 
+    def prepare(self, total_steps: int) -> list[str]:
+        lengths = sorted({len(v) for v in self.ratios.values()} - {total_steps})
+        if not lengths:
+            return []
+        return [f"ratios for {'/'.join(map(str, lengths))} steps resampled to {total_steps} by nearest index "
+                f"(as diffusers' MagCache does)"]
+
     def new_state(self, label: str) -> _State:
         source = self.ratios.get(stream_kind(label)) or self.ratios.get("cond") or next(iter(self.ratios.values()))
         return _State(source=source)

@@ -61,7 +61,8 @@ class SmoothCacheCalibration(ComponentPolicy):
 
 
 def make_schedule(calibration: dict, alpha: float) -> dict:
-    """Greedy schedule from calibration errors: {"format", "steps", "schedule": {kind: [1, 0, ...]}}."""
+    """Greedy schedule from calibration errors: {"format", "steps", "schedule": {kind: [1, 0, ...]}}. It keeps
+    the errors and alpha it was made from, so a run with another step count can make its own."""
     steps, n = calibration["steps"], calibration["lookahead"]
     schedule = {}
     for kind, per_j in calibration["errors"].items():
@@ -79,24 +80,76 @@ def make_schedule(calibration: dict, alpha: float) -> dict:
         if steps:
             row[0] = row[-1] = 1
         schedule[kind] = row
-    return {"format": SMOOTHCACHE_SCHEDULE, "version": 1, "steps": steps, "schedule": schedule}
+    errors = {k: v for k, v in calibration.items() if k != "file"}
+    out = {"format": SMOOTHCACHE_SCHEDULE, "version": 1, "steps": steps, "schedule": schedule,
+           "alpha": alpha, "errors": errors}
+    for key in ("model", "sampling"):
+        if key in calibration:
+            out[key] = calibration[key]
+    return out
+
+
+def resample_errors(calibration: dict, steps: int) -> dict:
+    """The calibration's errors for a run of another step count. Step s of that run sits at position
+    s (T-1)/(T'-1) of the calibrated run and a gap of j of its steps spans j (T-1)/(T'-1) calibrated steps;
+    the error there is interpolated linearly in position and in gap (a gap of 0 has error 0). Where that
+    reaches past what was recorded (gaps beyond the lookahead, steps past the end) it is unknown: None."""
+    old, n = calibration["steps"], calibration["lookahead"]
+    if steps == old:
+        return calibration
+    scale = (old - 1) / (steps - 1) if steps > 1 and old > 1 else 1.0
+
+    def at(per_j: dict, u: float, g: float) -> float | None:
+        if g > n + 1e-9 or u + g > old - 1 + 1e-9:
+            return None
+        total = 0.0
+        for gi, wg in _split(g):
+            errs = per_j.get(str(gi), [])
+            for ui, wu in _split(u):
+                value = 0.0 if gi == 0 else (errs[ui] if ui < len(errs) else None)
+                if value is None:
+                    return None
+                total += value * wg * wu
+        return total
+
+    new_n = max(int(n / scale + 1e-9), 1)
+    errors = {kind: {str(j): [at(per_j, s * scale, j * scale) for s in range(max(steps - j, 0))]
+                     for j in range(1, new_n + 1)} for kind, per_j in calibration["errors"].items()}
+    return {**calibration, "steps": steps, "lookahead": new_n, "errors": errors}
+
+
+def _split(x: float) -> list[tuple[int, float]]:
+    """x as the two integers around it and their linear weights."""
+    lo = int(x + 1e-9)
+    frac = max(x - lo, 0.0)
+    return [(lo, 1.0 - frac), (lo + 1, frac)] if frac > 1e-9 else [(lo, 1.0)]
 
 
 class SmoothCache(ComponentPolicy):
     name = "SmoothCache"
     components = ("attention", "mlp")
 
-    def __init__(self, schedule: dict[str, list[int]]):
+    def __init__(self, schedule: dict[str, list[int]], source: tuple[dict, float] | None = None):
+        """schedule: rows per component; source: the (errors calibration, alpha) it was made from, if known."""
         self.schedule = {k: [int(v) for v in row] for k, row in schedule.items()}
         lengths = {len(row) for row in self.schedule.values()}
         if len(lengths) != 1:
             raise ValueError(f"schedule rows must all have one length, got {sorted(lengths)}")
         self.steps = lengths.pop()
+        self.source = source
 
-    def check_steps(self, total: int) -> None:
-        if total != self.steps:
-            raise ValueError(f"the schedule is for {self.steps} steps but this run has {total}; "
-                             f"calibrate for this step count")
+    def prepare(self, total_steps: int) -> list[str]:
+        if total_steps == self.steps:
+            return []
+        if self.source is None:
+            raise ValueError(f"the schedule is for {self.steps} steps but this run has {total_steps}, and it "
+                             f"carries no calibration errors to rebuild it from; calibrate for this step count")
+        errors, alpha = self.source
+        made_for = self.steps
+        self.schedule = make_schedule(resample_errors(errors, total_steps), alpha)["schedule"]
+        self.steps = total_steps
+        return [f"schedule made for {made_for} steps rebuilt for {total_steps} from its calibration errors "
+                f"(alpha {alpha:g}; errors interpolated linearly in schedule position and gap)"]
 
     def component_reuse(self, kind: str, block: int, step: StepInfo) -> bool:
         if step.total != self.steps:

@@ -1,0 +1,179 @@
+"""Calibration files: the models folder they live in (`cache_calibrations`, registered with ComfyUI's
+folder_paths, so extra_model_paths.yaml can add more), writing them (never over an existing file), reading
+them back as data (JSON only, checked before use, nothing in a file is executed), the fingerprint of the
+model a calibration was made on, and whether a calibration fits the model it is applied to.
+
+A calibration is the same dict in a graph and in a file: {"format", "version", "steps", <the method's
+arrays>, "model": {"family", "fingerprint"}, "sampling": {"steps", "sampler", ...}}; a file adds
+"cachekit_version" and "created", and reading one adds "file" (its name, for messages).
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import logging
+import os
+import re
+from pathlib import Path
+
+import torch
+
+from ..cache_core import calibration_data as cd
+from .families import detect
+from .validation import CacheKitInputError
+
+FOLDER = "cache_calibrations"
+MAX_BYTES = 16 * 2**20
+# ComfyUI socket type of each calibration format, and the union a loaded file comes out as
+SOCKET_TYPES = {cd.MAGCACHE_RATIOS: "MAGCACHE_RATIOS", cd.SMOOTHCACHE_ERRORS: "SMOOTHCACHE_CALIBRATION",
+                cd.SMOOTHCACHE_SCHEDULE: "SMOOTHCACHE_SCHEDULE", cd.TEACACHE_COEFFICIENTS: "TEACACHE_COEFFICIENTS"}
+ANY_CALIBRATION = ",".join(SOCKET_TYPES.values())
+WHAT = {cd.MAGCACHE_RATIOS: "MagCache ratios", cd.SMOOTHCACHE_ERRORS: "SmoothCache calibration",
+        cd.SMOOTHCACHE_SCHEDULE: "SmoothCache schedule", cd.TEACACHE_COEFFICIENTS: "TeaCache coefficients"}
+_log = logging.getLogger("CacheKit")
+
+
+def _pack_version() -> str:
+    text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    return re.search(r'^version\s*=\s*"([^"]+)"', text, re.M).group(1)
+
+
+CACHEKIT_VERSION = _pack_version()
+
+
+def register() -> None:
+    """models/cache_calibrations first, after any folder extra_model_paths.yaml named for it; .json only."""
+    import folder_paths
+    folder_paths.add_model_folder_path(FOLDER, os.path.join(folder_paths.models_dir, FOLDER), is_default=True)
+    paths, _ = folder_paths.folder_names_and_paths[FOLDER]
+    folder_paths.folder_names_and_paths[FOLDER] = (paths, {".json"})
+
+
+def folders() -> list[str]:
+    import folder_paths
+    return folder_paths.get_folder_paths(FOLDER)
+
+
+def names() -> list[str]:
+    import folder_paths
+    return folder_paths.get_filename_list(FOLDER)
+
+
+# --- the model a calibration belongs to ---------------------------------------------------------------
+def fingerprint(model) -> dict:
+    """Class, block count, hidden size, a hash of every parameter's name and shape, and a hash of the
+    values of a few small tensors (norms and biases: a fine-tune changes them, a LoRA loaded later does
+    not touch this model's own copy)."""
+    dm = model.get_model_object("diffusion_model")
+    family = detect(model, "CacheKit")
+    _, positions = family.layout(dm)
+    params = sorted(dm.named_parameters())
+    shapes = hashlib.sha256(";".join(f"{n}:{tuple(p.shape)}" for n, p in params).encode()).hexdigest()
+    values = hashlib.sha256()
+    for _, p in [(n, p) for n, p in params if p.numel() <= 4096][:8]:
+        values.update(p.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    block0 = family.block(dm, *positions[0]) if positions else None
+    hidden = next((m.in_features for m in block0.modules() if isinstance(m, torch.nn.Linear)), None) if block0 else None
+    return {"class": type(dm).__name__, "blocks": len(positions), "hidden": hidden, "shapes": shapes[:16],
+            "weights": values.hexdigest()[:16]}
+
+
+def describe_model(model) -> dict:
+    return {"family": detect(model, "CacheKit").name, "fingerprint": fingerprint(model)}
+
+
+def source_name(calibration, default: str = "the calibration") -> str:
+    """How messages name a calibration: its file where it came from one."""
+    return f"calibration file '{calibration['file']}'" if isinstance(calibration, dict) and "file" in calibration \
+        else default
+
+
+def check_model(node: str, calibration: dict, model) -> None:
+    """Another model family is an error; the same family with another fingerprint only a warning (a
+    fine-tune may share its base model's curve)."""
+    made = calibration.get("model") or {}
+    family = detect(model, node).name
+    if made.get("family") not in (None, family):
+        raise CacheKitInputError(f"{node}: {source_name(calibration)} was made on a {made['family']} model, this "
+                                 f"model is {family}; calibrate this model instead")
+    if made.get("fingerprint") not in (None, fingerprint(model)):
+        _log.warning("%s: %s was made on another %s model (its fingerprint differs: a fine-tune, another size); "
+                     "using it anyway", node, source_name(calibration), family)
+
+
+# --- files --------------------------------------------------------------------------------------------
+def _prefix_parts(prefix: str) -> list[str]:
+    parts = [p for p in re.split(r"[\\/]+", prefix.strip()) if p]
+    if not parts or prefix.strip()[:1] in "/\\" or any(p in (".", "..") or ":" in p for p in parts):
+        raise ValueError(f"filename_prefix must be a name, optionally with subfolders, inside the calibrations "
+                         f"folder, got {prefix!r}")
+    return parts
+
+
+def save(calibration: dict, prefix: str) -> str:
+    """Write the calibration as <prefix>_00001.json (the next free number; an existing file is never
+    overwritten) in the first calibrations folder; returns its name as the Load node lists it."""
+    cd.check_any(calibration)
+    parts = _prefix_parts(prefix)
+    folder = Path(folders()[0], *parts[:-1])
+    folder.mkdir(parents=True, exist_ok=True)
+    record = {k: v for k, v in calibration.items() if k != "file"}
+    record |= {"cachekit_version": CACHEKIT_VERSION,
+               "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    text = json.dumps(record, indent=1, allow_nan=False)
+    counter = 1 + max((int(m.group(1)) for f in folder.glob(f"{parts[-1]}_*.json")
+                       if (m := re.fullmatch(re.escape(parts[-1]) + r"_(\d+)\.json", f.name))), default=0)
+    while True:
+        path = folder / f"{parts[-1]}_{counter:05d}.json"
+        try:
+            with open(path, "x", encoding="utf-8") as f:
+                f.write(text)
+            return "/".join([*parts[:-1], path.name])
+        except FileExistsError:
+            counter += 1
+
+
+def load(name: str) -> dict:
+    """Read and check one calibration file; ValueError saying what is wrong with it."""
+    import folder_paths
+    path = folder_paths.get_full_path(FOLDER, name) if isinstance(name, str) and name else None
+    if path is None:
+        raise ValueError(f"no calibration file {name!r} in {folders()}")
+    real = os.path.realpath(path)
+    if not any(os.path.commonpath([real, os.path.realpath(f)]) == os.path.realpath(f) for f in folders()):
+        raise ValueError(f"calibration file {name!r} lies outside the calibrations folders")
+    if os.path.getsize(real) > MAX_BYTES:
+        raise ValueError(f"calibration file {name!r} is larger than {MAX_BYTES // 2**20} MiB")
+    try:
+        data = json.loads(Path(real).read_text(encoding="utf-8"))
+        cd.check_any(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"calibration file {name!r} is not valid JSON ({e})") from None
+    except ValueError as e:
+        raise ValueError(f"calibration file {name!r} {e}") from None
+    return data | {"file": name}
+
+
+def summary(calibration: dict) -> str:
+    sampling = calibration.get("sampling") or {}
+    made = calibration.get("model") or {}
+    how = ", ".join(str(sampling[k]) for k in ("sampler", "scheduler") if k in sampling)
+    return (f"{WHAT.get(calibration.get('format'), 'calibration')} for {calibration.get('steps')} steps"
+            f"{' on ' + made['family'] if 'family' in made else ''}{' (' + how + ')' if how else ''}")
+
+
+def find_matching(fmt: str, model) -> dict | None:
+    """The newest saved calibration of this format made on this very model (same family and fingerprint)."""
+    family, print_ = detect(model, "CacheKit").name, fingerprint(model)
+    found = []
+    for name in names():
+        try:
+            data = load(name)
+        except ValueError as e:
+            _log.debug("CacheKit: skipping %s", e)
+            continue
+        made = data.get("model") or {}
+        if data["format"] == fmt and made.get("family") == family and made.get("fingerprint") == print_:
+            found.append((str(data.get("created", "")), name, data))
+    return max(found)[2] if found else None
