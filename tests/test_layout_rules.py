@@ -48,3 +48,17 @@ def test_pyproject_has_registry_section_and_no_extra_runtime_deps():
     meta = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert meta["project"]["dependencies"] == []
     assert {"PublisherId", "DisplayName"} <= set(meta["tool"]["comfy"])
+
+
+def test_pyproject_passes_comfyui_own_registry_parser(comfy):
+    """ComfyUI's comfy_config parser (what the Comfy Registry tooling reads) finds every field it needs."""
+    import re
+    from comfy_config.config_parser import extract_node_configuration
+    cfg = extract_node_configuration(str(REPO))          # the pack folder, as ComfyUI passes it
+    assert re.fullmatch(r"[A-Za-z][A-Za-z0-9]*([._-][A-Za-z0-9]+)*", cfg.project.name) and len(cfg.project.name) < 100
+    assert re.fullmatch(r"\d+\.\d+\.\d+", cfg.project.version)
+    assert cfg.project.urls.repository.startswith("https://")
+    assert cfg.project.supported_comfyui_version == ">=0.3.75" and cfg.project.dependencies == []
+    assert cfg.tool_comfy.publisher_id and cfg.tool_comfy.display_name == "CacheKit"
+    assert cfg.tool_comfy.icon == "" or cfg.tool_comfy.icon.startswith("https://")
+    assert cfg.tool_comfy.includes and all((REPO / p).exists() for p in cfg.tool_comfy.includes)

@@ -135,10 +135,11 @@ def test_taylorseer_with_multi_call_samplers_over_the_server(server, sampler):
     assert all(s["steps_seen"] == 10 and s["reused_steps"] for s in run["streams"].values()), run
 
 
-def test_shipped_workflows_use_known_nodes_with_known_inputs(server):
+def test_api_format_workflows_use_known_nodes_with_known_inputs(server):
+    """The API-format demo workflow (the UI-format examples: test_example_workflows.py)."""
     import json
     info = server.get("/object_info")
-    for path in sorted((REPO / "workflows").rglob("*.json")):
+    for path in sorted((REPO / "workflows" / "api").glob("*.json")):
         graph = json.loads(path.read_text())
         for node_id, node in graph.items():
             spec = info.get(node["class_type"])

@@ -1,0 +1,351 @@
+"""Write the example workflows in workflows/: the UI format ComfyUI's frontend saves and loads (version 0.4:
+nodes, links, widgets_values), which its templates browser lists for this pack.
+
+Node definitions (widget order, sockets, output types) come from a real ComfyUI server started here with
+CacheKit installed (/object_info), so every file matches the nodes it names. Run it after changing a node:
+
+    .venv/bin/python scripts/make_workflows.py
+
+The workflows use ComfyUI's core loaders and the usual model file names; each has a note saying what it
+does and what to expect. tests/test_example_workflows.py checks every file against a real server and runs
+the Wan and HunyuanVideo ones on tiny models.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import comfy_server  # noqa: E402
+
+OUT = comfy_server.REPO / "workflows"
+IMAGE_PROMPT = "a lighthouse on a rocky cliff at sunset, waves crashing, dramatic sky, detailed photograph"
+VIDEO_PROMPT = "a red fox running through fresh snow in a birch forest, slow motion, golden hour light"
+VIDEO_NEGATIVE = "blurry, static, low quality, watermark, text"
+SOCKET_FREE = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
+
+
+def is_widget(spec) -> bool:
+    kind = spec[0]
+    opts = spec[1] if len(spec) > 1 else {}
+    return (isinstance(kind, list) or kind in SOCKET_FREE) and not opts.get("forceInput")
+
+
+class Workflow:
+    """A graph in the frontend's format, built node by node with values by input name."""
+
+    def __init__(self, info: dict):
+        self.info, self.nodes, self.links = info, [], []
+
+    def add(self, kind: str, title: str | None = None, **values):
+        info = self.info[kind]
+        node_id = len(self.nodes) + 1
+        sockets, widgets = [], []
+        order = info["input_order"]
+        for section in ("required", "optional"):
+            for name in order.get(section, []):
+                spec = info["input"][section][name]
+                if is_widget(spec):
+                    opts = spec[1] if len(spec) > 1 else {}
+                    default = opts.get("default", spec[0][0] if isinstance(spec[0], list) and spec[0] else None)
+                    widgets.append(values.get(name, default))
+                    if opts.get("control_after_generate"):
+                        widgets.append("fixed")          # shared workflows reproduce: no random seed
+                    continue
+                link = None
+                if name in values:
+                    origin, slot = values[name]
+                    link = len(self.links) + 1
+                    otype = self.info[origin["type"]]["output"][slot]
+                    self.links.append([link, origin["id"], slot, node_id, len(sockets), otype])
+                    origin["outputs"][slot]["links"].append(link)
+                sockets.append({"name": name, "type": spec[0], "link": link})
+        unknown = set(values) - set(order.get("required", [])) - set(order.get("optional", []))
+        if unknown:
+            raise ValueError(f"{kind}: no inputs {sorted(unknown)}")
+        node = {"id": node_id, "type": kind, "pos": [0, 0], "size": [340, 0], "flags": {}, "order": node_id - 1,
+                "mode": 0, "inputs": sockets,
+                "outputs": [{"name": n, "type": t, "links": [], "slot_index": i}
+                            for i, (n, t) in enumerate(zip(info["output_name"], info["output"]))],
+                "properties": {"Node name for S&R": kind}, "widgets_values": widgets}
+        if title:
+            node["title"] = title
+        self.nodes.append(node)
+        return _Ref(node)
+
+    def note(self, text: str) -> None:
+        self.nodes.append({"id": len(self.nodes) + 1, "type": "Note", "pos": [0, 0], "size": [420, 220],
+                           "flags": {}, "order": len(self.nodes), "mode": 0, "inputs": [], "outputs": [],
+                           "properties": {}, "widgets_values": [text], "color": "#432", "bgcolor": "#653"})
+
+    def to_json(self) -> dict:
+        depth = {}
+        for node in self.nodes:                         # nodes are added after their inputs
+            sources = [ln[1] for ln in self.links if ln[3] == node["id"]]
+            depth[node["id"]] = 1 + max((depth[s] for s in sources), default=-1)
+        rows: dict[int, int] = {}
+        for node in self.nodes:
+            col = depth[node["id"]] if node["type"] != "Note" else 0
+            node["pos"] = [40 + 380 * col, 40 + rows.get(col, 0)]
+            if node["type"] != "Note":
+                node["size"][1] = 46 + 24 * (len(node["widgets_values"]) + len(node["inputs"]))
+            rows[col] = rows.get(col, 0) + node["size"][1] + 60
+        return {"last_node_id": len(self.nodes), "last_link_id": len(self.links), "nodes": self.nodes,
+                "links": self.links, "groups": [], "config": {}, "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}},
+                "version": 0.4}
+
+
+class _Ref:
+    """A node as the builder hands it back: ref[i] is its i-th output, to pass as another node's input."""
+    def __init__(self, node: dict):
+        self.node = node
+
+    def __getitem__(self, slot: int) -> tuple[dict, int]:
+        return self.node, slot
+
+
+# --- the model families: loaders, prompts, latent, sampler settings ----------------------------------
+def flux(wf, cache, sample, name, cfg=1.0):
+    unet = wf.add("UNETLoader", unet_name="flux1-dev.safetensors", weight_dtype="default")
+    clip = wf.add("DualCLIPLoader", clip_name1="clip_l.safetensors", clip_name2="t5xxl_fp16.safetensors", type="flux")
+    vae = wf.add("VAELoader", vae_name="ae.safetensors")
+    pos = wf.add("FluxGuidance", conditioning=wf.add("CLIPTextEncode", "Positive", text=IMAGE_PROMPT, clip=clip[0])[0],
+                 guidance=3.5)
+    neg = wf.add("CLIPTextEncode", "Negative", text="", clip=clip[0])
+    lat = wf.add("EmptySD3LatentImage", width=1024, height=1024, batch_size=1)
+    model = cache(wf, unet[0])
+    out = sample(wf, model, pos[0], neg[0], lat[0], dict(steps=20, cfg=cfg, sampler_name="euler", scheduler="simple"))
+    wf.add("SaveImage", images=wf.add("VAEDecode", samples=out, vae=vae[0])[0], filename_prefix=f"cachekit/{name}")
+
+
+def wan21(wf, cache, sample, name, cfg=6.0):
+    unet = wf.add("UNETLoader", unet_name="wan2.1_t2v_1.3B_fp16.safetensors", weight_dtype="default")
+    clip = wf.add("CLIPLoader", clip_name="umt5_xxl_fp8_e4m3fn_scaled.safetensors", type="wan")
+    vae = wf.add("VAELoader", vae_name="wan_2.1_vae.safetensors")
+    pos = wf.add("CLIPTextEncode", "Positive", text=VIDEO_PROMPT, clip=clip[0])
+    neg = wf.add("CLIPTextEncode", "Negative", text=VIDEO_NEGATIVE, clip=clip[0])
+    lat = wf.add("EmptyHunyuanLatentVideo", width=832, height=480, length=33, batch_size=1)
+    shifted = wf.add("ModelSamplingSD3", model=unet[0], shift=8.0)
+    model = cache(wf, shifted[0])
+    out = sample(wf, model, pos[0], neg[0], lat[0], dict(steps=30, cfg=cfg, sampler_name="uni_pc", scheduler="simple"))
+    wf.add("SaveAnimatedWEBP", images=wf.add("VAEDecode", samples=out, vae=vae[0])[0],
+           filename_prefix=f"cachekit/{name}", fps=16.0, lossless=False, quality=85, method="default")
+
+
+def hunyuan_video(wf, cache, sample, name):
+    unet = wf.add("UNETLoader", unet_name="hunyuan_video_t2v_720p_bf16.safetensors", weight_dtype="default")
+    clip = wf.add("DualCLIPLoader", clip_name1="clip_l.safetensors", clip_name2="llava_llama3_fp8_scaled.safetensors",
+                  type="hunyuan_video")
+    vae = wf.add("VAELoader", vae_name="hunyuan_video_vae_bf16.safetensors")
+    pos = wf.add("FluxGuidance", conditioning=wf.add("CLIPTextEncode", "Positive", text=VIDEO_PROMPT, clip=clip[0])[0],
+                 guidance=6.0)
+    neg = wf.add("CLIPTextEncode", "Negative", text="", clip=clip[0])
+    lat = wf.add("EmptyHunyuanLatentVideo", width=848, height=480, length=73, batch_size=1)
+    model = cache(wf, unet[0])
+    out = sample(wf, model, pos[0], neg[0], lat[0], dict(steps=30, cfg=1.0, sampler_name="euler", scheduler="simple"))
+    wf.add("SaveAnimatedWEBP", images=wf.add("VAEDecodeTiled", samples=out, vae=vae[0])[0],
+           filename_prefix=f"cachekit/{name}", fps=24.0, lossless=False, quality=85, method="default")
+
+
+def qwen_image(wf, cache, sample, name):
+    unet = wf.add("UNETLoader", unet_name="qwen_image_fp8_e4m3fn.safetensors", weight_dtype="default")
+    clip = wf.add("CLIPLoader", clip_name="qwen_2.5_vl_7b_fp8_scaled.safetensors", type="qwen_image")
+    vae = wf.add("VAELoader", vae_name="qwen_image_vae.safetensors")
+    pos = wf.add("CLIPTextEncode", "Positive", text=IMAGE_PROMPT, clip=clip[0])
+    neg = wf.add("CLIPTextEncode", "Negative", text="", clip=clip[0])
+    lat = wf.add("EmptySD3LatentImage", width=1328, height=1328, batch_size=1)
+    shifted = wf.add("ModelSamplingAuraFlow", model=unet[0], shift=3.1)
+    model = cache(wf, shifted[0])
+    out = sample(wf, model, pos[0], neg[0], lat[0], dict(steps=20, cfg=2.5, sampler_name="euler", scheduler="simple"))
+    wf.add("SaveImage", images=wf.add("VAEDecode", samples=out, vae=vae[0])[0], filename_prefix=f"cachekit/{name}")
+
+
+def ltxv(wf, cache, sample, name):
+    ckpt = wf.add("CheckpointLoaderSimple", ckpt_name="ltx-video-2b-v0.9.5.safetensors")
+    clip = wf.add("CLIPLoader", clip_name="t5xxl_fp16.safetensors", type="ltxv")
+    cond = wf.add("LTXVConditioning", positive=wf.add("CLIPTextEncode", "Positive", text=VIDEO_PROMPT, clip=clip[0])[0],
+                  negative=wf.add("CLIPTextEncode", "Negative", text=VIDEO_NEGATIVE, clip=clip[0])[0], frame_rate=25.0)
+    lat = wf.add("EmptyLTXVLatentVideo", width=768, height=512, length=97, batch_size=1)
+    model = cache(wf, ckpt[0])
+    out = sample(wf, model, cond[0], cond[1], lat[0], dict(steps=30, cfg=3.0, sampler_name="euler", scheduler="simple"))
+    wf.add("SaveAnimatedWEBP", images=wf.add("VAEDecode", samples=out, vae=ckpt[2])[0],
+           filename_prefix=f"cachekit/{name}", fps=24.0, lossless=False, quality=85, method="default")
+
+
+def ksampler(wf, model, pos, neg, lat, s):
+    return wf.add("KSampler", model=model, seed=42, positive=pos, negative=neg, latent_image=lat, denoise=1.0, **s)[0]
+
+
+# --- what goes between the loader and the sampler -----------------------------------------------------
+def apply(kind, **values):
+    return lambda wf, model: wf.add(kind, model=model, **values)[0]
+
+
+def calibrate_sample(node, save_prefix, schedule_alpha=None, **own):
+    """Sample with a calibrate node (it samples like KSampler) and save what it recorded."""
+    def sample(wf, model, pos, neg, lat, s):
+        cal = wf.add(node, model=model, seed=42, positive=pos, negative=neg, latent_image=lat, denoise=1.0,
+                     **s, **own)
+        out = cal[0]
+        if schedule_alpha is not None:
+            out = wf.add("SmoothCacheSchedule", calibration=out, alpha=schedule_alpha)[0]
+        wf.add("SaveCacheCalibration", calibration=out, filename_prefix=save_prefix)
+        return cal[1]
+    return sample
+
+
+def loaded(kind, file, **values):
+    def cache(wf, model):
+        cal = wf.add("LoadCacheCalibration", calibration=file)
+        key = "schedule" if kind == "ApplySmoothCache" else "calibration"
+        return wf.add(kind, model=model, **{key: cal[0]}, **values)[0]
+    return cache
+
+
+def smoothcache_sample(alpha):
+    """SmoothCache in one graph: calibrate, build the schedule, then sample again with it applied."""
+    def sample(wf, model, pos, neg, lat, s):
+        cal = wf.add("CalibrateSmoothCache", model=model, seed=42, positive=pos, negative=neg, latent_image=lat,
+                     denoise=1.0, lookahead=3, **s)
+        schedule = wf.add("SmoothCacheSchedule", calibration=cal[0], alpha=alpha)
+        cached = wf.add("ApplySmoothCache", model=model, schedule=schedule[0])
+        return ksampler(wf, cached[0], pos, neg, lat, s)
+    return sample
+
+
+MODELS = {
+    "flux_dev": "Flux.1-dev: models/diffusion_models/flux1-dev.safetensors, models/text_encoders/clip_l.safetensors "
+                "and t5xxl_fp16.safetensors, models/vae/ae.safetensors.",
+    "wan21_t2v_1.3B": "Wan 2.1 T2V 1.3B: models/diffusion_models/wan2.1_t2v_1.3B_fp16.safetensors, "
+                      "models/text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors, models/vae/wan_2.1_vae.safetensors.",
+    "hunyuan_video": "HunyuanVideo T2V 720p: models/diffusion_models/hunyuan_video_t2v_720p_bf16.safetensors, "
+                     "models/text_encoders/clip_l.safetensors and llava_llama3_fp8_scaled.safetensors, "
+                     "models/vae/hunyuan_video_vae_bf16.safetensors.",
+    "qwen_image": "Qwen-Image: models/diffusion_models/qwen_image_fp8_e4m3fn.safetensors, "
+                  "models/text_encoders/qwen_2.5_vl_7b_fp8_scaled.safetensors, models/vae/qwen_image_vae.safetensors.",
+    "ltxv": "LTX-Video 2B 0.9.5: models/checkpoints/ltx-video-2b-v0.9.5.safetensors, "
+            "models/text_encoders/t5xxl_fp16.safetensors.",
+}
+AFTER = ("After the run the cache node shows the steps it computed and reused per stream (cond, uncond), and "
+         "the log has the same per stream. Set the threshold to 0 (interval 1) to get exactly the uncached "
+         "result, for comparison.")
+
+
+def methods(family: str) -> dict:
+    """name -> (note, cache, sampler, family kwargs) of every Apply method for one family."""
+    flux_ = family == "flux_dev"
+    return {
+        "first_block_cache": (
+            "Apply First Block Cache: block 0 runs every step; the other blocks are reused while block 0's "
+            "residual changes by less than the threshold. 0.08 is ParaAttention's Flux value; raise it for "
+            "speed, lower it for fidelity.",
+            apply("ApplyFirstBlockCache", residual_diff_threshold=0.08, max_consecutive_skips=3), ksampler, {}),
+        "teacache": (
+            "Apply TeaCache: 'auto' picks the published coefficients for this model and threshold -1 their "
+            "published 'slow' value (" + ("Flux 0.25; 0.4 / 0.6 are faster" if flux_ else
+                                          "Wan 1.3B 0.05; 0.10 is faster") + ", ali-vilab/TeaCache).",
+            apply("ApplyTeaCache", rel_l1_thresh=-1.0, coefficients="auto"), ksampler, {}),
+        "magcache": (
+            "Apply MagCache: 'auto' uses the published magnitude ratios of this model. Settings: the MagCache "
+            "repository's recipe for " + ("Flux (0.24, K 5, retention 0.1)." if flux_ else
+                                            "Wan (0.12, K 3, retention 0.2)."),
+            apply("ApplyMagCache", threshold=0.24 if flux_ else 0.12, max_skips=5 if flux_ else 3,
+                  retention_ratio=0.1 if flux_ else 0.2, ratios="auto"), ksampler, {}),
+        "taylorseer": (
+            "Apply TaylorSeer Cache: computes every N-th step after the warmup and forecasts the others with a "
+            "first-order Taylor series. N " + ("6 is TaylorSeer's Flux setting." if flux_ else
+                                              "5 is TaylorSeer's Wan setting (2-3 is more conservative)."),
+            apply("ApplyTaylorSeerCache", cache_interval=6 if flux_ else 5, warmup_steps=3, max_order=1), ksampler, {}),
+        "dbcache": (
+            "Apply DBCache (cache-dit): the first Fn blocks always run and decide; the middle is reused while "
+            "their residual barely changes. " + ("F4 B0 W4 MC4 R0.12 is cache-dit's Flux DrawBench 'S' setting."
+                                                 if flux_ else "F8 B0 R0.08 W8 are cache-dit's defaults."),
+            apply("ApplyDBCache", Fn_compute_blocks=4 if flux_ else 8, Bn_compute_blocks=0,
+                  residual_diff_threshold=0.12 if flux_ else 0.08, max_warmup_steps=4 if flux_ else 8,
+                  max_continuous_cached_steps=4 if flux_ else -1), ksampler, {}),
+        "pab": (
+            "Apply Pyramid Attention Broadcast: inside 20-90% of the schedule, self attention is computed every "
+            "2nd step and cross attention every 6th; the projections still run, so the gain grows with the "
+            "sequence length (long videos).",
+            apply("ApplyPyramidAttentionBroadcast", self_attention_interval=2, cross_attention_interval=6),
+            ksampler, {}),
+        "smoothcache": (
+            "SmoothCache in one graph: Calibrate SmoothCache samples once uncached and records how much each "
+            "component changes; SmoothCache Schedule turns that into a reuse schedule (alpha 0.18); the second "
+            "KSampler runs with it. Save the schedule (see the calibrate/load examples) to skip the "
+            "calibration next time.",
+            lambda wf, model: model, smoothcache_sample(0.18), {}),
+        "fastercache": (
+            "Apply FasterCache: on most steps the uncond branch is not run but estimated from the cond one. "
+            + ("It needs real CFG: this Flux.1-dev example uses cfg 2.0 (Flux-dev usually runs at cfg 1, where "
+               "there is no uncond to skip)." if flux_ else "Wan runs with cfg 6: about half of each step is "
+                                                           "the uncond branch."),
+            apply("ApplyFasterCache"), ksampler, {"cfg": 2.0} if flux_ else {}),
+    }
+
+
+def write(name: str, wf: Workflow) -> None:
+    path = OUT / f"{name}.json"
+    path.write_text(json.dumps(wf.to_json(), indent=1) + "\n")
+    print("wrote", path.relative_to(comfy_server.REPO))
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory() as base:
+        with comfy_server.ComfyServer(Path(base)) as server:
+            info = server.get("/object_info")
+    builders = {"flux_dev": flux, "wan21_t2v_1.3B": wan21}
+    for family, build in builders.items():
+        for method, (note, cache, sample, extra) in methods(family).items():
+            wf = Workflow(info)
+            wf.note(f"{note}\n\n{AFTER}\n\nModels: {MODELS[family]}")
+            build(wf, cache, sample, f"{family}_{method}", **extra)
+            write(f"{family}_{method}", wf)
+    # calibrate once and save; load the file in later workflows (Wan 2.1 1.3B)
+    family = "wan21_t2v_1.3B"
+    calibrations = {
+        "magcache": ("CalibrateMagCache", {}, None, "ApplyMagCache",
+                     dict(threshold=0.12, max_skips=3, retention_ratio=0.2)),
+        "teacache": ("CalibrateTeaCache", {"degree": 4}, None, "ApplyTeaCache", dict(rel_l1_thresh=0.1)),
+        "smoothcache": ("CalibrateSmoothCache", {"lookahead": 3}, 0.18, "ApplySmoothCache", {}),
+    }
+    for method, (node, own, alpha, apply_node, values) in calibrations.items():
+        prefix = f"{family}/{method}"
+        wf = Workflow(info)
+        wf.note(f"{node} samples once without caching (like KSampler, same settings) and records what "
+                f"{apply_node.replace('Apply', 'Apply ')} needs"
+                + (f"; SmoothCache Schedule turns it into a schedule (alpha {alpha})" if alpha is not None else "")
+                + f". Save Cache Calibration writes it to models/cache_calibrations/{prefix}_00001.json (the "
+                  f"next free number). Then open {family}_load_{method}.json.\n\nModels: {MODELS[family]}")
+        wan21(wf, lambda w, m: m, calibrate_sample(node, prefix, alpha, **own), f"{family}_calibrate_{method}")
+        write(f"{family}_calibrate_{method}", wf)
+        wf = Workflow(info)
+        wf.note(f"Load Cache Calibration lists models/cache_calibrations; pick the file the calibrate workflow "
+                f"saved. The calibration also works at another step count (resampled or rebuilt; the log says "
+                f"how) and on a fine-tune of the same model (with a warning).\n\n{AFTER}\n\nModels: {MODELS[family]}")
+        wan21(wf, loaded(apply_node, f"{prefix}_00001.json", **values), ksampler, f"{family}_load_{method}")
+        write(f"{family}_load_{method}", wf)
+    # one method each on the other families
+    for family, build, note, cache in [
+        ("hunyuan_video", hunyuan_video, "Apply TeaCache with the published HunyuanVideo coefficients and their "
+         "'slow' threshold 0.1 (0.15 is faster; ali-vilab/TeaCache).",
+         apply("ApplyTeaCache", rel_l1_thresh=-1.0, coefficients="auto")),
+        ("qwen_image", qwen_image, "Apply MagCache with the published Qwen-Image ratios and the MagCache "
+         "repository's Qwen-Image recipe (0.06, K 2, retention 0.2).",
+         apply("ApplyMagCache", threshold=0.06, max_skips=2, retention_ratio=0.2, ratios="auto")),
+        ("ltxv", ltxv, "Apply TeaCache with the published LTX-Video coefficients and their 'slow' threshold "
+         "0.03 (0.05 is faster; ali-vilab/TeaCache).",
+         apply("ApplyTeaCache", rel_l1_thresh=-1.0, coefficients="auto")),
+    ]:
+        wf = Workflow(info)
+        wf.note(f"{note}\n\n{AFTER}\n\nModels: {MODELS[family]}")
+        method = "teacache" if "TeaCache" in note else "magcache"
+        build(wf, cache, ksampler, f"{family}_{method}")
+        write(f"{family}_{method}", wf)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
