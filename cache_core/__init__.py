@@ -6,18 +6,19 @@ attention in place of each attention kernel call).
 """
 from .layout import BlockLayout
 from .metrics import rel_l1, to_floats
-from .policy import CachePolicy, ComponentPolicy, ReuseLimits, StepInfo
+from .policy import CachePolicy, CfgCache, ComponentPolicy, ReuseLimits, StepInfo
 from .forecast import TaylorForecaster
 from .policies import (DBCache, FasterCache, FirstBlockCache, MagCache, MagCacheCalibration, PyramidAttentionBroadcast,
                        SmoothCache, SmoothCacheCalibration, TaylorSeer, TeaCache, TeaCacheCalibration)
 from . import calibration_data, presets
-from .run import CacheRun, StreamState
+from .run import CacheRun
+from .streams import StreamState
 from .component_cache import ComponentCall
 from .span_cache import SpanCall
 from .stats import RunStats, StreamStats
 
 __all__ = [
-    "BlockLayout", "CachePolicy", "CacheRun", "ComponentCall", "ComponentPolicy", "DBCache", "FasterCache", "FirstBlockCache", "MagCache",
+    "BlockLayout", "CachePolicy", "CfgCache", "CacheRun", "ComponentCall", "ComponentPolicy", "DBCache", "FasterCache", "FirstBlockCache", "MagCache",
     "MagCacheCalibration", "PyramidAttentionBroadcast", "ReuseLimits", "RunStats", "SmoothCache",
     "SmoothCacheCalibration", "SpanCall", "StepInfo",
     "StreamState", "StreamStats", "TaylorForecaster", "TaylorSeer", "TeaCache", "TeaCacheCalibration", "calibration_data", "presets", "rel_l1", "to_floats",

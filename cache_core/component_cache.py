@@ -17,7 +17,7 @@ from .layout import BlockLayout
 from .policy import ReuseLimits, StepInfo
 
 if TYPE_CHECKING:
-    from .run import StreamState
+    from .streams import StreamState
 
 
 class ComponentCall:

@@ -56,7 +56,6 @@ class CachePolicy(ABC):
       None               nothing from the tensors (MagCache, TaylorSeer: schedule or ratios only)
     """
     name = "cache"
-    engine = "span"
     components: tuple[str, ...] = ()
     front_blocks = 1
     back_blocks = 0
@@ -98,7 +97,6 @@ class ComponentPolicy(ABC):
     and MLPs where `components` names them. The decision depends on the component's kind, block and
     the step; what is returned on reuse is derived from the stream's recent outputs of that component."""
     name = "components"
-    engine = "component"
     components: tuple[str, ...] = ("attention",)
     front_blocks = back_blocks = 0
     probe = None
@@ -122,3 +120,20 @@ class ComponentPolicy(ABC):
 
     def observe(self, label: str, key, kind: str, out: torch.Tensor, step: StepInfo) -> None:
         """Every computed component output, per stream (calibration runs record here)."""
+
+
+class CfgCache(ABC):
+    """A method that also works at the CFG level (FasterCache): per sampler step it may skip the uncond
+    model call and estimate that output from the cond one. Hosts call these around their CFG batch."""
+
+    @abstractmethod
+    def skip_uncond(self, step: StepInfo) -> bool:
+        """Decide this step's CFG call: True = run cond alone and estimate uncond."""
+
+    @abstractmethod
+    def estimate_uncond(self, cond_out: torch.Tensor, step: StepInfo) -> torch.Tensor:
+        """The uncond model output estimated from the cond one (both in model-output space)."""
+
+    @abstractmethod
+    def observe_cfg(self, cond_out: torch.Tensor, uncond_out: torch.Tensor) -> None:
+        """Both outputs of a step that ran them."""

@@ -8,33 +8,22 @@ model input: a change of any of them starts that stream afresh.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Hashable, Sequence
+from typing import Hashable, Sequence
 
 import torch
 
-from .layout import BlockLayout
-from .policy import CachePolicy, ReuseLimits, StepInfo
 from .component_cache import ComponentCall
+from .layout import BlockLayout
+from .policy import CachePolicy, ComponentPolicy, ReuseLimits, StepInfo
 from .span_cache import SpanCall
+from .stats import RunStats
 from .steps import StepClock
-from .stats import RunStats, StreamStats
-
-
-@dataclass
-class StreamState:
-    label: str
-    meta: tuple
-    policy_state: Any
-    stats: StreamStats
-    residual: dict[str, torch.Tensor] | None = None   # cached span residual, this stream's slice
-    anchor_shapes: dict[str, tuple] | None = None      # span-input shapes the residual belongs to
-    consecutive_reuses: int = 0
-    components: dict = field(default_factory=dict)     # (block, n-th attention) -> this stream's output
+from .streams import StreamState
 
 
 @dataclass
 class CacheRun:
-    policy: CachePolicy
+    policy: CachePolicy | ComponentPolicy
     layout: BlockLayout
     sigmas: Sequence[float]
     limits: ReuseLimits = field(default_factory=ReuseLimits)
@@ -78,7 +67,7 @@ class CacheRun:
         meta = ((x.shape[0] // n, *x.shape[1:]), x.dtype, x.device)
         streams = [self._stream(k, kind, meta) for k, kind in zip(stream_keys, stream_kinds)]
         step = self.step_at(sigma)
-        engine = ComponentCall if self.policy.engine == "component" else SpanCall
+        engine = ComponentCall if isinstance(self.policy, ComponentPolicy) else SpanCall
         self.current = engine(self.policy, self.layout, self.limits, streams, step)
         return self.current
 

@@ -23,7 +23,7 @@ from .metrics import to_floats
 from .policy import CachePolicy, ReuseLimits, StepInfo
 
 if TYPE_CHECKING:
-    from .run import StreamState
+    from .streams import StreamState
 
 _RUN, _PASS, _APPLY = 0, 1, 2
 

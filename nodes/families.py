@@ -7,11 +7,12 @@ ComfyUI forward that every block honours `blocks_replace` and passes `transforme
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from ..cache_core import BlockLayout
+from .routes import CallAdapter
 
 
 # --- block 0's timestep-modulated input (TeaCache's indicator), computed without touching args ---
@@ -70,22 +71,29 @@ def _join_img_txt(hidden, _from, _to):
 
 @dataclass(frozen=True)
 class Family:
+    """One row of the table. Blocks are (patch kind, attribute, skip-list attribute): the kind names the
+    block for patches_replace["dit"] (route "replace") and for the per-kind entries below."""
     name: str
-    classes: tuple[str, ...]              # "module.Class" of the diffusion_model, matched exactly
-    blocks: tuple[tuple[str, str, str | None], ...]   # (dit patch kind, attribute, skip-list attribute)
-    stream_keys: dict
-    convert: object = None
+    classes: tuple[str, ...]                # "module.Class" of the diffusion_model, matched exactly
+    blocks: tuple[tuple[str, str, str | None], ...]
+    stream_keys: dict                       # block kind -> hidden-state tensors it takes and returns
+    route: str = "replace"                  # routes.BLOCK_ROUTES: how the blocks are reached
+    adapter: CallAdapter | None = None      # route "forward": the block's call as the engine's dict
+    convert: object = None                  # re-lays hidden states between block kinds (Flux: txt+img)
     modulated_input: object = None          # (block0, args) -> tensor, TeaCache's indicator
     teacache_preset: object = None          # (diffusion_model) -> preset name or None
     magcache_preset: object = None
-    attention_kinds: object = None          # block kind -> kind of its n-th attention call (PAB)
-    mlp_modules: object = None              # block kind -> attribute names of its MLP modules
+    attention_kinds: dict = field(default_factory=dict)   # block kind -> kind of its n-th attention call
+    mlp_modules: dict = field(default_factory=dict)       # block kind -> attribute names of its MLPs
+
+    def block_path(self, kind: str, index: int) -> str:
+        """"diffusion_model.<attribute>.<index>": the block's path in the BaseModel, for object patches."""
+        return f"diffusion_model.{dict((k, a) for k, a, _ in self.blocks)[kind]}.{index}"
 
     def mlp_paths(self, positions) -> list[tuple[int, str]]:
         """(block position, "diffusion_model.<path to an MLP module>") for every hooked MLP."""
-        attrs = dict((k, a) for k, a, _ in self.blocks)
-        return [(p, f"diffusion_model.{attrs[kind]}.{index}.{name}")
-                for p, (kind, index) in enumerate(positions) for name in (self.mlp_modules or {}).get(kind, ())]
+        return [(p, f"{self.block_path(kind, index)}.{name}")
+                for p, (kind, index) in enumerate(positions) for name in self.mlp_modules.get(kind, ())]
 
     def block(self, diffusion_model, kind: str, index: int):
         """The block module at (kind, index) of this model instance."""
@@ -102,7 +110,7 @@ class Family:
             probe = functools.partial(self.modulated_input, self.block(diffusion_model, *positions[0]))
         layout = BlockLayout(kinds=tuple(k for k, _ in positions), stream_keys=self.stream_keys,
                              primary="img", convert=self.convert, modulated_input=probe,
-                             attention_kinds=self.attention_kinds or {})
+                             attention_kinds=self.attention_kinds)
         return layout, positions
 
     def preset(self, method: str, diffusion_model) -> str | None:
@@ -123,28 +131,30 @@ def _fixed(name):
 
 
 FAMILIES = (
-    Family("Flux", ("comfy.ldm.flux.model.Flux",), _FLUX_BLOCKS, _DOUBLE_SINGLE, _join_txt_img,
-           _flux_modulated, _fixed("flux"), _fixed("flux_dev"), _JOINT_ATTN, _FLUX_MLPS),
-    Family("Chroma", ("comfy.ldm.chroma.model.Chroma",), _FLUX_BLOCKS, _DOUBLE_SINGLE, _join_txt_img,
-           _flux_modulated, None, None, _JOINT_ATTN, _FLUX_MLPS),
+    Family("Flux", ("comfy.ldm.flux.model.Flux",), _FLUX_BLOCKS, _DOUBLE_SINGLE, convert=_join_txt_img,
+           modulated_input=_flux_modulated, teacache_preset=_fixed("flux"), magcache_preset=_fixed("flux_dev"),
+           attention_kinds=_JOINT_ATTN, mlp_modules=_FLUX_MLPS),
+    Family("Chroma", ("comfy.ldm.chroma.model.Chroma",), _FLUX_BLOCKS, _DOUBLE_SINGLE, convert=_join_txt_img,
+           modulated_input=_flux_modulated, attention_kinds=_JOINT_ATTN, mlp_modules=_FLUX_MLPS),
     Family("HunyuanVideo", ("comfy.ldm.hunyuan_video.model.HunyuanVideo",),
-           (("double_block", "double_blocks", None), ("single_block", "single_blocks", None)),
-           _DOUBLE_SINGLE, _join_img_txt, _flux_modulated, _fixed("hunyuan_video"), _fixed("hunyuan_video_544p"),
-           _JOINT_ATTN, _FLUX_MLPS),
+           (("double_block", "double_blocks", None), ("single_block", "single_blocks", None)), _DOUBLE_SINGLE,
+           convert=_join_img_txt, modulated_input=_flux_modulated, teacache_preset=_fixed("hunyuan_video"),
+           magcache_preset=_fixed("hunyuan_video_544p"), attention_kinds=_JOINT_ATTN, mlp_modules=_FLUX_MLPS),
     # Wan 2.1 / 2.2 T2V, I2V, TI2V, camera and HuMo. Not VACE or Animate (they add into the hidden state
     # between blocks in place) nor S2V (its blocks get no transformer_options).
     Family("Wan", ("comfy.ldm.wan.model.WanModel", "comfy.ldm.wan.model.CameraWanModel",
                    "comfy.ldm.wan.model.HumoWanModel"),
-           (("double_block", "blocks", None),), {"double_block": ("img",)}, None,
-           _wan_modulated, _wan_teacache, _wan_magcache, {"double_block": ("self", "cross", "cross")},
-           {"double_block": ("ffn",)}),
+           (("double_block", "blocks", None),), {"double_block": ("img",)},
+           modulated_input=_wan_modulated, teacache_preset=_wan_teacache, magcache_preset=_wan_magcache,
+           attention_kinds={"double_block": ("self", "cross", "cross")}, mlp_modules={"double_block": ("ffn",)}),
     Family("Qwen-Image", ("comfy.ldm.qwen_image.model.QwenImageTransformer2DModel",),
-           (("double_block", "transformer_blocks", None),), {"double_block": ("img", "txt")}, None,
-           _qwen_modulated, None, _fixed("qwen_image"), {"double_block": ("self",)},
-           {"double_block": ("img_mlp", "txt_mlp")}),
+           (("double_block", "transformer_blocks", None),), {"double_block": ("img", "txt")},
+           modulated_input=_qwen_modulated, magcache_preset=_fixed("qwen_image"),
+           attention_kinds={"double_block": ("self",)}, mlp_modules={"double_block": ("img_mlp", "txt_mlp")}),
     Family("LTXV", ("comfy.ldm.lightricks.model.LTXVModel",),
-           (("double_block", "transformer_blocks", None),), {"double_block": ("img",)}, None,
-           _ltxv_modulated, _fixed("ltxv"), None, {"double_block": ("self", "cross")}, {"double_block": ("ff",)}),
+           (("double_block", "transformer_blocks", None),), {"double_block": ("img",)},
+           modulated_input=_ltxv_modulated, teacache_preset=_fixed("ltxv"),
+           attention_kinds={"double_block": ("self", "cross")}, mlp_modules={"double_block": ("ff",)}),
 )
 
 SUPPORTED_NAMES = "Flux, Chroma, HunyuanVideo, Wan 2.1/2.2, Qwen-Image, LTXV"

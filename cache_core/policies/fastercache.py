@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from ..policy import ComponentPolicy, StepInfo
+from ..policy import CfgCache, ComponentPolicy, StepInfo
 
 
 def split_low_high(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -27,7 +27,7 @@ def split_low_high(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return spectrum * low, spectrum * ~low
 
 
-class FasterCache(ComponentPolicy):
+class FasterCache(ComponentPolicy, CfgCache):
     name = "FasterCache"
     keep = 2
     store_approximations = True     # the extrapolated output becomes the newest history entry

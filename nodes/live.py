@@ -1,0 +1,45 @@
+"""How every hook finds the live run, whatever clones ComfyUI made of the MODEL in between.
+
+ModelPatcher.clone() deep-copies model_options, where hooks live (patches_replace entries, the attention
+override). Objects kept there are immutable or shared on purpose, so copying one gives the object itself:
+cloning a cached MODEL copies no module, no weight and no run, and every clone's hooks reach the run the
+sampler started.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..cache_core import CacheRun
+
+
+class SharedOnClone:
+    def __deepcopy__(self, memo):
+        return self
+
+    def __copy__(self):
+        return self
+
+
+class LiveRuns(SharedOnClone):
+    """The run a spec's hooks act on while a sampler runs it. A stack, so a sampling run nested inside
+    another (a node that samples inside a sampler) ends cleanly."""
+
+    def __init__(self):
+        self._stack: list[CacheRun] = []
+
+    @property
+    def run(self) -> CacheRun | None:
+        return self._stack[-1] if self._stack else None
+
+    @property
+    def call(self):
+        """The model call in progress (SpanCall or ComponentCall), if any."""
+        run = self.run
+        return run.current if run is not None else None
+
+    def push(self, run: CacheRun) -> None:
+        self._stack.append(run)
+
+    def pop(self, run: CacheRun) -> None:
+        self._stack = [r for r in self._stack if r is not run]   # by identity: runs hold tensors
