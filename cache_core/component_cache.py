@@ -37,12 +37,14 @@ class ComponentCall:
 
     def run_block(self, p: int, args: dict, original: Callable[[dict], dict]) -> dict:
         self._enter(p)
-        return original(args)
+        out = original(args)
+        self._enter(-1)   # attention between blocks (Wan VACE's own blocks) belongs to no block: computed
+        return out
 
     @torch.compiler.disable
     def _enter(self, p: int) -> None:
         self.block, self._attn_ordinal = p, 0
-        self.blocks_run += 1
+        self.blocks_run += p >= 0
 
     def attention(self, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
         key, kind = self._next_attention()

@@ -58,7 +58,9 @@ class CacheRun:
 
     # --- one model call ------------------------------------------------------------------------
     def begin_call(self, x: torch.Tensor, sigma: float, stream_keys: Sequence[Hashable],
-                   stream_kinds: Sequence[str]) -> SpanCall:
+                   stream_kinds: Sequence[str], must_compute: str | None = None) -> SpanCall | ComponentCall:
+        """must_compute: why this call may not reuse a span (the host adds hints between blocks on it, which a
+        cached span residual would replay from its own step); counted in the stats, once per reason."""
         if self.closed:
             raise RuntimeError("CacheKit: model call on a closed run")
         n = max(len(stream_keys), 1)
@@ -67,8 +69,12 @@ class CacheRun:
         meta = ((x.shape[0] // n, *x.shape[1:]), x.dtype, x.device)
         streams = [self._stream(k, kind, meta) for k, kind in zip(stream_keys, stream_kinds)]
         step = self.step_at(sigma)
-        engine = ComponentCall if isinstance(self.policy, ComponentPolicy) else SpanCall
-        self.current = engine(self.policy, self.layout, self.limits, streams, step)
+        if isinstance(self.policy, ComponentPolicy):
+            self.current = ComponentCall(self.policy, self.layout, self.limits, streams, step)
+        else:
+            self.current = SpanCall(self.policy, self.layout, self.limits, streams, step, must_compute is not None)
+            if must_compute is not None:
+                self.stats.forced[must_compute] = self.stats.forced.get(must_compute, 0) + 1
         return self.current
 
     def step_at(self, sigma: float) -> StepInfo:

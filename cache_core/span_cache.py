@@ -34,9 +34,10 @@ def _chunks(t: torch.Tensor, n: int) -> tuple[torch.Tensor, ...]:
 
 class SpanCall:
     def __init__(self, policy: CachePolicy, layout: BlockLayout, limits: ReuseLimits,
-                 streams: Sequence["StreamState"], step: StepInfo):
+                 streams: Sequence["StreamState"], step: StepInfo, must_compute: bool = False):
         self.policy, self.layout, self.limits = policy, layout, limits
         self.streams, self.step = list(streams), step
+        self.must_compute = must_compute
         n = len(layout)
         self.start = min(policy.front_blocks, n)
         self.end = max(n - policy.back_blocks, self.start)
@@ -100,7 +101,7 @@ class SpanCall:
             and self.policy.wants_reuse(st.policy_state, m, self.step)
             for st, m, shp in zip(self.streams, metrics, shapes)
         ]
-        self.reusing = bool(wants) and all(wants)
+        self.reusing = bool(wants) and all(wants) and not self.must_compute
         for st, pr, m, shp in zip(self.streams, probes, metrics, shapes):
             self.policy.commit(st.policy_state, self.reusing, pr, m, self.step)
             st.consecutive_reuses = st.consecutive_reuses + 1 if self.reusing else 0

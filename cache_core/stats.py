@@ -64,6 +64,8 @@ class RunStats:
     block_evals: int = 0          # block forwards actually run (a batched cond+uncond call counts once)
     block_evals_full: int = 0     # what the same calls would have run without caching
     status: str = "running"       # "finished", "error" or "interrupted" once the run ends
+    forced: dict[str, int] = field(default_factory=dict)   # reason -> model calls that had to compute
+    notes: list[str] = field(default_factory=list)          # what the user should know about this run
 
     def stream(self, label: str) -> StreamStats:
         return self.streams.setdefault(label, StreamStats(label))
@@ -73,7 +75,9 @@ class RunStats:
         return 1.0 - self.block_evals / self.block_evals_full if self.block_evals_full else 0.0
 
     def log_lines(self) -> list[str]:
-        lines = []
+        lines = [f"CacheKit {self.method}: {note}" for note in self.notes]
+        lines += [f"CacheKit {self.method}: {n} model calls computed because {reason}"
+                  for reason, n in self.forced.items()]
         for s in self.streams.values():
             if s.components_run or s.components_reused:
                 total = s.components_run + s.components_reused
@@ -96,4 +100,6 @@ class RunStats:
             "block_evals_full": self.block_evals_full,
             "saved_fraction": round(self.saved_fraction, 4),
             "streams": {k: v.to_dict() for k, v in self.streams.items()},
+            "forced": dict(self.forced),
+            "notes": list(self.notes),
         }

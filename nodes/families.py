@@ -85,6 +85,9 @@ class Family:
     magcache_preset: object = None
     attention_kinds: dict = field(default_factory=dict)   # block kind -> kind of its n-th attention call
     mlp_modules: dict = field(default_factory=dict)       # block kind -> attribute names of its MLPs
+    # why span methods (a reused run of blocks) cannot apply: the model adds into the hidden state between
+    # blocks on every call, so a cached span residual would replay the hints of its own step
+    injects: str | None = None
 
     def block_path(self, kind: str, index: int) -> str:
         """"diffusion_model.<attribute>.<index>": the block's path in the BaseModel, for object patches."""
@@ -130,23 +133,46 @@ def _fixed(name):
     return lambda _dm: name
 
 
+def _flux1(name):
+    """Flux 2 shares Flux 1's class (one global modulation for all blocks): the Flux 1 presets do not fit it."""
+    return lambda dm: None if getattr(dm.params, "global_modulation", False) else name
+
+
+def _hunyuan_video_1(name):
+    """HunyuanVideo 1.5 and HunyuanImage 2.1 share the class; the published presets are HunyuanVideo 1.0's."""
+    return lambda dm: name if (dm.byt5_in is None and dm.vision_in is None and list(dm.patch_size) == [1, 2, 2]
+                               and getattr(dm.params, "in_channels", 16) == 16) else None
+
+
+_CHROMA = dict(blocks=_FLUX_BLOCKS, stream_keys=_DOUBLE_SINGLE, convert=_join_txt_img, modulated_input=_flux_modulated,
+               attention_kinds=_JOINT_ATTN, mlp_modules=_FLUX_MLPS)
+_WAN = dict(blocks=(("double_block", "blocks", None),), stream_keys={"double_block": ("img",)},
+            modulated_input=_wan_modulated, attention_kinds={"double_block": ("self", "cross", "cross")},
+            mlp_modules={"double_block": ("ffn",)})
+
+
 FAMILIES = (
+    # Flux 1 dev/schnell, Kontext (its reference tokens ride in img) and Flux 2 (no presets: see _flux1)
     Family("Flux", ("comfy.ldm.flux.model.Flux",), _FLUX_BLOCKS, _DOUBLE_SINGLE, convert=_join_txt_img,
-           modulated_input=_flux_modulated, teacache_preset=_fixed("flux"), magcache_preset=_fixed("flux_dev"),
+           modulated_input=_flux_modulated, teacache_preset=_flux1("flux"), magcache_preset=_flux1("flux_dev"),
            attention_kinds=_JOINT_ATTN, mlp_modules=_FLUX_MLPS),
-    Family("Chroma", ("comfy.ldm.chroma.model.Chroma",), _FLUX_BLOCKS, _DOUBLE_SINGLE, convert=_join_txt_img,
-           modulated_input=_flux_modulated, attention_kinds=_JOINT_ATTN, mlp_modules=_FLUX_MLPS),
+    Family("Chroma", ("comfy.ldm.chroma.model.Chroma",), **_CHROMA),
+    # Chroma's blocks in pixel space; its NeRF head runs after the blocks, outside the cached span
+    Family("Chroma Radiance", ("comfy.ldm.chroma_radiance.model.ChromaRadiance",), **_CHROMA),
+    # HunyuanVideo 1.0 T2V/I2V/SkyReels, 1.5, HunyuanImage 2.1 (+ refiner): one class, one forward
     Family("HunyuanVideo", ("comfy.ldm.hunyuan_video.model.HunyuanVideo",),
            (("double_block", "double_blocks", None), ("single_block", "single_blocks", None)), _DOUBLE_SINGLE,
-           convert=_join_img_txt, modulated_input=_flux_modulated, teacache_preset=_fixed("hunyuan_video"),
-           magcache_preset=_fixed("hunyuan_video_544p"), attention_kinds=_JOINT_ATTN, mlp_modules=_FLUX_MLPS),
-    # Wan 2.1 / 2.2 T2V, I2V, TI2V, camera and HuMo. Not VACE or Animate (they add into the hidden state
-    # between blocks in place) nor S2V (its blocks get no transformer_options).
+           convert=_join_img_txt, modulated_input=_flux_modulated,
+           teacache_preset=_hunyuan_video_1("hunyuan_video"), magcache_preset=_hunyuan_video_1("hunyuan_video_544p"),
+           attention_kinds=_JOINT_ATTN, mlp_modules=_FLUX_MLPS),
+    # Wan 2.1 / 2.2 T2V, I2V, TI2V, FunControl, camera and HuMo
     Family("Wan", ("comfy.ldm.wan.model.WanModel", "comfy.ldm.wan.model.CameraWanModel",
                    "comfy.ldm.wan.model.HumoWanModel"),
-           (("double_block", "blocks", None),), {"double_block": ("img",)},
-           modulated_input=_wan_modulated, teacache_preset=_wan_teacache, magcache_preset=_wan_magcache,
-           attention_kinds={"double_block": ("self", "cross", "cross")}, mlp_modules={"double_block": ("ffn",)}),
+           teacache_preset=_wan_teacache, magcache_preset=_wan_magcache, **_WAN),
+    Family("Wan VACE", ("comfy.ldm.wan.model.VaceWanModel",), **_WAN,
+           injects="adds its VACE hints into the hidden state after every k-th block, in place, on every call"),
+    Family("Wan Animate", ("comfy.ldm.wan.model_animate.AnimateWanModel",), **_WAN,
+           injects="adds its face-motion features into the hidden state after every 5th block on every call"),
     Family("Qwen-Image", ("comfy.ldm.qwen_image.model.QwenImageTransformer2DModel",),
            (("double_block", "transformer_blocks", None),), {"double_block": ("img", "txt")},
            modulated_input=_qwen_modulated, magcache_preset=_fixed("qwen_image"),
@@ -157,7 +183,16 @@ FAMILIES = (
            attention_kinds={"double_block": ("self", "cross")}, mlp_modules={"double_block": ("ff",)}),
 )
 
-SUPPORTED_NAMES = "Flux, Chroma, HunyuanVideo, Wan 2.1/2.2, Qwen-Image, LTXV"
+# Classes ComfyUI ships that no method here can serve, and why (anything else unknown gets the generic message)
+UNSUPPORTED = {
+    "comfy.ldm.modules.diffusionmodules.openaimodel.UNetModel":
+        "is a UNet (SD1.x/SD2/SDXL), not a diffusion transformer: these methods cache transformer block stacks",
+    "comfy.ldm.wan.model.WanModel_S2V":
+        "(Wan 2.2 S2V) passes no transformer_options to its blocks and adds audio into the hidden state between "
+        "blocks in place: neither block nor attention caching can reach it correctly",
+}
+
+SUPPORTED_NAMES = ", ".join(f.name for f in FAMILIES)
 
 
 class UnsupportedModelError(ValueError):
@@ -180,6 +215,8 @@ def detect(model_patcher, node_name: str) -> Family:
     for fam in FAMILIES:
         if name in fam.classes:
             return fam
+    if name in UNSUPPORTED:
+        raise UnsupportedModelError(f"{node_name}: model class '{type(dm).__name__}' {UNSUPPORTED[name]}.")
     raise UnsupportedModelError(
         f"{node_name}: model class '{type(dm).__name__}' ({type(base).__name__}) is not a supported "
         f"diffusion transformer. Supported families: {SUPPORTED_NAMES}.")

@@ -22,7 +22,7 @@ import torch
 import comfy.model_management
 from comfy.patcher_extension import WrappersMP
 
-from ..cache_core import CachePolicy, CacheRun, CfgCache, ReuseLimits
+from ..cache_core import CachePolicy, CacheRun, CfgCache, ComponentPolicy, ReuseLimits
 from . import routes, stats_feed
 from .families import Family, UnsupportedModelError, detect
 from .live import LiveRuns, SharedOnClone
@@ -31,6 +31,7 @@ from .validation import CacheKitInputError
 SPEC_KEY = "cachekit_spec"   # transformer_options: the installed method's settings (marks the MODEL as cached)
 WRAPPER_KEY = "cachekit"
 _COND_KINDS = {0: "cond", 1: "uncond"}
+FEW_STEPS = 8     # runs this short are distilled (schnell, Turbo, Lightning, lightx2v): warn, see README
 _log = logging.getLogger("CacheKit")
 
 
@@ -68,6 +69,11 @@ def install(model, spec_fields: dict, make_policy: Callable[[], CachePolicy], no
     m = model.clone()
     layout, positions = family.layout(m.model.diffusion_model)
     policy = make_policy()
+    if family.injects and not isinstance(policy, ComponentPolicy):
+        raise UnsupportedModelError(
+            f"{node_name}: {family.name} {family.injects}; a reused run of blocks would replay the hints of the "
+            f"step it was computed on. Use a method that caches inside the blocks (Apply Pyramid Attention "
+            f"Broadcast, Apply SmoothCache, Apply FasterCache)")
     if policy.probe == "modulated_input" and layout.modulated_input is None:
         raise UnsupportedModelError(f"{node_name}: no timestep-modulated input is known for {family.name}")
     if policy.front_blocks + policy.back_blocks >= len(layout):
@@ -108,6 +114,11 @@ def _outer_sample_wrapper(spec: CacheSpec, executor, *args, **kwargs):
             _log.info("%s: %s", spec.node_name, note)
     except ValueError as e:
         raise CacheKitInputError(f"{spec.node_name}: {e}") from None
+    if 0 < run.stats.total_steps <= FEW_STEPS:
+        run.stats.notes.append(
+            f"{run.stats.total_steps} steps: few-step (distilled) runs gain little from caching and lose quality "
+            f"fast at high thresholds (diffusers #14025, MagCache #16); the node's settings are used as given")
+        _log.warning("%s: %s", spec.node_name, run.stats.notes[-1])
     spec.live.push(run)
     status = "error"
     try:
@@ -123,14 +134,25 @@ def _outer_sample_wrapper(spec: CacheSpec, executor, *args, **kwargs):
         stats_feed.publish(stats, spec.node_id, spec.family.name, spec.node_name, spec.replaces)
 
 
+def hints_between_blocks(control, to: dict) -> str | None:
+    """Why this call adds hints into the hidden state between blocks, if it does: ComfyUI adds ControlNet
+    residuals (and Qwen-Image's model patches) after blocks, in place, outside the block call. A reused span
+    would replay the hints of the step it was computed on, so such calls compute."""
+    if control:
+        return "a ControlNet hint was active (a reused span would replay the last computed step's hints)"
+    if (to.get("patches") or {}).get("double_block"):
+        return "block patches added between blocks (a reused span would replay the last computed step's)"
+    return None
+
+
 @torch.compiler.disable
-def _begin_call(run: CacheRun, x: torch.Tensor, to: dict):
+def _begin_call(run: CacheRun, x: torch.Tensor, to: dict, control=None):
     sigmas = to.get("sigmas")
     sigma = float(sigmas.max()) if torch.is_tensor(sigmas) else float("nan")
     cond_or_uncond = to.get("cond_or_uncond") or [0]
     uuids = to.get("uuids") or [f"chunk{i}" for i in range(len(cond_or_uncond))]
     kinds = [_COND_KINDS.get(c, f"cond{c}") for c in cond_or_uncond]
-    return run.begin_call(x, sigma, uuids, kinds)
+    return run.begin_call(x, sigma, uuids, kinds, hints_between_blocks(control, to))
 
 
 def _apply_model_wrapper(spec: CacheSpec, executor, x, t, c_concat, c_crossattn, control, transformer_options,
@@ -139,7 +161,7 @@ def _apply_model_wrapper(spec: CacheSpec, executor, x, t, c_concat, c_crossattn,
     run = spec.live.run
     if run is None:
         return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
-    call = _begin_call(run, x, transformer_options)
+    call = _begin_call(run, x, transformer_options, control)
     try:
         return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
     finally:

@@ -3,6 +3,7 @@ websocket event for the web extension. Holds plain dicts only, never tensors."""
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
 import sys
 
@@ -10,6 +11,7 @@ from ..cache_core import RunStats
 
 _log = logging.getLogger("CacheKit")
 _RECENT: collections.deque = collections.deque(maxlen=64)
+_RUNS = itertools.count(1)   # every published run gets the next number (the deque forgets, this does not)
 EVENT = "cachekit.stats"
 
 
@@ -20,7 +22,7 @@ def publish(stats: RunStats, node_id: str | None, family: str, node_name: str = 
     for name, earlier_id in replaces:
         _log.warning("CacheKit: %s (node %s) did not run: %s (node %s) after it replaced it.",
                      name, earlier_id, node_name, node_id)
-    record = stats.to_dict() | {"node_id": node_id, "node": node_name, "family": family,
+    record = stats.to_dict() | {"run": next(_RUNS), "node_id": node_id, "node": node_name, "family": family,
                                 "replaces": [{"node": n, "node_id": i} for n, i in replaces]}
     _RECENT.append(record)
     _send(record)

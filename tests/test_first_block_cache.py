@@ -8,7 +8,7 @@ import torch
 import pack
 import tiny_models as tm
 
-FAMILIES = ["flux", "chroma", "wan", "qwen_image", "hunyuan_video", "ltxv"]
+FAMILIES = list(tm.FAMILIES)      # every family row, and the variants that share a row (Flux 2, ...)
 STEPS = 8
 
 
@@ -196,6 +196,8 @@ _BLOCK0_IO = {
     "qwen_image": (lambda a, k: k["hidden_states"], lambda o: o[1]),
     "ltxv": (lambda a, k: a[0], lambda o: o),
 }
+_BLOCK0_IO |= {"flux2": _BLOCK0_IO["flux"], "chroma_radiance": _BLOCK0_IO["chroma"],
+               "hunyuan_video15": _BLOCK0_IO["hunyuan_video"]}
 
 
 @pytest.mark.parametrize("family", FAMILIES)

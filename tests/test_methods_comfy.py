@@ -233,7 +233,11 @@ def test_auto_presets_follow_the_detected_variant(ck):
     assert wan.preset("magcache", dm(5120)) == "wan2.1_t2v_14B"
     assert wan.preset("magcache", dm(5120, "i2v")) == "wan2.1_i2v_14B_480p"
     assert wan.preset("magcache", dm(3072)) == "wan2.2_ti2v_5B_t2v" and wan.preset("teacache", dm(3072)) is None
-    assert fams["Flux"].preset("teacache", None) == "flux" and fams["Chroma"].preset("teacache", None) is None
+    dm_of = lambda build: build()[0].model.diffusion_model   # noqa: E731
+    assert fams["Flux"].preset("teacache", dm_of(tm.flux)) == "flux" and fams["Chroma"].preset("teacache", None) is None
+    assert fams["Flux"].preset("magcache", dm_of(tm.flux2)) is None          # Flux 2 shares the class, not the curve
+    assert fams["HunyuanVideo"].preset("teacache", dm_of(tm.hunyuan_video)) == "hunyuan_video"
+    assert fams["HunyuanVideo"].preset("magcache", dm_of(tm.hunyuan_video15)) is None
     assert fams["Qwen-Image"].preset("magcache", None) == "qwen_image"
     for name in ck.nodes.teacache.PRESETS:
         assert len(ck.cache_core.presets.teacache(name)["coefficients"]) == 5
@@ -297,6 +301,8 @@ _MODULATED_SITE = {
     "ltxv": (lambda b: b.attn1, lambda a, k: a[0]),
     "wan": (lambda b: b, lambda a, k: k["e"]),
 }
+_MODULATED_SITE |= {"flux2": _MODULATED_SITE["flux"], "chroma_radiance": _MODULATED_SITE["chroma"],
+                    "hunyuan_video15": _MODULATED_SITE["hunyuan_video"]}
 
 
 @pytest.mark.parametrize("family", FAMILIES)

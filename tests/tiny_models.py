@@ -110,8 +110,70 @@ def ltxv(seed=0, batch=1, size=4, frames=2):
     return m, torch.zeros(batch, 128, frames, size, size), pos, neg
 
 
+def flux2(seed=0, batch=1, size=8):
+    """Flux 2's layout (one global modulation, no biases, 4 rope axes, 128 latent channels) in the Flux class."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="flux2", in_channels=128, out_channels=128, vec_in_dim=None, context_in_dim=32,
+               hidden_size=64, mlp_ratio=3.0, num_heads=2, depth=2, depth_single_blocks=2, axes_dim=[8, 8, 8, 8],
+               theta=2000, patch_size=1, qkv_bias=False, guidance_embed=True, global_modulation=True,
+               mlp_silu_act=True, ops_bias=False, default_ref_method="index", ref_index_scale=10.0)
+    m = _patcher(sm.Flux2, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    pos = _cond(torch.randn(1, 8, 32, generator=g), guidance=4.0, pooled_output=None)
+    neg = _cond(torch.randn(1, 8, 32, generator=g), guidance=4.0, pooled_output=None)
+    return m, torch.zeros(batch, 128, size, size), pos, neg
+
+
+def chroma_radiance(seed=0, batch=1, size=16):
+    """Chroma's blocks on pixel-space input (3 channels, 16x16 -> 16 tokens with patch 4)."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="chroma_radiance", in_channels=3, out_channels=3, context_in_dim=32, hidden_size=64,
+               mlp_ratio=2.0, num_heads=2, depth=2, depth_single_blocks=2, axes_dim=[8, 12, 12], theta=10000,
+               patch_size=4, qkv_bias=True, in_dim=64, out_dim=64, hidden_dim=64, n_layers=2, nerf_hidden_size=16,
+               nerf_mlp_ratio=2, nerf_depth=2, nerf_max_freqs=4, nerf_tile_size=512, nerf_final_head_type="conv",
+               nerf_embedder_dtype=torch.float32)
+    m = _patcher(sm.ChromaRadiance, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    pos = _cond(torch.randn(1, 8, 32, generator=g), pooled_output=None)
+    neg = _cond(torch.randn(1, 8, 32, generator=g), pooled_output=None)
+    return m, torch.zeros(batch, 3, size, size), pos, neg
+
+
+def hunyuan_video15(seed=0, batch=1, size=4, frames=2):
+    """HunyuanVideo 1.5's configuration (vision and byT5 tokens, cond type embedding) in the HunyuanVideo class."""
+    import types
+    import comfy.supported_models as sm
+    cfg = dict(image_model="hunyuan_video", in_channels=65, out_channels=32, vec_in_dim=None, context_in_dim=32,
+               hidden_size=64, mlp_ratio=2.0, num_heads=2, depth=2, depth_single_blocks=2, axes_dim=[8, 12, 12],
+               theta=256, patch_size=[1, 1, 1], qkv_bias=True, guidance_embed=False, byt5=True, meanflow=False,
+               use_cond_type_embedding=True, vision_in_dim=48)
+    m = _patcher(sm.HunyuanVideo15, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    extra = lambda: dict(pooled_output=None, conditioning_byt5small=torch.randn(1, 3, 1472, generator=g),  # noqa
+                         clip_vision_output=types.SimpleNamespace(last_hidden_state=torch.randn(1, 4, 48, generator=g)))
+    pos = _cond(torch.randn(1, 8, 32, generator=g), **extra())
+    neg = _cond(torch.randn(1, 8, 32, generator=g), **extra())
+    return m, torch.zeros(batch, 32, frames, size, size), pos, neg
+
+
+def wan_vace(seed=0, batch=1, size=8, frames=2):
+    """Wan VACE: 4 blocks, VACE hints after blocks 0 and 2, a VACE control in both conds."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="wan2.1", model_type="vace", patch_size=(1, 2, 2), text_len=16, in_dim=16, dim=64,
+               ffn_dim=128, freq_dim=32, text_dim=32, out_dim=16, num_heads=2, num_layers=4, vace_layers=2,
+               vace_in_dim=96)
+    m = _patcher(sm.WAN21_Vace, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    vace = lambda: dict(vace_frames=[torch.randn(1, 32, frames, size, size, generator=g)],  # noqa: E731
+                        vace_mask=[torch.ones(1, 64, frames, size, size)], vace_strength=[1.0])
+    pos = _cond(torch.randn(1, 8, 32, generator=g), **vace())
+    neg = _cond(torch.randn(1, 8, 32, generator=g), **vace())
+    return m, torch.zeros(batch, 16, frames, size, size), pos, neg
+
+
 FAMILIES = {"flux": flux, "chroma": chroma, "wan": wan, "qwen_image": qwen_image,
-            "hunyuan_video": hunyuan_video, "ltxv": ltxv}
+            "hunyuan_video": hunyuan_video, "ltxv": ltxv, "flux2": flux2, "chroma_radiance": chroma_radiance,
+            "hunyuan_video15": hunyuan_video15}
 
 
 def sample(model, latent, pos, neg, *, steps=8, cfg=1.0, seed=0, sampler="euler", scheduler="simple", denoise=1.0,
@@ -122,6 +184,17 @@ def sample(model, latent, pos, neg, *, steps=8, cfg=1.0, seed=0, sampler="euler"
     out = comfy.sample.sample(model, noise, steps, cfg, sampler, scheduler, pos, neg, latent,
                               denoise=denoise, seed=seed, disable_pbar=True, callback=callback)
     return out.float().cpu()
+
+
+def sd15_unet(seed=0):
+    """A tiny SD1.5 UNet (a real UNetModel), for the message that block methods do not serve UNets."""
+    import comfy.supported_models as sm
+    cfg = dict(use_checkpoint=False, image_size=32, out_channels=4, use_spatial_transformer=True, legacy=False,
+               adm_in_channels=None, in_channels=4, model_channels=32, num_res_blocks=[1], transformer_depth=[1],
+               channel_mult=[1], transformer_depth_middle=1, use_linear_in_transformer=False, context_dim=32,
+               num_head_channels=16, transformer_depth_output=[1, 1], use_temporal_attention=False,
+               use_temporal_resblock=False)
+    return _patcher(sm.SD15, cfg, seed)
 
 
 def lumina2(seed=0):

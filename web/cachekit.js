@@ -12,7 +12,9 @@ function summarize(run) {
   const parts = streams.map((s) => `${s.label} ${s.computed_steps.length}/${s.steps_seen}`);
   const saved = Math.round((run.saved_fraction || 0) * 100);
   const replaced = (run.replaces || []).map((r) => `${r.node} #${r.node_id}`);
-  const note = replaced.length ? ` · replaced ${replaced.join(", ")}` : "";
+  const forced = Object.values(run.forced || {}).reduce((a, b) => a + b, 0);
+  const note = (replaced.length ? ` · replaced ${replaced.join(", ")}` : "") +
+    (forced ? ` · ${forced} calls had hints` : "") + ((run.notes || []).length ? ` · ${run.notes.length} note(s) in the log` : "");
   return `${parts.join(" · ")} steps computed · ${saved}% blocks saved${note}`;
 }
 
