@@ -115,7 +115,8 @@ class SpanCall:
     def _store_residual(self, out: dict, p: int) -> None:
         base = self.layout.relayout(self._anchor, self._anchor_pos, p)
         n = len(self.streams)
-        keys = self.layout.stream_keys[self.layout.kinds[p]]
+        # a stream a block does not return (SD3's last block drops the text) has no residual
+        keys = [k for k in self.layout.stream_keys[self.layout.kinds[p]] if out.get(k) is not None]
         res = {k: _chunks(out[k] - base[k], n) for k in keys}
         inp = {k: _chunks(base[k], n) for k in keys}
         for i, st in enumerate(self.streams):
@@ -124,12 +125,13 @@ class SpanCall:
 
     @torch.compiler.disable
     def _apply_residual(self, args: dict, p: int) -> dict:
-        keys = self.layout.stream_keys[self.layout.kinds[p]]
+        every = self.layout.stream_keys[self.layout.kinds[p]]
+        keys = [k for k in every if k in self.streams[0].residual]
         n = len(self.streams)
         inp = [dict(zip(keys, parts)) for parts in zip(*(_chunks(args[k], n) for k in keys))]
         per_stream = [self.policy.reuse(st.policy_state, st.residual, self.step, x)
                       for st, x in zip(self.streams, inp)]
-        out = {}
+        out = {k: args[k] for k in every if k not in keys}   # a stream the block drops passes as it came
         for k in keys:
             r = per_stream[0][k] if n == 1 else torch.cat([res[k] for res in per_stream], dim=0)
             out[k] = args[k] + r

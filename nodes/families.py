@@ -42,6 +42,23 @@ def _ltxv_modulated(block, args):
     return torch.addcmul(normed, normed, scale) + shift
 
 
+def _lumina_modulated(block, args):
+    from comfy.ldm.lumina.model import modulate
+    normed = block.attention_norm1(args["img"])
+    if not block.modulation:
+        return normed
+    return modulate(normed, block.adaLN_modulation(args["adaln_input"]).chunk(4, dim=1)[0])
+
+
+def _sd3_modulated(block, args):
+    from comfy.ldm.modules.diffusionmodules.mmdit import modulate
+    xb = block.x_block
+    chunks = 9 if xb.x_block_self_attn else (4 if xb.scale_mod_only else 6)   # as DismantledBlock splits it
+    mods = xb.adaLN_modulation(args["vec"]).chunk(chunks, dim=1)
+    shift, scale = (None, mods[0]) if xb.scale_mod_only else (mods[0], mods[1])
+    return modulate(xb.norm1(args["img"]), shift, scale)
+
+
 # --- which published preset fits a model instance --------------------------------------------
 
 def _wan_variant(dm) -> str | None:
@@ -93,9 +110,10 @@ class Family:
         """"diffusion_model.<attribute>.<index>": the block's path in the BaseModel, for object patches."""
         return f"diffusion_model.{dict((k, a) for k, a, _ in self.blocks)[kind]}.{index}"
 
-    def mlp_paths(self, positions) -> list[tuple[int, str]]:
-        """(block position, "diffusion_model.<path to an MLP module>") for every hooked MLP."""
-        return [(p, f"{self.block_path(kind, index)}.{name}")
+    def mlp_paths(self, positions) -> list[tuple[int, str, str]]:
+        """(block position, "diffusion_model.<path to the MLP module>", its name in the block) for every MLP
+        the block kind declares (a block may lack one: SD3's last text block has no MLP)."""
+        return [(p, f"{self.block_path(kind, index)}.{name}", name)
                 for p, (kind, index) in enumerate(positions) for name in self.mlp_modules.get(kind, ())]
 
     def block(self, diffusion_model, kind: str, index: int):
@@ -177,6 +195,17 @@ FAMILIES = (
            (("double_block", "transformer_blocks", None),), {"double_block": ("img", "txt")},
            modulated_input=_qwen_modulated, magcache_preset=_fixed("qwen_image"),
            attention_kinds={"double_block": ("self",)}, mlp_modules={"double_block": ("img_mlp", "txt_mlp")}),
+    # Lumina 2 and Z-Image (NextDiT): the main stack `layers` (the refiners run on text or image alone before
+    # it); its forward ignores patches_replace, so each block's own forward is patched
+    Family("Lumina2 / Z-Image", ("comfy.ldm.lumina.model.NextDiT",), (("block", "layers", None),),
+           {"block": ("img",)}, route="forward", adapter=CallAdapter(hidden={"img": "x"}, returns=("img",)),
+           modulated_input=_lumina_modulated, attention_kinds={"block": ("self",)},
+           mlp_modules={"block": ("feed_forward",)}),
+    # SD3 / SD3.5 (MMDiT): joint blocks; image self attention a second time where x_block_self_attn is set
+    Family("SD3", ("comfy.ldm.modules.diffusionmodules.mmdit.OpenAISignatureMMDITWrapper",),
+           (("double_block", "joint_blocks", None),), {"double_block": ("img", "txt")},
+           modulated_input=_sd3_modulated, attention_kinds={"double_block": ("self", "self")},
+           mlp_modules={"double_block": ("x_block.mlp", "context_block.mlp")}),
     Family("LTXV", ("comfy.ldm.lightricks.model.LTXVModel",),
            (("double_block", "transformer_blocks", None),), {"double_block": ("img",)},
            modulated_input=_ltxv_modulated, teacache_preset=_fixed("ltxv"),

@@ -143,10 +143,13 @@ class _MlpForward:
 
 
 def mlps(m, spec: CacheSpec, family: Family, positions) -> None:
-    for _, path in family.mlp_paths(positions):
-        module = comfy.utils.get_attr(m.model, path)
+    for _, path, name in family.mlp_paths(positions):
+        try:
+            module = comfy.utils.get_attr(m.model, path)
+        except AttributeError:
+            continue
         forward = type(module).forward.__get__(module)
-        m.add_object_patch(f"{path}.forward", _MlpForward(spec, forward, path.rsplit(".", 1)[1]))
+        m.add_object_patch(f"{path}.forward", _MlpForward(spec, forward, name))
 
 
 # --- CFG -----------------------------------------------------------------------------------------------

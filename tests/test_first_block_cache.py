@@ -169,9 +169,9 @@ def test_bad_inputs_name_node_and_value(ck, kwargs, message):
 
 def test_non_dit_model_is_refused_naming_the_class(ck):
     with pytest.raises(ValueError) as err:
-        fbc(ck, tm.lumina2(), 0.1)
+        fbc(ck, tm.sd15_unet(), 0.1)
     msg = str(err.value)
-    assert msg.startswith("Apply First Block Cache: model class 'NextDiT'") and "Supported families" in msg
+    assert msg.startswith("Apply First Block Cache: model class 'UNetModel'") and "is a UNet" in msg
     with pytest.raises(ValueError, match="input 'model' is not a ComfyUI diffusion MODEL"):
         fbc(ck, object(), 0.1)
 
@@ -197,7 +197,8 @@ _BLOCK0_IO = {
     "ltxv": (lambda a, k: a[0], lambda o: o),
 }
 _BLOCK0_IO |= {"flux2": _BLOCK0_IO["flux"], "chroma_radiance": _BLOCK0_IO["chroma"],
-               "hunyuan_video15": _BLOCK0_IO["hunyuan_video"]}
+               "hunyuan_video15": _BLOCK0_IO["hunyuan_video"], "lumina2": _BLOCK0_IO["wan"],
+               "sd3": (lambda a, k: a[1], lambda o: o[1])}      # JointBlock(context, x) -> (context, x)
 
 
 @pytest.mark.parametrize("family", FAMILIES)

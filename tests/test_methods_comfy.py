@@ -118,6 +118,13 @@ def test_pab_reuses_attention_outputs_and_counts_kernel_calls(ck, family):
     assert {1, 3, 5, 7} <= set(s["reused_steps"])
 
 
+def _get(module, path):
+    """The submodule at a dotted path, or None (SD3's last block has no text MLP)."""
+    for part in path.split("."):
+        module = getattr(module, part, None)
+    return module
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_smoothcache_calibrate_schedule_apply_chain(ck, family):
     """Calibration samples exactly like KSampler; its schedule applied reuses attention and MLP outputs on
@@ -132,9 +139,9 @@ def test_smoothcache_calibrate_schedule_apply_chain(ck, family):
     assert {"self", "mlp"} <= set(cal["errors"]) and len(cal["errors"]["mlp"]["1"]) == STEPS - 1
     schedule, text = N["SmoothCacheSchedule"]().build(calibration=cal, alpha=10.0)   # generous alpha: max gaps
     assert all(row == [1, 0, 0, 0, 1, 0, 0, 1] for row in schedule["schedule"].values()), text
-    mlps = [ck.nodes.hooks.comfy.utils.get_attr(m.model, path) for _, path in
-            ck.nodes.families.detect(m, "t").mlp_paths(ck.nodes.families.detect(m, "t").layout(
-                m.model.diffusion_model)[1])]
+    family = ck.nodes.families.detect(m, "t")
+    paths = [path for _, path, _ in family.mlp_paths(family.layout(m.model.diffusion_model)[1])]
+    mlps = [mod for mod in (_get(m.model, path) for path in paths) if mod is not None]
     forwards = []   # an MLP's first linear runs only when the MLP is really computed
     first_linear = [next(x for x in mod.modules() if isinstance(x, torch.nn.Linear)) for mod in mlps]
     hooks = [lin.register_forward_hook(lambda *a: forwards.append(1)) for lin in first_linear]
@@ -267,7 +274,7 @@ def test_taylorseer_schedule_and_forecast_in_comfy(ck):
     (lambda ck, m: magcache(ck, m, 0.1, k=-1), "Apply MagCache: max_skips must be >= 0, got -1"),
     (lambda ck, m: magcache(ck, m, 0.1, ratios="auto"), "Apply MagCache: no published preset for this Wan model and no saved calibration made on it"),
     (lambda ck, m: magcache(ck, m, 0.1, calibration={"ratios": "x"}), "Apply MagCache: calibration is not a MagCache"),
-    (lambda ck, m: magcache(ck, tm.lumina2(), 0.1), "Apply MagCache: model class 'NextDiT'"),
+    (lambda ck, m: magcache(ck, tm.sd15_unet(), 0.1), "Apply MagCache: model class 'UNetModel' is a UNet"),
     (lambda ck, m: taylorseer(ck, m, 0), "Apply TaylorSeer Cache: cache_interval must be >= 1, got 0"),
     (lambda ck, m: dbcache(ck, m, 0.1, fn=3, bn=1),
      "Apply DBCache: 3 front + 1 back blocks always computed leave nothing to cache in this Wan model (4 blocks)"),
@@ -302,7 +309,9 @@ _MODULATED_SITE = {
     "wan": (lambda b: b, lambda a, k: k["e"]),
 }
 _MODULATED_SITE |= {"flux2": _MODULATED_SITE["flux"], "chroma_radiance": _MODULATED_SITE["chroma"],
-                    "hunyuan_video15": _MODULATED_SITE["hunyuan_video"]}
+                    "hunyuan_video15": _MODULATED_SITE["hunyuan_video"],
+                    "lumina2": (lambda b: b.attention, lambda a, k: a[0]),
+                    "sd3": (lambda b: b.x_block.attn.qkv, lambda a, k: a[0])}
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -171,10 +171,6 @@ def wan_vace(seed=0, batch=1, size=8, frames=2):
     return m, torch.zeros(batch, 16, frames, size, size), pos, neg
 
 
-FAMILIES = {"flux": flux, "chroma": chroma, "wan": wan, "qwen_image": qwen_image,
-            "hunyuan_video": hunyuan_video, "ltxv": ltxv, "flux2": flux2, "chroma_radiance": chroma_radiance,
-            "hunyuan_video15": hunyuan_video15}
-
 
 def sample(model, latent, pos, neg, *, steps=8, cfg=1.0, seed=0, sampler="euler", scheduler="simple", denoise=1.0,
            callback=None):
@@ -184,6 +180,24 @@ def sample(model, latent, pos, neg, *, steps=8, cfg=1.0, seed=0, sampler="euler"
     out = comfy.sample.sample(model, noise, steps, cfg, sampler, scheduler, pos, neg, latent,
                               denoise=denoise, seed=seed, disable_pbar=True, callback=callback)
     return out.float().cpu()
+
+
+def sd3(seed=0, batch=1, size=8):
+    """SD3.5's MMDiT: hidden 64*depth (128), 4 joint blocks, RMS qk-norm, an extra image self attention in
+    block 0 (SD3.5 medium), the last block dropping the text stream."""
+    import comfy.supported_models as sm
+    cfg = dict(in_channels=16, out_channels=16, patch_size=2, depth=2, num_blocks=4, adm_in_channels=32,
+               context_embedder_config={"target": "torch.nn.Linear", "params": {"in_features": 32, "out_features": 128}},
+               pos_embed_max_size=32, num_patches=1024, pos_embed_scaling_factor=None, qk_norm="rms",
+               x_block_self_attn=True, x_block_self_attn_layers=[0])
+    m = _patcher(sm.SD3, cfg, seed)
+    from comfy.ldm.modules.diffusionmodules.mmdit import get_2d_sincos_pos_embed
+    with torch.no_grad():   # a buffer the checkpoint brings, not a parameter: left empty by the build
+        m.model.diffusion_model.pos_embed.copy_(torch.from_numpy(get_2d_sincos_pos_embed(128, 32))[None])
+    g = torch.Generator().manual_seed(seed + 1)
+    pos = _cond(torch.randn(1, 8, 32, generator=g), pooled_output=torch.randn(1, 32, generator=g))
+    neg = _cond(torch.randn(1, 8, 32, generator=g), pooled_output=torch.randn(1, 32, generator=g))
+    return m, torch.zeros(batch, 16, size, size), pos, neg
 
 
 def sd15_unet(seed=0):
@@ -197,22 +211,42 @@ def sd15_unet(seed=0):
     return _patcher(sm.SD15, cfg, seed)
 
 
-def lumina2(seed=0):
-    """An unsupported DiT (NextDiT ignores patches_replace in 0.3.75), for the error path."""
+def lumina2(seed=0, batch=1, size=16):
+    """Lumina 2 / Z-Image's NextDiT (its forward ignores patches_replace: reached by the "forward" route)."""
     import comfy.supported_models as sm
-    cfg = dict(image_model="lumina2", patch_size=2, in_channels=16, dim=64, n_layers=2, n_refiner_layers=1,
+    cfg = dict(image_model="lumina2", patch_size=2, in_channels=16, dim=64, n_layers=4, n_refiner_layers=1,
                n_heads=2, n_kv_heads=2, axes_dims=[8, 12, 12], axes_lens=[16, 16, 16], cap_feat_dim=32,
                qk_norm=True)
-    return _patcher(sm.Lumina2, cfg, seed)
+    m = _patcher(sm.Lumina2, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    pos = _cond(torch.randn(1, 8, 32, generator=g))
+    neg = _cond(torch.randn(1, 8, 32, generator=g))
+    return m, torch.zeros(batch, 16, size, size), pos, neg
+
+
+FAMILIES = {"flux": flux, "chroma": chroma, "wan": wan, "qwen_image": qwen_image,
+            "hunyuan_video": hunyuan_video, "ltxv": ltxv, "flux2": flux2, "chroma_radiance": chroma_radiance,
+            "hunyuan_video15": hunyuan_video15, "lumina2": lumina2, "sd3": sd3}
 
 
 class BlockCounter:
-    """Counts real forwards of every transformer block module of a model (forward hooks)."""
+    """Counts the transformer blocks that really computed: a forward hook on each block's first Linear outside
+    its modulation (TeaCache's probe runs the modulation of block 0; a hook on the block module itself would
+    also fire where an object patch on its forward passed the block by)."""
     def __init__(self, model_patcher, attrs, first_only=False):
         dm = model_patcher.model.diffusion_model
         blocks = [blk for a in attrs for blk in getattr(dm, a)]
         self.count = 0
-        self._handles = [blk.register_forward_hook(self._hook) for blk in blocks[:1 if first_only else None]]
+        first_linear = [self._marker(blk) for blk in blocks]
+        self._handles = [lin.register_forward_hook(self._hook) for lin in first_linear[:1 if first_only else None]]
+
+    @staticmethod
+    def _marker(block):
+        """An attention projection if there is one (they run even where PAB or SmoothCache reuse the kernel or
+        the MLP), else the first Linear outside the modulation."""
+        linears = [(n.lower(), m) for n, m in block.named_modules() if isinstance(m, torch.nn.Linear)]
+        return next((m for n, m in linears if "attn" in n or "attention" in n),
+                    next(m for n, m in linears if "mod" not in n))
 
     def _hook(self, *_):
         self.count += 1
