@@ -2,7 +2,7 @@
 # Both set up everything they need on a fresh machine first (scripts/setup_runtime.sh, idempotent).
 PY := .venv/bin/python
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench coverage clean
 
 setup:
 	@bash scripts/setup_runtime.sh
@@ -15,6 +15,9 @@ test: setup
 
 bench: setup
 	$(PY) scripts/bench.py
+
+coverage: setup   # docs/coverage.md, from the family x method tests that pass
+	$(PY) scripts/coverage_table.py
 
 clean:
 	rm -rf output .pytest_cache tests/.pytest_cache

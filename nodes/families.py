@@ -59,6 +59,39 @@ def _sd3_modulated(block, args):
     return modulate(xb.norm1(args["img"]), shift, scale)
 
 
+def _omnigen2_modulated(block, args):
+    return block.norm1(args["img"], args["temb"])[0] if block.modulation else block.norm1(args["img"])
+
+
+def _cosmos2_modulated(block, args):
+    x = args["img"]
+    if args.get("extra_per_block_pos_emb") is not None:
+        x = x + args["extra_per_block_pos_emb"]
+    m = block.adaln_modulation_self_attn(args["emb_B_T_D"])
+    if block.use_adaln_lora:
+        m = m + args["adaln_lora_B_T_3D"]
+    shift, scale, _ = (t[:, :, None, None] for t in m.chunk(3, dim=-1))
+    return (block.layer_norm_self_attn(x) * (1 + scale) + shift).flatten(1, 3)   # as its self attention gets it
+
+
+def _hidream_modulated(block, args):
+    inner = block.block
+    shift, scale = inner.adaLN_modulation(args["adaln_input"])[:, None].chunk(12, dim=-1)[:2]
+    return inner.norm1_i(args["img"]) * (1 + scale) + shift
+
+
+def _aura_modulated(block, args):
+    shift, scale = block.modX(args["vec"]).chunk(6, dim=1)[:2]
+    return block.normX1(args["img"]) * (1 + scale[:, None]) + shift[:, None]
+
+
+def _mochi_modulated(block, args):
+    import torch.nn.functional as F
+    from comfy.ldm.common_dit import rms_norm
+    scale = block.mod_x(F.silu(args["vec"])).chunk(4, dim=1)[0]
+    return rms_norm(args["img"], eps=1e-6) * (1 + scale[:, None])
+
+
 # --- which published preset fits a model instance --------------------------------------------
 
 def _wan_variant(dm) -> str | None:
@@ -95,7 +128,7 @@ class Family:
     blocks: tuple[tuple[str, str, str | None], ...]
     stream_keys: dict                       # block kind -> hidden-state tensors it takes and returns
     route: str = "replace"                  # routes.BLOCK_ROUTES: how the blocks are reached
-    adapter: CallAdapter | None = None      # route "forward": the block's call as the engine's dict
+    adapter: CallAdapter | dict | None = None   # route "forward": the block's call as the engine's dict (per kind)
     convert: object = None                  # re-lays hidden states between block kinds (Flux: txt+img)
     modulated_input: object = None          # (block0, args) -> tensor, TeaCache's indicator
     teacache_preset: object = None          # (diffusion_model) -> preset name or None
@@ -115,6 +148,9 @@ class Family:
         the block kind declares (a block may lack one: SD3's last text block has no MLP)."""
         return [(p, f"{self.block_path(kind, index)}.{name}", name)
                 for p, (kind, index) in enumerate(positions) for name in self.mlp_modules.get(kind, ())]
+
+    def adapter_for(self, kind: str) -> CallAdapter:
+        return self.adapter[kind] if isinstance(self.adapter, dict) else self.adapter
 
     def block(self, diffusion_model, kind: str, index: int):
         """The block module at (kind, index) of this model instance."""
@@ -206,6 +242,37 @@ FAMILIES = (
            (("double_block", "joint_blocks", None),), {"double_block": ("img", "txt")},
            modulated_input=_sd3_modulated, attention_kinds={"double_block": ("self", "self")},
            mlp_modules={"double_block": ("x_block.mlp", "context_block.mlp")}),
+    # OmniGen2: like NextDiT, a main stack `layers` after text/image/reference refiners; no patches_replace
+    Family("OmniGen2", ("comfy.ldm.omnigen.omnigen2.OmniGen2Transformer2DModel",), (("block", "layers", None),),
+           {"block": ("img",)}, route="forward", adapter=CallAdapter(hidden={"img": "hidden_states"}, returns=("img",)),
+           modulated_input=_omnigen2_modulated, attention_kinds={"block": ("self",)},
+           mlp_modules={"block": ("feed_forward",)}),
+    # Cosmos Predict2: blocks on (B, T, H, W, D) tokens, self then cross attention; no patches_replace
+    Family("Cosmos Predict2", ("comfy.ldm.cosmos.predict2.MiniTrainDIT",), (("block", "blocks", None),),
+           {"block": ("img",)}, route="forward", adapter=CallAdapter(hidden={"img": "x_B_T_H_W_D"}, returns=("img",)),
+           modulated_input=_cosmos2_modulated, attention_kinds={"block": ("self", "cross")},
+           mlp_modules={"block": ("mlp",)}),
+    # AuraFlow: double (image, text) then single layers on text + image, text first (as Flux)
+    Family("AuraFlow", ("comfy.ldm.aura.mmdit.MMDiT",),
+           (("double_block", "double_layers", None), ("single_block", "single_layers", None)), _DOUBLE_SINGLE,
+           convert=_join_txt_img, modulated_input=_aura_modulated, attention_kinds=_JOINT_ATTN,
+           mlp_modules={"double_block": ("mlpX", "mlpC"), "single_block": ("mlp",)}),
+    # Mochi: asymmetric joint blocks (the last one leaves the text as it is and has no text MLP)
+    Family("Mochi", ("comfy.ldm.genmo.joint_model.asymm_models_joint.AsymmDiTJoint",),
+           (("double_block", "blocks", None),), {"double_block": ("img", "txt")},
+           modulated_input=_mochi_modulated, attention_kinds={"double_block": ("self",)},
+           mlp_modules={"double_block": ("mlp_x", "mlp_y")}),
+    # HiDream-I1: its forward ignores patches_replace. Each block gets its own Llama layer's states appended to
+    # the text (double) or to the sequence (single) and the forward cuts them off after the block, so what a
+    # block adds to them is dropped: only the carried part of the sequence needs the cached residual.
+    Family("HiDream", ("comfy.ldm.hidream.model.HiDreamImageTransformer2DModel",),
+           (("double_block", "double_stream_blocks", None), ("single_block", "single_stream_blocks", None)),
+           _DOUBLE_SINGLE, route="forward", convert=_join_img_txt, modulated_input=_hidream_modulated,
+           adapter={"double_block": CallAdapter(hidden={"img": "image_tokens", "txt": "text_tokens"},
+                                                returns=("img", "txt")),
+                    "single_block": CallAdapter(hidden={"img": "image_tokens"}, returns=("img",))},
+           attention_kinds=_JOINT_ATTN, mlp_modules={"double_block": ("block.ff_i", "block.ff_t"),
+                                                     "single_block": ("block.ff_i",)}),
     Family("LTXV", ("comfy.ldm.lightricks.model.LTXVModel",),
            (("double_block", "transformer_blocks", None),), {"double_block": ("img",)},
            modulated_input=_ltxv_modulated, teacache_preset=_fixed("ltxv"),
@@ -219,6 +286,17 @@ UNSUPPORTED = {
     "comfy.ldm.wan.model.WanModel_S2V":
         "(Wan 2.2 S2V) passes no transformer_options to its blocks and adds audio into the hidden state between "
         "blocks in place: neither block nor attention caching can reach it correctly",
+    # not covered yet: no row has been written and tested for these (the README's Limits say the same)
+    "comfy.ldm.cosmos.model.GeneralDIT":
+        "(Cosmos 1) adds its positional embedding into the hidden state before every block, in place: a reused "
+        "span would replay it; not covered yet",
+    "comfy.ldm.pixart.pixartms.PixArtMS":
+        "(PixArt) offers no block replace hook and passes no transformer_options to its attention; not covered yet",
+    "comfy.ldm.hydit.models.HunYuanDiT": "(HunyuanDiT, long skip connections between blocks) is not covered yet",
+    "comfy.ldm.audio.dit.AudioDiffusionTransformer": "(Stable Audio) is not covered yet: audio models have no row",
+    "comfy.ldm.ace.model.ACEStepTransformer2DModel": "(ACE-Step) is not covered yet: audio models have no row",
+    "comfy.ldm.hunyuan3d.model.Hunyuan3Dv2": "(Hunyuan3D 2.0) is not covered yet: 3D models have no row",
+    "comfy.ldm.hunyuan3dv2_1.hunyuandit.HunYuanDiTPlain": "(Hunyuan3D 2.1) is not covered yet: 3D models have no row",
 }
 
 SUPPORTED_NAMES = ", ".join(f.name for f in FAMILIES)

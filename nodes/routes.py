@@ -94,7 +94,7 @@ def block_forward(m, spec: CacheSpec, family: Family, positions) -> None:
         path = family.block_path(kind, index)
         module = comfy.utils.get_attr(m.model, path)
         forward = type(module).forward.__get__(module)   # the class's own, not an applied patch
-        m.add_object_patch(f"{path}.forward", _BlockForward(spec, p, forward, family.adapter))
+        m.add_object_patch(f"{path}.forward", _BlockForward(spec, p, forward, family.adapter_for(kind)))
 
 
 BLOCK_ROUTES = {"replace": block_replace, "forward": block_forward}

@@ -31,3 +31,22 @@ def _free_models():
     if mm is not None:
         mm.unload_all_models()
         mm.soft_empty_cache()
+
+
+# scripts/coverage_table.py runs the family x method tests with this set and builds docs/coverage.md from
+# the tests that passed: the table claims nothing no test ran
+_PASSED: list[str] = []
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call" and report.passed:
+        _PASSED.append(report.nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    import json
+    import os
+    out = os.environ.get("CACHEKIT_COVERAGE_OUT")
+    if out:
+        with open(out, "w") as f:
+            json.dump({"exitstatus": int(exitstatus), "passed": _PASSED}, f)

@@ -198,7 +198,11 @@ _BLOCK0_IO = {
 }
 _BLOCK0_IO |= {"flux2": _BLOCK0_IO["flux"], "chroma_radiance": _BLOCK0_IO["chroma"],
                "hunyuan_video15": _BLOCK0_IO["hunyuan_video"], "lumina2": _BLOCK0_IO["wan"],
-               "sd3": (lambda a, k: a[1], lambda o: o[1])}      # JointBlock(context, x) -> (context, x)
+               "sd3": (lambda a, k: a[1], lambda o: o[1]),      # JointBlock(context, x) -> (context, x)
+               "omnigen2": _BLOCK0_IO["wan"], "cosmos_predict2": _BLOCK0_IO["wan"],
+               "auraflow": (lambda a, k: a[1], lambda o: o[1]),   # MMDiTBlock(c, x, ...) -> (c, x)
+               "mochi": (lambda a, k: a[0], lambda o: o[0]),      # AsymmetricJointBlock(x, c, y, ...) -> (x, y)
+               "hidream": (lambda a, k: k["image_tokens"], lambda o: o[0])}
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -8,7 +8,7 @@ import torch
 
 import pack
 import tiny_models as tm
-from test_first_block_cache import FAMILIES, STEPS, block_attrs, block_count, last_stats
+from test_first_block_cache import FAMILIES, STEPS, block_attrs, block_count, fbc, last_stats
 
 
 def teacache(ck, model, thr, coefficients="custom", custom="1.0, 0.0"):
@@ -67,20 +67,26 @@ METHODS = {
 }
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize("method", METHODS)
+COMPONENT_METHODS = ["pab", "fastercache", "smoothcache"]
+SPAN_METHODS = [m for m in METHODS if m not in COMPONENT_METHODS]
+# every method on every family; families that add hints between blocks on every call (Wan VACE) take the
+# component methods only, and refuse the span ones (test_span_methods_refused_where_blocks_get_hints)
+MATRIX = [(m, f) for f in FAMILIES for m in METHODS] + [(m, "wan_vace") for m in COMPONENT_METHODS]
+BUILD = {**tm.FAMILIES, "wan_vace": tm.wan_vace}
+
+
+@pytest.mark.parametrize("method, family", MATRIX)
 def test_off_is_bit_identical(ck, method, family):
-    m, lat, pos, neg = tm.FAMILIES[family]()
+    m, lat, pos, neg = BUILD[family]()
     base = tm.sample(m, lat, pos, neg, steps=STEPS, cfg=3.0)
     out = tm.sample(METHODS[method][0](ck, m), lat, pos, neg, steps=STEPS, cfg=3.0)
     assert torch.equal(base, out)
     assert all(s["reused_calls"] == 0 for s in last_stats(ck)["streams"].values())
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method, family", MATRIX)
 def test_reuse_matches_stats_and_counted_blocks_and_repeats(ck, method, family):
-    m, lat, pos, neg = tm.FAMILIES[family]()
+    m, lat, pos, neg = BUILD[family]()
     base = tm.sample(m, lat, pos, neg, steps=STEPS, cfg=3.0)
     patched = METHODS[method][1](ck, m)
     with tm.BlockCounter(patched, block_attrs(ck, m)) as counter:
@@ -96,6 +102,37 @@ def test_reuse_matches_stats_and_counted_blocks_and_repeats(ck, method, family):
     assert torch.isfinite(out).all() and not torch.equal(out, base)
     assert torch.equal(tm.sample(patched, lat, pos, neg, steps=STEPS, cfg=3.0), out)
     assert last_stats(ck)["streams"] == stats["streams"]
+
+
+REFUSED = [(m, "wan_vace") for m in ["fbc", *SPAN_METHODS]]
+
+
+@pytest.mark.parametrize("method, family", REFUSED)
+def test_span_methods_refused_where_blocks_get_hints(ck, method, family):
+    """What the coverage table lists as not applicable, with the family row's reason."""
+    family_row = ck.nodes.families.detect(BUILD[family]()[0], "t")
+    apply = (lambda ck_, m: fbc(ck_, m, 0.5)) if method == "fbc" else METHODS[method][1]
+    with pytest.raises(ValueError) as err:
+        apply(ck, BUILD[family]()[0])
+    assert family_row.injects and family_row.injects in str(err.value)
+
+
+def test_coverage_table_claims_only_what_the_tests_run():
+    """docs/coverage.md (scripts/coverage_table.py) marks a cell only where a test of it exists here."""
+    from pathlib import Path
+    import coverage_table
+    labels = {label: key for key, label in tm.LABELS.items()}
+    text = (Path(__file__).resolve().parents[1] / "docs" / "coverage.md").read_text()
+    rows = [line.split("|")[1:-1] for line in text.splitlines() if line.startswith("| ") and "`" in line]
+    assert {labels[r[0].strip()] for r in rows} == set(BUILD)
+    for r in rows:
+        family = labels[r[0].strip()]
+        for column, cell in zip(coverage_table.COLUMNS, r[2:]):
+            for key in coverage_table.COLUMNS[column]:
+                if cell.strip() == "works":
+                    assert (key, family) in MATRIX or (key == "fbc" and family in FAMILIES), (column, family)
+                elif cell.strip().startswith("n/a"):
+                    assert (key if key in ("fbc", *SPAN_METHODS) else None, family) in REFUSED, (column, family)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -311,7 +348,12 @@ _MODULATED_SITE = {
 _MODULATED_SITE |= {"flux2": _MODULATED_SITE["flux"], "chroma_radiance": _MODULATED_SITE["chroma"],
                     "hunyuan_video15": _MODULATED_SITE["hunyuan_video"],
                     "lumina2": (lambda b: b.attention, lambda a, k: a[0]),
-                    "sd3": (lambda b: b.x_block.attn.qkv, lambda a, k: a[0])}
+                    "sd3": (lambda b: b.x_block.attn.qkv, lambda a, k: a[0]),
+                    "omnigen2": (lambda b: b.attn, lambda a, k: a[0]),
+                    "cosmos_predict2": (lambda b: b.self_attn, lambda a, k: a[0]),
+                    "auraflow": (lambda b: b.attn.w2q, lambda a, k: a[0]),
+                    "mochi": (lambda b: b.attn.qkv_x, lambda a, k: a[0]),
+                    "hidream": (lambda b: b.block.attn1, lambda a, k: a[0])}
 
 
 @pytest.mark.parametrize("family", FAMILIES)

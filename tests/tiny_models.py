@@ -189,7 +189,7 @@ def sd3(seed=0, batch=1, size=8):
     cfg = dict(in_channels=16, out_channels=16, patch_size=2, depth=2, num_blocks=4, adm_in_channels=32,
                context_embedder_config={"target": "torch.nn.Linear", "params": {"in_features": 32, "out_features": 128}},
                pos_embed_max_size=32, num_patches=1024, pos_embed_scaling_factor=None, qk_norm="rms",
-               x_block_self_attn=True, x_block_self_attn_layers=[0])
+               x_block_self_attn_layers=[0])
     m = _patcher(sm.SD3, cfg, seed)
     from comfy.ldm.modules.diffusionmodules.mmdit import get_2d_sincos_pos_embed
     with torch.no_grad():   # a buffer the checkpoint brings, not a parameter: left empty by the build
@@ -198,6 +198,61 @@ def sd3(seed=0, batch=1, size=8):
     pos = _cond(torch.randn(1, 8, 32, generator=g), pooled_output=torch.randn(1, 32, generator=g))
     neg = _cond(torch.randn(1, 8, 32, generator=g), pooled_output=torch.randn(1, 32, generator=g))
     return m, torch.zeros(batch, 16, size, size), pos, neg
+
+
+def omnigen2(seed=0, batch=1, size=16):
+    """OmniGen2: its model_base reads the token count from an attention mask in the cond."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="omnigen2", patch_size=2, in_channels=16, out_channels=None, hidden_size=64, num_layers=4,
+               num_refiner_layers=1, num_attention_heads=2, num_kv_heads=1, multiple_of=16, ffn_dim_multiplier=None,
+               norm_eps=1e-5, axes_dim_rope=[8, 12, 12], axes_lens=[64, 16, 16], text_feat_dim=32,
+               timestep_scale=1000.0)
+    m = _patcher(sm.Omnigen2, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    mask = torch.ones(1, 8, dtype=torch.long)
+    pos = _cond(torch.randn(1, 8, 32, generator=g), attention_mask=mask)
+    neg = _cond(torch.randn(1, 8, 32, generator=g), attention_mask=mask)
+    return m, torch.zeros(batch, 16, size, size), pos, neg
+
+
+def cosmos_predict2(seed=0, batch=1, size=8, frames=1):
+    import comfy.supported_models as sm
+    cfg = dict(image_model="cosmos_predict2", max_img_h=64, max_img_w=64, max_frames=16, in_channels=16,
+               out_channels=16, patch_spatial=2, patch_temporal=1, concat_padding_mask=True, model_channels=64,
+               num_blocks=4, num_heads=2, crossattn_emb_channels=32, pos_emb_cls="rope3d", pos_emb_learnable=True,
+               pos_emb_interpolation="crop", min_fps=1, max_fps=30, use_adaln_lora=True, adaln_lora_dim=16,
+               extra_per_block_abs_pos_emb=False, rope_enable_fps_modulation=False)
+    m = _patcher(sm.CosmosT2IPredict2, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    pos = _cond(torch.randn(1, 8, 32, generator=g))
+    neg = _cond(torch.randn(1, 8, 32, generator=g))
+    return m, torch.zeros(batch, 16, frames, size, size), pos, neg
+
+
+def auraflow(seed=0, batch=1, size=16):
+    import comfy.supported_models as sm
+    cfg = dict(in_channels=4, out_channels=4, patch_size=2, dim=64, n_layers=4, n_double_layers=2, n_heads=2,
+               global_conddim=64, cond_seq_dim=32, max_seq=64)
+    m = _patcher(sm.AuraFlow, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    return m, torch.zeros(batch, 4, size, size), _cond(torch.randn(1, 8, 32, generator=g)), \
+        _cond(torch.randn(1, 8, 32, generator=g))
+
+
+def mochi(seed=0, batch=1, size=8, frames=2):
+    """Mochi's asymmetric DiT (hidden_size_x * mlp_ratio_x must be 12288 in ComfyUI's class)."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="mochi_preview", depth=3, patch_size=2, num_heads=2, hidden_size_x=64, hidden_size_y=32,
+               mlp_ratio_x=192.0, mlp_ratio_y=2.0, learn_sigma=False, in_channels=12, qk_norm=True, qkv_bias=False,
+               out_bias=True, attn_drop=0.0, patch_embed_bias=True, posenc_preserve_area=True,
+               timestep_mlp_bias=True, attend_to_padding=False, timestep_scale=1000.0, use_t5=True, t5_feat_dim=32,
+               t5_token_length=8, rope_theta=10000.0)
+    m = _patcher(sm.GenmoMochi, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    mask = torch.ones(1, 8, dtype=torch.long)
+    pos = _cond(torch.randn(1, 8, 32, generator=g), attention_mask=mask)
+    neg = _cond(torch.randn(1, 8, 32, generator=g), attention_mask=mask)
+    return m, torch.zeros(batch, 12, frames, size, size), pos, neg
 
 
 def sd15_unet(seed=0):
@@ -224,9 +279,35 @@ def lumina2(seed=0, batch=1, size=16):
     return m, torch.zeros(batch, 16, size, size), pos, neg
 
 
+def hidream(seed=0, batch=1, size=16):
+    """HiDream-I1: double then single stream blocks, each fed its own slice of the Llama hidden states
+    (conditioning_llama3 holds one per block: num_layers + num_single_layers of them)."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="hidream", patch_size=2, in_channels=16, out_channels=16, num_layers=2,
+               num_single_layers=2, attention_head_dim=32, num_attention_heads=2, caption_channels=[32, 32],
+               text_emb_dim=32, num_routed_experts=2, num_activated_experts=1, axes_dims_rope=(8, 12, 12),
+               max_resolution=(32, 32), llama_layers=[0, 1, 2, 3])
+    m = _patcher(sm.HiDream, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+
+    def cond():
+        return _cond(torch.randn(1, 8, 32, generator=g), pooled_output=torch.randn(1, 32, generator=g),
+                     conditioning_llama3=torch.randn(1, 4, 6, 32, generator=g))
+    pos, neg = cond(), cond()
+    return m, torch.zeros(batch, 16, size, size), pos, neg
+
+
+# what each builder stands for, as the coverage table names it
+LABELS = {"flux": "Flux.1 (dev, schnell, Kontext)", "flux2": "Flux 2", "chroma": "Chroma",
+          "chroma_radiance": "Chroma Radiance", "hunyuan_video": "HunyuanVideo 1.0",
+          "hunyuan_video15": "HunyuanVideo 1.5 (and HunyuanImage 2.1, same class)", "wan": "Wan 2.1 / 2.2",
+          "wan_vace": "Wan VACE", "qwen_image": "Qwen-Image (and Edit, same class)", "ltxv": "LTX-Video",
+          "lumina2": "Lumina 2 / Z-Image", "sd3": "SD3 / SD3.5", "omnigen2": "OmniGen2",
+          "cosmos_predict2": "Cosmos Predict2", "auraflow": "AuraFlow", "mochi": "Mochi", "hidream": "HiDream-I1"}
 FAMILIES = {"flux": flux, "chroma": chroma, "wan": wan, "qwen_image": qwen_image,
             "hunyuan_video": hunyuan_video, "ltxv": ltxv, "flux2": flux2, "chroma_radiance": chroma_radiance,
-            "hunyuan_video15": hunyuan_video15, "lumina2": lumina2, "sd3": sd3}
+            "hunyuan_video15": hunyuan_video15, "lumina2": lumina2, "sd3": sd3, "omnigen2": omnigen2,
+            "cosmos_predict2": cosmos_predict2, "auraflow": auraflow, "mochi": mochi, "hidream": hidream}
 
 
 class BlockCounter:
