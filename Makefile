@@ -13,8 +13,8 @@ demo: setup
 test: setup
 	$(PY) -m pytest -c tests/pytest.ini tests
 
-bench: setup
-	$(PY) scripts/bench.py
+bench: setup   # BENCHMARKS.md: trained models, quality at equal compute, speed against the ideal
+	$(PY) scripts/bench_report.py
 
 coverage: setup   # docs/coverage.md, from the family x method tests that pass
 	$(PY) scripts/coverage_table.py

@@ -10,7 +10,7 @@ from .policy import CachePolicy, CfgCache, ComponentPolicy, ReuseLimits, StepInf
 from .forecast import TaylorForecaster
 from .policies import (DBCache, FasterCache, FirstBlockCache, MagCache, MagCacheCalibration, PyramidAttentionBroadcast,
                        SmoothCache, SmoothCacheCalibration, TaylorSeer, TeaCache, TeaCacheCalibration)
-from . import calibration_data, presets
+from . import calibration_data, presets, quality
 from .run import CacheRun
 from .streams import StreamState
 from .component_cache import ComponentCall
@@ -21,5 +21,6 @@ __all__ = [
     "BlockLayout", "CachePolicy", "CfgCache", "CacheRun", "ComponentCall", "ComponentPolicy", "DBCache", "FasterCache", "FirstBlockCache", "MagCache",
     "MagCacheCalibration", "PyramidAttentionBroadcast", "ReuseLimits", "RunStats", "SmoothCache",
     "SmoothCacheCalibration", "SpanCall", "StepInfo",
-    "StreamState", "StreamStats", "TaylorForecaster", "TaylorSeer", "TeaCache", "TeaCacheCalibration", "calibration_data", "presets", "rel_l1", "to_floats",
+    "StreamState", "StreamStats", "TaylorForecaster", "TaylorSeer", "TeaCache", "TeaCacheCalibration", "calibration_data", "presets",
+    "quality", "rel_l1", "to_floats",
 ]

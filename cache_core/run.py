@@ -18,7 +18,7 @@ from .policy import CachePolicy, ComponentPolicy, ReuseLimits, StepInfo
 from .span_cache import SpanCall
 from .stats import RunStats
 from .steps import StepClock
-from .streams import StreamState
+from .streams import StreamState, held_bytes
 
 
 @dataclass
@@ -97,7 +97,9 @@ class CacheRun:
         self.current = None
 
     def close(self, status: str = "finished") -> RunStats:
-        """Drop every tensor the run holds; return its stats."""
+        """Drop every tensor the run holds; return its stats (with what each stream's cache held at the end)."""
+        for st in self.streams.values():
+            st.stats.held_bytes = held_bytes((st.policy_state, st.residual, st.components))
         self.closed = True
         self.current = None
         self.streams.clear()

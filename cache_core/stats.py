@@ -16,6 +16,7 @@ class StreamStats:
     resets: int = 0
     components_run: int = 0       # attention calls computed / reused (component methods: PAB)
     components_reused: int = 0
+    held_bytes: int = 0           # tensor bytes the stream's cache held when the run ended
     # step index -> [computed calls, reused calls] in that step (a Heun step has two calls)
     steps: dict[int, list[int]] = field(default_factory=dict)
 
@@ -52,6 +53,7 @@ class StreamStats:
             "resets": self.resets,
             "components_run": self.components_run,
             "components_reused": self.components_reused,
+            "held_bytes": self.held_bytes,
             "calls_per_step": [[step, c, r] for step, (c, r) in sorted(self.steps.items())],
         }
 

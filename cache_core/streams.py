@@ -20,3 +20,26 @@ class StreamState:
     anchor_shapes: dict[str, tuple] | None = None      # span-input shapes the residual belongs to
     consecutive_reuses: int = 0
     components: dict = field(default_factory=dict)     # (block, n-th attention) -> this stream's output
+
+
+def held_bytes(obj, seen: set | None = None) -> int:
+    """Bytes of the distinct tensors reachable from obj (dicts, sequences, dataclasses and plain objects
+    followed): what a stream's cache holds. A stream's slice of a batched tensor counts as its own slice."""
+    seen = set() if seen is None else seen
+    if isinstance(obj, torch.Tensor):
+        key = (obj.device, obj.data_ptr(), tuple(obj.shape), obj.stride())
+        if key in seen:
+            return 0
+        seen.add(key)
+        return obj.numel() * obj.element_size()
+    if id(obj) in seen or isinstance(obj, (torch.nn.Module, type)) or callable(obj):
+        return 0            # weights and code are the model's, not the cache's
+    seen.add(id(obj))
+    if isinstance(obj, dict):
+        return sum(held_bytes(k, seen) + held_bytes(v, seen) for k, v in obj.items())
+    if isinstance(obj, (list, tuple, set)):
+        return sum(held_bytes(v, seen) for v in obj)
+    fields = getattr(obj, "__dict__", None)
+    if fields is None and hasattr(obj, "__slots__"):
+        fields = {n: getattr(obj, n, None) for n in obj.__slots__}
+    return held_bytes(fields, seen) if fields else 0

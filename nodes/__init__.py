@@ -1,6 +1,7 @@
 """ComfyUI glue: node classes, the family table, hook installation. The engine is ../cache_core."""
 from . import calibration_files
 from .calibration_nodes import LoadCacheCalibration, SaveCacheCalibration
+from .compare_quality import CompareCacheQuality
 from .dbcache import ApplyDBCache
 from .fastercache import ApplyFasterCache
 from .first_block_cache import ApplyFirstBlockCache
@@ -12,7 +13,8 @@ from .teacache import ApplyTeaCache, CalibrateTeaCache
 
 _NODES = (ApplyFirstBlockCache, ApplyTeaCache, CalibrateTeaCache, ApplyMagCache, CalibrateMagCache,
           ApplyTaylorSeerCache, ApplyDBCache, ApplyPyramidAttentionBroadcast, CalibrateSmoothCache, SmoothCacheSchedule,
-          ApplySmoothCache, ApplyFasterCache, SaveCacheCalibration, LoadCacheCalibration)
+          ApplySmoothCache, ApplyFasterCache, SaveCacheCalibration, LoadCacheCalibration,
+          CompareCacheQuality)
 calibration_files.register()
 NODE_CLASS_MAPPINGS = {cls.__name__: cls for cls in _NODES}
 NODE_DISPLAY_NAME_MAPPINGS = {cls.__name__: cls.NODE_NAME for cls in _NODES}

@@ -280,3 +280,14 @@ def test_error_or_interrupt_ends_the_run_and_the_next_run_starts_clean(ck, kind)
     assert stats["status"] == kind and stats["streams"]["cond"]["steps_seen"] == 4
     assert patched.model_options["transformer_options"][SPEC_KEY].live.run is None     # the run is gone
     assert torch.equal(tm.sample(patched, lat, pos, neg, steps=STEPS, cfg=3.0), clean)
+
+
+def test_stats_report_the_bytes_each_stream_holds(ck):
+    """First Block Cache holds, per stream, its span residual and the block-0 residual it compares against:
+    two tensors of one stream's hidden state (1 x tokens x dim, fp32)."""
+    m, lat, pos, neg = tm.wan()
+    tm.sample(fbc(ck, m, 0.3), lat, pos, neg, steps=STEPS, cfg=3.0)
+    dm = m.model.diffusion_model
+    tokens = lat.shape[-1] // 2 * lat.shape[-2] // 2 * lat.shape[2]
+    for stream in ("cond", "uncond"):
+        assert last_stats(ck)["streams"][stream]["held_bytes"] == 2 * tokens * dm.dim * 4

@@ -135,6 +135,28 @@ def test_taylorseer_with_multi_call_samplers_over_the_server(server, sampler):
     assert all(s["steps_seen"] == 10 and s["reused_steps"] for s in run["streams"].values()), run
 
 
+def test_compare_cache_quality_in_a_graph(server):
+    """Cached and uncached KSamplers in one graph, Compare Cache Quality on their latents: the report comes
+    back as the node's UI text with the PSNR of the two saved latents."""
+    import math
+    g = wan_graph(threshold=1.0, seed=51)
+    g["8"] = dict(g["6"], inputs=dict(g["6"]["inputs"], model=["1", 0]))
+    g["9"] = {"class_type": "SaveLatent", "inputs": {"samples": ["8", 0], "filename_prefix": "e2e_plain"}}
+    g["10"] = {"class_type": "CompareCacheQuality", "inputs": {"cached_latent": ["6", 0], "uncached_latent": ["8", 0]}}
+    entry = server.run(g)
+    (report,) = entry["outputs"]["10"]["text"]
+
+    def latent_of(node):
+        f = entry["outputs"][node]["latents"][0]
+        return safetensors.torch.load_file(str(server.base / "output" / f["subfolder"] / f["filename"]))["latent_tensor"]
+    cached, plain = latent_of("7"), latent_of("9")
+    mse = float(((cached.double() - plain.double()) ** 2).mean())
+    assert mse > 0
+    want = 10 * math.log10(float(plain.max() - plain.min()) ** 2 / mse)
+    assert report.startswith(f"PSNR {want:.2f} dB, SSIM "), report
+    assert f"Compare Cache Quality: {report}" in server.log()
+
+
 def test_api_format_workflows_use_known_nodes_with_known_inputs(server):
     """The API-format demo workflow (the UI-format examples: test_example_workflows.py)."""
     import json

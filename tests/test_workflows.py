@@ -113,7 +113,9 @@ def test_torch_compile_model_node_before_or_after_the_cache_node(ck, method):
 
 
 def _tensors() -> tuple[int, int]:
-    gc.collect()
+    """(live tensors, their bytes), after collecting until nothing more goes (finalizers can free more)."""
+    while gc.collect():
+        pass
     ts = [o for o in gc.get_objects() if torch.is_tensor(o)]
     return len(ts), sum(t.nelement() * t.element_size() for t in ts if not t.is_meta)
 
@@ -124,7 +126,9 @@ def test_cloning_a_cached_model_copies_no_tensor(ck, method):
     patched = METHODS[method][1](ck, m)
     before = _tensors()
     clones = [patched.clone() for _ in range(20)]
-    assert _tensors() == before
+    after = _tensors()
+    # no tensor added (leftovers of earlier tests may still be freed meanwhile, so fewer is possible)
+    assert after[0] <= before[0] and after[1] <= before[1], (before, after)
     out = tm.sample(clones[-1].clone(), lat, pos, neg, steps=STEPS, cfg=3.0)   # and the clone still caches
     assert torch.isfinite(out).all()
     assert any(s["reused_calls"] or s["components_reused"] for s in _streams().values())

@@ -1,0 +1,275 @@
+"""Quality at equal compute, on models that learned something (scripts/digits_models.py: Wan 2.1 and Flux
+classes trained on scikit-learn's digits), every CacheKit method beside ComfyUI's built-in EasyCache and
+LazyCache, in one run, through ComfyUI's own sampling path (comfy.sample.sample).
+
+For each method and each setting of its main knob: the fraction of the transformer blocks' FLOPs that really
+ran (counted with torch's FlopCounterMode per block module, the same way for every method: span methods skip
+blocks, PAB/SmoothCache/FasterCache skip attention, MLPs or the uncond pass inside them), and PSNR / SSIM of
+the output image against the uncached output at the same seed and label, averaged over seeds x labels x
+samplers. Writes a table (JSON + markdown) and one chart (PSNR against block-FLOP fraction, a curve per
+method).
+
+    .venv/bin/python scripts/bench_quality.py [--families wan flux] [--out output/bench/quality]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import comfy_runtime  # noqa: E402
+
+STEPS, CFG = 30, 4.0
+SAMPLERS = ("euler", "dpmpp_2m")
+LABELS = (0, 4, 8)
+SEEDS = (1, 2)
+BLOCK_MODULE = re.compile(r"\.(blocks|double_blocks|single_blocks)\.\d+$")
+
+
+def methods(ck, cal):
+    """method -> (knob name, settings, apply(model, setting)). Settings go from little to much saving."""
+    import pack
+    from comfy_extras import nodes_easycache as ec
+
+    def node(name, **inputs):
+        return pack.node(ck, name, **inputs)[0]
+
+    def builtin(cls, m, thr):
+        return cls.execute(m, reuse_threshold=thr, start_percent=0.15, end_percent=0.95, verbose=False)[0]
+
+    def easycache_fixed(m, thr):
+        patched = builtin(ec.EasyCacheNode, m, thr)
+        patched.model_options["transformer_options"]["easycache"].__class__ = easycache_copy_fix()
+        return patched
+
+    return {
+        "First Block Cache": ("threshold", (0.03, 0.06, 0.1, 0.15, 0.25), lambda m, v: node(
+            "ApplyFirstBlockCache", model=m, residual_diff_threshold=v, max_consecutive_skips=5)),
+        "TeaCache (calibrated)": ("rel_l1_thresh", (0.01, 0.02, 0.04, 0.07, 0.12), lambda m, v: node(
+            "ApplyTeaCache", model=m, rel_l1_thresh=v, calibration=cal["teacache"])),
+        "MagCache (calibrated)": ("threshold", (0.01, 0.03, 0.06, 0.12, 0.25), lambda m, v: node(
+            "ApplyMagCache", model=m, threshold=v, max_skips=5, retention_ratio=0.2, calibration=cal["magcache"])),
+        "DBCache (F1 B1)": ("threshold", (0.03, 0.06, 0.1, 0.15, 0.25), lambda m, v: node(
+            "ApplyDBCache", model=m, Fn_compute_blocks=1, Bn_compute_blocks=1, residual_diff_threshold=v,
+            max_warmup_steps=2)),
+        "TaylorSeer (order 1)": ("interval", (2, 3, 4, 5, 6), lambda m, v: node(
+            "ApplyTaylorSeerCache", model=m, cache_interval=v, warmup_steps=2, max_order=1)),
+        "PAB": ("self interval", (2, 3, 4, 6, 8), lambda m, v: node(
+            "ApplyPyramidAttentionBroadcast", model=m, self_attention_interval=v, cross_attention_interval=v + 2,
+            start_percent=0.1, end_percent=0.95)),
+        "SmoothCache (calibrated)": ("alpha", (0.02, 0.05, 0.1, 0.2, 0.4), lambda m, v: node(
+            "ApplySmoothCache", model=m, schedule=node("SmoothCacheSchedule", calibration=cal["smoothcache"], alpha=v))),
+        "FasterCache": ("attention interval", (2, 3, 4, 6, 8), lambda m, v: node(
+            "ApplyFasterCache", model=m, attention_interval=v, uncond_interval=v + 1)),
+        "EasyCache (ComfyUI)": ("reuse_threshold", (0.02, 0.05, 0.1, 0.2, 0.4),
+                                lambda m, v: builtin(ec.EasyCacheNode, m, v)),
+        "EasyCache (ComfyUI, copy fix)": ("reuse_threshold", (0.02, 0.05, 0.1, 0.2, 0.4), easycache_fixed),
+        "LazyCache (ComfyUI)": ("reuse_threshold", (0.02, 0.05, 0.1, 0.2, 0.4),
+                                lambda m, v: builtin(ec.LazyCacheNode, m, v)),
+    }
+
+
+def easycache_copy_fix():
+    """ComfyUI's EasyCache with the smallest fix that makes it work as intended: on a skipped step it adds the
+    cached difference to a copy of the model input instead of into it. As shipped, `apply_cache_diff` adds in
+    place, and where the diffusion model runs in the latent's own dtype BaseModel hands it the sampler's latent
+    itself (calculate_input of a flow model and `.to(dtype)` return the same tensor), so every skipped step
+    also rewrites the sampler's current latent (see easycache_evidence)."""
+    from comfy_extras import nodes_easycache as ec
+
+    class EasyCacheCopyFix(ec.EasyCacheHolder):
+        def apply_cache_diff(self, x, uuids):
+            return super().apply_cache_diff(x.clone(), uuids)
+
+        def clone(self):
+            out = super().clone()
+            out.__class__ = EasyCacheCopyFix
+            return out
+    return EasyCacheCopyFix
+
+
+def easycache_evidence(model, family: str) -> dict:
+    """Evidence for the EasyCache defect on this model: does the diffusion model get the sampler's own latent
+    tensor (same storage), and does EasyCache's skip path write into its input?"""
+    import uuid
+    import comfy.patcher_extension
+    import torch
+    from comfy_extras import nodes_easycache as ec
+    import digits_models as dm
+    seen = {}
+
+    def spy(executor, *args, **kwargs):
+        seen["model_input_ptr"] = args[0].data_ptr()
+        return executor(*args, **kwargs)
+    m = model.clone()
+    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "evidence", spy)
+    x = torch.randn(dm.empty_latent(family).shape)
+    m.model.apply_model(x, torch.tensor([0.5]), c_crossattn=dm.codes(dm.RECIPES[family])[0][:1],
+                        y=dm.codes(dm.RECIPES[family])[1][:1],
+                        transformer_options={"wrappers": m.wrappers})
+    holder = ec.EasyCacheHolder(0.1, 0.15, 0.95, 8, False, output_channels=16)
+    u = uuid.uuid4()
+    holder.first_cond_uuid, holder.uuid_cache_diffs[u] = u, torch.ones_like(x)
+    before = x.clone()
+    out = holder.apply_cache_diff(x, [u])
+    return {"sampler_latent_is_model_input": seen.get("model_input_ptr") == x.data_ptr(),
+            "skip_returns_its_input": out is x, "skip_changed_its_input": not torch.equal(x, before)}
+
+
+def block_flops(run) -> tuple[object, int]:
+    """Run `run()` under FlopCounterMode; (its result, FLOPs spent inside transformer block modules)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as counter:
+        out = run()
+    total = sum(sum(ops.values()) for name, ops in counter.get_flop_counts().items() if BLOCK_MODULE.search(name))
+    return out, total
+
+
+def psnr(a, b) -> float:
+    return min(99.0, quality().psnr(a, b, 1.0))          # identical images count as 99 dB in the means
+
+
+def ssim(a, b) -> float:
+    return quality().ssim(a, b, 1.0, channels_last=False)
+
+
+def quality():
+    """cache_core's measures (the Compare Cache Quality node's; tests/test_quality.py checks them against
+    scikit-image's SSIM and the PSNR formula)."""
+    import pack
+    return pack.load_core().quality
+
+
+def calibrations(ck, model, family):
+    """The calibrate nodes run once on the trained model (euler, 30 steps, cfg, one label)."""
+    import pack
+    import digits_models as dm
+    pos, neg = dm.conditioning(family, 3)
+    sampling = dict(seed=0, steps=STEPS, cfg=CFG, sampler_name="euler", scheduler="simple", positive=pos,
+                    negative=neg, latent_image={"samples": dm.empty_latent(family)}, denoise=1.0)
+    return {"teacache": pack.node(ck, "CalibrateTeaCache", model=model, **sampling)[0],
+            "magcache": pack.node(ck, "CalibrateMagCache", model=model, **sampling)[0],
+            "smoothcache": pack.node(ck, "CalibrateSmoothCache", model=model, **sampling, lookahead=3)[0]}
+
+
+def run_family(ck, family: str, log) -> list[dict]:
+    import digits_models as dm
+    model = dm.load(family, log)
+    cases = [(s, lab, seed) for s in SAMPLERS for lab in LABELS for seed in SEEDS]
+
+    def sample(m, case):
+        s, lab, seed = case
+        return dm.sample(m, family, lab, seed, steps=STEPS, cfg=CFG, sampler=s)
+
+    refs, full = {}, None
+    for case in cases:
+        refs[case], f = block_flops(lambda: sample(model, case))
+        full = f if full is None else full
+        assert f == full, "uncached runs must spend the same block FLOPs"
+    cal = calibrations(ck, model, family)
+    log(f"[{family}] EasyCache evidence: {easycache_evidence(model, family)}")
+    rows = []
+    for name, (knob, settings, apply) in methods(ck, cal).items():
+        for v in settings:
+            patched = apply(model, v)
+            fracs, ps, ss = [], [], []
+            t0 = time.perf_counter()
+            for case in cases:
+                out, f = block_flops(lambda: sample(patched, case))
+                fracs.append(f / full)
+                ps.append(psnr(out, refs[case]))
+                ss.append(ssim(out, refs[case]))
+            row = dict(family=family, method=name, knob=knob, setting=v, block_flops=statistics.mean(fracs),
+                       psnr=statistics.mean(ps), psnr_min=min(ps), ssim=statistics.mean(ss), images=len(cases))
+            rows.append(row)
+            log(f"[{family}] {name:26s} {knob}={v:<6} block FLOPs {row['block_flops']:6.1%}  "
+                f"PSNR {row['psnr']:6.2f} dB (min {row['psnr_min']:5.2f})  SSIM {row['ssim']:.4f}  "
+                f"({time.perf_counter() - t0:.0f} s)")
+    return rows
+
+
+def at_half(rows, family, method) -> float | None:
+    """PSNR at 50% block FLOPs, interpolated linearly between the two nearest settings (None if the curve
+    does not reach across 50%)."""
+    pts = sorted((r["block_flops"], r["psnr"]) for r in rows if r["family"] == family and r["method"] == method)
+    for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
+        if x0 <= 0.5 <= x1:
+            return y0 if x1 == x0 else y0 + (y1 - y0) * (0.5 - x0) / (x1 - x0)
+    return None
+
+
+def chart(rows, families, path: Path) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(families), figsize=(6.5 * len(families), 5), squeeze=False)
+    for ax, family in zip(axes[0], families):
+        for method in dict.fromkeys(r["method"] for r in rows):
+            pts = sorted((r["block_flops"], r["psnr"]) for r in rows if r["family"] == family and r["method"] == method)
+            style = "--" if "ComfyUI" in method else "-"
+            ax.plot([p[0] * 100 for p in pts], [p[1] for p in pts], style, marker="o", ms=3, label=method)
+        ax.set(title=f"{family} (digits, {STEPS} steps, cfg {CFG}, euler + dpmpp_2m)",
+               xlabel="transformer block FLOPs executed (% of uncached)", ylabel="PSNR vs uncached (dB)")
+        ax.axvline(50, color="grey", lw=0.5)
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def markdown(rows, families) -> str:
+    out = []
+    for family in families:
+        out += [f"#### {family}", "", "| method | knob | setting | block FLOPs run | PSNR dB (mean / min) | SSIM |",
+                "|---|---|---|---|---|---|"]
+        out += [f"| {r['method']} | {r['knob']} | {r['setting']} | {r['block_flops']:.1%} | "
+                f"{r['psnr']:.2f} / {r['psnr_min']:.2f} | {r['ssim']:.4f} |" for r in rows if r["family"] == family]
+        out += ["", "At 50% of block FLOPs (PSNR interpolated between the two nearest settings), and whether "
+                "quality only falls as the knob asks for more saving:", "",
+                "| method | PSNR at 50% | vs EasyCache (copy fix) | monotone |", "|---|---|---|---|"]
+        easy = at_half(rows, family, "EasyCache (ComfyUI, copy fix)")
+        for method in dict.fromkeys(r["method"] for r in rows):
+            v = at_half(rows, family, method)
+            mine = [r for r in rows if r["family"] == family and r["method"] == method]
+            rises = [f"{a['setting']}->{b['setting']} +{b['psnr'] - a['psnr']:.2f} dB"
+                     for a, b in zip(mine, mine[1:]) if b["psnr"] > a["psnr"]]
+            delta = "" if v is None or easy is None or "ComfyUI" in method else f"{v - easy:+.2f} dB"
+            out.append(f"| {method} | {'-' if v is None else f'{v:.2f} dB'} | {delta} | "
+                       f"{'yes' if not rises else 'no: ' + ', '.join(rises)} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--families", nargs="+", default=["wan", "flux"])
+    ap.add_argument("--out", type=Path, default=comfy_runtime.REPO / "output" / "bench" / "quality")
+    args = ap.parse_args()
+    comfy_runtime.load()
+    import logging
+    logging.getLogger().setLevel(logging.WARNING)
+    import pack
+    ck = pack.load()
+    t0 = time.perf_counter()
+    rows = []
+    for family in args.families:
+        rows += run_family(ck, family, lambda s: print(s, flush=True))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "quality.json").write_text(json.dumps(rows, indent=1))
+    (args.out / "quality.md").write_text(markdown(rows, args.families))
+    print("chart:", chart(rows, args.families, args.out / "quality.png"))
+    print(markdown(rows, args.families))
+    print(f"({time.perf_counter() - t0:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""Speed against the ideal, overhead, memory and host syncs, on a model big enough that the transformer
+dominates a step (a Wan 2.1 class model, dim 512, 8 blocks, seeded random weights: speed does not need
+trained weights), through ComfyUI's own sampling path.
+
+Per method, with a setting that reuses:
+  block FLOPs run   fraction of the transformer blocks' FLOPs executed (FlopCounterMode, per block module)
+  ideal speedup     1 / (1 - share * (1 - fraction)), share = the blocks' part of an uncached run's time,
+                    measured with timers around every block (not assumed)
+  measured speedup  median uncached time / median cached time, the two timed alternately in this process
+  efficiency        measured / ideal
+With a setting that never reuses: overhead = cached / uncached time - 1.
+Memory: tensor bytes each method's cache held per stream at the end of the run (the engine's own count), and
+the process's resident memory after 50 consecutive runs whose latent size changes, against after 10.
+Host syncs: calls of Tensor.item / tolist / numpy / __bool__ / __float__ / __int__ during a run beyond
+those of the uncached run, per model call (euler: one call per step, cond and uncond batched).
+
+    .venv/bin/python scripts/bench_speed.py [--reps 5] [--steps 20]
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import comfy_runtime  # noqa: E402
+
+CFG = 4.0
+
+
+def methods(node):
+    """name -> (setting that reuses, setting that never reuses). Random weights change a lot between steps:
+    the thresholds are set so that this model reuses (they would be far too high for a trained one)."""
+    return {
+        "First Block Cache": (lambda m: node("ApplyFirstBlockCache", model=m, residual_diff_threshold=0.6,
+                                             max_consecutive_skips=3),
+                              lambda m: node("ApplyFirstBlockCache", model=m, residual_diff_threshold=0.0)),
+        "TeaCache": (lambda m: node("ApplyTeaCache", model=m, rel_l1_thresh=1.0, coefficients="custom",
+                                    custom_coefficients="1.0, 0.0"),
+                     lambda m: node("ApplyTeaCache", model=m, rel_l1_thresh=0.0, coefficients="custom",
+                                    custom_coefficients="1.0, 0.0")),
+        "MagCache": (lambda m: node("ApplyMagCache", model=m, threshold=0.3, max_skips=3, ratios="wan2.1_t2v_1.3B"),
+                     lambda m: node("ApplyMagCache", model=m, threshold=0.0, ratios="wan2.1_t2v_1.3B")),
+        "DBCache": (lambda m: node("ApplyDBCache", model=m, Fn_compute_blocks=1, Bn_compute_blocks=0,
+                                   residual_diff_threshold=0.6, max_warmup_steps=2),
+                    lambda m: node("ApplyDBCache", model=m, Fn_compute_blocks=1, Bn_compute_blocks=0,
+                                   residual_diff_threshold=0.0)),
+        "TaylorSeer": (lambda m: node("ApplyTaylorSeerCache", model=m, cache_interval=3, warmup_steps=2, max_order=1),
+                       lambda m: node("ApplyTaylorSeerCache", model=m, cache_interval=1)),
+        "PAB": (lambda m: node("ApplyPyramidAttentionBroadcast", model=m, self_attention_interval=3,
+                               cross_attention_interval=6, start_percent=0.0, end_percent=1.0),
+                lambda m: node("ApplyPyramidAttentionBroadcast", model=m, self_attention_interval=1,
+                               cross_attention_interval=1)),
+        "FasterCache": (lambda m: node("ApplyFasterCache", model=m, attention_interval=3, uncond_interval=3),
+                        lambda m: node("ApplyFasterCache", model=m, attention_interval=1, uncond_interval=1)),
+    }
+
+
+class BlockTimer:
+    """Wall time spent inside the transformer blocks (forward pre/post hooks; CPU work is synchronous)."""
+    def __init__(self, blocks):
+        self.total, self._t = 0.0, None
+        self._h = [h for b in blocks for h in (b.register_forward_pre_hook(self._pre), b.register_forward_hook(self._post))]
+
+    def _pre(self, *_):
+        self._t = time.perf_counter()
+
+    def _post(self, *_):
+        self.total += time.perf_counter() - self._t
+
+    def close(self):
+        for h in self._h:
+            h.remove()
+
+
+@contextlib.contextmanager
+def count_host_syncs():
+    """Counts the Tensor methods that bring a value to the host, while the block runs."""
+    import torch
+    # value extractions; .cpu() alone is not counted: to_floats' .cpu().tolist() is one transfer
+    names = ("item", "tolist", "numpy", "__bool__", "__float__", "__int__")
+    counts = {"n": 0}
+    saved = {n: getattr(torch.Tensor, n) for n in names}
+
+    def counting(orig):
+        def f(self, *a, **k):
+            counts["n"] += 1
+            return orig(self, *a, **k)
+        return f
+    for n in names:
+        setattr(torch.Tensor, n, counting(saved[n]))
+    try:
+        yield counts
+    finally:
+        for n, f in saved.items():
+            setattr(torch.Tensor, n, f)
+
+
+def rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2 ** 20
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--size", type=int, default=32, help="latent side (tokens = (size/2)^2)")
+    ap.add_argument("--out", type=Path, default=comfy_runtime.REPO / "output" / "bench" / "speed")
+    args = ap.parse_args()
+    comfy_runtime.load()
+    import logging
+    logging.disable(logging.WARNING)     # the few-step note of the 50-run memory loop, the sampler's chatter
+    import torch
+    import pack
+    import tiny_models as tm
+    from bench_quality import block_flops
+    ck = pack.load()
+    from cachekit.nodes import stats_feed
+
+    def node(name, **inputs):
+        return pack.node(ck, name, **inputs)[0]
+
+    import comfy.supported_models as sm
+    cfg = dict(image_model="wan2.1", model_type="t2v", patch_size=(1, 2, 2), text_len=16, in_dim=16, dim=512,
+               ffn_dim=2048, freq_dim=256, text_dim=256, out_dim=16, num_heads=4, num_layers=8)
+    model = tm._patcher(sm.WAN21_T2V, cfg, seed=0)
+    g = torch.Generator().manual_seed(1)
+    pos, neg = tm._cond(torch.randn(1, 16, 256, generator=g)), tm._cond(torch.randn(1, 16, 256, generator=g))
+    lat = torch.zeros(1, 16, 1, args.size, args.size)
+    blocks = list(model.model.diffusion_model.blocks)
+
+    def run(m, latent=lat):
+        return tm.sample(m, latent, pos, neg, steps=args.steps, cfg=CFG, seed=3)
+
+    run(model)                                                   # warm-up
+    timer = BlockTimer(blocks)
+    t0 = time.perf_counter()
+    run(model)
+    share = timer.total / (time.perf_counter() - t0)
+    timer.close()
+    _, full = block_flops(lambda: run(model))
+    with count_host_syncs() as comfy_syncs:           # what ComfyUI's sampling does on its own
+        run(model)
+    rows = []
+    for name, (reusing, never) in methods(node).items():
+        patched, idle = reusing(model), never(model)
+        _, flops = block_flops(lambda: run(patched))
+        frac = flops / full
+        st = stats_feed.recent()[-1]
+        held = {k: s["held_bytes"] for k, s in st["streams"].items()}
+        with count_host_syncs() as syncs:
+            run(patched)
+        t_base, t_on, t_idle, t_base2 = [], [], [], []
+        for _ in range(args.reps):                               # alternately, so drift hits both alike
+            for lst, m in ((t_base, model), (t_on, patched), (t_base2, model), (t_idle, idle)):
+                t = time.perf_counter()
+                run(m)
+                lst.append(time.perf_counter() - t)
+        base = statistics.median(t_base + t_base2)
+        ideal = 1 / (1 - share * (1 - frac))
+        measured = base / statistics.median(t_on)
+        rows.append(dict(method=name, block_flops=frac, ideal=ideal, measured=measured, efficiency=measured / ideal,
+                         overhead=statistics.median(t_idle) / base - 1, held_mib={k: v / 2 ** 20 for k, v in held.items()},
+                         host_syncs_per_call=(syncs["n"] - comfy_syncs["n"]) / args.steps, base_s=base))
+        r = rows[-1]
+        print(f"{name:18s} blocks {frac:6.1%}  ideal {ideal:5.2f}x  measured {measured:5.2f}x  efficiency "
+              f"{r['efficiency']:5.2f}  overhead {r['overhead']:+6.1%}  held {sum(r['held_mib'].values()):6.2f} MiB  "
+              f"syncs/call {r['host_syncs_per_call']:.2f}", flush=True)
+
+    # memory over 50 runs with changing sizes (FBC reusing, the cache holding tensors of each size in turn)
+    patched = methods(node)["First Block Cache"][0](model)
+    sizes = (16, 24, 32, 20)
+    rss = []
+    for i in range(50):
+        tm.sample(patched, torch.zeros(1, 16, 1, sizes[i % 4], sizes[i % 4]), pos, neg, steps=10, cfg=CFG, seed=i)
+        rss.append(rss_mib())
+    growth = rss[-1] - rss[9]
+    print(f"resident memory after run 10: {rss[9]:.0f} MiB, after run 50: {rss[-1]:.0f} MiB ({growth:+.1f} MiB)")
+    args.out.mkdir(parents=True, exist_ok=True)
+    result = dict(model="Wan 2.1 class, dim 512, 8 blocks, 4 heads, random weights", tokens=(args.size // 2) ** 2,
+                  steps=args.steps, cfg=CFG, reps=args.reps, block_share=share, rows=rows,
+                  rss_run10_mib=rss[9], rss_run50_mib=rss[-1], threads=torch.get_num_threads())
+    (args.out / "speed.json").write_text(json.dumps(result, indent=1))
+    print(f"blocks' share of an uncached run: {share:.1%}; wrote {args.out / 'speed.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
