@@ -215,6 +215,16 @@ def smoothcache_sample(alpha):
     return sample
 
 
+def compare_sample(kind, **values):
+    """The same sampling without and with the cache node, and Compare Cache Quality on the two latents."""
+    def sample(wf, model, pos, neg, lat, s):
+        plain = ksampler(wf, model, pos, neg, lat, s)
+        cached = ksampler(wf, wf.add(kind, model=model, **values)[0], pos, neg, lat, s)
+        wf.add("CompareCacheQuality", cached_latent=cached, uncached_latent=plain)
+        return cached
+    return sample
+
+
 MODELS = {
     "flux_dev": "Flux.1-dev: models/diffusion_models/flux1-dev.safetensors, models/text_encoders/clip_l.safetensors "
                 "and t5xxl_fp16.safetensors, models/vae/ae.safetensors.",
@@ -327,6 +337,15 @@ def main() -> int:
                 f"how) and on a fine-tune of the same model (with a warning).\n\n{AFTER}\n\nModels: {MODELS[family]}")
         wan21(wf, loaded(apply_node, f"{prefix}_00001.json", **values), ksampler, f"{family}_load_{method}")
         write(f"{family}_load_{method}", wf)
+    # check a setting inside ComfyUI: uncached and cached side by side, compared
+    wf = Workflow(info)
+    wf.note("Samples the same seed without and with Apply First Block Cache (threshold 0.08) and compares the two "
+            "latents with Compare Cache Quality: PSNR, SSIM and the largest difference show on that node and in "
+            f"the log. Raise the threshold for speed until the numbers drop below what you accept.\n\n"
+            f"Models: {MODELS[family]}")
+    wan21(wf, lambda w, m: m, compare_sample("ApplyFirstBlockCache", residual_diff_threshold=0.08),
+          f"{family}_compare_quality")
+    write(f"{family}_compare_quality", wf)
     # one method each on the other families
     for family, build, note, cache in [
         ("hunyuan_video", hunyuan_video, "Apply TeaCache with the published HunyuanVideo coefficients and their "

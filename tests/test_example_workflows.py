@@ -215,7 +215,10 @@ RUNNABLE = [p for p in WORKFLOWS if p.stem.startswith(("wan21", "hunyuan")) and 
 def test_wan_and_hunyuan_workflows_run_on_tiny_models(server, calibrated, path):
     info = server.get("/object_info")
     prompt = for_tiny_models(to_api(json.loads(path.read_text()), info))
-    server.run(prompt)
+    entry = server.run(prompt)
     cache_ids = {nid for nid, n in prompt.items() if n["class_type"].startswith("Apply")}
     runs = [r for r in server.get("/cachekit/stats")["runs"][-2:] if r["node_id"] in cache_ids]
     assert runs and runs[-1]["status"] == "finished" and runs[-1]["total_steps"] == STEPS
+    for nid in (nid for nid, n in prompt.items() if n["class_type"] == "CompareCacheQuality"):
+        (report,) = entry["outputs"][nid]["text"]
+        assert report.startswith("PSNR ") and "SSIM" in report, report
