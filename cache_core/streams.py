@@ -32,8 +32,8 @@ def held_bytes(obj, seen: set | None = None) -> int:
             return 0
         seen.add(key)
         return obj.numel() * obj.element_size()
-    if id(obj) in seen or isinstance(obj, (torch.nn.Module, type)) or callable(obj):
-        return 0            # weights and code are the model's, not the cache's
+    if id(obj) in seen or callable(obj):
+        return 0            # modules (weights) and code are the model's, not the cache's
     seen.add(id(obj))
     if isinstance(obj, dict):
         return sum(held_bytes(k, seen) + held_bytes(v, seen) for k, v in obj.items())

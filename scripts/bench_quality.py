@@ -143,7 +143,7 @@ def quality():
     """cache_core's measures (the Compare Cache Quality node's; tests/test_quality.py checks them against
     scikit-image's SSIM and the PSNR formula)."""
     import pack
-    return pack.load_core().quality
+    return pack.load().cache_core.quality
 
 
 def calibrations(ck, model, family):

@@ -136,8 +136,7 @@ def build(r: Recipe):
                                             offload_device=comfy.model_management.unet_offload_device())
 
 
-def _conds(model, r: Recipe, labels: torch.Tensor) -> dict:
-    text, pooled = codes(r)
+def _conds(r: Recipe, text: torch.Tensor, pooled: torch.Tensor, labels: torch.Tensor) -> dict:
     kw = {"c_crossattn": text[labels]}
     if r.family == "flux":
         kw["y"] = pooled[labels]
@@ -165,6 +164,7 @@ def train(r: Recipe, log=print):
     g = torch.Generator().manual_seed(r.seed + 1)
     img, labels = digits()
     x0_all = base.process_latent_in(_shape(r, to_latent(img)))
+    text, pooled = codes(r)
     params = [p for p in base.diffusion_model.parameters()]
     opt = torch.optim.AdamW(params, lr=r.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -179,7 +179,7 @@ def train(r: Recipe, log=print):
         noise = torch.randn(x0.shape, generator=g)
         s = sigma.view(-1, *([1] * (x0.ndim - 1)))
         xt = (1 - s) * x0 + s * noise
-        denoised = base.apply_model(xt, sigma, **_conds(base, r, lab))
+        denoised = base.apply_model(xt, sigma, **_conds(r, text, pooled, lab))
         v = (xt - denoised) / s                                             # the model's own output
         loss = F.mse_loss(v, noise - x0)
         opt.zero_grad(set_to_none=True)
