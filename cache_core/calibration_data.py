@@ -14,6 +14,7 @@ MAGCACHE_RATIOS = "cachekit.magcache_ratios"
 SMOOTHCACHE_ERRORS = "cachekit.smoothcache_errors"
 SMOOTHCACHE_SCHEDULE = "cachekit.smoothcache_schedule"
 TEACACHE_COEFFICIENTS = "cachekit.teacache_coefficients"
+THRESHOLD_TUNING = "cachekit.threshold_tuning"
 VERSION = 1          # the schema version every format above is written with
 MAX_VALUES = 10_000  # KSampler allows at most 10000 steps: no list in a calibration is longer
 # component kinds a SmoothCache row may name, alone or for one block ("mlp-3"); "attn" is the published
@@ -125,8 +126,39 @@ def smoothcache_schedule(value) -> dict:
     return value
 
 
+def threshold_tuning(value) -> dict:
+    """What a tuning run recorded (tuning.py): the method it was made for, and per stream the steps, their
+    sigmas and each step's changes against the steps before it (newest first)."""
+    value = _tagged(value, THRESHOLD_TUNING, "threshold tuning")
+    steps = _count(value.get("steps"), "steps")
+    method = _dict(value.get("method"), "method")
+    if method.get("reference") not in ("previous_call", "last_computed"):
+        _fail("method['reference']", "'previous_call' or 'last_computed'", method.get("reference"))
+    for key in ("front_blocks", "back_blocks"):
+        if isinstance(method.get(key), bool) or not isinstance(method.get(key), int) or method[key] < 0:
+            _fail(f"method[{key!r}]", "a whole number >= 0", method.get(key))
+    for label, t in _dict(value.get("streams"), "streams").items():
+        where = f"streams[{label!r}]"
+        idx = _list(_dict(t, where).get("steps"), f"{where}['steps']")
+        n = len(idx)
+        if any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < steps for i in idx) or idx != sorted(set(idx)):
+            _fail(f"{where}['steps']", f"increasing step indices below {steps}", idx)
+        for i, g in enumerate(_list(t.get("sigmas"), f"{where}['sigmas']", n)):
+            _number(g, f"{where}['sigmas'][{i}]")
+        changes = t.get("changes")
+        if not isinstance(changes, list) or len(changes) != n:
+            _fail(f"{where}['changes']", f"a list of {n} lists (one per step)", changes)
+        for i, row in enumerate(changes):
+            if not isinstance(row, list) or len(row) > i:
+                _fail(f"{where}['changes'][{i}]", f"a list of at most {i} changes", row)
+            for k, c in enumerate(row):
+                _number(c, f"{where}['changes'][{i}][{k}]", 0.0)
+    return value
+
+
 CHECKS = {MAGCACHE_RATIOS: magcache_ratios, SMOOTHCACHE_ERRORS: smoothcache_errors,
-          SMOOTHCACHE_SCHEDULE: smoothcache_schedule, TEACACHE_COEFFICIENTS: teacache_coefficients}
+          SMOOTHCACHE_SCHEDULE: smoothcache_schedule, TEACACHE_COEFFICIENTS: teacache_coefficients,
+          THRESHOLD_TUNING: threshold_tuning}
 
 
 def check_any(value) -> dict:

@@ -53,3 +53,61 @@ class TaylorForecaster:
                 acc = acc + f.to(dtype) * ((k ** i) / math.factorial(i))
             out[key] = acc
         return out
+
+
+def chebyshev(tau: torch.Tensor, degree: int) -> torch.Tensor:
+    """T_0..T_degree at each tau (rows), by the recurrence T_{j+1} = 2 tau T_j - T_{j-1}."""
+    cols = [torch.ones_like(tau), tau]
+    while len(cols) <= degree:
+        cols.append(2 * tau * cols[-1] - cols[-2])
+    return torch.stack(cols[:degree + 1], dim=-1)
+
+
+class ChebyshevForecaster:
+    """Spectrum (arXiv 2603.01623): a feature as a function of time tau in [-1, 1], fitted over every stored
+    (tau_i, Y_i) by ridge regression on the Chebyshev basis T_0..T_degree, and blended with a first-order Taylor
+    step from the last two: forecast = blend * cheb + (1 - blend) * taylor.
+
+    Both parts are linear in the stored features, so the forecast is one weighted sum sum_i w_i Y_i with the
+    weights solved on a (degree+1)-square system in float64: nothing of the features' size is factorized.
+    `storage` keeps the history on another device (the CPU) to spare accelerator memory."""
+
+    def __init__(self, degree: int = 4, ridge: float = 0.1, blend: float = 0.5, storage: str | None = None):
+        if degree < 0 or ridge < 0 or not 0.0 <= blend <= 1.0:
+            raise ValueError(f"need degree >= 0, ridge >= 0 and blend in [0, 1]; got {degree}, {ridge}, {blend}")
+        self.degree, self.ridge, self.blend, self.storage = int(degree), float(ridge), float(blend), storage
+        self.taus: list[float] = []
+        self.values: dict[str, list[torch.Tensor]] = {}
+
+    def update(self, values: dict[str, torch.Tensor], tau: float) -> None:
+        if self.taus and tau <= self.taus[-1]:   # a second value at a position (Heun's corrector) changes nothing
+            return
+        self.taus.append(float(tau))
+        for key, v in values.items():
+            self.values.setdefault(key, []).append(v.detach().to(self.storage) if self.storage else v.detach())
+
+    @property
+    def ready(self) -> bool:
+        return len(self.taus) >= 2
+
+    def weights(self, tau: float) -> list[float]:
+        t = torch.tensor(self.taus, dtype=torch.float64)
+        phi = chebyshev(t, self.degree)                                   # (n, degree + 1)
+        gram = phi.T @ phi + self.ridge * torch.eye(self.degree + 1, dtype=torch.float64)
+        at = chebyshev(torch.tensor([float(tau)], dtype=torch.float64), self.degree)[0]
+        cheb = torch.linalg.solve(gram, at) @ phi.T                       # (n,): weight of each stored feature
+        k = (tau - self.taus[-1]) / (self.taus[-1] - self.taus[-2])
+        taylor = torch.zeros_like(cheb)
+        taylor[-1], taylor[-2] = 1.0 + k, -k
+        return (self.blend * cheb + (1.0 - self.blend) * taylor).tolist()
+
+    def predict(self, tau: float, like: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        w = self.weights(tau)
+        out = {}
+        for key, history in self.values.items():
+            ref = like[key]
+            acc = torch.zeros_like(ref, dtype=torch.float32)
+            for wi, y in zip(w, history):
+                acc.add_(y.to(ref.device, torch.float32), alpha=wi)
+            out[key] = acc.to(ref.dtype)
+        return out

@@ -25,6 +25,10 @@ class BlockLayout:
     convert: Callable[[Hidden, str, str], Hidden] | None = field(default=None, compare=False)
     # block 0's timestep-modulated input from its args (TeaCache's indicator); None if unknown
     modulated_input: Callable[[dict], torch.Tensor] | None = field(default=None, compare=False)
+    # block 0's modulated *image tokens* where they differ from modulated_input (Wan: TeaCache reads e0)
+    modulated_image: Callable[[dict], torch.Tensor] | None = field(default=None, compare=False)
+    # whether block 0's input starts with the image tokens in grid order (false where text comes first)
+    image_first: bool = field(default=True, compare=False)
     # kind of the n-th attention call inside a block of each kind, e.g. {"double_block": ("self", "cross")}
     attention_kinds: Mapping[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
 

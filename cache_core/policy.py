@@ -6,6 +6,7 @@ it keeps per stream (previous probe, accumulators, forecast factors) and never s
 """
 from __future__ import annotations
 
+import copy
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ class StepInfo:
     total: int      # steps in this run
     sigma: float    # the call's sigma
     position: float | None = None   # fractional step index (midpoint calls lie between); None = index
+    grid: tuple[int, ...] = ()      # the call's latent sizes after the channels ((frames,) height, width)
 
     def __post_init__(self):
         if self.position is None:
@@ -53,6 +55,7 @@ class CachePolicy(ABC):
     probe says what the decision looks at:
       "front_residual"   the residual of the front blocks (First Block Cache, DBCache; needs Fn >= 1)
       "modulated_input"  the host's timestep-modulated input of block 0 (TeaCache; Fn = 0)
+      "modulated_image"  block 0's modulated image tokens (SeaCache; Fn = 0)
       None               nothing from the tensors (MagCache, TaylorSeer: schedule or ratios only)
     """
     name = "cache"
@@ -68,6 +71,14 @@ class CachePolicy(ABC):
         """Once at the start of a run, with its step count: adapt to it and say how (notes for the log),
         or raise ValueError when the method cannot run that many steps."""
         return []
+
+    def run_notes(self) -> list[str]:
+        """What the user should know about how this run went (the run's stats carry it)."""
+        return []
+
+    def condition(self, probe: torch.Tensor | None, step: StepInfo, layout) -> torch.Tensor | None:
+        """The probe of the whole call (all streams batched) as the method measures it (SeaCache filters it)."""
+        return probe
 
     def measure(self, state: Any, probe: torch.Tensor | None) -> torch.Tensor | None:
         """A 0-d tensor the decision needs, computed without a host sync (the engine batches them)."""
@@ -90,6 +101,19 @@ class CachePolicy(ABC):
     def reuse(self, state: Any, cached: Hidden, step: StepInfo, span_input: Hidden) -> Hidden:
         """The residual to add to `span_input` on a reused call (forecasting methods extrapolate here)."""
         return cached
+
+
+class Tunable:
+    """A method whose saving one threshold sets (more threshold, more reuse): auto-tune (tuning.py) can aim it
+    at a target fraction of block evaluations. `reference` says what its probe's change is measured against:
+    "previous_call" (TeaCache: every call moves the reference) or "last_computed" (First Block Cache, DBCache)."""
+    threshold: float
+    reference = "last_computed"
+
+    def with_threshold(self, threshold: float):
+        other = copy.copy(self)
+        other.threshold = float(threshold)
+        return other
 
 
 class ComponentPolicy(ABC):

@@ -7,6 +7,7 @@ model input: a change of any of them starts that stream afresh.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Hashable, Sequence
 
@@ -68,7 +69,7 @@ class CacheRun:
             raise ValueError(f"CacheKit: batch {x.shape[0]} does not split into {n} condition chunks")
         meta = ((x.shape[0] // n, *x.shape[1:]), x.dtype, x.device)
         streams = [self._stream(k, kind, meta) for k, kind in zip(stream_keys, stream_kinds)]
-        step = self.step_at(sigma)
+        step = dataclasses.replace(self.step_at(sigma), grid=tuple(x.shape[2:]))
         if isinstance(self.policy, ComponentPolicy):
             self.current = ComponentCall(self.policy, self.layout, self.limits, streams, step)
         else:
@@ -100,6 +101,8 @@ class CacheRun:
         """Drop every tensor the run holds; return its stats (with what each stream's cache held at the end)."""
         for st in self.streams.values():
             st.stats.held_bytes = held_bytes((st.policy_state, st.residual, st.components))
+        if isinstance(self.policy, CachePolicy):
+            self.stats.notes += self.policy.run_notes()
         self.closed = True
         self.current = None
         self.streams.clear()

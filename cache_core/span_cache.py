@@ -64,8 +64,7 @@ class SpanCall:
             self.blocks_run += 1
             return _RUN
         if p == 0 and self.start == 0:       # no front blocks: decide before the stack runs
-            probe = self.layout.modulated_input(args) if self.policy.probe == "modulated_input" else None
-            self._decide(probe, self.layout.hidden(args, 0), 0)
+            self._decide(self._input_probe(args), self.layout.hidden(args, 0), 0)
         elif p == 0:
             # Blocks update their inputs in place (Flux `img +=`, LTXV `addcmul_`): keep a copy of what
             # the front residual is measured against.
@@ -89,8 +88,15 @@ class SpanCall:
             self._store_residual(out, p)
 
     # --- decision ------------------------------------------------------------------------------
+    def _input_probe(self, args: dict) -> torch.Tensor | None:
+        kind, lay = self.policy.probe, self.layout
+        if kind == "modulated_image" and lay.modulated_image is not None:
+            return lay.modulated_image(args)
+        return lay.modulated_input(args) if kind in ("modulated_input", "modulated_image") else None
+
     def _decide(self, probe: torch.Tensor | None, anchor: Hidden, anchor_pos: int) -> None:
         n = len(self.streams)
+        probe = self.policy.condition(probe, self.step, self.layout)
         probes = _chunks(probe, n) if probe is not None else (None,) * n
         shapes = [{k: tuple(c.shape) for k, c in zip(anchor, parts)}
                   for parts in zip(*(_chunks(v, n) for v in anchor.values()))]

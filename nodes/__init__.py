@@ -7,14 +7,18 @@ from .fastercache import ApplyFasterCache
 from .first_block_cache import ApplyFirstBlockCache
 from .magcache import ApplyMagCache, CalibrateMagCache
 from .pab import ApplyPyramidAttentionBroadcast
+from .seacache import ApplySeaCache
+from .spectrum import ApplySpectrumCache
 from .smoothcache import ApplySmoothCache, CalibrateSmoothCache, SmoothCacheSchedule
 from .taylorseer import ApplyTaylorSeerCache
 from .teacache import ApplyTeaCache, CalibrateTeaCache
+from .tune_threshold import TuneCacheThreshold
 
 _NODES = (ApplyFirstBlockCache, ApplyTeaCache, CalibrateTeaCache, ApplyMagCache, CalibrateMagCache,
           ApplyTaylorSeerCache, ApplyDBCache, ApplyPyramidAttentionBroadcast, CalibrateSmoothCache, SmoothCacheSchedule,
           ApplySmoothCache, ApplyFasterCache, SaveCacheCalibration, LoadCacheCalibration,
-          CompareCacheQuality)
+          CompareCacheQuality, TuneCacheThreshold, ApplySeaCache,
+          ApplySpectrumCache)
 calibration_files.register()
 NODE_CLASS_MAPPINGS = {cls.__name__: cls for cls in _NODES}
 NODE_DISPLAY_NAME_MAPPINGS = {cls.__name__: cls.NODE_NAME for cls in _NODES}

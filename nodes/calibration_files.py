@@ -27,10 +27,12 @@ FOLDER = "cache_calibrations"
 MAX_BYTES = 16 * 2**20
 # ComfyUI socket type of each calibration format, and the union a loaded file comes out as
 SOCKET_TYPES = {cd.MAGCACHE_RATIOS: "MAGCACHE_RATIOS", cd.SMOOTHCACHE_ERRORS: "SMOOTHCACHE_CALIBRATION",
-                cd.SMOOTHCACHE_SCHEDULE: "SMOOTHCACHE_SCHEDULE", cd.TEACACHE_COEFFICIENTS: "TEACACHE_COEFFICIENTS"}
+                cd.SMOOTHCACHE_SCHEDULE: "SMOOTHCACHE_SCHEDULE", cd.TEACACHE_COEFFICIENTS: "TEACACHE_COEFFICIENTS",
+                cd.THRESHOLD_TUNING: "CACHE_TUNING"}
 ANY_CALIBRATION = ",".join(SOCKET_TYPES.values())
 WHAT = {cd.MAGCACHE_RATIOS: "MagCache ratios", cd.SMOOTHCACHE_ERRORS: "SmoothCache calibration",
-        cd.SMOOTHCACHE_SCHEDULE: "SmoothCache schedule", cd.TEACACHE_COEFFICIENTS: "TeaCache coefficients"}
+        cd.SMOOTHCACHE_SCHEDULE: "SmoothCache schedule", cd.TEACACHE_COEFFICIENTS: "TeaCache coefficients",
+        cd.THRESHOLD_TUNING: "threshold tuning"}
 _log = logging.getLogger("CacheKit")
 
 
@@ -163,8 +165,9 @@ def summary(calibration: dict) -> str:
             f"{' on ' + made['family'] if 'family' in made else ''}{' (' + how + ')' if how else ''}")
 
 
-def find_matching(fmt: str, model) -> dict | None:
-    """The newest saved calibration of this format made on this very model (same family and fingerprint)."""
+def find_matching(fmt: str, model, fits=lambda data: True) -> dict | None:
+    """The newest saved calibration of this format made on this very model (same family and fingerprint)
+    that `fits`."""
     family, print_ = detect(model, "CacheKit").name, fingerprint(model)
     found = []
     for name in names():
@@ -174,6 +177,7 @@ def find_matching(fmt: str, model) -> dict | None:
             _log.debug("CacheKit: skipping %s", e)
             continue
         made = data.get("model") or {}
-        if data["format"] == fmt and made.get("family") == family and made.get("fingerprint") == print_:
+        if data["format"] == fmt and made.get("family") == family and made.get("fingerprint") == print_ \
+                and fits(data):
             found.append((str(data.get("created", "")), name, data))
     return max(found)[2] if found else None

@@ -60,13 +60,31 @@ class CacheKitNode:
         raise validation.CacheKitInputError(f"{self.NODE_NAME}: {message}")
 
 
+TUNING_TYPE = "CACHE_TUNING"
+
+
+def target_inputs() -> dict:
+    """Auto-tune (cache_core/tuning.py): a saving asked for instead of a threshold."""
+    return {
+        "target_compute": ("FLOAT", {
+            "default": 0.0, "min": 0.0, "max": 1.0, "step": 0.05,
+            "tooltip": "Ask for a saving instead of a threshold: the fraction of block evaluations to compute "
+                       "(0.5 = half). 0 = use the threshold as set. The threshold is then picked per run from a "
+                       "tuning (Tune Cache Threshold; MagCache needs none)."}),
+        "tuning": (TUNING_TYPE, {"tooltip": "From Tune Cache Threshold or Load Cache Calibration. Without it, "
+                                            "target_compute uses the newest saved tuning made on this model."}),
+    }
+
+
 class CacheNode(CacheKitNode, ABC):
     """An Apply node: MODEL in, the method installed on a clone out. Subclasses declare own_inputs() and
-    turn the checked values into the method (policy factory and engine limits)."""
+    turn the checked values into the method (policy factory and engine limits). THRESHOLD names the input a
+    target_compute replaces (threshold-driven methods)."""
     RETURN_TYPES = ("MODEL",)
     FUNCTION = "apply"
     WINDOW: dict | None = {}          # defaults for window_inputs(); None = no window inputs
     OPTIONAL: dict = {}
+    THRESHOLD: str | None = None
 
     @classmethod
     def own_inputs(cls) -> dict:
@@ -78,8 +96,9 @@ class CacheNode(CacheKitNode, ABC):
         if cls.WINDOW is not None:
             required.update(window_inputs(**cls.WINDOW))
         spec = {"required": required, "hidden": {"unique_id": "UNIQUE_ID"}}
-        if cls.OPTIONAL:
-            spec["optional"] = dict(cls.OPTIONAL)
+        optional = {**cls.OPTIONAL, **(target_inputs() if cls.THRESHOLD else {})}
+        if optional:
+            spec["optional"] = optional
         return spec
 
     @abstractmethod
@@ -89,11 +108,39 @@ class CacheNode(CacheKitNode, ABC):
     def apply(self, model, unique_id=None, **inputs):
         from .hooks import install
         v = self.checked(inputs)
+        target = v.get("target_compute", 0.0) if self.THRESHOLD else 0.0
+        if target > 0.0:
+            v[self.THRESHOLD] = 1.0          # a placeholder: each run sets it from the target
         make_policy, fields = self.method(model, v)
+        if target > 0.0:
+            make_policy = self.targeted(model, target, make_policy(), v.get("tuning"))
         if self.WINDOW is not None:
             start, end = validation.percent_window(self.NODE_NAME, v["start_percent"], v["end_percent"])
             fields = dict(fields, start_percent=start, end_percent=end)
         return (install(model, fields, make_policy, self.NODE_NAME, unique_id),)
+
+    def targeted(self, model, target: float, policy, tuning: dict | None):
+        """The method aimed at `target`: from a tuning made for it, or from its schedule when it has no probe."""
+        from ..cache_core.tuning import Targeted, traces_from
+        from . import calibration_files as files
+        if policy.probe is None:
+            return Targeted(policy, target)
+        fmt = calibration_data.THRESHOLD_TUNING
+        if tuning is None:
+            tuning = files.find_matching(fmt, model, lambda data: data["method"]["name"] == policy.name)
+            if tuning is None:
+                self.fail(f"target_compute {target} needs a tuning: none is connected and none made for "
+                          f"{policy.name} on this model is saved in {files.folders()}; run Tune Cache Threshold "
+                          f"after this node (with target_compute 0) once and save it with Save Cache Calibration")
+            _log.info("%s: target_compute uses the saved %s", self.NODE_NAME, files.source_name(tuning))
+        tuning = self.calibration(fmt, tuning, model, "tuning")
+        made = tuning["method"]
+        mine = {"name": policy.name, "probe": policy.probe, "front_blocks": policy.front_blocks}
+        if any(made.get(k) != v for k, v in mine.items()):
+            self.fail(f"{files.source_name(tuning, 'the tuning')} was recorded for "
+                      f"{', '.join(f'{k} {made.get(k)}' for k in mine)}; this node runs "
+                      f"{', '.join(f'{k} {v}' for k, v in mine.items())}: tune this setting")
+        return Targeted(policy, target, traces_from(tuning), tuning["steps"])
 
     def resolve_preset(self, method: str, choice: str, model) -> str | None:
         """'auto': the published preset for the detected family/variant, or None where there is none;
@@ -150,7 +197,7 @@ class CalibrateNode(CacheKitNode, ABC):
         return {"required": {**sampler_inputs(), **cls.own_inputs()}}
 
     @abstractmethod
-    def recorder(self, v: dict):
+    def recorder(self, v: dict, model):
         """The recording policy for one calibration run, from the checked values."""
 
     def calibrate(self, model, positive, negative, latent_image, **inputs):
@@ -158,8 +205,8 @@ class CalibrateNode(CacheKitNode, ABC):
         from . import calibration_files as files
         from .hooks import install
         v = self.checked(inputs)
-        recorder = self.recorder(v)
-        patched = install(model, {}, lambda: recorder, self.NODE_NAME)
+        recorder = self.recorder(v, model)
+        patched = install(model, {}, lambda: recorder, self.NODE_NAME, replacing=False)
         (latent,) = comfy_nodes.common_ksampler(patched, v["seed"], v["steps"], v["cfg"], v["sampler_name"],
                                                 v["scheduler"], positive, negative, latent_image,
                                                 denoise=v.get("denoise", 1.0))

@@ -7,6 +7,7 @@ from . import common
 
 class ApplyDBCache(common.CacheNode):
     NODE_NAME = "Apply DBCache"
+    THRESHOLD = "residual_diff_threshold"
     DESCRIPTION = ("Always runs the first Fn and last Bn blocks; reuses the middle blocks' residual while the "
                    "first blocks' residual barely changes (cache-dit DBCache). Bn > 0 lets the last blocks "
                    "correct the approximation; TaylorSeer can forecast the middle residual.")

@@ -28,6 +28,14 @@ def _wan_modulated(_block, args):
     return args["vec"]   # e0, the time projection: TeaCache's use_ret_steps indicator for Wan
 
 
+def _wan_modulated_image(block, args):
+    from comfy.ldm.wan.model import repeat_e
+    x, e = args["img"], args["vec"]
+    mod = block.modulation.to(dtype=x.dtype, device=x.device)
+    e = (mod + e).chunk(6, dim=1) if e.ndim < 4 else (mod.unsqueeze(0) + e).unbind(2)
+    return torch.addcmul(repeat_e(e[0], x), block.norm1(x.contiguous()), 1 + repeat_e(e[1], x))
+
+
 def _qwen_modulated(block, args):
     mod1 = block.img_mod(args["vec"]).chunk(2, dim=-1)[0]
     return block._modulate(block.img_norm1(args["img"]), mod1)[0]
@@ -131,6 +139,8 @@ class Family:
     adapter: CallAdapter | dict | None = None   # route "forward": the block's call as the engine's dict (per kind)
     convert: object = None                  # re-lays hidden states between block kinds (Flux: txt+img)
     modulated_input: object = None          # (block0, args) -> tensor, TeaCache's indicator
+    modulated_image: object = None          # (block0, args) -> block 0's modulated image tokens, if not the above
+    image_first: bool = True                # block 0's input starts with the image tokens (False: text first)
     teacache_preset: object = None          # (diffusion_model) -> preset name or None
     magcache_preset: object = None
     attention_kinds: dict = field(default_factory=dict)   # block kind -> kind of its n-th attention call
@@ -162,12 +172,14 @@ class Family:
         for kind, attr, skip_attr in self.blocks:
             skipped = set(getattr(diffusion_model, skip_attr, None) or ()) if skip_attr else set()
             positions += [(kind, i) for i in range(len(getattr(diffusion_model, attr))) if i not in skipped]
-        probe = None
+        probe = image = None
         if self.modulated_input is not None and positions:
             probe = functools.partial(self.modulated_input, self.block(diffusion_model, *positions[0]))
+        if self.modulated_image is not None and positions:
+            image = functools.partial(self.modulated_image, self.block(diffusion_model, *positions[0]))
         layout = BlockLayout(kinds=tuple(k for k, _ in positions), stream_keys=self.stream_keys,
-                             primary="img", convert=self.convert, modulated_input=probe,
-                             attention_kinds=self.attention_kinds)
+                             primary="img", convert=self.convert, modulated_input=probe, modulated_image=image,
+                             image_first=self.image_first, attention_kinds=self.attention_kinds)
         return layout, positions
 
     def preset(self, method: str, diffusion_model) -> str | None:
@@ -201,7 +213,7 @@ def _hunyuan_video_1(name):
 _CHROMA = dict(blocks=_FLUX_BLOCKS, stream_keys=_DOUBLE_SINGLE, convert=_join_txt_img, modulated_input=_flux_modulated,
                attention_kinds=_JOINT_ATTN, mlp_modules=_FLUX_MLPS)
 _WAN = dict(blocks=(("double_block", "blocks", None),), stream_keys={"double_block": ("img",)},
-            modulated_input=_wan_modulated, attention_kinds={"double_block": ("self", "cross", "cross")},
+            modulated_input=_wan_modulated, modulated_image=_wan_modulated_image, attention_kinds={"double_block": ("self", "cross", "cross")},
             mlp_modules={"double_block": ("ffn",)})
 
 
@@ -232,10 +244,11 @@ FAMILIES = (
            modulated_input=_qwen_modulated, magcache_preset=_fixed("qwen_image"),
            attention_kinds={"double_block": ("self",)}, mlp_modules={"double_block": ("img_mlp", "txt_mlp")}),
     # Lumina 2 and Z-Image (NextDiT): the main stack `layers` (the refiners run on text or image alone before
-    # it); its forward ignores patches_replace, so each block's own forward is patched
+    # it); its forward ignores patches_replace, so each block's own forward is patched. No TeaCache preset: the
+    # published Lumina 2 coefficients disagree (code vs README of TeaCache4Lumina2), so Calibrate TeaCache it is
     Family("Lumina2 / Z-Image", ("comfy.ldm.lumina.model.NextDiT",), (("block", "layers", None),),
            {"block": ("img",)}, route="forward", adapter=CallAdapter(hidden={"img": "x"}, returns=("img",)),
-           modulated_input=_lumina_modulated, attention_kinds={"block": ("self",)},
+           modulated_input=_lumina_modulated, image_first=False, attention_kinds={"block": ("self",)},
            mlp_modules={"block": ("feed_forward",)}),
     # SD3 / SD3.5 (MMDiT): joint blocks; image self attention a second time where x_block_self_attn is set
     Family("SD3", ("comfy.ldm.modules.diffusionmodules.mmdit.OpenAISignatureMMDITWrapper",),
@@ -245,8 +258,8 @@ FAMILIES = (
     # OmniGen2: like NextDiT, a main stack `layers` after text/image/reference refiners; no patches_replace
     Family("OmniGen2", ("comfy.ldm.omnigen.omnigen2.OmniGen2Transformer2DModel",), (("block", "layers", None),),
            {"block": ("img",)}, route="forward", adapter=CallAdapter(hidden={"img": "hidden_states"}, returns=("img",)),
-           modulated_input=_omnigen2_modulated, attention_kinds={"block": ("self",)},
-           mlp_modules={"block": ("feed_forward",)}),
+           modulated_input=_omnigen2_modulated, image_first=False, magcache_preset=_fixed("omnigen2_t2i"),
+           attention_kinds={"block": ("self",)}, mlp_modules={"block": ("feed_forward",)}),
     # Cosmos Predict2: blocks on (B, T, H, W, D) tokens, self then cross attention; no patches_replace
     Family("Cosmos Predict2", ("comfy.ldm.cosmos.predict2.MiniTrainDIT",), (("block", "blocks", None),),
            {"block": ("img",)}, route="forward", adapter=CallAdapter(hidden={"img": "x_B_T_H_W_D"}, returns=("img",)),
@@ -260,8 +273,10 @@ FAMILIES = (
     # Mochi: asymmetric joint blocks (the last one leaves the text as it is and has no text MLP)
     Family("Mochi", ("comfy.ldm.genmo.joint_model.asymm_models_joint.AsymmDiTJoint",),
            (("double_block", "blocks", None),), {"double_block": ("img", "txt")},
-           modulated_input=_mochi_modulated, attention_kinds={"double_block": ("self",)},
+           modulated_input=_mochi_modulated, teacache_preset=_fixed("mochi"), attention_kinds={"double_block": ("self",)},
            mlp_modules={"double_block": ("mlp_x", "mlp_y")}),
+    # Hunyuan3D 2.0: Flux's double and single blocks on shape latents (no positional embedding), text first
+    Family("Hunyuan3D 2.0", ("comfy.ldm.hunyuan3d.model.Hunyuan3Dv2",), **_CHROMA),
     # HiDream-I1: its forward ignores patches_replace. Each block gets its own Llama layer's states appended to
     # the text (double) or to the sequence (single) and the forward cuts them off after the block, so what a
     # block adds to them is dropped: only the carried part of the sequence needs the cached residual.
@@ -292,11 +307,17 @@ UNSUPPORTED = {
         "span would replay it; not covered yet",
     "comfy.ldm.pixart.pixartms.PixArtMS":
         "(PixArt) offers no block replace hook and passes no transformer_options to its attention; not covered yet",
-    "comfy.ldm.hydit.models.HunYuanDiT": "(HunyuanDiT, long skip connections between blocks) is not covered yet",
-    "comfy.ldm.audio.dit.AudioDiffusionTransformer": "(Stable Audio) is not covered yet: audio models have no row",
-    "comfy.ldm.ace.model.ACEStepTransformer2DModel": "(ACE-Step) is not covered yet: audio models have no row",
-    "comfy.ldm.hunyuan3d.model.Hunyuan3Dv2": "(Hunyuan3D 2.0) is not covered yet: 3D models have no row",
-    "comfy.ldm.hunyuan3dv2_1.hunyuandit.HunYuanDiTPlain": "(Hunyuan3D 2.1) is not covered yet: 3D models have no row",
+    "comfy.ldm.hydit.models.HunYuanDiT":
+        "(HunyuanDiT) feeds each first-half block's output into a second-half block (long skip connections) and "
+        "passes no transformer_options to its attention: blocks that still compute after a reused span would take "
+        "stale skips, and the attention methods cannot reach it; not covered yet",
+    "comfy.ldm.hunyuan3dv2_1.hunyuandit.HunYuanDiTPlain":
+        "(Hunyuan3D 2.1) feeds first-half block outputs into second-half blocks (long skip connections), as "
+        "HunyuanDiT does; not covered yet",
+    "comfy.ldm.audio.dit.AudioDiffusionTransformer":
+        "(Stable Audio) is not covered yet: audio models have no row and no test here",
+    "comfy.ldm.ace.model.ACEStepTransformer2DModel":
+        "(ACE-Step) is not covered yet: audio models have no row and no test here",
 }
 
 SUPPORTED_NAMES = ", ".join(f.name for f in FAMILIES)

@@ -23,6 +23,7 @@ import comfy.model_management
 from comfy.patcher_extension import WrappersMP
 
 from ..cache_core import CachePolicy, CacheRun, CfgCache, ComponentPolicy, ReuseLimits
+from ..cache_core.tuning import Targeted
 from . import routes, stats_feed
 from .families import Family, UnsupportedModelError, detect
 from .live import LiveRuns, SharedOnClone
@@ -59,12 +60,21 @@ class CacheSpec(SharedOnClone):
         end = -1.0 if self.end_percent >= 1.0 else float(ms.percent_to_sigma(self.end_percent))
         limits = ReuseLimits(start_sigma=start, end_sigma=end, warmup_steps=self.warmup_steps,
                              max_consecutive=self.max_consecutive)
-        return CacheRun(self.make_policy(), layout, sigmas.tolist(), limits)
+        notes = []
+        if isinstance(self.make_policy, Targeted):   # a target instead of a threshold: picked for this run
+            policy, note = self.make_policy.at(sigmas.tolist(), limits, len(layout))
+            notes.append(note)
+        else:
+            policy = self.make_policy()
+        run = CacheRun(policy, layout, sigmas.tolist(), limits)
+        run.stats.notes += notes
+        return run
 
 
 def install(model, spec_fields: dict, make_policy: Callable[[], CachePolicy], node_name: str,
-            node_id: str | None = None):
-    """Return a clone of `model` with the method installed; `model` itself is left untouched."""
+            node_id: str | None = None, replacing: bool = True):
+    """Return a clone of `model` with the method installed; `model` itself is left untouched. A calibration
+    run passes replacing=False: it runs instead of an earlier CacheKit node on purpose."""
     family = detect(model, node_name)
     m = model.clone()
     layout, positions = family.layout(m.model.diffusion_model)
@@ -74,15 +84,15 @@ def install(model, spec_fields: dict, make_policy: Callable[[], CachePolicy], no
             f"{node_name}: {family.name} {family.injects}; a reused run of blocks would replay the hints of the "
             f"step it was computed on. Use a method that caches inside the blocks (Apply Pyramid Attention "
             f"Broadcast, Apply SmoothCache, Apply FasterCache)")
-    if policy.probe == "modulated_input" and layout.modulated_input is None:
+    if policy.probe in ("modulated_input", "modulated_image") and layout.modulated_input is None:
         raise UnsupportedModelError(f"{node_name}: no timestep-modulated input is known for {family.name}")
     if policy.front_blocks + policy.back_blocks >= len(layout):
         raise CacheKitInputError(
             f"{node_name}: {policy.front_blocks} front + {policy.back_blocks} back blocks always computed "
             f"leave nothing to cache in this {family.name} model ({len(layout)} blocks)")
     earlier: CacheSpec | None = m.model_options["transformer_options"].get(SPEC_KEY)
-    replaces = ((earlier.node_name, earlier.node_id), *earlier.replaces) if earlier is not None else ()
-    if earlier is not None:
+    replaces = ((earlier.node_name, earlier.node_id), *earlier.replaces) if earlier is not None and replacing else ()
+    if earlier is not None and replacing:
         # Methods do not stack: they would each own the same blocks. The later node wins, visibly.
         _log.warning("%s (node %s) replaces %s (node %s) on this MODEL: CacheKit methods do not stack, only the "
                      "last one before the sampler runs.", node_name, node_id, earlier.node_name, earlier.node_id)
@@ -109,6 +119,8 @@ def _outer_sample_wrapper(spec: CacheSpec, executor, *args, **kwargs):
         return executor(*args, **kwargs)   # a later CacheKit node replaced this one
     # args: (noise, latent_image, sampler, sigmas, denoise_mask, callback, disable_pbar, seed)
     run = spec.new_run(guider.model_patcher, args[3])
+    for note in run.stats.notes:
+        _log.info("%s: %s", spec.node_name, note)
     try:
         for note in run.policy.prepare(run.stats.total_steps):
             _log.info("%s: %s", spec.node_name, note)

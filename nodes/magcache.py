@@ -17,6 +17,7 @@ def preset_ratios(name: str) -> dict[str, list[float]]:
 
 class ApplyMagCache(common.CacheNode):
     NODE_NAME = "Apply MagCache"
+    THRESHOLD = "threshold"
     DESCRIPTION = ("Skips the whole transformer while the accumulated error predicted from the magnitude ratios "
                    "of successive residuals stays small, reusing the last computed residual. Ratios come from "
                    "a published preset or from Calibrate MagCache.")
@@ -61,5 +62,5 @@ class CalibrateMagCache(common.CalibrateNode):
     NODE_NAME = "Calibrate MagCache"
     RETURN_TYPES = (RATIOS_TYPE, "LATENT")
 
-    def recorder(self, v):
+    def recorder(self, v, model):
         return MagCacheCalibration()

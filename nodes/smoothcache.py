@@ -24,7 +24,7 @@ class CalibrateSmoothCache(common.CalibrateNode):
         return {"lookahead": ("INT", {"default": 3, "min": 1, "max": 10,
                                       "tooltip": "Largest gap n whose error is recorded (SmoothCache default 3)."})}
 
-    def recorder(self, v):
+    def recorder(self, v, model):
         return SmoothCacheCalibration(v["lookahead"])
 
 

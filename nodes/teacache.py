@@ -31,6 +31,7 @@ COEFFICIENTS_TYPE = SOCKET_TYPES[calibration_data.TEACACHE_COEFFICIENTS]
 
 class ApplyTeaCache(common.CacheNode):
     NODE_NAME = "Apply TeaCache"
+    THRESHOLD = "rel_l1_thresh"
     DESCRIPTION = ("Skips the whole transformer on steps where the timestep-modulated input of the first block "
                    "has changed little (accumulated, polynomial-rescaled relative L1), reusing the last computed "
                    "residual. Calibrated coefficients per model family, or your own from Calibrate TeaCache.")
@@ -95,7 +96,7 @@ class CalibrateTeaCache(common.CalibrateNode):
         return {"degree": ("INT", {"default": 4, "min": 1, "max": 6,
                                    "tooltip": "Polynomial degree (the published coefficients use 4)."})}
 
-    def recorder(self, v):
+    def recorder(self, v, model):
         return TeaCacheCalibration(v["degree"])
 
     def calibrate(self, model, positive, negative, latent_image, **inputs):

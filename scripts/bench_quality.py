@@ -58,6 +58,10 @@ def methods(ck, cal):
         "DBCache (F1 B1)": ("threshold", (0.03, 0.06, 0.1, 0.15, 0.25), lambda m, v: node(
             "ApplyDBCache", model=m, Fn_compute_blocks=1, Bn_compute_blocks=1, residual_diff_threshold=v,
             max_warmup_steps=2)),
+        "SeaCache": ("threshold", (0.1, 0.2, 0.4, 0.7, 1.2), lambda m, v: node(
+            "ApplySeaCache", model=m, threshold=v)),
+        "Spectrum": ("gap_growth", (0.0, 0.25, 0.5, 0.75, 1.5), lambda m, v: node(
+            "ApplySpectrumCache", model=m, gap_growth=v)),
         "TaylorSeer (order 1)": ("interval", (2, 3, 4, 5, 6), lambda m, v: node(
             "ApplyTaylorSeerCache", model=m, cache_interval=v, warmup_steps=2, max_order=1)),
         "PAB": ("self interval", (2, 3, 4, 6, 8), lambda m, v: node(
@@ -158,7 +162,7 @@ def calibrations(ck, model, family):
             "smoothcache": pack.node(ck, "CalibrateSmoothCache", model=model, **sampling, lookahead=3)[0]}
 
 
-def run_family(ck, family: str, log) -> list[dict]:
+def run_family(ck, family: str, log, only: list[str] | None = None) -> list[dict]:
     import digits_models as dm
     model = dm.load(family, log)
     cases = [(s, lab, seed) for s in SAMPLERS for lab in LABELS for seed in SEEDS]
@@ -176,6 +180,8 @@ def run_family(ck, family: str, log) -> list[dict]:
     log(f"[{family}] EasyCache evidence: {easycache_evidence(model, family)}")
     rows = []
     for name, (knob, settings, apply) in methods(ck, cal).items():
+        if only and name not in only:
+            continue
         for v in settings:
             patched = apply(model, v)
             fracs, ps, ss = [], [], []
@@ -252,6 +258,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--families", nargs="+", default=["wan", "flux"])
     ap.add_argument("--out", type=Path, default=comfy_runtime.REPO / "output" / "bench" / "quality")
+    ap.add_argument("--methods", nargs="+", help="measure only these methods and replace their rows in the "
+                    "existing quality.json (the others stay as measured before)")
     args = ap.parse_args()
     comfy_runtime.load()
     import logging
@@ -261,7 +269,10 @@ def main() -> int:
     t0 = time.perf_counter()
     rows = []
     for family in args.families:
-        rows += run_family(ck, family, lambda s: print(s, flush=True))
+        rows += run_family(ck, family, lambda s: print(s, flush=True), args.methods)
+    if args.methods:
+        kept = [r for r in json.loads((args.out / "quality.json").read_text()) if r["method"] not in args.methods]
+        rows = kept + rows
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "quality.json").write_text(json.dumps(rows, indent=1))
     (args.out / "quality.md").write_text(markdown(rows, args.families))

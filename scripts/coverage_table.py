@@ -24,7 +24,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 # table column -> the test ids' method keys that must all pass (a method's variants included)
 COLUMNS = {"First Block Cache": ["fbc"], "TeaCache": ["teacache"], "MagCache": ["magcache"],
            "TaylorSeer": ["taylorseer", "taylorseer_output"], "DBCache": ["dbcache", "dbcache_taylorseer"],
-           "PAB": ["pab"], "SmoothCache": ["smoothcache"], "FasterCache": ["fastercache"]}
+           "PAB": ["pab"], "SmoothCache": ["smoothcache"], "FasterCache": ["fastercache"], "SeaCache": ["seacache"],
+           "Spectrum": ["spectrum"]}
 TESTS = ("test_off_is_bit_identical or test_reuse_matches_stats or test_span_methods_refused or "
          "test_threshold_zero_is_bit_identical or test_high_threshold_reuses")
 

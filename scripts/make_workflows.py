@@ -275,6 +275,17 @@ def methods(family: str) -> dict:
             apply("ApplyDBCache", Fn_compute_blocks=4 if flux_ else 8, Bn_compute_blocks=0,
                   residual_diff_threshold=0.12 if flux_ else 0.08, max_warmup_steps=4 if flux_ else 8,
                   max_continuous_cached_steps=4 if flux_ else -1), ksampler, {}),
+        "seacache": (
+            "Apply SeaCache: TeaCache's accumulate-until-threshold rule on a spectrally weighted change of block "
+            "0's image tokens, with no per-model coefficients. " + ("0.3 is the authors' Flux value."
+                                                                    if flux_ else "0.2 is the authors' Wan value "
+                                                                    "(about 3x; 0.1 about 2x)."),
+            apply("ApplySeaCache", threshold=0.3 if flux_ else 0.2), ksampler, {}),
+        "spectrum": (
+            "Apply Spectrum Cache: computes the first 5 steps, then steps with widening gaps (2, 2, 3, 4, 5, ...) "
+            "and the last 3, and forecasts the others from every computed step (Chebyshev ridge fit blended with a "
+            "Taylor step); the published defaults.",
+            apply("ApplySpectrumCache"), ksampler, {}),
         "pab": (
             "Apply Pyramid Attention Broadcast: inside 20-90% of the schedule, self attention is computed every "
             "2nd step and cross attention every 6th; the projections still run, so the gain grows with the "

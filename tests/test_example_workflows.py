@@ -135,7 +135,7 @@ def test_the_shipped_set_is_there():
     names = {p.stem for p in WORKFLOWS}
     for family in ("flux_dev", "wan21_t2v_1.3B"):
         for method in ("first_block_cache", "teacache", "magcache", "taylorseer", "dbcache", "pab", "smoothcache",
-                       "fastercache"):
+                       "fastercache", "seacache", "spectrum"):
             assert f"{family}_{method}" in names
     for method in ("magcache", "smoothcache", "teacache"):
         assert {f"wan21_t2v_1.3B_calibrate_{method}", f"wan21_t2v_1.3B_load_{method}"} <= names

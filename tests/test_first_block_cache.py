@@ -88,7 +88,8 @@ def test_repeat_runs_identical_then_other_resolution(ck, family):
     a = tm.sample(patched, lat, pos, neg, steps=STEPS, cfg=3.0)
     b = tm.sample(patched, lat, pos, neg, steps=STEPS, cfg=3.0)
     assert torch.equal(a, b)                           # nothing leaks from one run into the next
-    bigger = torch.zeros(*lat.shape[:-2], lat.shape[-2] + 4, lat.shape[-1] + 4)
+    grown = min(2, lat.ndim - 2)                       # the spatial sizes (one for Hunyuan3D's token latents)
+    bigger = torch.zeros(*lat.shape[:-grown], *(n + 4 for n in lat.shape[-grown:]))
     c = tm.sample(patched, bigger, pos, neg, steps=STEPS, cfg=3.0)
     assert c.shape == bigger.shape and torch.isfinite(c).all()
     assert last_stats(ck)["streams"]["cond"]["reused_steps"]
@@ -202,7 +203,8 @@ _BLOCK0_IO |= {"flux2": _BLOCK0_IO["flux"], "chroma_radiance": _BLOCK0_IO["chrom
                "omnigen2": _BLOCK0_IO["wan"], "cosmos_predict2": _BLOCK0_IO["wan"],
                "auraflow": (lambda a, k: a[1], lambda o: o[1]),   # MMDiTBlock(c, x, ...) -> (c, x)
                "mochi": (lambda a, k: a[0], lambda o: o[0]),      # AsymmetricJointBlock(x, c, y, ...) -> (x, y)
-               "hidream": (lambda a, k: k["image_tokens"], lambda o: o[0])}
+               "hidream": (lambda a, k: k["image_tokens"], lambda o: o[0]),
+               "hunyuan3d": _BLOCK0_IO["flux"]}
 
 
 @pytest.mark.parametrize("family", FAMILIES)

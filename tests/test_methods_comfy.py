@@ -44,6 +44,15 @@ def smoothcache(ck, model, row):
     return pack.node(ck, "ApplySmoothCache", model=model, schedule=sched)[0]
 
 
+def seacache(ck, model, thr, power=0.0):
+    return pack.node(ck, "ApplySeaCache", model=model, threshold=thr, spectral_power=power)[0]
+
+
+def spectrum(ck, model, base=2.0, growth=0.75, warmup=2, final=1, degree=1):
+    return pack.node(ck, "ApplySpectrumCache", model=model, gap_base=base, gap_growth=growth, warmup_steps=warmup,
+                     final_steps=final, degree=degree)[0]
+
+
 def fastercache(ck, model, uncond_n, attn_n, uncond_max=1.0, attn_max=1.0, w=0.5, a_low=1.1, a_high=1.1):
     return pack.node(ck, "ApplyFasterCache", model=model, uncond_interval=uncond_n, uncond_max_sigma=uncond_max,
                      attention_interval=attn_n, attention_weight=w, attention_max_sigma=attn_max,
@@ -64,6 +73,8 @@ METHODS = {
     "dbcache": (lambda ck, m: dbcache(ck, m, 0.0), lambda ck, m: dbcache(ck, m, 0.99), 2),
     "dbcache_taylorseer": (lambda ck, m: dbcache(ck, m, 0.0, order=1),
                            lambda ck, m: dbcache(ck, m, 0.99, fn=2, bn=0, order=1), 2),
+    "seacache": (lambda ck, m: seacache(ck, m, 0.0), lambda ck, m: seacache(ck, m, 0.5), 0),
+    "spectrum": (lambda ck, m: spectrum(ck, m, base=1.0, growth=0.0), lambda ck, m: spectrum(ck, m), 0),
 }
 
 
@@ -283,6 +294,9 @@ def test_auto_presets_follow_the_detected_variant(ck):
     assert fams["HunyuanVideo"].preset("teacache", dm_of(tm.hunyuan_video)) == "hunyuan_video"
     assert fams["HunyuanVideo"].preset("magcache", dm_of(tm.hunyuan_video15)) is None
     assert fams["Qwen-Image"].preset("magcache", None) == "qwen_image"
+    assert fams["Mochi"].preset("teacache", dm_of(tm.mochi)) == "mochi"
+    assert fams["OmniGen2"].preset("magcache", dm_of(tm.omnigen2)) == "omnigen2_t2i"
+    assert fams["Lumina2 / Z-Image"].preset("teacache", dm_of(tm.lumina2)) is None   # published values disagree
     for name in ck.nodes.teacache.PRESETS:
         assert len(ck.cache_core.presets.teacache(name)["coefficients"]) == 5
     for name in ck.nodes.magcache.PRESETS:
@@ -353,7 +367,8 @@ _MODULATED_SITE |= {"flux2": _MODULATED_SITE["flux"], "chroma_radiance": _MODULA
                     "cosmos_predict2": (lambda b: b.self_attn, lambda a, k: a[0]),
                     "auraflow": (lambda b: b.attn.w2q, lambda a, k: a[0]),
                     "mochi": (lambda b: b.attn.qkv_x, lambda a, k: a[0]),
-                    "hidream": (lambda b: b.block.attn1, lambda a, k: a[0])}
+                    "hidream": (lambda b: b.block.attn1, lambda a, k: a[0]),
+                    "hunyuan3d": _MODULATED_SITE["flux"]}
 
 
 @pytest.mark.parametrize("family", FAMILIES)

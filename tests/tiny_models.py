@@ -255,6 +255,17 @@ def mochi(seed=0, batch=1, size=8, frames=2):
     return m, torch.zeros(batch, 12, frames, size, size), pos, neg
 
 
+def hunyuan3d(seed=0, batch=1, tokens=32):
+    """Hunyuan3D 2.0's DiT (Flux blocks) on shape latents: (batch, 64 channels, tokens)."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="hunyuan3d2", in_channels=64, context_in_dim=32, hidden_size=64, mlp_ratio=2.0,
+               num_heads=2, depth=2, depth_single_blocks=2, qkv_bias=True, guidance_embed=False)
+    m = _patcher(sm.Hunyuan3Dv2, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    return m, torch.zeros(batch, 64, tokens), _cond(torch.randn(1, 8, 32, generator=g)), \
+        _cond(torch.randn(1, 8, 32, generator=g))
+
+
 def sd15_unet(seed=0):
     """A tiny SD1.5 UNet (a real UNetModel), for the message that block methods do not serve UNets."""
     import comfy.supported_models as sm
@@ -303,11 +314,13 @@ LABELS = {"flux": "Flux.1 (dev, schnell, Kontext)", "flux2": "Flux 2", "chroma":
           "hunyuan_video15": "HunyuanVideo 1.5 (and HunyuanImage 2.1, same class)", "wan": "Wan 2.1 / 2.2",
           "wan_vace": "Wan VACE", "qwen_image": "Qwen-Image (and Edit, same class)", "ltxv": "LTX-Video",
           "lumina2": "Lumina 2 / Z-Image", "sd3": "SD3 / SD3.5", "omnigen2": "OmniGen2",
-          "cosmos_predict2": "Cosmos Predict2", "auraflow": "AuraFlow", "mochi": "Mochi", "hidream": "HiDream-I1"}
+          "cosmos_predict2": "Cosmos Predict2", "auraflow": "AuraFlow", "mochi": "Mochi", "hidream": "HiDream-I1",
+          "hunyuan3d": "Hunyuan3D 2.0"}
 FAMILIES = {"flux": flux, "chroma": chroma, "wan": wan, "qwen_image": qwen_image,
             "hunyuan_video": hunyuan_video, "ltxv": ltxv, "flux2": flux2, "chroma_radiance": chroma_radiance,
             "hunyuan_video15": hunyuan_video15, "lumina2": lumina2, "sd3": sd3, "omnigen2": omnigen2,
-            "cosmos_predict2": cosmos_predict2, "auraflow": auraflow, "mochi": mochi, "hidream": hidream}
+            "cosmos_predict2": cosmos_predict2, "auraflow": auraflow, "mochi": mochi, "hidream": hidream,
+            "hunyuan3d": hunyuan3d}
 
 
 class BlockCounter:

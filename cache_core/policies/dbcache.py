@@ -15,7 +15,7 @@ import torch
 
 from ..forecast import TaylorForecaster
 from ..metrics import rel_l1
-from ..policy import CachePolicy, Hidden, StepInfo
+from ..policy import CachePolicy, Tunable, Hidden, StepInfo
 
 
 @dataclass
@@ -27,7 +27,7 @@ class _State:
     forecaster: TaylorForecaster | None = None
 
 
-class DBCache(CachePolicy):
+class DBCache(CachePolicy, Tunable):
     name = "DBCache"
     probe = "front_residual"
 

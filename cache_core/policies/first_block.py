@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from ..metrics import rel_l1
-from ..policy import CachePolicy, StepInfo
+from ..policy import CachePolicy, Tunable, StepInfo
 
 
 @dataclass
@@ -18,7 +18,7 @@ class _State:
     prev_probe: torch.Tensor | None = None
 
 
-class FirstBlockCache(CachePolicy):
+class FirstBlockCache(CachePolicy, Tunable):
     name = "FirstBlockCache"
     front_blocks = 1
     back_blocks = 0

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..calibration_data import MAGCACHE_RATIOS
-from ..policy import CachePolicy, Hidden, StepInfo
+from ..policy import CachePolicy, Tunable, Hidden, StepInfo
 
 
 def resample(values: list[float], steps: int) -> list[float]:
@@ -53,7 +53,7 @@ class _State:
         return seq[step.index] if step.index < len(seq) else 1.0
 
 
-class MagCache(CachePolicy):
+class MagCache(CachePolicy, Tunable):
     name = "MagCache"
     front_blocks = 0
     back_blocks = 0

@@ -13,7 +13,7 @@ import torch
 
 from ..calibration_data import TEACACHE_COEFFICIENTS
 from ..metrics import rel_l1
-from ..policy import CachePolicy, StepInfo
+from ..policy import CachePolicy, Tunable, StepInfo
 
 
 def poly(coefficients: Sequence[float], x: float) -> float:
@@ -30,7 +30,8 @@ class _State:
     acc: float = 0.0
 
 
-class TeaCache(CachePolicy):
+class TeaCache(CachePolicy, Tunable):
+    reference = "previous_call"    # F_prev follows every call, reused or not
     name = "TeaCache"
     front_blocks = 0
     back_blocks = 0

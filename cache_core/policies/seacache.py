@@ -1,0 +1,83 @@
+"""SeaCache (Spectral-Evolution-Aware Cache, CVPR'26, arXiv 2602.18993; public code jiwoogit/SeaCache).
+
+TeaCache's rule without its per-model polynomial: per stream, acc += relL1(G_t, G_prev) over block 0's
+modulated image tokens G after a spectral filter, reuse the whole-stack residual while acc < threshold,
+else compute and reset; G_prev follows every call. The filter is the Wiener gain of a signal with power
+spectrum 1/|f|^p mixed with noise at the step's level, per axis of the token grid (frames, height, width),
+multiplied over the axes and normalized to mean 1:  H(f) = a S / (a^2 S + b^2), S = 1 / |f|^p,
+a = 1 - sigma, b = sigma (rectified flow; a = 1/sqrt(1 + sigma^2), b = sigma a for sigma > 1).
+Early (noisy) steps weigh the coarse structure, late steps the detail, so the measured change follows
+what the step can still alter. p = 3 for video grids, 2 for images, as the authors' Wan and Flux scripts.
+The first and last steps always compute (the authors' default without retention steps).
+"""
+from __future__ import annotations
+
+import math
+import torch
+
+from ..policy import StepInfo
+from .teacache import TeaCache
+
+_PATCHES = (2, 1, 4)   # spatial patch sizes DiTs use, tried in this order to lay the tokens out as the grid
+
+
+def token_grid(tokens: int, latent: tuple[int, ...], image_first: bool) -> tuple[int, ...] | None:
+    """The (frames,) height, width of the image tokens among `tokens`, from the call's latent sizes: a grid
+    whose size is the token count, else (image tokens first) one that fits before the extra tokens."""
+    if not latent:
+        return None
+    spatial, temporal = latent[-2:], latent[:-2]
+    grids = [(*temporal, *(-(-d // p) for d in spatial)) if len(spatial) == 2 else tuple(latent) for p in _PATCHES]
+    exact = [g for g in grids if math.prod(g) == tokens]
+    if exact:
+        return exact[0]
+    return next((g for g in grids if image_first and math.prod(g) < tokens), None)
+
+
+def spectral_filter(x: torch.Tensor, sigma: float, power: float) -> torch.Tensor:
+    """x: (batch, *grid, channels); the SeaCache gain over the grid axes, in fp32."""
+    s = min(max(float(sigma), 1e-6), 1 - 1e-6) if sigma <= 1.0 else float(sigma)
+    a, b = (1.0 - s, s) if sigma <= 1.0 else (1 / math.sqrt(1 + s * s), s / math.sqrt(1 + s * s))
+    axes = tuple(range(1, x.ndim - 1))
+    x32 = x.float()
+    gain = None
+    for ax in axes:
+        f = torch.fft.fftfreq(x32.shape[ax], device=x32.device).abs()
+        signal = 1.0 / (f.pow(power) + 1e-16)
+        g = (a * signal) / (a * a * signal + b * b + 1e-16)
+        shape = [1] * x32.ndim
+        shape[ax] = -1
+        gain = g.reshape(shape) if gain is None else gain * g.reshape(shape)
+    gain = gain / gain.mean()
+    return torch.fft.ifftn(torch.fft.fftn(x32, dim=axes) * gain, dim=axes).real
+
+
+class SeaCache(TeaCache):
+    """TeaCache's accumulator and forced steps, on the filtered probe with no rescaling polynomial."""
+    name = "SeaCache"
+    probe = "modulated_image"
+
+    def __init__(self, threshold: float = 0.2, power: float | None = None, retention_steps: int = 1,
+                 final_steps: int = 1):
+        if power is not None and power <= 0:
+            raise ValueError(f"power must be > 0, got {power}")
+        super().__init__(threshold, [1.0, 0.0], retention_steps, final_steps)   # poly = identity
+        self.power = power
+        self.unfiltered: str | None = None   # why a run measured its probe without the filter (noted once)
+
+    def run_notes(self) -> list[str]:
+        return [f"SeaCache: {self.unfiltered}"] if self.unfiltered else []
+
+    def condition(self, probe, step: StepInfo, layout):
+        if probe is None:
+            return None
+        grid = token_grid(probe.shape[1], step.grid, layout.image_first) if probe.ndim == 3 else None
+        if grid is None:
+            self.unfiltered = (f"block 0's {probe.shape[1]} tokens do not lay out as the image grid of a "
+                               f"{'x'.join(map(str, step.grid))} latent (text first in the joint sequence): "
+                               f"measured unfiltered")
+            return probe
+        n = math.prod(grid)
+        power = self.power if self.power is not None else (3.0 if len(grid) == 3 and grid[0] > 1 else 2.0)
+        image = probe[:, :n].reshape(probe.shape[0], *grid, probe.shape[-1])
+        return spectral_filter(image, step.sigma, power).reshape(probe.shape[0], n, probe.shape[-1])

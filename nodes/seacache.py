@@ -1,0 +1,36 @@
+"""Apply SeaCache: MODEL in, MODEL out (cache_core/policies/seacache.py)."""
+from __future__ import annotations
+
+from ..cache_core import SeaCache
+from . import common
+
+
+class ApplySeaCache(common.CacheNode):
+    NODE_NAME = "Apply SeaCache"
+    THRESHOLD = "threshold"
+    DESCRIPTION = ("Skips the whole transformer on steps where the first block's modulated image tokens, "
+                   "spectrally weighted for the step's noise level, have changed little (accumulated relative "
+                   "L1), reusing the last computed residual. TeaCache's rule with no per-model coefficients: "
+                   "works on every family as it is (SeaCache, CVPR 2026).")
+
+    @classmethod
+    def own_inputs(cls):
+        return {
+            "threshold": ("FLOAT", {
+                "default": 0.2, "min": 0.0, "max": 10.0, "step": 0.01,
+                "tooltip": "Reuse while the accumulated filtered change stays below this. 0 = never reuse. "
+                           "Published: Wan 2.1 0.1 (about 2x) and 0.2 (about 3x), HunyuanVideo 0.2, Flux 0.3."}),
+            "spectral_power": ("FLOAT", {
+                "default": 0.0, "min": 0.0, "max": 8.0, "step": 0.5,
+                "tooltip": "p of the 1/|f|^p signal spectrum the filter assumes. 0 = the authors' choice: 3 for "
+                           "video, 2 for images."}),
+            "retention_steps": ("INT", {"default": 1, "min": 0, "max": 1000,
+                                        "tooltip": "The first steps always compute."}),
+            "final_steps": ("INT", {"default": 1, "min": 0, "max": 1000,
+                                    "tooltip": "The last steps always compute."}),
+        }
+
+    def method(self, model, v):
+        args = dict(threshold=v["threshold"], power=v["spectral_power"] or None,
+                    retention_steps=v["retention_steps"], final_steps=v["final_steps"])
+        return (lambda: SeaCache(**args)), {}

@@ -1,0 +1,100 @@
+"""Auto-tune on the trained digits models: ask each threshold-driven method for a fraction of block evaluations
+(target_compute), tuned once (Tune Cache Threshold: euler, label 3, seed 0; MagCache from its ratios), and
+measure what the runs compute and their quality, over the quality benchmark's labels, seeds and samplers.
+
+    .venv/bin/python scripts/bench_tuning.py [--families wan flux]
+
+Writes output/bench/tuning/tuning.{json,md}.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import comfy_runtime  # noqa: E402
+
+TARGETS = (0.3, 0.5, 0.7)
+
+
+def methods(cal):
+    """method -> (node, settings at target_compute 0, whether it needs a tuning run)."""
+    return {
+        "First Block Cache": ("ApplyFirstBlockCache", dict(residual_diff_threshold=0.0, max_consecutive_skips=5), True),
+        "TeaCache (calibrated)": ("ApplyTeaCache", dict(rel_l1_thresh=0.0, calibration=cal["teacache"]), True),
+        "MagCache (calibrated)": ("ApplyMagCache", dict(threshold=0.0, max_skips=5, retention_ratio=0.2,
+                                                        calibration=cal["magcache"]), False),
+        "DBCache (F1 B1)": ("ApplyDBCache", dict(Fn_compute_blocks=1, Bn_compute_blocks=1, residual_diff_threshold=0.0,
+                                                 max_warmup_steps=2), True),
+    }
+
+
+def run_family(ck, family: str, log) -> list[dict]:
+    import pack
+    import bench_quality as bq
+    import digits_models as dm
+    import importlib
+    stats_feed = importlib.import_module("cachekit.nodes.stats_feed")
+    model = dm.load(family, log)
+    cases = [(s, lab, seed) for s in bq.SAMPLERS for lab in bq.LABELS for seed in bq.SEEDS]
+    refs = {c: dm.sample(model, family, c[1], c[2], steps=bq.STEPS, cfg=bq.CFG, sampler=c[0]) for c in cases}
+    cal = bq.calibrations(ck, model, family)
+    pos, neg = dm.conditioning(family, 3)
+    rows = []
+    for name, (node, settings, needs_tuning) in methods(cal).items():
+        extra = {}
+        if needs_tuning:
+            extra["tuning"] = pack.node(ck, "TuneCacheThreshold", model=pack.node(ck, node, model=model, **settings)[0],
+                                        seed=0, steps=bq.STEPS, cfg=bq.CFG, sampler_name="euler", scheduler="simple",
+                                        positive=pos, negative=neg, latent_image={"samples": dm.empty_latent(family)},
+                                        denoise=1.0)[0]
+        for target in TARGETS:
+            patched = pack.node(ck, node, model=model, target_compute=target, **settings, **extra)[0]
+            fracs, ps = [], []
+            for c in cases:
+                out = dm.sample(patched, family, c[1], c[2], steps=bq.STEPS, cfg=bq.CFG, sampler=c[0])
+                s = stats_feed.recent()[-1]
+                fracs.append(s["block_evals"] / s["block_evals_full"])
+                ps.append(bq.psnr(out, refs[c]))
+            row = dict(family=family, method=name, target=target, mean=statistics.mean(fracs),
+                       worst=max(abs(f - target) for f in fracs), psnr=statistics.mean(ps), images=len(cases))
+            rows.append(row)
+            log(f"[{family}] {name:24s} target {target:.0%}: computed {row['mean']:.1%} (worst miss "
+                f"{row['worst']:.1%}), PSNR {row['psnr']:.2f} dB")
+    return rows
+
+
+def markdown(rows) -> str:
+    lines = ["| model | method | target | blocks computed (mean of 12 runs) | worst miss | PSNR (dB) |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['family']} | {r['method']} | {r['target']:.0%} | {r['mean']:.1%} | {r['worst']:.1%} | "
+                     f"{r['psnr']:.2f} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--families", nargs="+", default=["wan", "flux"])
+    ap.add_argument("--out", type=Path, default=comfy_runtime.REPO / "output" / "bench" / "tuning")
+    args = ap.parse_args()
+    comfy_runtime.load()
+    import pack
+    ck = pack.load()
+    t0 = time.perf_counter()
+    rows = [r for f in args.families for r in run_family(ck, f, print)]
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "tuning.json").write_text(json.dumps(rows, indent=1))
+    (args.out / "tuning.md").write_text(markdown(rows) + "\n")
+    print(markdown(rows))
+    print(f"({time.perf_counter() - t0:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
