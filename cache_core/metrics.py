@@ -14,6 +14,19 @@ def rel_l1(current: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
     return (cur - prev).abs().mean() / prev.abs().mean().clamp_min(1e-12)
 
 
+def rel_l1_parts(current: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+    """[sum|current - previous|, sum|previous|] in fp32 (no host sync): relative L1 as the partial sums it is
+    made of, so shards of a sequence split over processes add up to the whole sequence's ratio."""
+    cur = current.float()
+    prev = previous.float()
+    return torch.stack(((cur - prev).abs().sum(), prev.abs().sum()))
+
+
+def ratio(parts: torch.Tensor) -> torch.Tensor:
+    """The metric of partial sums [numerator, denominator] (0-d tensor)."""
+    return parts[..., 0] / parts[..., 1].clamp_min(1e-12)
+
+
 def to_floats(values: list[torch.Tensor | None]) -> list[float | None]:
     """Bring a list of 0-d tensors to the host with one sync instead of one per tensor."""
     present = [v for v in values if v is not None]

@@ -81,7 +81,9 @@ class CachePolicy(ABC):
         return probe
 
     def measure(self, state: Any, probe: torch.Tensor | None) -> torch.Tensor | None:
-        """A 0-d tensor the decision needs, computed without a host sync (the engine batches them)."""
+        """The partial sums [numerator, denominator] of the metric the decision needs (metrics.rel_l1_parts),
+        computed without a host sync: the engine adds them over the ranks of a sequence-parallel run
+        (decision_sync.py), divides, and brings every stream's metric to the host at once."""
         return None
 
     @abstractmethod

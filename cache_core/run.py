@@ -2,18 +2,22 @@
 
 A run object is created by the host's per-run hook (ComfyUI: the OUTER_SAMPLE wrapper) and closed in
 its `finally`, so nothing survives an error or an interrupt. Streams are keyed by the host's
-condition id (one per cond/uncond/extra cond) and carry the per-chunk shape, dtype and device of the
-model input: a change of any of them starts that stream afresh.
+condition id (one per cond/uncond/extra cond) and the device of the call, and carry the per-chunk shape
+and dtype of the model input: a change of either starts that stream afresh. Model copies on several
+devices calling from their own threads (a CFG or batch split over GPUs) therefore never share a stream, and
+each thread has its own call in progress.
 """
 from __future__ import annotations
 
 import dataclasses
+import threading
 from dataclasses import dataclass, field
 from typing import Hashable, Sequence
 
 import torch
 
 from .component_cache import ComponentCall
+from .decision_sync import DecisionSync
 from .layout import BlockLayout
 from .policy import CachePolicy, ComponentPolicy, ReuseLimits, StepInfo
 from .span_cache import SpanCall
@@ -28,8 +32,8 @@ class CacheRun:
     layout: BlockLayout
     sigmas: Sequence[float]
     limits: ReuseLimits = field(default_factory=ReuseLimits)
+    sync: DecisionSync = field(default_factory=DecisionSync)   # the ranks a split run decides with
     streams: dict[Hashable, StreamState] = field(default_factory=dict)
-    current: SpanCall | ComponentCall | None = None
     closed: bool = False
 
     def __post_init__(self):
@@ -37,6 +41,20 @@ class CacheRun:
         self.clock = StepClock(self.sigmas)
         self.stats = RunStats(method=self.policy.name, total_steps=self.clock.total)
         self._labels: dict[Hashable, str] = {}
+        self._thread = threading.local()       # the call in progress, per calling thread
+        self._lock = threading.Lock()          # streams and stats shared by the threads
+
+    @property
+    def current(self) -> SpanCall | ComponentCall | None:
+        return getattr(self._thread, "call", None)
+
+    @current.setter
+    def current(self, call) -> None:
+        self._thread.call = call
+
+    @staticmethod
+    def key(stream: Hashable, device) -> tuple:
+        return stream, str(device)
 
     # --- streams -------------------------------------------------------------------------------
     def _label(self, key: Hashable, kind: str) -> str:
@@ -68,12 +86,14 @@ class CacheRun:
         if x.shape[0] % n:
             raise ValueError(f"CacheKit: batch {x.shape[0]} does not split into {n} condition chunks")
         meta = ((x.shape[0] // n, *x.shape[1:]), x.dtype, x.device)
-        streams = [self._stream(k, kind, meta) for k, kind in zip(stream_keys, stream_kinds)]
+        with self._lock:
+            streams = [self._stream(self.key(k, x.device), kind, meta) for k, kind in zip(stream_keys, stream_kinds)]
         step = dataclasses.replace(self.step_at(sigma), grid=tuple(x.shape[2:]))
         if isinstance(self.policy, ComponentPolicy):
             self.current = ComponentCall(self.policy, self.layout, self.limits, streams, step)
         else:
-            self.current = SpanCall(self.policy, self.layout, self.limits, streams, step, must_compute is not None)
+            self.current = SpanCall(self.policy, self.layout, self.limits, streams, step, must_compute is not None,
+                                    self.sync)
             if must_compute is not None:
                 self.stats.forced[must_compute] = self.stats.forced.get(must_compute, 0) + 1
         return self.current
@@ -82,12 +102,18 @@ class CacheRun:
         """The step a model call at this sigma belongs to (steps.py)."""
         return self.clock.locate(sigma)
 
-    def record_estimated(self, key: Hashable, kind: str, step: StepInfo) -> None:
+    def record_estimated(self, key: Hashable, kind: str, step: StepInfo, device) -> None:
         """A stream whose model call was skipped and estimated by the method (FasterCache's uncond)."""
-        self.stats.stream(self._label(key, kind)).record(step.index, False, 0, len(self.layout))
+        with self._lock:
+            self.stats.stream(self._label(self.key(key, device), kind)).record(step.index, False, 0, len(self.layout))
 
     def end_call(self, call: SpanCall) -> None:
         n = len(self.layout)
+        with self._lock:
+            self._record(call, n)
+        self.current = None
+
+    def _record(self, call, n: int) -> None:
         for st in call.streams:
             st.stats.record(call.step.index, not call.reusing, call.blocks_run, n)
             if isinstance(call, ComponentCall):
@@ -95,7 +121,6 @@ class CacheRun:
                 st.stats.components_reused += call.components_reused
         self.stats.block_evals += call.blocks_run
         self.stats.block_evals_full += n
-        self.current = None
 
     def close(self, status: str = "finished") -> RunStats:
         """Drop every tensor the run holds; return its stats (with what each stream's cache held at the end)."""

@@ -19,7 +19,8 @@ from typing import Callable, Sequence, TYPE_CHECKING
 import torch
 
 from .layout import BlockLayout, Hidden
-from .metrics import to_floats
+from .decision_sync import DecisionSync
+from .metrics import ratio, to_floats
 from .policy import CachePolicy, ReuseLimits, StepInfo
 
 if TYPE_CHECKING:
@@ -34,8 +35,10 @@ def _chunks(t: torch.Tensor, n: int) -> tuple[torch.Tensor, ...]:
 
 class SpanCall:
     def __init__(self, policy: CachePolicy, layout: BlockLayout, limits: ReuseLimits,
-                 streams: Sequence["StreamState"], step: StepInfo, must_compute: bool = False):
+                 streams: Sequence["StreamState"], step: StepInfo, must_compute: bool = False,
+                 sync: DecisionSync | None = None):
         self.policy, self.layout, self.limits = policy, layout, limits
+        self.sync = sync or DecisionSync()
         self.streams, self.step = list(streams), step
         self.must_compute = must_compute
         n = len(layout)
@@ -100,7 +103,8 @@ class SpanCall:
         probes = _chunks(probe, n) if probe is not None else (None,) * n
         shapes = [{k: tuple(c.shape) for k, c in zip(anchor, parts)}
                   for parts in zip(*(_chunks(v, n) for v in anchor.values()))]
-        metrics = to_floats([self.policy.measure(st.policy_state, pr) for st, pr in zip(self.streams, probes)])
+        metrics = self._metrics([self.policy.measure(st.policy_state, pr) for st, pr in zip(self.streams, probes)],
+                                probe)
         wants = [
             st.residual is not None and st.anchor_shapes == shp
             and self.limits.allow(self.step, st.consecutive_reuses)
@@ -108,6 +112,8 @@ class SpanCall:
             for st, m, shp in zip(self.streams, metrics, shapes)
         ]
         self.reusing = bool(wants) and all(wants) and not self.must_compute
+        if self.sync.collective and self.policy.probe is not None:   # every rank reuses, or none does
+            self.reusing = self.sync.all_agree(self.reusing, probe.device)
         for st, pr, m, shp in zip(self.streams, probes, metrics, shapes):
             self.policy.commit(st.policy_state, self.reusing, pr, m, self.step)
             st.consecutive_reuses = st.consecutive_reuses + 1 if self.reusing else 0
@@ -116,6 +122,17 @@ class SpanCall:
         if not self.reusing:   # the span's blocks will update the anchor in place: keep a copy
             self._anchor = {k: v.clone() for k, v in anchor.items()}
             self._anchor_pos = anchor_pos
+
+    def _metrics(self, parts: list, probe: torch.Tensor | None) -> list[float | None]:
+        """Each stream's metric from its partial sums: added over the ranks first where the run is split
+        (one collective for all streams; a stream counts as measured only where every rank measured it)."""
+        if probe is None or not self.sync.collective:
+            return to_floats([None if p is None else ratio(p) for p in parts])
+        rows = [torch.cat((p.float(), p.new_ones(1))) if p is not None else probe.new_zeros(3, dtype=torch.float32)
+                for p in parts]
+        total = self.sync.sum(torch.stack(rows))
+        values = to_floats([ratio(r[:2]) for r in total] + [total[:, 2].min()])
+        return [v if values[-1] >= self.sync.ranks else None for v in values[:-1]]
 
     # --- residual cache ------------------------------------------------------------------------
     def _store_residual(self, out: dict, p: int) -> None:

@@ -24,7 +24,7 @@ from comfy.patcher_extension import WrappersMP
 
 from ..cache_core import CachePolicy, CacheRun, CfgCache, ComponentPolicy, ReuseLimits
 from ..cache_core.tuning import Targeted
-from . import routes, stats_feed
+from . import parallel, routes, stats_feed
 from .families import Family, UnsupportedModelError, detect
 from .live import LiveRuns, SharedOnClone
 from .validation import CacheKitInputError
@@ -66,7 +66,7 @@ class CacheSpec(SharedOnClone):
             notes.append(note)
         else:
             policy = self.make_policy()
-        run = CacheRun(policy, layout, sigmas.tolist(), limits)
+        run = CacheRun(policy, layout, sigmas.tolist(), limits, sync=parallel.decision_sync())
         run.stats.notes += notes
         return run
 

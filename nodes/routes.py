@@ -167,7 +167,7 @@ def cfg_batch_wrapper(spec: CacheSpec, executor, model, conds, x_in, timestep, m
         cond_out = executor(model, [conds[0], None], x_in, timestep, model_options, *args, **kwargs)[0]
         uncond_v = policy.estimate_uncond((x_in - cond_out) / sigma, step)
         for c in conds[1]:
-            run.record_estimated(c.get("uuid"), "uncond", step)
+            run.record_estimated(c.get("uuid"), "uncond", step, x_in.device)
         return [cond_out, x_in - sigma * uncond_v]
     outs = executor(model, conds, x_in, timestep, model_options, *args, **kwargs)
     _observe_cfg(policy, (x_in - outs[0]) / sigma, (x_in - outs[1]) / sigma)

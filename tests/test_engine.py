@@ -125,3 +125,49 @@ def test_close_drops_all_tensors():
 def test_negative_threshold_rejected():
     with pytest.raises(ValueError, match="threshold"):
         FirstBlockCache(-0.1)
+
+
+def test_two_threads_calling_one_run_keep_their_own_call_and_streams():
+    """Model copies on two GPUs call the run from their own threads (a CFG split over devices): interleaved
+    block by block, each thread's blocks act on its own call, and each stream gets the outputs it would get
+    alone."""
+    import threading
+
+    def alone(key):
+        run = CacheRun(FirstBlockCache(0.1), LAYOUT, sigmas=[1.0, 0.5, 0.0])
+        return [call(run, Stack(), torch.full((1, 4), float(key)), torch.tensor(s), keys=(key,), step=i)[0]
+                for i, s in enumerate((1.0, 1.02))]
+
+    run = CacheRun(FirstBlockCache(0.1), LAYOUT, sigmas=[1.0, 0.5, 0.0])
+    turn = threading.Barrier(2)
+    got, errors = {}, []
+
+    def worker(key):
+        try:
+            outs = []
+            for i, s in enumerate((1.0, 1.02)):
+                x = torch.full((1, 4), float(key))
+                c = run.begin_call(x, run.sigmas[i], (key,), ("cond" if key == 1 else "uncond",))
+                h = {"img": x, "scale": torch.tensor(s)}
+                for p in range(3):
+                    turn.wait(timeout=5)              # the other thread runs its block p in between
+                    # the host's hooks find the call through the run, as nodes/live.py does
+                    h = {**h, **run.current.run_block(p, h, Stack().block(p))}
+                run.end_call(c)
+                outs.append(h["img"])
+            got[key] = outs
+        except Exception as e:   # noqa: BLE001 (reported below)
+            errors.append(e)
+            turn.abort()
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert not errors
+    for key in (1, 2):
+        for a, b in zip(got[key], alone(key)):
+            assert torch.equal(a, b)
+    s = run.close().to_dict()["streams"]
+    assert s["cond"]["reused_steps"] == s["uncond"]["reused_steps"] == [1]

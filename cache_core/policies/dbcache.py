@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from ..forecast import TaylorForecaster
-from ..metrics import rel_l1
+from ..metrics import rel_l1_parts
 from ..policy import CachePolicy, Tunable, Hidden, StepInfo
 
 
@@ -52,7 +52,7 @@ class DBCache(CachePolicy, Tunable):
     def measure(self, state: _State, probe):
         if state.prev_probe is None or state.prev_probe.shape != probe.shape:
             return None
-        return rel_l1(probe, state.prev_probe)
+        return rel_l1_parts(probe, state.prev_probe)
 
     def _blocked(self, state: _State, step: StepInfo) -> bool:
         """cache-dit's checks before the similarity test (CacheManager.can_cache)."""

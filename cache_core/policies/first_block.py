@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..metrics import rel_l1
+from ..metrics import rel_l1_parts
 from ..policy import CachePolicy, Tunable, StepInfo
 
 
@@ -34,7 +34,7 @@ class FirstBlockCache(CachePolicy, Tunable):
     def measure(self, state: _State, probe):
         if probe is None or state.prev_probe is None or state.prev_probe.shape != probe.shape:
             return None
-        return rel_l1(probe, state.prev_probe)
+        return rel_l1_parts(probe, state.prev_probe)
 
     def wants_reuse(self, state: _State, metric, step: StepInfo) -> bool:
         # strict '<': threshold 0 never reuses, so the output stays bit-identical

@@ -12,7 +12,7 @@ from typing import Sequence
 import torch
 
 from ..calibration_data import TEACACHE_COEFFICIENTS
-from ..metrics import rel_l1
+from ..metrics import rel_l1, rel_l1_parts
 from ..policy import CachePolicy, Tunable, StepInfo
 
 
@@ -56,7 +56,7 @@ class TeaCache(CachePolicy, Tunable):
     def measure(self, state: _State, probe):
         if state.prev is None or state.prev.shape != probe.shape:
             return None
-        return rel_l1(probe, state.prev)
+        return rel_l1_parts(probe, state.prev)
 
     def _accumulated(self, state: _State, metric: float) -> float:
         return state.acc + poly(self.coefficients, metric)
@@ -106,7 +106,7 @@ class TeaCacheCalibration(CachePolicy):
     def measure(self, state: _CalState, probe):
         if state.prev_input is None or state.prev_input.shape != probe.shape:
             return None
-        return rel_l1(probe, state.prev_input)
+        return rel_l1_parts(probe, state.prev_input)
 
     def wants_reuse(self, state, metric, step) -> bool:
         return False
