@@ -105,7 +105,8 @@ class CacheRun:
     def record_estimated(self, key: Hashable, kind: str, step: StepInfo, device) -> None:
         """A stream whose model call was skipped and estimated by the method (FasterCache's uncond)."""
         with self._lock:
-            self.stats.stream(self._label(self.key(key, device), kind)).record(step.index, False, 0, len(self.layout))
+            self.stats.stream(self._label(self.key(key, device), kind)).record(step.index, False, 0, len(self.layout),
+                                                                               estimated=True)
 
     def end_call(self, call: SpanCall) -> None:
         n = len(self.layout)

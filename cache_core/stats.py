@@ -19,8 +19,11 @@ class StreamStats:
     held_bytes: int = 0           # tensor bytes the stream's cache held when the run ended
     # step index -> [computed calls, reused calls] in that step (a Heun step has two calls)
     steps: dict[int, list[int]] = field(default_factory=dict)
+    estimated: set[int] = field(default_factory=set)   # steps whose call the method skipped and estimated
 
-    def record(self, step: int, computed: bool, blocks_run: int, blocks_total: int) -> None:
+    def record(self, step: int, computed: bool, blocks_run: int, blocks_total: int, estimated: bool = False) -> None:
+        if estimated:
+            self.estimated.add(step)
         per_step = self.steps.setdefault(step, [0, 0])
         per_step[0 if computed else 1] += 1
         if computed:
@@ -40,9 +43,19 @@ class StreamStats:
         """Steps in which every model call reused the cache."""
         return sorted(s for s, (c, r) in self.steps.items() if r and not c)
 
-    def to_dict(self) -> dict:
+    def timeline(self, total: int) -> str:
+        """One letter per step: C computed, R reused, E estimated (the call skipped), - not called."""
+        def letter(i):
+            if i in self.estimated:
+                return "E"
+            c, r = self.steps.get(i, (0, 0))
+            return "C" if c else ("R" if r else "-")
+        return "".join(letter(i) for i in range(max(total, max(self.steps, default=-1) + 1)))
+
+    def to_dict(self, total: int = 0) -> dict:
         return {
             "label": self.label,
+            "timeline": self.timeline(total),
             "steps_seen": len(self.steps),
             "computed_steps": self.computed_steps,
             "reused_steps": self.reused_steps,
@@ -68,6 +81,7 @@ class RunStats:
     status: str = "running"       # "finished", "error" or "interrupted" once the run ends
     forced: dict[str, int] = field(default_factory=dict)   # reason -> model calls that had to compute
     notes: list[str] = field(default_factory=list)          # what the user should know about this run
+    wall_s: float | None = None   # the sampling run's wall time, as the host measured it
 
     def stream(self, label: str) -> StreamStats:
         return self.streams.setdefault(label, StreamStats(label))
@@ -75,6 +89,12 @@ class RunStats:
     @property
     def saved_fraction(self) -> float:
         return 1.0 - self.block_evals / self.block_evals_full if self.block_evals_full else 0.0
+
+    def summary(self) -> str:
+        """One line for the node: steps computed per stream, blocks saved, wall time."""
+        parts = [f"{s.label} {len(s.computed_steps)}/{len(s.steps)}" for s in self.streams.values()]
+        wall = f" · {self.wall_s:.2f} s" if self.wall_s is not None else ""
+        return f"{' · '.join(parts)} steps computed · {self.saved_fraction:.0%} blocks saved{wall}"
 
     def log_lines(self) -> list[str]:
         lines = [f"CacheKit {self.method}: {note}" for note in self.notes]
@@ -101,7 +121,8 @@ class RunStats:
             "block_evals": self.block_evals,
             "block_evals_full": self.block_evals_full,
             "saved_fraction": round(self.saved_fraction, 4),
-            "streams": {k: v.to_dict() for k, v in self.streams.items()},
+            "streams": {k: v.to_dict(self.total_steps) for k, v in self.streams.items()},
+            "wall_s": None if self.wall_s is None else round(self.wall_s, 3),
             "forced": dict(self.forced),
             "notes": list(self.notes),
         }

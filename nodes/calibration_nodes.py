@@ -7,6 +7,7 @@ import os
 from ..cache_core.calibration_data import check_any
 from . import calibration_files as files
 from . import common
+from .charts import ui
 
 _log = logging.getLogger("CacheKit")
 
@@ -73,4 +74,4 @@ class LoadCacheCalibration(common.CacheKitNode):
             self.fail(str(e))
         _log.info("%s: loaded %s: %s, made with CacheKit %s on %s", self.NODE_NAME, name, files.summary(data),
                   data.get("cachekit_version", "?"), data.get("created", "?"))
-        return (data,)
+        return {"ui": ui(data), "result": (data,)}

@@ -219,4 +219,5 @@ class CalibrateNode(CacheKitNode, ABC):
         result["sampling"] = {"steps": v["steps"], "sampler": v["sampler_name"], "scheduler": v["scheduler"],
                               "cfg": v["cfg"], "denoise": v.get("denoise", 1.0),
                               "shift": float(shift) if shift is not None else None}
-        return (result, latent)
+        from .charts import ui
+        return {"ui": ui(result), "result": (result, latent)}

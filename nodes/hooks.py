@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -132,7 +133,7 @@ def _outer_sample_wrapper(spec: CacheSpec, executor, *args, **kwargs):
             f"fast at high thresholds (diffusers #14025, MagCache #16); the node's settings are used as given")
         _log.warning("%s: %s", spec.node_name, run.stats.notes[-1])
     spec.live.push(run)
-    status = "error"
+    status, started = "error", time.perf_counter()
     try:
         out = executor(*args, **kwargs)
         status = "finished"
@@ -143,6 +144,7 @@ def _outer_sample_wrapper(spec: CacheSpec, executor, *args, **kwargs):
     finally:
         spec.live.pop(run)
         stats = run.close(status)
+        stats.wall_s = time.perf_counter() - started
         stats_feed.publish(stats, spec.node_id, spec.family.name, spec.node_name, spec.replaces)
 
 

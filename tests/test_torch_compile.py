@@ -35,7 +35,7 @@ def test_compiled_cached_run_matches_uncompiled(ck, family, order):
 
 
 @pytest.mark.parametrize("method", ["teacache", "magcache", "taylorseer", "dbcache", "pab", "fastercache",
-                                    "smoothcache"])
+                                    "smoothcache", "seacache", "spectrum"])
 def test_every_method_compiled_matches_uncompiled(ck, method):
     """Each method behind ComfyUI's compile wrapper (aot_eager on CPU): same decisions, same output."""
     from test_methods_comfy import METHODS

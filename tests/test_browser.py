@@ -1,0 +1,206 @@
+"""The frontend extension (web/cachekit.js) in a real browser: Debian's Chromium driven by Playwright against
+the real ComfyUI server with the pack and a tiny Wan model. The page loads without CacheKit errors, the nodes
+are in the search, a shipped workflow loads by file with every node resolved, a queued workflow runs and the
+cache node shows what the server reported (GET /cachekit/stats), in the classic renderer and in Nodes 2.0,
+the timeline follows its setting and survives a reload, and a calibration chart renders. Screenshots go to
+output/browser/. The browser is installed by scripts/setup_runtime.sh; without it this test fails."""
+import json
+from pathlib import Path
+
+import pytest
+
+from comfy_runtime import REPO
+import comfy_server
+
+pytestmark = pytest.mark.server
+SHOTS = REPO / "output" / "browser"
+FIXTURE_NODES = REPO / "tests" / "fixtures" / "cachekit_test_nodes"
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+SHIPPED = REPO / "workflows" / "wan21_t2v_1.3B_first_block_cache.json"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, comfy):
+    import make_models
+    base = tmp_path_factory.mktemp("browser-base")
+    shipped = json.loads(SHIPPED.read_text())
+    for node in shipped["nodes"]:        # the shipped workflow's files, as empty placeholders (listed only)
+        for v in node.get("widgets_values", []):
+            if isinstance(v, str) and v.endswith(".safetensors"):
+                folder = {"UNETLoader": "diffusion_models", "VAELoader": "vae"}.get(node["type"], "text_encoders")
+                (base / "models" / folder).mkdir(parents=True, exist_ok=True)
+                (base / "models" / folder / v).write_bytes(b"")
+    make_models.wan(base / "models" / "diffusion_models" / "tiny_wan.safetensors", dim=128, layers=6)
+    srv = comfy_server.ComfyServer(base, extra_node_dirs=(FIXTURE_NODES,))
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def tiny_workflow(info: dict, seed: int) -> dict:
+    """Load the tiny Wan -> Apply First Block Cache -> KSampler (cfg 3: cond and uncond) -> SaveLatent, and a
+    Calibrate MagCache on the same model whose calibration is saved (its node shows the chart)."""
+    import make_workflows as mw
+    wf = mw.Workflow(info)
+    unet = wf.add("UNETLoader", unet_name="tiny_wan.safetensors", weight_dtype="default")
+    pos = wf.add("CacheKitTestConditioning", seed=1, tokens=8, width=4096)
+    neg = wf.add("CacheKitTestConditioning", seed=2, tokens=8, width=4096)
+    lat = wf.add("EmptyHunyuanLatentVideo", width=64, height=64, length=1, batch_size=1)
+    fbc = wf.add("ApplyFirstBlockCache", model=unet[0], residual_diff_threshold=0.3, max_consecutive_skips=2)
+    ks = wf.add("KSampler", model=fbc[0], positive=pos[0], negative=neg[0], latent_image=lat[0], seed=seed, steps=8,
+                cfg=3.0, sampler_name="euler", scheduler="simple", denoise=1.0)
+    wf.add("SaveLatent", samples=ks[0], filename_prefix="browser")
+    cal = wf.add("CalibrateMagCache", model=unet[0], positive=pos[0], negative=neg[0], latent_image=lat[0], seed=seed,
+                 steps=8, cfg=3.0, sampler_name="euler", scheduler="simple", denoise=1.0)
+    wf.add("SaveCacheCalibration", calibration=cal[0], filename_prefix="browser/magcache")
+    out = wf.to_json()
+    for node in out["nodes"]:     # the frontend gives every INT named seed a control widget after it
+        if node["type"] == "CacheKitTestConditioning":
+            node["widgets_values"].insert(1, "fixed")
+        if node["type"] in ("CalibrateMagCache", "SaveCacheCalibration"):   # room for the cache node to grow
+            node["pos"][1] += 260
+    return out
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+    assert Path(CHROMIUM).is_file(), "Debian's chromium is missing: run scripts/setup_runtime.sh (make setup)"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        yield b
+        b.close()
+
+
+class Page:
+    """One browser tab on the server, with the console errors it logged."""
+
+    def __init__(self, browser, server, vue: bool):
+        import urllib.request
+        # the renderer, as the settings dialog stores it; no first-run template (it has missing models)
+        settings = {"Comfy.VueNodes.Enabled": vue, "Comfy.TutorialCompleted": True}
+        req = urllib.request.Request(f"{server.url}/settings", data=json.dumps(settings).encode(),
+                                     headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(req, timeout=10).read()
+        self.context = browser.new_context(viewport={"width": 1600, "height": 1000})   # its own storage
+        self.page = self.context.new_page()
+        self.errors = []
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type in ("error", "warning") else None)
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.url = server.url
+        self.open()
+
+    def open(self):
+        self.page.goto(self.url)
+        self.page.wait_for_function("() => window.app && window.app.graph && window.LiteGraph", timeout=60_000)
+
+    def js(self, code, arg=None):
+        return self.page.evaluate(code, arg)
+
+    def load_file(self, path: Path):
+        self.page.set_input_files("#comfy-file-input", str(path))
+        name = json.loads(path.read_text())["nodes"][-1]["type"]
+        self.page.wait_for_function("(t) => window.app.graph._nodes.some(n => n.type === t)", arg=name,
+                                    timeout=30_000)
+
+    def search(self, text: str) -> list[str]:
+        """The names the node library's search lists for `text` (the sidebar opened and closed again)."""
+        self.page.get_by_text("Nodes", exact=True).first.click()
+        box = self.page.locator("input[placeholder*='Search']").first
+        box.fill(text)
+        self.page.wait_for_timeout(1_000)
+        found = self.js("""() => [...document.querySelectorAll('.p-tree-node-label, [class*=tree] *')]
+            .filter(e => e.childElementCount === 0 && e.offsetParent).map(e => e.textContent.trim())""")
+        self.page.get_by_text("Nodes", exact=True).first.click()
+        return found
+
+    def shot(self, name):
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(SHOTS / f"{name}.png"))
+
+
+def node_id(page, kind):
+    return page.js("(t) => window.app.graph._nodes.find(n => n.type === t).id", kind)
+
+
+def panel_text(page, nid):
+    return page.js("""(id) => {
+        const el = document.querySelector(`.cachekit-panel[data-node-id="${id}"] .cachekit-summary`);
+        return el ? el.textContent : null; }""", nid)
+
+
+def timeline(page, nid):
+    return page.js("""(id) => Object.fromEntries([...document.querySelectorAll(
+        `.cachekit-panel[data-node-id="${id}"] .cachekit-row`)].map(r => [r.dataset.stream,
+        [...r.querySelectorAll('.cachekit-cell')].map(c => c.dataset.state).join('')]))""", nid)
+
+
+def run_and_wait(page, server, nid):
+    before = len(server.get("/cachekit/stats")["runs"])
+    page.js("() => window.app.queuePrompt(0)")
+    page.page.wait_for_function("""([id, n]) => {
+        const el = document.querySelector(`.cachekit-panel[data-node-id="${id}"]`);
+        return el && el.dataset.run && Number(el.dataset.run) > n; }""", arg=[nid, before], timeout=120_000)
+    return [r for r in server.get("/cachekit/stats")["runs"] if str(r["node_id"]) == str(nid)][-1]
+
+
+def check_shown(page, nid, run):
+    assert panel_text(page, nid) == run["summary"]
+    assert timeline(page, nid) == {s["label"]: s["timeline"] for s in run["streams"].values()}
+    assert run["streams"]["cond"]["reused_steps"] and "R" in run["streams"]["cond"]["timeline"]
+
+
+@pytest.mark.parametrize("vue", [False, True], ids=["classic", "nodes2"])
+def test_the_node_shows_the_run_the_server_reported(server, browser, tmp_path, vue):
+    page = Page(browser, server, vue)
+    try:
+        assert page.js("() => window.app.extensionManager.setting.get('Comfy.VueNodes.Enabled')") is vue
+        # the nodes are registered and found by the search
+        assert page.js("() => ['ApplyFirstBlockCache', 'ApplySeaCache', 'ApplySpectrumCache', 'TuneCacheThreshold']"
+                       ".every(t => window.LiteGraph.registered_node_types[t])")
+        found = page.search("Cache")
+        assert {"Apply SeaCache", "Apply Spectrum Cache", "Tune Cache Threshold", "Apply First Block Cache"} <= set(found)
+        # a shipped workflow loads by file: every node resolved, no missing-node dialog
+        page.load_file(SHIPPED)
+        assert page.js("() => window.app.graph._nodes.every(n => n.type === 'Note' || n.type === 'MarkdownNote' ||"
+                       " window.LiteGraph.registered_node_types[n.type])")
+        assert page.page.locator("text=/missing/i").count() == 0
+        # the tiny workflow, loaded by file too, runs; the cache node shows what the server reported
+        wf = tmp_path / "tiny.json"
+        # its own seed per renderer: ComfyUI would not run a prompt it ran already
+        wf.write_text(json.dumps(tiny_workflow(server.get("/object_info"), seed=10 + vue)))
+        page.load_file(wf)
+        nid = node_id(page, "ApplyFirstBlockCache")
+        run = run_and_wait(page, server, nid)
+        check_shown(page, nid, run)
+        assert run["wall_s"] > 0 and run["summary"].endswith(" s")
+        # the calibration chart (one line per stream)
+        cal = node_id(page, "CalibrateMagCache")
+        page.page.wait_for_function("""(id) => document.querySelectorAll(
+            `.cachekit-panel[data-node-id="${id}"] svg polyline`).length >= 2""", arg=cal, timeout=30_000)
+        page.shot(f"run_{'nodes2' if vue else 'classic'}")
+        # the timeline follows its setting
+        page.js("() => window.app.extensionManager.setting.set('CacheKit.ShowTimeline', false)")
+        page.page.wait_for_function("(id) => !document.querySelector(`.cachekit-panel[data-node-id=\"${id}\"] "
+                                    ".cachekit-row`)", arg=nid, timeout=10_000)
+        assert panel_text(page, nid) == run["summary"]
+        page.js("() => window.app.extensionManager.setting.set('CacheKit.ShowTimeline', true)")
+        # the last run survives a reload (asked from the server)
+        page.open()
+        page.page.wait_for_function("""(id) => document.querySelector(
+            `.cachekit-panel[data-node-id="${id}"] .cachekit-summary`)""", arg=nid, timeout=30_000)
+        check_shown(page, nid, run)
+        page.shot(f"reloaded_{'nodes2' if vue else 'classic'}")
+        # a changed input clears what no longer describes it
+        page.js("""(id) => { const n = window.app.graph.getNodeById(id);
+                             const w = n.widgets.find(w => w.name === 'residual_diff_threshold');
+                             w.value = 0.25; w.callback?.(0.25); }""", nid)
+        assert panel_text(page, nid) is None
+        # errors raised in the extension's code or logged by it (the frontend's own blocked registry lookups
+        # name our nodes in their URLs too, and are not ours)
+        ours = [e for e in page.errors if "cachekit.js" in e or e.startswith("CacheKit")]
+        assert not ours, ours
+    finally:
+        page.context.close()
