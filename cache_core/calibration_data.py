@@ -132,6 +132,8 @@ def threshold_tuning(value) -> dict:
     value = _tagged(value, THRESHOLD_TUNING, "threshold tuning")
     steps = _count(value.get("steps"), "steps")
     method = _dict(value.get("method"), "method")
+    if not isinstance(method.get("name"), str):
+        _fail("method['name']", "the method's name", method.get("name"))
     if method.get("reference") not in ("previous_call", "last_computed"):
         _fail("method['reference']", "'previous_call' or 'last_computed'", method.get("reference"))
     for key in ("front_blocks", "back_blocks"):
@@ -141,6 +143,8 @@ def threshold_tuning(value) -> dict:
         where = f"streams[{label!r}]"
         idx = _list(_dict(t, where).get("steps"), f"{where}['steps']")
         n = len(idx)
+        if n < 2:
+            _fail(f"{where}['steps']", "at least 2 recorded steps", idx)
         if any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < steps for i in idx) or idx != sorted(set(idx)):
             _fail(f"{where}['steps']", f"increasing step indices below {steps}", idx)
         for i, g in enumerate(_list(t.get("sigmas"), f"{where}['sigmas']", n)):

@@ -112,6 +112,10 @@ class Tunable:
     threshold: float
     reference = "last_computed"
 
+    def tuning_key(self) -> dict:
+        """Settings besides the probe that change what a tuning records (a tuning fits only these)."""
+        return {}
+
     def with_threshold(self, threshold: float):
         other = copy.copy(self)
         other.threshold = float(threshold)

@@ -14,6 +14,7 @@ refreshed with the fresh result.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, Sequence, TYPE_CHECKING
 
 import torch
@@ -99,7 +100,9 @@ class SpanCall:
 
     def _decide(self, probe: torch.Tensor | None, anchor: Hidden, anchor_pos: int) -> None:
         n = len(self.streams)
-        probe = self.policy.condition(probe, self.step, self.layout)
+        # a rank of a sequence-parallel run holds a shard of the tokens, never the latent's whole grid
+        step = dataclasses.replace(self.step, grid=()) if self.sync.collective else self.step
+        probe = self.policy.condition(probe, step, self.layout)
         probes = _chunks(probe, n) if probe is not None else (None,) * n
         shapes = [{k: tuple(c.shape) for k, c in zip(anchor, parts)}
                   for parts in zip(*(_chunks(v, n) for v in anchor.values()))]

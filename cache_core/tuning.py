@@ -156,7 +156,7 @@ class TuningRecorder(CachePolicy):
         m = self.method
         return {"format": THRESHOLD_TUNING, "version": 1, "steps": self.total,
                 "method": {"name": m.name, "probe": m.probe, "front_blocks": m.front_blocks,
-                           "back_blocks": m.back_blocks, "reference": m.reference},
+                           "back_blocks": m.back_blocks, "reference": m.reference, **m.tuning_key()},
                 "streams": streams}
 
 
@@ -176,6 +176,8 @@ class Targeted:
     def at(self, sigmas: Sequence[float], limits: ReuseLimits, n_blocks: int) -> tuple[CachePolicy, str]:
         """The policy for a run over `sigmas`, and a note saying what was picked."""
         run_steps = max(len(sigmas) - 1, 0)
+        if run_steps == 0 or (self.traces is not None and not any(t.steps for t in self.traces.values())):
+            return self(), f"target {self.target:.0%}: no steps to aim over; the threshold as set is used"
         if self.traces is None:
             traces, total, source = synthetic_traces(("cond",), sigmas), run_steps, "its schedule"
         else:

@@ -40,5 +40,8 @@ def chart(calibration: dict) -> dict | None:
 
 
 def ui(calibration: dict) -> dict:
-    c = chart(calibration)
+    try:
+        c = chart(calibration)
+    except (KeyError, TypeError, AttributeError, ValueError):   # a hand-written file the chart cannot read
+        c = None
     return {"cachekit_chart": [c]} if c is not None else {}

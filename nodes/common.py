@@ -127,7 +127,7 @@ class CacheNode(CacheKitNode, ABC):
             return Targeted(policy, target)
         fmt = calibration_data.THRESHOLD_TUNING
         if tuning is None:
-            tuning = files.find_matching(fmt, model, lambda data: data["method"]["name"] == policy.name)
+            tuning = files.find_matching(fmt, model, lambda data: data["method"].get("name") == policy.name)
             if tuning is None:
                 self.fail(f"target_compute {target} needs a tuning: none is connected and none made for "
                           f"{policy.name} on this model is saved in {files.folders()}; run Tune Cache Threshold "
@@ -135,7 +135,8 @@ class CacheNode(CacheKitNode, ABC):
             _log.info("%s: target_compute uses the saved %s", self.NODE_NAME, files.source_name(tuning))
         tuning = self.calibration(fmt, tuning, model, "tuning")
         made = tuning["method"]
-        mine = {"name": policy.name, "probe": policy.probe, "front_blocks": policy.front_blocks}
+        mine = {"name": policy.name, "probe": policy.probe, "front_blocks": policy.front_blocks,
+                **policy.tuning_key()}
         if any(made.get(k) != v for k, v in mine.items()):
             self.fail(f"{files.source_name(tuning, 'the tuning')} was recorded for "
                       f"{', '.join(f'{k} {made.get(k)}' for k in mine)}; this node runs "

@@ -64,3 +64,10 @@ def test_a_loaded_tuning_shows_its_changes(ck):
                        scheduler="simple", positive=pos, negative=neg, latent_image={"samples": lat}, denoise=1.0)[0]
     chart = sys.modules["cachekit.nodes.charts"].chart(tuning)
     assert chart["series"]["cond"] == [row[0] if row else 0.0 for row in tuning["streams"]["cond"]["changes"]]
+
+
+def test_a_calibration_the_chart_cannot_read_still_loads(ck):
+    """A hand-written TeaCache file without recorded samples: no chart, no error."""
+    charts = sys.modules["cachekit.nodes.charts"]
+    assert charts.ui({"format": "cachekit.teacache_coefficients", "coefficients": [1.0, 0.0],
+                      "samples": {"cond": []}}) == {}

@@ -127,6 +127,7 @@ def test_methods_that_decide_from_tensors_agree_every_decision_and_the_others_ne
         ck, monkeypatch, node, inputs, collectives):
     import pack
     import tiny_models as tm
+    from test_first_block_cache import last_stats
     sync = _Recording()
     import importlib
     monkeypatch.setattr(importlib.import_module("cachekit.nodes.parallel"), "decision_sync", lambda: sync)
@@ -136,3 +137,5 @@ def test_methods_that_decide_from_tensors_agree_every_decision_and_the_others_ne
         assert sync.calls == ["sum", "agree"] * 8
     else:
         assert sync.calls == []
+    if node == "ApplySeaCache":   # a rank holds a shard of the tokens: no image grid to filter over, and it says so
+        assert any("split across ranks" in n for n in last_stats(ck)["notes"])

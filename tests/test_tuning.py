@@ -127,3 +127,16 @@ def test_replay_follows_the_policy_rules(ck):
     assert t.replay(tea, trace, 8, capped, 4) == pytest.approx((4 * 4 + 4 * 0) / 32)
     thr, got = t.threshold_for(fbc.with_threshold, 0.6, lambda p: t.replay(p, trace, 8, core.ReuseLimits(), 4))
     assert got >= 0.6 and t.replay(fbc.with_threshold(thr * 1.01), trace, 8, core.ReuseLimits(), 4) <= got
+    # a run with no step to aim over (a one-sigma tail of a split schedule) keeps the threshold as set
+    policy, note = t.Targeted(core.MagCache({"cond": [1.0] * 4}, 0.3), 0.5).at([1.0], core.ReuseLimits(), 4)
+    assert policy.threshold == 0.3 and "no steps" in note
+
+
+def test_a_seacache_tuning_fits_only_its_spectral_power(ck):
+    m, lat, pos, neg = tm.flux()
+    tuning = tune(ck, pack.node(ck, "ApplySeaCache", model=m, threshold=0.0, spectral_power=2.0)[0], lat, pos, neg,
+                  steps=6, cfg=1.0)
+    assert tuning["method"]["power"] == 2.0
+    pack.node(ck, "ApplySeaCache", model=m, spectral_power=2.0, target_compute=0.5, tuning=tuning)
+    with pytest.raises(ValueError, match="Apply SeaCache: the tuning was recorded for .*power 2.0"):
+        pack.node(ck, "ApplySeaCache", model=m, spectral_power=3.0, target_compute=0.5, tuning=tuning)

@@ -65,6 +65,9 @@ class SeaCache(TeaCache):
         self.power = power
         self.unfiltered: str | None = None   # why a run measured its probe without the filter (noted once)
 
+    def tuning_key(self) -> dict:
+        return {"power": self.power}     # the filter shapes every recorded change
+
     def run_notes(self) -> list[str]:
         return [f"SeaCache: {self.unfiltered}"] if self.unfiltered else []
 
@@ -73,7 +76,9 @@ class SeaCache(TeaCache):
             return None
         grid = token_grid(probe.shape[1], step.grid, layout.image_first) if probe.ndim == 3 else None
         if grid is None:
-            self.unfiltered = (f"block 0's {probe.shape[1]} tokens do not lay out as the image grid of a "
+            self.unfiltered = ("the tokens are split across ranks, so no rank holds the image grid: measured "
+                               "unfiltered" if not step.grid else
+                               f"block 0's {probe.shape[1]} tokens do not lay out as the image grid of a "
                                f"{'x'.join(map(str, step.grid))} latent (text first in the joint sequence): "
                                f"measured unfiltered")
             return probe
