@@ -5,13 +5,12 @@ import torch
 
 
 def rel_l1(current: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
-    """mean|current - previous| / mean|previous| as a 0-d fp32 tensor (no host sync).
+    """mean|current - previous| / mean|previous| as a 0-d fp32 tensor (no host sync): the ratio of
+    rel_l1_parts, so a tuning records the very metric the decisions use.
 
     The previous tensor is the denominator, as in every reference implementation (methods.md §0).
     """
-    cur = current.float()
-    prev = previous.float()
-    return (cur - prev).abs().mean() / prev.abs().mean().clamp_min(1e-12)
+    return ratio(rel_l1_parts(current, previous))
 
 
 def rel_l1_parts(current: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:

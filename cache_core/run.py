@@ -88,7 +88,9 @@ class CacheRun:
         meta = ((x.shape[0] // n, *x.shape[1:]), x.dtype, x.device)
         with self._lock:
             streams = [self._stream(self.key(k, x.device), kind, meta) for k, kind in zip(stream_keys, stream_kinds)]
-        step = dataclasses.replace(self.step_at(sigma), grid=tuple(x.shape[2:]))
+        # a rank of a sequence-parallel run holds a shard of the tokens, never the latent's whole grid
+        grid = () if self.sync.collective else tuple(x.shape[2:])
+        step = dataclasses.replace(self.step_at(sigma), grid=grid)
         if isinstance(self.policy, ComponentPolicy):
             self.current = ComponentCall(self.policy, self.layout, self.limits, streams, step)
         else:

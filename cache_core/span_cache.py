@@ -14,7 +14,6 @@ refreshed with the fresh result.
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Callable, Sequence, TYPE_CHECKING
 
 import torch
@@ -30,6 +29,12 @@ if TYPE_CHECKING:
 _RUN, _PASS, _APPLY = 0, 1, 2
 
 
+def span_bounds(front_blocks: int, back_blocks: int, n: int) -> tuple[int, int]:
+    """[start, end): the positions of the reusable span between the always-computed front and back blocks."""
+    start = min(front_blocks, n)
+    return start, max(n - back_blocks, start)
+
+
 def _chunks(t: torch.Tensor, n: int) -> tuple[torch.Tensor, ...]:
     return t.chunk(n, dim=0) if n > 1 else (t,)
 
@@ -42,9 +47,7 @@ class SpanCall:
         self.sync = sync or DecisionSync()
         self.streams, self.step = list(streams), step
         self.must_compute = must_compute
-        n = len(layout)
-        self.start = min(policy.front_blocks, n)
-        self.end = max(n - policy.back_blocks, self.start)
+        self.start, self.end = span_bounds(policy.front_blocks, policy.back_blocks, len(layout))
         self.reusing = False
         self.blocks_run = 0
         self._stack_in: Hidden | None = None
@@ -100,9 +103,7 @@ class SpanCall:
 
     def _decide(self, probe: torch.Tensor | None, anchor: Hidden, anchor_pos: int) -> None:
         n = len(self.streams)
-        # a rank of a sequence-parallel run holds a shard of the tokens, never the latent's whole grid
-        step = dataclasses.replace(self.step, grid=()) if self.sync.collective else self.step
-        probe = self.policy.condition(probe, step, self.layout)
+        probe = self.policy.condition(probe, self.step, self.layout)
         probes = _chunks(probe, n) if probe is not None else (None,) * n
         shapes = [{k: tuple(c.shape) for k, c in zip(anchor, parts)}
                   for parts in zip(*(_chunks(v, n) for v in anchor.values()))]

@@ -21,6 +21,7 @@ import torch
 from .calibration_data import THRESHOLD_TUNING
 from .metrics import rel_l1
 from .policy import CachePolicy, ReuseLimits, StepInfo, Tunable
+from .span_cache import span_bounds
 
 WINDOW = 64          # steps back a change is recorded against (a reference older than this forces a compute)
 SAMPLE = 1 << 16     # probe values kept per step (strided), as ComfyUI's EasyCache subsamples its metric
@@ -50,8 +51,8 @@ def replay(policy: CachePolicy, traces: Mapping[str, Trace], total: int, limits:
     labels = list(traces)
     first = traces[labels[0]]
     states = {label: policy.new_state(label) for label in labels}
-    start = min(policy.front_blocks, n_blocks)
-    reused_cost = start + (n_blocks - max(n_blocks - policy.back_blocks, start))
+    start, end = span_bounds(policy.front_blocks, policy.back_blocks, n_blocks)
+    reused_cost = n_blocks - (end - start)        # a reused call runs all but the span
     last, consecutive, run = None, 0, 0
     for i, (index, sigma) in enumerate(zip(first.steps, first.sigmas)):
         step = StepInfo(index, total, sigma)
@@ -88,13 +89,6 @@ def threshold_for(make: Callable[[float], CachePolicy], target: float, fraction_
         else:
             hi_t, f_hi = mid, f
     return (lo_t, f_lo) if f_lo - target <= target - f_hi else (hi_t, f_hi)
-
-
-def curve(make: Callable[[float], CachePolicy], fraction_at: Callable[[CachePolicy], float],
-          points: int = 40, lo: float = 1e-3, hi: float = 10.0) -> list[tuple[float, float]]:
-    """(threshold, replayed fraction) on a log grid: what a tuning shows the user."""
-    grid = [lo * (hi / lo) ** (k / (points - 1)) for k in range(points)]
-    return [(t, fraction_at(make(t))) for t in grid]
 
 
 def synthetic_traces(labels: Sequence[str], sigmas: Sequence[float]) -> dict[str, Trace]:

@@ -9,7 +9,7 @@ from abc import ABC, abstractmethod
 from typing import Callable
 
 from ..cache_core import calibration_data
-from . import validation
+from . import charts, validation
 
 _log = logging.getLogger("CacheKit")
 
@@ -220,5 +220,4 @@ class CalibrateNode(CacheKitNode, ABC):
         result["sampling"] = {"steps": v["steps"], "sampler": v["sampler_name"], "scheduler": v["scheduler"],
                               "cfg": v["cfg"], "denoise": v.get("denoise", 1.0),
                               "shift": float(shift) if shift is not None else None}
-        from .charts import ui
-        return {"ui": ui(result), "result": (result, latent)}
+        return {"ui": charts.ui(result), "result": (result, latent)}

@@ -61,13 +61,13 @@ class CacheSpec(SharedOnClone):
         end = -1.0 if self.end_percent >= 1.0 else float(ms.percent_to_sigma(self.end_percent))
         limits = ReuseLimits(start_sigma=start, end_sigma=end, warmup_steps=self.warmup_steps,
                              max_consecutive=self.max_consecutive)
-        notes = []
+        notes, schedule = [], sigmas.tolist()
         if isinstance(self.make_policy, Targeted):   # a target instead of a threshold: picked for this run
-            policy, note = self.make_policy.at(sigmas.tolist(), limits, len(layout))
+            policy, note = self.make_policy.at(schedule, limits, len(layout))
             notes.append(note)
         else:
             policy = self.make_policy()
-        run = CacheRun(policy, layout, sigmas.tolist(), limits, sync=parallel.decision_sync())
+        run = CacheRun(policy, layout, schedule, limits, sync=parallel.decision_sync())
         run.stats.notes += notes
         return run
 

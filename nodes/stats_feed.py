@@ -33,10 +33,14 @@ def publish(stats: RunStats, node_id: str | None, family: str, node_name: str = 
     return record
 
 
+def _server():
+    """The running PromptServer, if this process is the real server (never imported from here)."""
+    return getattr(getattr(sys.modules.get("server"), "PromptServer", None), "instance", None)
+
+
 def _send(event: dict) -> None:
-    server = sys.modules.get("server")   # only inside the real server, never imported from here
+    instance = _server()
     try:
-        instance = getattr(getattr(server, "PromptServer", None), "instance", None)
         if instance is not None:
             instance.send_sync(EVENT, event)
     except Exception:   # noqa: BLE001 - reporting must never fail a finished run
@@ -45,7 +49,7 @@ def _send(event: dict) -> None:
 
 def _progress_text(text: str, node_id: str | None) -> None:
     """ComfyUI's own text-on-the-node message: a frontend without CacheKit's extension shows the summary too."""
-    instance = getattr(getattr(sys.modules.get("server"), "PromptServer", None), "instance", None)
+    instance = _server()
     if instance is None or node_id is None:
         return
     try:

@@ -49,9 +49,6 @@ function panel(node) {
 }
 
 let timelineOn = true;   // the setting's value (onChange runs before the setting store has the new one)
-function showTimeline() {
-  return timelineOn;
-}
 
 function fit(node, root, height) {   // make room for what the panel now shows
   root.cachekitHeight = height;
@@ -66,9 +63,7 @@ function fit(node, root, height) {   // make room for what the panel now shows
 
 function summarize(run) {
   if (run.replaced_by) return `not run: replaced by ${run.replaced_by.node} (#${run.replaced_by.node_id}) after it`;
-  if (run.summary) return run.summary;
-  const parts = Object.values(run.streams || {}).map((s) => `${s.label} ${s.computed_steps.length}/${s.steps_seen}`);
-  return `${parts.join(" · ")} steps computed · ${Math.round((run.saved_fraction || 0) * 100)}% blocks saved`;
+  return run.summary;      // written by the server (RunStats.summary), also as ComfyUI's progress text
 }
 
 function showRun(node, run) {
@@ -76,7 +71,7 @@ function showRun(node, run) {
   root.replaceChildren();
   root.dataset.run = String(run.run ?? "");
   root.appendChild(el("div", "cachekit-summary", summarize(run)));
-  if (!showTimeline() || run.replaced_by) return fit(node, root, 34);
+  if (!timelineOn || run.replaced_by) return fit(node, root, 34);
   for (const s of Object.values(run.streams || {})) {
     const row = el("div", "cachekit-row");
     row.dataset.stream = s.label;
