@@ -93,6 +93,26 @@ def _aura_modulated(block, args):
     return block.normX1(args["img"]) * (1 + scale[:, None]) + shift[:, None]
 
 
+def _pixart_modulated(block, args):
+    from comfy.ldm.pixart.blocks import t2i_modulate
+    x = args["img"]
+    table = block.scale_shift_table[None].to(dtype=x.dtype, device=x.device)
+    shift, scale = (table + args["t"].reshape(x.shape[0], 6, -1)).chunk(6, dim=1)[:2]
+    return t2i_modulate(block.norm1(x), shift, scale)
+
+
+def _hydit_modulated(block, args):
+    return block.norm1(args["img"]) + block.default_modulation(args["vec"]).unsqueeze(dim=1)
+
+
+def _stable_audio_modulated(block, args):
+    normed = block.pre_norm(args["img"])
+    if args.get("vec") is None or not block.global_cond_dim:   # "prepend" models: the time rides in a token
+        return normed
+    scale, shift = block.to_scale_shift_gate(args["vec"]).unsqueeze(1).chunk(6, dim=-1)[:2]
+    return normed * (1 + scale) + shift
+
+
 def _mochi_modulated(block, args):
     import torch.nn.functional as F
     from comfy.ldm.common_dit import rms_norm
@@ -117,6 +137,26 @@ def _wan_teacache(dm):
 def _wan_magcache(dm):
     v = _wan_variant(dm)
     return None if v is None else (f"wan2.2_{v}" if v.startswith("ti2v") else f"wan2.1_{v}")
+
+
+def _stack_skips(push, pop):
+    """Long skip connections as the forward's own stack rule: {consumer block: producer block} for a depth.
+    push(i, depth) / pop(i, depth): whether block i pushes its output / pops a skip (popped before it runs)."""
+    def pairs(depth: int) -> dict[int, int]:
+        stack, out = [], {}
+        for i in range(depth):
+            if pop(i, depth):
+                out[i] = stack.pop()
+            if push(i, depth):
+                stack.append(i)
+        return out
+    return pairs
+
+
+def _resolve(obj, dotted: str):
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
 
 
 def _join_txt_img(hidden, _from, _to):
@@ -145,33 +185,46 @@ class Family:
     magcache_preset: object = None
     attention_kinds: dict = field(default_factory=dict)   # block kind -> kind of its n-th attention call
     mlp_modules: dict = field(default_factory=dict)       # block kind -> attribute names of its MLPs
+    # block kind -> its attention modules in call order, for families whose attention kernel gets no
+    # transformer_options (PixArt, HunyuanDiT): the attention methods cache these modules' outputs instead
+    attention_modules: dict = field(default_factory=dict)
+    # depth -> {block: the earlier block whose output it takes as a long skip} (HunyuanDiT): a block computed
+    # after a reused span must not take its skip from inside the span
+    long_skips: object = None
     # why span methods (a reused run of blocks) cannot apply: the model adds into the hidden state between
     # blocks on every call, so a cached span residual would replay the hints of its own step
     injects: str | None = None
 
     def block_path(self, kind: str, index: int) -> str:
         """"diffusion_model.<attribute>.<index>": the block's path in the BaseModel, for object patches."""
-        return f"diffusion_model.{dict((k, a) for k, a, _ in self.blocks)[kind]}.{index}"
+        return f"diffusion_model.{self.blocks_attr(kind)}.{index}"
+
+    def blocks_attr(self, kind: str) -> str:
+        """The (dotted) attribute of the diffusion model holding this kind's blocks."""
+        return dict((k, a) for k, a, _ in self.blocks)[kind]
 
     def mlp_paths(self, positions) -> list[tuple[int, str, str]]:
         """(block position, "diffusion_model.<path to the MLP module>", its name in the block) for every MLP
         the block kind declares (a block may lack one: SD3's last text block has no MLP)."""
+        return self.module_paths(positions, self.mlp_modules)
+
+    def module_paths(self, positions, modules: dict) -> list[tuple[int, str, str]]:
         return [(p, f"{self.block_path(kind, index)}.{name}", name)
-                for p, (kind, index) in enumerate(positions) for name in self.mlp_modules.get(kind, ())]
+                for p, (kind, index) in enumerate(positions) for name in modules.get(kind, ())]
 
     def adapter_for(self, kind: str) -> CallAdapter:
         return self.adapter[kind] if isinstance(self.adapter, dict) else self.adapter
 
     def block(self, diffusion_model, kind: str, index: int):
         """The block module at (kind, index) of this model instance."""
-        return getattr(diffusion_model, dict((k, a) for k, a, _ in self.blocks)[kind])[index]
+        return _resolve(diffusion_model, self.blocks_attr(kind))[index]
 
     def layout(self, diffusion_model) -> tuple[BlockLayout, list[tuple[str, int]]]:
         """The block sequence this model instance runs, and the (kind, index) of each position."""
         positions = []
         for kind, attr, skip_attr in self.blocks:
             skipped = set(getattr(diffusion_model, skip_attr, None) or ()) if skip_attr else set()
-            positions += [(kind, i) for i in range(len(getattr(diffusion_model, attr))) if i not in skipped]
+            positions += [(kind, i) for i in range(len(_resolve(diffusion_model, attr))) if i not in skipped]
         probe = image = None
         if self.modulated_input is not None and positions:
             probe = functools.partial(self.modulated_input, self.block(diffusion_model, *positions[0]))
@@ -288,6 +341,23 @@ FAMILIES = (
                     "single_block": CallAdapter(hidden={"img": "image_tokens"}, returns=("img",))},
            attention_kinds=_JOINT_ATTN, mlp_modules={"double_block": ("block.ff_i", "block.ff_t"),
                                                      "single_block": ("block.ff_i",)}),
+    # PixArt Alpha / Sigma: its forward ignores patches_replace and passes nothing on to the blocks, so the blocks'
+    # forwards are patched, and the attention methods cache the attention modules (no kernel override reaches them)
+    Family("PixArt", ("comfy.ldm.pixart.pixartms.PixArtMS",), (("block", "blocks", None),), {"block": ("img",)},
+           route="forward", adapter=CallAdapter(hidden={"img": "x"}, returns=("img",)),
+           modulated_input=_pixart_modulated, attention_kinds={"block": ("self", "cross")},
+           attention_modules={"block": ("attn", "cross_attn")}, mlp_modules={"block": ("mlp",)}),
+    # HunyuanDiT 1.0-1.2: the second half's blocks take a first-half block's output as a long skip
+    Family("HunyuanDiT", ("comfy.ldm.hydit.models.HunYuanDiT",), (("double_block", "blocks", None),),
+           {"double_block": ("img",)}, modulated_input=_hydit_modulated,
+           attention_kinds={"double_block": ("self", "cross")}, attention_modules={"double_block": ("attn1", "attn2")},
+           mlp_modules={"double_block": ("mlp",)},
+           long_skips=_stack_skips(push=lambda i, d: i < d // 2 - 1, pop=lambda i, d: i > d // 2)),
+    # Stable Audio Open: the time (and seconds) embedding is prepended as a token, so block 0's input starts there
+    Family("Stable Audio", ("comfy.ldm.audio.dit.AudioDiffusionTransformer",),
+           (("double_block", "transformer.layers", None),), {"double_block": ("img",)},
+           modulated_input=_stable_audio_modulated, image_first=False,
+           attention_kinds={"double_block": ("self", "cross")}, mlp_modules={"double_block": ("ff",)}),
     Family("LTXV", ("comfy.ldm.lightricks.model.LTXVModel",),
            (("double_block", "transformer_blocks", None),), {"double_block": ("img",)},
            modulated_input=_ltxv_modulated, teacache_preset=_fixed("ltxv"),
@@ -303,21 +373,14 @@ UNSUPPORTED = {
         "blocks in place: neither block nor attention caching can reach it correctly",
     # not covered yet: no row has been written and tested for these (the README's Limits say the same)
     "comfy.ldm.cosmos.model.GeneralDIT":
-        "(Cosmos 1) adds its positional embedding into the hidden state before every block, in place: a reused "
-        "span would replay it; not covered yet",
-    "comfy.ldm.pixart.pixartms.PixArtMS":
-        "(PixArt) offers no block replace hook and passes no transformer_options to its attention; not covered yet",
-    "comfy.ldm.hydit.models.HunYuanDiT":
-        "(HunyuanDiT) feeds each first-half block's output into a second-half block (long skip connections) and "
-        "passes no transformer_options to its attention: blocks that still compute after a reused span would take "
-        "stale skips, and the attention methods cannot reach it; not covered yet",
+        "(Cosmos 1) adds its positional embedding into the hidden state before every block, in place (a reused "
+        "span would replay it), and lays its tokens out time first with the batch 4th, where the caches keep cond "
+        "and uncond apart along the first axis; not covered yet (Cosmos Predict2 is)",
     "comfy.ldm.hunyuan3dv2_1.hunyuandit.HunYuanDiTPlain":
-        "(Hunyuan3D 2.1) feeds first-half block outputs into second-half blocks (long skip connections), as "
-        "HunyuanDiT does; not covered yet",
-    "comfy.ldm.audio.dit.AudioDiffusionTransformer":
-        "(Stable Audio) is not covered yet: audio models have no row and no test here",
+        "(Hunyuan3D 2.1) is not covered yet: its block hook passes the hidden state under other names and returns it "
+        "bare, and no row has been written and tested for it",
     "comfy.ldm.ace.model.ACEStepTransformer2DModel":
-        "(ACE-Step) is not covered yet: audio models have no row and no test here",
+        "(ACE-Step) is not covered yet: no row has been written and tested for it",
 }
 
 SUPPORTED_NAMES = ", ".join(f.name for f in FAMILIES)

@@ -91,6 +91,7 @@ def install(model, spec_fields: dict, make_policy: Callable[[], CachePolicy], no
         raise CacheKitInputError(
             f"{node_name}: {policy.front_blocks} front + {policy.back_blocks} back blocks always computed "
             f"leave nothing to cache in this {family.name} model ({len(layout)} blocks)")
+    _check_long_skips(family, len(layout), policy, node_name)
     earlier: CacheSpec | None = m.model_options["transformer_options"].get(SPEC_KEY)
     replaces = ((earlier.node_name, earlier.node_id), *earlier.replaces) if earlier is not None and replacing else ()
     if earlier is not None and replacing:
@@ -102,8 +103,11 @@ def install(model, spec_fields: dict, make_policy: Callable[[], CachePolicy], no
     routes.BLOCK_ROUTES[family.route](m, spec, family, positions)
     if "mlp" in policy.components:
         routes.mlps(m, spec, family, positions)
+    by_module = "attention" in policy.components and bool(family.attention_modules)
+    if by_module:
+        routes.attention_modules(m, spec, family, positions)
     to = m.model_options["transformer_options"]   # after the block routes: set_model_patch_replace copies it
-    routes.attention(to, spec if "attention" in policy.components else None)
+    routes.attention(to, spec if "attention" in policy.components and not by_module else None)
     to[SPEC_KEY] = spec
     wrappers = [(WrappersMP.OUTER_SAMPLE, _outer_sample_wrapper), (WrappersMP.APPLY_MODEL, _apply_model_wrapper),
                 (WrappersMP.CALC_COND_BATCH, routes.cfg_batch_wrapper if isinstance(policy, CfgCache) else None)]
@@ -112,6 +116,21 @@ def install(model, spec_fields: dict, make_policy: Callable[[], CachePolicy], no
         if fn is not None:
             m.add_wrapper_with_key(wrapper_type, WRAPPER_KEY, functools.partial(fn, spec))
     return m
+
+
+def _check_long_skips(family: Family, depth: int, policy, node_name: str) -> None:
+    """A block computed after a reused span (DBCache's back blocks) must take its long skip from a block that
+    computed on that step, not from one inside the span."""
+    if family.long_skips is None or not policy.back_blocks:
+        return
+    pairs = family.long_skips(depth)
+    for block in range(depth - policy.back_blocks, depth):
+        source = pairs.get(block)
+        if source is not None and source >= policy.front_blocks:
+            raise CacheKitInputError(
+                f"{node_name}: {policy.back_blocks} back blocks with {policy.front_blocks} front blocks: in "
+                f"{family.name} block {block} takes block {source}'s output as a long skip, and block {source} "
+                f"sits in the cached span; use at least {source + 1} front blocks or fewer back blocks")
 
 
 def _outer_sample_wrapper(spec: CacheSpec, executor, *args, **kwargs):

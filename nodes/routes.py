@@ -7,7 +7,9 @@ cloned ModelPatcher and hands what it intercepts to the live call, found through
     "forward"  an object patch on each block module's `forward` (ModelPatcher.add_object_patch: weight keys,
                LoRA and offloading stay as they are), for families whose forward ignores patches_replace;
                the family's CallAdapter maps the block's call to the engine's dict and back.
-  attention    transformer_options["optimized_attention_override"], in place of every attention kernel.
+  attention    transformer_options["optimized_attention_override"], in place of every attention kernel;
+               where a family's attention gets no transformer_options (PixArt, HunyuanDiT), an object patch on
+               each attention module's `forward` instead.
   mlp          an object patch on each MLP module's `forward`.
   cfg          the CALC_COND_BATCH wrapper, around each sampler step's cond+uncond batch.
 
@@ -126,6 +128,33 @@ def attention(to: dict, spec: CacheSpec | None) -> None:
         to[ATTN_KEY] = previous
     else:
         to.pop(ATTN_KEY, None)
+
+
+class _AttentionForward:
+    """Object patch on an attention module's `forward`, for families whose attention kernel gets no
+    transformer_options (the override above never sees it): the live component call may reuse the module's
+    output. A module returning a 1-tuple (HunyuanDiT's) is cached as its tensor and handed back as a tuple;
+    which it returns is learnt from its first call, which always computes (nothing is cached before it)."""
+    def __init__(self, spec: CacheSpec, original):
+        self.spec, self.original, self.tuple_out = spec, original, False
+
+    def __call__(self, *args, **kwargs):
+        call = self.spec.live.call
+        if not isinstance(call, ComponentCall):
+            return self.original(*args, **kwargs)
+
+        def compute():
+            out = self.original(*args, **kwargs)
+            self.tuple_out = isinstance(out, tuple) and len(out) == 1
+            return out[0] if self.tuple_out else out
+        out = call.attention(compute)
+        return (out,) if self.tuple_out else out
+
+
+def attention_modules(m, spec: CacheSpec, family: Family, positions) -> None:
+    for _, path, _ in family.module_paths(positions, family.attention_modules):
+        module = comfy.utils.get_attr(m.model, path)
+        m.add_object_patch(f"{path}.forward", _AttentionForward(spec, type(module).forward.__get__(module)))
 
 
 # --- MLPs ----------------------------------------------------------------------------------------------

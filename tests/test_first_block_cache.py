@@ -27,6 +27,13 @@ def block_attrs(ck, model):
     return [attr for _, attr, _ in detect(model, "test").blocks]
 
 
+def block_marker(ck, model):
+    """What BlockCounter hooks where the attention methods cache whole attention modules (PixArt, HunyuanDiT):
+    the MLP's input norm, which the block calls itself and TeaCache's probe does not."""
+    from cachekit.nodes.families import detect
+    return "norm2" if detect(model, "test").attention_modules else None
+
+
 def block_count(ck, model):
     """Blocks one model call runs uncached (the family table's layout for this instance)."""
     from cachekit.nodes.families import detect
@@ -50,7 +57,7 @@ def test_high_threshold_reuses_and_stats_match_counted_blocks(ck, family):
     m, lat, pos, neg = tm.FAMILIES[family]()
     base = tm.sample(m, lat, pos, neg, steps=STEPS, cfg=3.0)
     patched = fbc(ck, m, 1.0)
-    with tm.BlockCounter(patched, block_attrs(ck, m)) as counter:
+    with tm.BlockCounter(patched, block_attrs(ck, m), marker=block_marker(ck, m)) as counter:
         out = tm.sample(patched, lat, pos, neg, steps=STEPS, cfg=3.0)
     stats = last_stats(ck)
     assert stats["status"] == "finished" and stats["total_steps"] == STEPS
@@ -117,7 +124,8 @@ def test_input_model_untouched_and_removing_node_removes_effect(ck, family):
 def test_heun_counts_steps_not_model_calls(ck, family):
     m, lat, pos, neg = tm.FAMILIES[family]()
     patched = fbc(ck, m, 1.0)
-    with tm.BlockCounter(patched, block_attrs(ck, m), first_only=True) as counter:   # block 0 runs every call
+    # block 0 runs every call
+    with tm.BlockCounter(patched, block_attrs(ck, m), first_only=True, marker=block_marker(ck, m)) as counter:
         tm.sample(patched, lat, pos, neg, steps=5, cfg=1.0, sampler="heun")
     s = last_stats(ck)["streams"]["cond"]
     assert last_stats(ck)["total_steps"] == 5 and s["steps_seen"] == 5
@@ -204,7 +212,8 @@ _BLOCK0_IO |= {"flux2": _BLOCK0_IO["flux"], "chroma_radiance": _BLOCK0_IO["chrom
                "auraflow": (lambda a, k: a[1], lambda o: o[1]),   # MMDiTBlock(c, x, ...) -> (c, x)
                "mochi": (lambda a, k: a[0], lambda o: o[0]),      # AsymmetricJointBlock(x, c, y, ...) -> (x, y)
                "hidream": (lambda a, k: k["image_tokens"], lambda o: o[0]),
-               "hunyuan3d": _BLOCK0_IO["flux"]}
+               "hunyuan3d": _BLOCK0_IO["flux"], "pixart": _BLOCK0_IO["wan"], "hunyuan_dit": _BLOCK0_IO["wan"],
+               "stable_audio": _BLOCK0_IO["wan"]}
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -215,7 +224,7 @@ def test_probe_is_the_first_block_residual_change(ck, family):
     fb = importlib.import_module("cachekit.cache_core.policies.first_block").FirstBlockCache
     m, lat, pos, neg = tm.FAMILIES[family]()
     patched = fbc(ck, m, 0.0)
-    block0 = getattr(patched.model.diffusion_model, block_attrs(ck, m)[0])[0]
+    block0 = tm.resolve(patched.model.diffusion_model, block_attrs(ck, m)[0])[0]
     get_in, get_out = _BLOCK0_IO[family]
     residuals, pending, metrics = [], [], []
     h1 = block0.register_forward_pre_hook(lambda mod, a, k: pending.append(get_in(a, k).clone()), with_kwargs=True)
@@ -235,7 +244,7 @@ def test_probe_is_the_first_block_residual_change(ck, family):
     assert len(residuals) == STEPS and metrics[0] is None
     expected = [float((r - q).abs().mean() / q.abs().mean()) for q, r in zip(residuals, residuals[1:])]
     got = [float(v[0] / v[1]) for v in metrics[1:]]
-    assert min(expected) > 1e-4                      # block 0 really changes between steps
+    assert min(expected) > 1e-5                      # block 0 really changes (Stable Audio at sigma 500: 3e-5)
     assert got == pytest.approx(expected, rel=1e-4)
 
 

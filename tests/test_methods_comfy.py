@@ -8,7 +8,7 @@ import torch
 
 import pack
 import tiny_models as tm
-from test_first_block_cache import FAMILIES, STEPS, block_attrs, block_count, fbc, last_stats
+from test_first_block_cache import FAMILIES, STEPS, block_attrs, block_count, block_marker, fbc, last_stats
 
 
 def teacache(ck, model, thr, coefficients="custom", custom="1.0, 0.0"):
@@ -100,7 +100,7 @@ def test_reuse_matches_stats_and_counted_blocks_and_repeats(ck, method, family):
     m, lat, pos, neg = BUILD[family]()
     base = tm.sample(m, lat, pos, neg, steps=STEPS, cfg=3.0)
     patched = METHODS[method][1](ck, m)
-    with tm.BlockCounter(patched, block_attrs(ck, m)) as counter:
+    with tm.BlockCounter(patched, block_attrs(ck, m), marker=block_marker(ck, m)) as counter:
         out = tm.sample(patched, lat, pos, neg, steps=STEPS, cfg=3.0)
     stats = last_stats(ck)
     n_blocks = block_count(ck, m)
@@ -146,18 +146,35 @@ def test_coverage_table_claims_only_what_the_tests_run():
                     assert (key if key in ("fbc", *SPAN_METHODS) else None, family) in REFUSED, (column, family)
 
 
+def count_attention(ck, m, calls: list):
+    """Record every attention that really computes: an attention override installed before the method sees
+    each kernel call; where a family's attention gets no transformer_options (PixArt, HunyuanDiT), a hook on
+    each attention module's first Linear, which runs only when the module computes. Returns (model, hooks)."""
+    family = ck.nodes.families.detect(m, "t")
+    if not family.attention_modules:
+        m = m.clone()
+        m.model_options["transformer_options"]["optimized_attention_override"] = \
+            lambda func, *a, **k: calls.append(1) or func(*a, **k)
+        return m, []
+    paths = family.module_paths(family.layout(m.model.diffusion_model)[1], family.attention_modules)
+    firsts = [next(x for x in _get(m.model, path).modules() if isinstance(x, torch.nn.Linear)) for _, path, _ in paths]
+    return m, [lin.register_forward_hook(lambda *a: calls.append(1)) for lin in firsts]
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_pab_reuses_attention_outputs_and_counts_kernel_calls(ck, family):
-    """An attention override installed before PAB sees exactly the kernel calls PAB did not reuse."""
+    """The attention calls that really ran (count_attention) are exactly those PAB did not reuse."""
     m, lat, pos, neg = tm.FAMILIES[family]()
     kernel_calls = []
-    m = m.clone()
-    m.model_options["transformer_options"]["optimized_attention_override"] = \
-        lambda func, *a, **k: kernel_calls.append(1) or func(*a, **k)
-    base = tm.sample(m, lat, pos, neg, steps=STEPS, cfg=3.0)
-    total = len(kernel_calls)
-    kernel_calls.clear()
-    out = tm.sample(pab(ck, m, 2, 3), lat, pos, neg, steps=STEPS, cfg=3.0)
+    m, hooks = count_attention(ck, m, kernel_calls)
+    try:
+        base = tm.sample(m, lat, pos, neg, steps=STEPS, cfg=3.0)
+        total = len(kernel_calls)
+        kernel_calls.clear()
+        out = tm.sample(pab(ck, m, 2, 3), lat, pos, neg, steps=STEPS, cfg=3.0)
+    finally:
+        for h in hooks:
+            h.remove()
     s = last_stats(ck)["streams"]["cond"]
     assert s["components_run"] == len(kernel_calls) and s["components_run"] + s["components_reused"] == total
     assert s["components_reused"] > 0 and torch.isfinite(out).all() and not torch.equal(out, base)
@@ -263,7 +280,7 @@ def test_calibrate_magcache_records_residual_norm_ratios(ck, family):
     independently with module hooks on the first and last blocks (cfg 1: one stream)."""
     m, lat, pos, neg = tm.FAMILIES[family]()
     dm = m.model.diffusion_model
-    blocks = [b for a in block_attrs(ck, m) for b in getattr(dm, a)]
+    blocks = [b for a in block_attrs(ck, m) for b in tm.resolve(dm, a)]
     ins, residuals = [], []
     get_in = (lambda a, k: a[0]) if family == "wan" else (lambda a, k: torch.cat((k["txt"], k["img"]), 1))
     h1 = blocks[0].register_forward_pre_hook(lambda mod, a, k: ins.append(get_in(a, k).clone()), with_kwargs=True)
@@ -371,7 +388,9 @@ _MODULATED_SITE |= {"flux2": _MODULATED_SITE["flux"], "chroma_radiance": _MODULA
                     "auraflow": (lambda b: b.attn.w2q, lambda a, k: a[0]),
                     "mochi": (lambda b: b.attn.qkv_x, lambda a, k: a[0]),
                     "hidream": (lambda b: b.block.attn1, lambda a, k: a[0]),
-                    "hunyuan3d": _MODULATED_SITE["flux"]}
+                    "hunyuan3d": _MODULATED_SITE["flux"], "pixart": (lambda b: b.attn, lambda a, k: a[0]),
+                    "hunyuan_dit": (lambda b: b.attn1, lambda a, k: a[0]),
+                    "stable_audio": (lambda b: b.self_attn, lambda a, k: a[0])}
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -382,7 +401,7 @@ def test_teacache_indicator_is_what_block0_consumes(ck, family):
     pol = importlib.import_module("cachekit.cache_core.policies.teacache").TeaCache
     m, lat, pos, neg = tm.FAMILIES[family]()
     patched = teacache(ck, m, 0.0)
-    block0 = getattr(patched.model.diffusion_model, block_attrs(ck, m)[0])[0]
+    block0 = tm.resolve(patched.model.diffusion_model, block_attrs(ck, m)[0])[0]
     module, get = _MODULATED_SITE[family]
     seen, probes = [], []
     hook = module(block0).register_forward_pre_hook(lambda mod, a, k: seen.append(get(a, k).clone()),

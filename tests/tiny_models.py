@@ -34,6 +34,13 @@ def _patcher(family_cls, unet_config, seed):
                                             offload_device=comfy.model_management.unet_offload_device())
 
 
+def resolve(obj, dotted: str):
+    """The attribute at a dotted path (Stable Audio keeps its blocks at transformer.layers)."""
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
 def _cond(ctx, **extra):
     return [[ctx, dict(extra)]]
 
@@ -308,6 +315,60 @@ def hidream(seed=0, batch=1, size=16):
     return m, torch.zeros(batch, 16, size, size), pos, neg
 
 
+def pixart(seed=0, batch=1, size=40):
+    """PixArt Sigma's PixArtMS (eps prediction); latents under 40 wide round its position-embedding base to 0."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="pixart_sigma", input_size=size, patch_size=2, in_channels=4, hidden_size=64, depth=4,
+               num_heads=2, caption_channels=32, model_max_length=8, micro_condition=False, pred_sigma=True,
+               pe_interpolation=None)
+    m = _patcher(sm.PixArtSigma, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    return m, torch.zeros(batch, 4, size, size), _cond(torch.randn(1, 8, 32, generator=g)), \
+        _cond(torch.randn(1, 8, 32, generator=g))
+
+
+def hunyuan_dit(seed=0, batch=1, size=8):
+    """HunyuanDiT: CLIP and mT5 tokens, long skip connections from the first half of the blocks to the second."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="hydit", input_size=size, patch_size=2, in_channels=4, hidden_size=64, depth=6,
+               num_heads=2, mlp_ratio=2.0, text_states_dim=32, text_states_dim_t5=48, text_len=8, text_len_t5=8,
+               size_cond=False, use_style_cond=False, learn_sigma=True)
+    m = _patcher(sm.HunyuanDiT, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+
+    def cond():
+        return _cond(torch.randn(1, 8, 32, generator=g), attention_mask=torch.ones(1, 8),
+                     conditioning_mt5xl=torch.randn(1, 8, 48, generator=g), attention_mask_mt5xl=torch.ones(1, 8))
+    return m, torch.zeros(batch, 4, size, size), cond(), cond()
+
+
+def stable_audio(seed=0, batch=1, length=16):
+    """Stable Audio Open's AudioDiffusionTransformer on (batch, 64, length) latents; its seconds embedders are
+    seeded here (the real ones come from the checkpoint)."""
+    import comfy.supported_models as sm
+    import comfy.ldm.audio.embedders as emb
+    # project_cond_tokens: the 768-wide text and seconds tokens are projected to the tiny width (the real model
+    # attends them at 768 with twice the query heads: a narrower model would get no key heads)
+    cfg = sm.StableAudio(dict(audio_model="dit1.0", embed_dim=64, depth=4, num_heads=2, project_cond_tokens=True))
+    cfg.set_inference_dtype(torch.float32, None)
+    number = emb.NumberConditioner(768, min_val=0, max_val=512).state_dict()
+    g = torch.Generator().manual_seed(seed + 2)
+    weights = {f"conditioner.conditioners.{k}.{n}": torch.randn(v.shape, generator=g)
+               for k in ("seconds_start", "seconds_total") for n, v in number.items()}
+    model = cfg.get_model(weights)
+    _fill(model.diffusion_model, seed)
+    inv_freq = model.diffusion_model.transformer.rotary_pos_emb.inv_freq   # a checkpoint buffer: the usual RoPE
+    inv_freq.copy_(1.0 / 10000 ** (torch.arange(0, 2 * len(inv_freq), 2).float() / (2 * len(inv_freq))))
+    model.eval()
+    import comfy.model_management
+    import comfy.model_patcher
+    m = comfy.model_patcher.ModelPatcher(model, load_device=comfy.model_management.get_torch_device(),
+                                         offload_device=comfy.model_management.unet_offload_device())
+    g = torch.Generator().manual_seed(seed + 1)
+    return m, torch.zeros(batch, 64, length), _cond(torch.randn(1, 8, 768, generator=g)), \
+        _cond(torch.randn(1, 8, 768, generator=g))
+
+
 # what each builder stands for, as the coverage table names it
 LABELS = {"flux": "Flux.1 (dev, schnell, Kontext)", "flux2": "Flux 2", "chroma": "Chroma",
           "chroma_radiance": "Chroma Radiance", "hunyuan_video": "HunyuanVideo 1.0",
@@ -315,23 +376,25 @@ LABELS = {"flux": "Flux.1 (dev, schnell, Kontext)", "flux2": "Flux 2", "chroma":
           "wan_vace": "Wan VACE", "qwen_image": "Qwen-Image (and Edit, same class)", "ltxv": "LTX-Video",
           "lumina2": "Lumina 2 / Z-Image", "sd3": "SD3 / SD3.5", "omnigen2": "OmniGen2",
           "cosmos_predict2": "Cosmos Predict2", "auraflow": "AuraFlow", "mochi": "Mochi", "hidream": "HiDream-I1",
-          "hunyuan3d": "Hunyuan3D 2.0"}
+          "hunyuan3d": "Hunyuan3D 2.0", "pixart": "PixArt Alpha / Sigma", "hunyuan_dit": "HunyuanDiT 1.x",
+          "stable_audio": "Stable Audio Open"}
 FAMILIES = {"flux": flux, "chroma": chroma, "wan": wan, "qwen_image": qwen_image,
             "hunyuan_video": hunyuan_video, "ltxv": ltxv, "flux2": flux2, "chroma_radiance": chroma_radiance,
             "hunyuan_video15": hunyuan_video15, "lumina2": lumina2, "sd3": sd3, "omnigen2": omnigen2,
             "cosmos_predict2": cosmos_predict2, "auraflow": auraflow, "mochi": mochi, "hidream": hidream,
-            "hunyuan3d": hunyuan3d}
+            "hunyuan3d": hunyuan3d, "pixart": pixart, "hunyuan_dit": hunyuan_dit, "stable_audio": stable_audio}
 
 
 class BlockCounter:
     """Counts the transformer blocks that really computed: a forward hook on each block's first Linear outside
     its modulation (TeaCache's probe runs the modulation of block 0; a hook on the block module itself would
     also fire where an object patch on its forward passed the block by)."""
-    def __init__(self, model_patcher, attrs, first_only=False):
+    def __init__(self, model_patcher, attrs, first_only=False, marker=None):
         dm = model_patcher.model.diffusion_model
-        blocks = [blk for a in attrs for blk in getattr(dm, a)]
+        blocks = [blk for a in attrs for blk in resolve(dm, a)]
         self.count = 0
-        first_linear = [self._marker(blk) for blk in blocks]
+        # marker: a submodule each block calls itself, for families whose attention modules may be reused whole
+        first_linear = [resolve(blk, marker) if marker else self._marker(blk) for blk in blocks]
         self._handles = [lin.register_forward_hook(self._hook) for lin in first_linear[:1 if first_only else None]]
 
     @staticmethod

@@ -1,0 +1,35 @@
+"""HunyuanDiT's second-half blocks take a first-half block's output as a long skip. A block that computes after
+a reused span (DBCache's back blocks) must get this step's skip, from a front block that computed; a setting
+whose back blocks would take their skip from inside the cached span is refused at the node."""
+import pytest
+import torch
+
+import tiny_models as tm
+from test_first_block_cache import STEPS, last_stats
+from test_methods_comfy import dbcache
+
+
+def test_back_block_takes_the_skip_of_the_step_it_runs_in(ck):
+    m, lat, pos, neg = tm.hunyuan_dit()            # 6 blocks: block 5 takes block 0's output, block 4 block 1's
+    patched = dbcache(ck, m, 0.99, fn=1, bn=1)
+    blocks = patched.model.diffusion_model.blocks
+    first_out, last_skip = [], []
+    hooks = [blocks[0].register_forward_hook(lambda mod, a, o: first_out.append(o.clone())),
+             blocks[-1].register_forward_pre_hook(lambda mod, a: last_skip.append(a[4].clone()))]
+    try:
+        tm.sample(patched, lat, pos, neg, steps=STEPS, cfg=1.0)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert last_stats(ck)["streams"]["cond"]["reused_steps"]
+    assert len(first_out) == len(last_skip) == STEPS          # front and back blocks compute on every call
+    assert all(torch.equal(o, s) for o, s in zip(first_out, last_skip))
+
+
+def test_back_blocks_whose_skip_comes_from_the_span_are_refused(ck):
+    m, _, _, _ = tm.hunyuan_dit()
+    with pytest.raises(ValueError, match="Apply DBCache: 2 back blocks with 1 front blocks: in HunyuanDiT block 4 "
+                                         "takes block 1's output as a long skip, and block 1 sits in the cached span"):
+        dbcache(ck, m, 0.1, fn=1, bn=2)
+    dbcache(ck, m, 0.1, fn=2, bn=2)
+    dbcache(ck, m, 0.1, fn=2, bn=3)    # block 3 takes no skip (the middle block), 4 and 5 take front blocks'
