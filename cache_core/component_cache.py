@@ -15,6 +15,7 @@ import torch
 
 from .layout import BlockLayout
 from .policy import ReuseLimits, StepInfo
+from .steps import CallStep
 
 if TYPE_CHECKING:
     from .streams import StreamState
@@ -22,14 +23,18 @@ if TYPE_CHECKING:
 
 class ComponentCall:
     def __init__(self, policy, layout: BlockLayout, limits: ReuseLimits, streams: Sequence["StreamState"],
-                 step: StepInfo):
+                 step: CallStep):
         self.policy, self.layout, self.limits = policy, layout, limits
-        self.streams, self.step = list(streams), step
+        self.streams, self._when = list(streams), step
         self.block = -1
         self._attn_ordinal = 0
         self.blocks_run = 0
         self.components_run = 0
         self.components_reused = 0
+
+    @property
+    def step(self) -> StepInfo:
+        return self._when.resolve()
 
     @property
     def reusing(self) -> bool:

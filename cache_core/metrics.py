@@ -31,5 +31,6 @@ def to_floats(values: list[torch.Tensor | None]) -> list[float | None]:
     present = [v for v in values if v is not None]
     if not present:
         return [None] * len(values)
-    host = iter(torch.stack([v.detach().float().reshape(()) for v in present]).cpu().tolist())
+    device = present[0].device
+    host = iter(torch.stack([v.detach().float().reshape(()).to(device) for v in present]).cpu().tolist())
     return [next(host) if v is not None else None for v in values]

@@ -76,6 +76,10 @@ class CachePolicy(ABC):
         """What the user should know about how this run went (the run's stats carry it)."""
         return []
 
+    # whether condition() changes the probe: it needs the call's step before the metric is measured, which
+    # costs a host transfer of its own (the others read the step with the metric)
+    conditions_probe = False
+
     def condition(self, probe: torch.Tensor | None, step: StepInfo, layout) -> torch.Tensor | None:
         """The probe of the whole call (all streams batched) as the method measures it (SeaCache filters it)."""
         return probe

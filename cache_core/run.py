@@ -22,7 +22,7 @@ from .layout import BlockLayout
 from .policy import CachePolicy, ComponentPolicy, ReuseLimits, StepInfo
 from .span_cache import SpanCall
 from .stats import RunStats
-from .steps import StepClock
+from .steps import CallStep, StepClock
 from .streams import StreamState, held_bytes
 
 
@@ -76,10 +76,12 @@ class CacheRun:
         return st
 
     # --- one model call ------------------------------------------------------------------------
-    def begin_call(self, x: torch.Tensor, sigma: float, stream_keys: Sequence[Hashable],
+    def begin_call(self, x: torch.Tensor, sigma: float | torch.Tensor, stream_keys: Sequence[Hashable],
                    stream_kinds: Sequence[str], must_compute: str | None = None) -> SpanCall | ComponentCall:
-        """must_compute: why this call may not reuse a span (the host adds hints between blocks on it, which a
-        cached span residual would replay from its own step); counted in the stats, once per reason."""
+        """sigma: the call's (largest) sigma, a float or a 0-d tensor the step is read from when first needed
+        (steps.CallStep). must_compute: why this call may not reuse a span (the host adds hints between blocks
+        on it, which a cached span residual would replay from its own step); counted in the stats, once per
+        reason."""
         if self.closed:
             raise RuntimeError("CacheKit: model call on a closed run")
         n = max(len(stream_keys), 1)
@@ -90,7 +92,7 @@ class CacheRun:
             streams = [self._stream(self.key(k, x.device), kind, meta) for k, kind in zip(stream_keys, stream_kinds)]
         # a rank of a sequence-parallel run holds a shard of the tokens, never the latent's whole grid
         grid = () if self.sync.collective else tuple(x.shape[2:])
-        step = dataclasses.replace(self.step_at(sigma), grid=grid)
+        step = CallStep(self.clock, sigma, grid)
         if isinstance(self.policy, ComponentPolicy):
             self.current = ComponentCall(self.policy, self.layout, self.limits, streams, step)
         else:

@@ -22,6 +22,7 @@ from .layout import BlockLayout, Hidden
 from .decision_sync import DecisionSync
 from .metrics import ratio, to_floats
 from .policy import CachePolicy, ReuseLimits, StepInfo
+from .steps import CallStep
 
 if TYPE_CHECKING:
     from .streams import StreamState
@@ -41,11 +42,11 @@ def _chunks(t: torch.Tensor, n: int) -> tuple[torch.Tensor, ...]:
 
 class SpanCall:
     def __init__(self, policy: CachePolicy, layout: BlockLayout, limits: ReuseLimits,
-                 streams: Sequence["StreamState"], step: StepInfo, must_compute: bool = False,
+                 streams: Sequence["StreamState"], step: CallStep, must_compute: bool = False,
                  sync: DecisionSync | None = None):
         self.policy, self.layout, self.limits = policy, layout, limits
         self.sync = sync or DecisionSync()
-        self.streams, self.step = list(streams), step
+        self.streams, self._when = list(streams), step
         self.must_compute = must_compute
         self.start, self.end = span_bounds(policy.front_blocks, policy.back_blocks, len(layout))
         self.reusing = False
@@ -53,6 +54,10 @@ class SpanCall:
         self._stack_in: Hidden | None = None
         self._anchor: Hidden | None = None
         self._anchor_pos = 0
+
+    @property
+    def step(self) -> StepInfo:
+        return self._when.resolve()
 
     # --- the data path: one block ---------------------------------------------------------------
     def run_block(self, p: int, args: dict, original: Callable[[dict], dict]) -> dict:
@@ -103,7 +108,8 @@ class SpanCall:
 
     def _decide(self, probe: torch.Tensor | None, anchor: Hidden, anchor_pos: int) -> None:
         n = len(self.streams)
-        probe = self.policy.condition(probe, self.step, self.layout)
+        if self.policy.conditions_probe:      # SeaCache's filter needs the step's sigma before measuring
+            probe = self.policy.condition(probe, self.step, self.layout)
         probes = _chunks(probe, n) if probe is not None else (None,) * n
         shapes = [{k: tuple(c.shape) for k, c in zip(anchor, parts)}
                   for parts in zip(*(_chunks(v, n) for v in anchor.values()))]
@@ -130,13 +136,21 @@ class SpanCall:
     def _metrics(self, parts: list, probe: torch.Tensor | None) -> list[float | None]:
         """Each stream's metric from its partial sums: added over the ranks first where the run is split
         (one collective for all streams; a stream counts as measured only where every rank measured it)."""
+        sigma = self._when.pending if probe is not None else None   # read with the metrics: one transfer
         if probe is None or not self.sync.collective:
-            return to_floats([None if p is None else ratio(p) for p in parts])
+            values = to_floats([None if p is None else ratio(p) for p in parts] + [sigma])
+            self._resolve_with(values.pop())
+            return values
         rows = [torch.cat((p.float(), p.new_ones(1))) if p is not None else probe.new_zeros(3, dtype=torch.float32)
                 for p in parts]
         total = self.sync.sum(torch.stack(rows))
-        values = to_floats([ratio(r[:2]) for r in total] + [total[:, 2].min()])
+        values = to_floats([ratio(r[:2]) for r in total] + [total[:, 2].min(), sigma])
+        self._resolve_with(values.pop())
         return [v if values[-1] >= self.sync.ranks else None for v in values[:-1]]
+
+    def _resolve_with(self, sigma: float | None) -> None:
+        if sigma is not None:
+            self._when.resolve(sigma)
 
     # --- residual cache ------------------------------------------------------------------------
     def _store_residual(self, out: dict, p: int) -> None:

@@ -10,8 +10,11 @@ The fractional position (i at sigmas[i], linear in sigma between) is what foreca
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Sequence
+
+import torch
 
 from .policy import StepInfo
 
@@ -41,3 +44,28 @@ class StepClock:
         p = self.position(sigma)
         self._last = p
         return StepInfo(min(int(math.floor(p + SNAP)), self.total - 1), self.total, sigma, p)
+
+
+class CallStep:
+    """The step of one model call, found from its sigma when first asked for. A sigma still on the device is
+    read in the same host transfer as the call's decision metric (span_cache reads both with one to_floats), so
+    a deciding call costs one host sync, not two; a call that decides nothing reads it when its step is needed."""
+
+    def __init__(self, clock: StepClock, sigma: float | torch.Tensor, grid: tuple[int, ...] = ()):
+        self._clock, self._sigma, self._grid = clock, sigma, grid
+        self._step: StepInfo | None = None
+
+    @property
+    def pending(self) -> torch.Tensor | None:
+        """The sigma to read with the metrics (fp32 there: only a sigma that fp32 holds exactly rides along)."""
+        s = self._sigma
+        if self._step is None and torch.is_tensor(s) and s.dtype in (torch.float32, torch.float16, torch.bfloat16):
+            return s
+        return None
+
+    def resolve(self, sigma: float | None = None) -> StepInfo:
+        """The call's step; `sigma`: the pending sigma's value, read by the caller."""
+        if self._step is None:
+            value = float(self._sigma) if sigma is None else sigma
+            self._step = dataclasses.replace(self._clock.locate(value), grid=self._grid)
+        return self._step

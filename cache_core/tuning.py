@@ -116,6 +116,7 @@ class TuningRecorder(CachePolicy):
                              f"run (set target_compute on its node)")
         self.method = policy
         self.front_blocks, self.back_blocks, self.probe = policy.front_blocks, policy.back_blocks, policy.probe
+        self.conditions_probe = policy.conditions_probe
         self.total = 0
         self.samples: dict[str, list[tuple[int, float, torch.Tensor]]] = {}
 

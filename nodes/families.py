@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..cache_core import BlockLayout
-from .routes import CallAdapter
+from .routes import CallAdapter, ReplaceAdapter
 
 
 # --- block 0's timestep-modulated input (TeaCache's indicator), computed without touching args ---
@@ -105,6 +105,23 @@ def _hydit_modulated(block, args):
     return block.norm1(args["img"]) + block.default_modulation(args["vec"]).unsqueeze(dim=1)
 
 
+def _hunyuan3d21_modulated(block, args):
+    x = args["img"]
+    if block.timested_modulate:
+        x = x + block.default_modulation(args["t"]).unsqueeze(dim=1)
+    return block.norm1(x)
+
+
+def _ace_modulated(block, args):
+    x = args["img"]
+    normed = block.norm1(x)
+    if not block.use_adaln_single:
+        return normed
+    table = block.scale_shift_table[None].to(dtype=args["temb"].dtype, device=args["temb"].device)
+    shift, scale = (table + args["temb"].reshape(x.shape[0], 6, -1)).chunk(6, dim=1)[:2]
+    return normed * (1 + scale) + shift
+
+
 def _stable_audio_modulated(block, args):
     normed = block.pre_norm(args["img"])
     if args.get("vec") is None or not block.global_cond_dim:   # "prepend" models: the time rides in a token
@@ -176,7 +193,9 @@ class Family:
     blocks: tuple[tuple[str, str, str | None], ...]
     stream_keys: dict                       # block kind -> hidden-state tensors it takes and returns
     route: str = "replace"                  # routes.BLOCK_ROUTES: how the blocks are reached
-    adapter: CallAdapter | dict | None = None   # route "forward": the block's call as the engine's dict (per kind)
+    # route "forward": the block's call as the engine's dict; route "replace": a ReplaceAdapter where the forward
+    # names the hidden state its own way (either per kind as a dict)
+    adapter: CallAdapter | ReplaceAdapter | dict | None = None
     convert: object = None                  # re-lays hidden states between block kinds (Flux: txt+img)
     modulated_input: object = None          # (block0, args) -> tensor, TeaCache's indicator
     modulated_image: object = None          # (block0, args) -> block 0's modulated image tokens, if not the above
@@ -353,6 +372,16 @@ FAMILIES = (
            attention_kinds={"double_block": ("self", "cross")}, attention_modules={"double_block": ("attn1", "attn2")},
            mlp_modules={"double_block": ("mlp",)},
            long_skips=_stack_skips(push=lambda i, d: i < d // 2 - 1, pop=lambda i, d: i > d // 2)),
+    # Hunyuan3D 2.1: a time token first, long skips as HunyuanDiT's (its own stack rule), MoE MLPs in the last blocks
+    Family("Hunyuan3D 2.1", ("comfy.ldm.hunyuan3dv2_1.hunyuandit.HunYuanDiTPlain",), (("block", "blocks", None),),
+           {"block": ("img",)}, adapter=ReplaceAdapter("x"), modulated_input=_hunyuan3d21_modulated,
+           image_first=False, attention_kinds={"block": ("self", "cross")},
+           attention_modules={"block": ("attn1", "attn2")}, mlp_modules={"block": ("mlp", "moe")},
+           long_skips=_stack_skips(push=lambda i, d: i < d // 2, pop=lambda i, d: i > d // 2)),
+    # ACE-Step: linear-attention blocks on the audio latent's tokens; its forward ignores patches_replace
+    Family("ACE-Step", ("comfy.ldm.ace.model.ACEStepTransformer2DModel",), (("block", "transformer_blocks", None),),
+           {"block": ("img",)}, route="forward", adapter=CallAdapter(hidden={"img": "hidden_states"}, returns=("img",)),
+           modulated_input=_ace_modulated, attention_kinds={"block": ("self", "cross")}, mlp_modules={"block": ("ff",)}),
     # Stable Audio Open: the time (and seconds) embedding is prepended as a token, so block 0's input starts there
     Family("Stable Audio", ("comfy.ldm.audio.dit.AudioDiffusionTransformer",),
            (("double_block", "transformer.layers", None),), {"double_block": ("img",)},
@@ -376,11 +405,6 @@ UNSUPPORTED = {
         "(Cosmos 1) adds its positional embedding into the hidden state before every block, in place (a reused "
         "span would replay it), and lays its tokens out time first with the batch 4th, where the caches keep cond "
         "and uncond apart along the first axis; not covered yet (Cosmos Predict2 is)",
-    "comfy.ldm.hunyuan3dv2_1.hunyuandit.HunYuanDiTPlain":
-        "(Hunyuan3D 2.1) is not covered yet: its block hook passes the hidden state under other names and returns it "
-        "bare, and no row has been written and tested for it",
-    "comfy.ldm.ace.model.ACEStepTransformer2DModel":
-        "(ACE-Step) is not covered yet: no row has been written and tested for it",
 }
 
 SUPPORTED_NAMES = ", ".join(f.name for f in FAMILIES)

@@ -181,7 +181,8 @@ def hints_between_blocks(control, to: dict) -> str | None:
 @torch.compiler.disable
 def _begin_call(run: CacheRun, x: torch.Tensor, to: dict, control=None):
     sigmas = to.get("sigmas")
-    sigma = float(sigmas.max()) if torch.is_tensor(sigmas) else float("nan")
+    # left on the device: the run reads it with the call's decision metric, in one host transfer
+    sigma = sigmas.max() if torch.is_tensor(sigmas) else float("nan")
     cond_or_uncond = to.get("cond_or_uncond") or [0]
     uuids = to.get("uuids") or [f"chunk{i}" for i in range(len(cond_or_uncond))]
     kinds = [_COND_KINDS.get(c, f"cond{c}") for c in cond_or_uncond]

@@ -36,21 +36,40 @@ ATTN_KEY = "optimized_attention_override"   # ComfyUI's attention-kernel hook in
 
 
 # --- block routes --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ReplaceAdapter:
+    """A patches_replace entry whose forward passes the hidden state under its own name and takes it back bare
+    (Hunyuan3D 2.1: {"x", "t", "cond", "skip"} in, the new x out): seen as the engine's {"img": ...} dict."""
+    hidden: str = "x"
+
+    def to_engine(self, args: dict) -> dict:
+        return args | {"img": args[self.hidden]}
+
+    def call(self, original: Callable, d: dict) -> dict:
+        return {"img": original({k: v for k, v in d.items() if k != "img"} | {self.hidden: d["img"]})}
+
+    def result(self, out: dict):
+        return out["img"]
+
+
 class _BlockPatch(SharedOnClone):
     """patches_replace entry for block position p: hands the block to the live call, if any."""
-    def __init__(self, spec: CacheSpec, position: int):
-        self.spec, self.position = spec, position
+    def __init__(self, spec: CacheSpec, position: int, adapter: ReplaceAdapter | None = None):
+        self.spec, self.position, self.adapter = spec, position, adapter
 
-    def __call__(self, args: dict, extra: dict) -> dict:
-        call = self.spec.live.call
+    def __call__(self, args: dict, extra: dict):
+        call, original = self.spec.live.call, extra["original_block"]
         if call is None:   # sampled outside a CacheKit run (e.g. another wrapper bypassed ours)
-            return extra["original_block"](args)
-        return call.run_block(self.position, args, extra["original_block"])
+            return original(args)
+        if self.adapter is None:
+            return call.run_block(self.position, args, original)
+        a = self.adapter
+        return a.result(call.run_block(self.position, a.to_engine(args), lambda d: a.call(original, d)))
 
 
 def block_replace(m, spec: CacheSpec, family: Family, positions) -> None:
     for p, (kind, index) in enumerate(positions):
-        m.set_model_patch_replace(_BlockPatch(spec, p), "dit", kind, index)
+        m.set_model_patch_replace(_BlockPatch(spec, p, family.adapter_for(kind)), "dit", kind, index)
 
 
 @dataclass(frozen=True)

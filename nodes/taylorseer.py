@@ -15,6 +15,12 @@ class ApplyTaylorSeerCache(common.CacheNode):
     DESCRIPTION = ("Computes the transformer every few steps and forecasts the steps between with a Taylor "
                    "series fitted to the computed steps (a static schedule, no probe).")
 
+    # optional: workflows saved before it existed still load (and get the default)
+    OPTIONAL = {"final_steps": ("INT", {
+        "default": 2, "min": 0, "max": 1000,
+        "tooltip": "The last steps always compute: they are where the output changes most, and forecasting them "
+                   "costs the most quality. 0 = diffusers' schedule."})}
+
     @classmethod
     def own_inputs(cls):
         return {
@@ -38,5 +44,6 @@ class ApplyTaylorSeerCache(common.CacheNode):
         }
 
     def method(self, model, v):
-        args = (v["cache_interval"], v["warmup_steps"], v["max_order"], v["target"], DTYPES[v["factors_dtype"]])
+        args = (v["cache_interval"], v["warmup_steps"], v["max_order"], v["target"], DTYPES[v["factors_dtype"]],
+                v.get("final_steps", self.defaults()["final_steps"]))
         return (lambda: TaylorSeer(*args)), {}

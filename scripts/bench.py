@@ -65,7 +65,7 @@ def main() -> int:
         "MagCache (calibrated; 0.3, K 3, r 0.2)": lambda m: node(
             "ApplyMagCache", model=m, threshold=0.3, max_skips=3, retention_ratio=0.2, calibration=mag_cal),
         "TaylorSeer (N 3, warmup 3, order 1)": lambda m: node(
-            "ApplyTaylorSeerCache", model=m, cache_interval=3, warmup_steps=3, max_order=1),
+            "ApplyTaylorSeerCache", model=m, cache_interval=3, warmup_steps=3, max_order=1, final_steps=0),
         "DBCache (F2 B1, R 0.3, W 3)": lambda m: node(
             "ApplyDBCache", model=m, Fn_compute_blocks=2, Bn_compute_blocks=1, residual_diff_threshold=0.3,
             max_warmup_steps=3),

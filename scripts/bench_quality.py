@@ -63,7 +63,7 @@ def methods(ck, cal):
         "Spectrum": ("gap_growth", (0.0, 0.25, 0.5, 0.75, 1.5), lambda m, v: node(
             "ApplySpectrumCache", model=m, gap_growth=v)),
         "TaylorSeer (order 1)": ("interval", (2, 3, 4, 5, 6), lambda m, v: node(
-            "ApplyTaylorSeerCache", model=m, cache_interval=v, warmup_steps=2, max_order=1)),
+            "ApplyTaylorSeerCache", model=m, cache_interval=v, warmup_steps=2, max_order=1, final_steps=2)),
         "PAB": ("self interval", (2, 3, 4, 6, 8), lambda m, v: node(
             "ApplyPyramidAttentionBroadcast", model=m, self_attention_interval=v, cross_attention_interval=v + 2,
             start_percent=0.1, end_percent=0.95)),

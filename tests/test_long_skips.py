@@ -26,10 +26,15 @@ def test_back_block_takes_the_skip_of_the_step_it_runs_in(ck):
     assert all(torch.equal(o, s) for o, s in zip(first_out, last_skip))
 
 
-def test_back_blocks_whose_skip_comes_from_the_span_are_refused(ck):
-    m, _, _, _ = tm.hunyuan_dit()
-    with pytest.raises(ValueError, match="Apply DBCache: 2 back blocks with 1 front blocks: in HunyuanDiT block 4 "
-                                         "takes block 1's output as a long skip, and block 1 sits in the cached span"):
-        dbcache(ck, m, 0.1, fn=1, bn=2)
-    dbcache(ck, m, 0.1, fn=2, bn=2)
-    dbcache(ck, m, 0.1, fn=2, bn=3)    # block 3 takes no skip (the middle block), 4 and 5 take front blocks'
+@pytest.mark.parametrize("build, name, fn, bn, consumer, source, allowed", [
+    (tm.hunyuan_dit, "HunyuanDiT", 1, 2, 4, 1, [(2, 2), (2, 3)]),     # block d-1-i takes block i's; 3 takes none
+    (tm.hunyuan3d21, "Hunyuan3D 2.1", 1, 1, 5, 1, [(2, 1), (3, 2)]),  # block d-i takes block i's; 0's is unused
+])
+def test_back_blocks_whose_skip_comes_from_the_span_are_refused(ck, build, name, fn, bn, consumer, source, allowed):
+    m = build()[0]
+    with pytest.raises(ValueError, match=f"Apply DBCache: {bn} back blocks with {fn} front blocks: in {name} block "
+                                         f"{consumer} takes block {source}'s output as a long skip, and block "
+                                         f"{source} sits in the cached span"):
+        dbcache(ck, m, 0.1, fn=fn, bn=bn)
+    for front, back in allowed:
+        dbcache(ck, m, 0.1, fn=front, bn=back)

@@ -21,9 +21,10 @@ def magcache(ck, model, thr, k=3, r=0.2, ratios="flux_dev", calibration=None):
                      calibration=calibration)[0]
 
 
-def taylorseer(ck, model, interval, warmup=2, order=1, target="residual", dtype="float32"):
+def taylorseer(ck, model, interval, warmup=2, order=1, target="residual", dtype="float32", final=None):
+    extra = {} if final is None else {"final_steps": final}      # None: the node's default
     return pack.node(ck, "ApplyTaylorSeerCache", model=model, cache_interval=interval, warmup_steps=warmup,
-                     max_order=order, target=target, factors_dtype=dtype)[0]
+                     max_order=order, target=target, factors_dtype=dtype, **extra)[0]
 
 
 def dbcache(ck, model, thr, fn=1, bn=1, warmup=0, interval=1, max_cached=-1, max_cont=-1, max_acc=0.0, order=0):
@@ -70,8 +71,9 @@ METHODS = {
     "taylorseer": (lambda ck, m: taylorseer(ck, m, 1), lambda ck, m: taylorseer(ck, m, 3), 0),
     "taylorseer_output": (lambda ck, m: taylorseer(ck, m, 1, target="output"),
                           lambda ck, m: taylorseer(ck, m, 3, target="output", order=2), 0),
-    "dbcache": (lambda ck, m: dbcache(ck, m, 0.0), lambda ck, m: dbcache(ck, m, 0.99), 2),
-    "dbcache_taylorseer": (lambda ck, m: dbcache(ck, m, 0.0, order=1),
+    # F2 B1: Hunyuan3D 2.1's last block takes block 1's output as a long skip, so block 1 must compute
+    "dbcache": (lambda ck, m: dbcache(ck, m, 0.0, fn=2), lambda ck, m: dbcache(ck, m, 0.99, fn=2), 3),
+    "dbcache_taylorseer": (lambda ck, m: dbcache(ck, m, 0.0, fn=2, order=1),
                            lambda ck, m: dbcache(ck, m, 0.99, fn=2, bn=0, order=1), 2),
     "seacache": (lambda ck, m: seacache(ck, m, 0.0), lambda ck, m: seacache(ck, m, 0.5), 0),
     "spectrum": (lambda ck, m: spectrum(ck, m, base=1.0, growth=0.0), lambda ck, m: spectrum(ck, m), 0),
@@ -209,8 +211,9 @@ def test_smoothcache_calibrate_schedule_apply_chain(ck, family):
     family = ck.nodes.families.detect(m, "t")
     paths = [path for _, path, _ in family.mlp_paths(family.layout(m.model.diffusion_model)[1])]
     mlps = [mod for mod in (_get(m.model, path) for path in paths) if mod is not None]
-    forwards = []   # an MLP's first linear runs only when the MLP is really computed
-    first_linear = [next(x for x in mod.modules() if isinstance(x, torch.nn.Linear)) for mod in mlps]
+    forwards = []   # an MLP's first linear (or conv: ACE-Step's) runs only when the MLP is really computed
+    weighted = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d)
+    first_linear = [next(x for x in mod.modules() if isinstance(x, weighted)) for mod in mlps]
     hooks = [lin.register_forward_hook(lambda *a: forwards.append(1)) for lin in first_linear]
     try:
         out = tm.sample(pack.node(ck, "ApplySmoothCache", model=m, schedule=schedule)[0], lat, pos, neg, steps=STEPS,
@@ -325,11 +328,15 @@ def test_auto_presets_follow_the_detected_variant(ck):
 
 
 def test_taylorseer_schedule_and_forecast_in_comfy(ck):
-    """interval 3, warmup 2 over 8 steps: computed 0,1,3,6 (diffusers' rule); the order changes the forecast."""
+    """interval 3, warmup 2 over 8 steps: computed 0,1,3,6 (diffusers' rule, final_steps 0); the node's default
+    also computes the last 2 steps; the order changes the forecast."""
     m, lat, pos, neg = tm.wan()
-    tm.sample(taylorseer(ck, m, 3), lat, pos, neg, steps=STEPS, cfg=3.0)
+    tm.sample(taylorseer(ck, m, 3, final=0), lat, pos, neg, steps=STEPS, cfg=3.0)
     s = last_stats(ck)["streams"]["uncond"]
     assert s["computed_steps"] == [0, 1, 3, 6] and s["reused_steps"] == [2, 4, 5, 7]
+    tm.sample(taylorseer(ck, m, 3), lat, pos, neg, steps=STEPS, cfg=3.0)
+    s = last_stats(ck)["streams"]["uncond"]
+    assert s["computed_steps"] == [0, 1, 3, 6, 7] and s["reused_steps"] == [2, 4, 5]
     first = tm.sample(taylorseer(ck, m, 3, order=1), lat, pos, neg, steps=STEPS, cfg=3.0)
     zeroth = tm.sample(taylorseer(ck, m, 3, order=0), lat, pos, neg, steps=STEPS, cfg=3.0)
     assert not torch.equal(first, zeroth) and torch.isfinite(first).all()
@@ -347,6 +354,7 @@ def test_taylorseer_schedule_and_forecast_in_comfy(ck):
     (lambda ck, m: magcache(ck, m, 0.1, calibration={"ratios": "x"}), "Apply MagCache: calibration is not a MagCache"),
     (lambda ck, m: magcache(ck, tm.sd15_unet(), 0.1), "Apply MagCache: model class 'UNetModel' is a UNet"),
     (lambda ck, m: taylorseer(ck, m, 0), "Apply TaylorSeer Cache: cache_interval must be >= 1, got 0"),
+    (lambda ck, m: taylorseer(ck, m, 3, final=-1), "Apply TaylorSeer Cache: final_steps must be >= 0, got -1"),
     (lambda ck, m: dbcache(ck, m, 0.1, fn=3, bn=1),
      "Apply DBCache: 3 front + 1 back blocks always computed leave nothing to cache in this Wan model (4 blocks)"),
     (lambda ck, m: dbcache(ck, m, -0.1), "Apply DBCache: residual_diff_threshold must be >= 0.0, got -0.1"),
@@ -390,7 +398,9 @@ _MODULATED_SITE |= {"flux2": _MODULATED_SITE["flux"], "chroma_radiance": _MODULA
                     "hidream": (lambda b: b.block.attn1, lambda a, k: a[0]),
                     "hunyuan3d": _MODULATED_SITE["flux"], "pixart": (lambda b: b.attn, lambda a, k: a[0]),
                     "hunyuan_dit": (lambda b: b.attn1, lambda a, k: a[0]),
-                    "stable_audio": (lambda b: b.self_attn, lambda a, k: a[0])}
+                    "stable_audio": (lambda b: b.self_attn, lambda a, k: a[0]),
+                    "hunyuan3d21": (lambda b: b.attn1, lambda a, k: a[0]),
+                    "ace_step": (lambda b: b.attn, lambda a, k: k["hidden_states"])}
 
 
 @pytest.mark.parametrize("family", FAMILIES)

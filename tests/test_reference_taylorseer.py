@@ -12,16 +12,20 @@ pack.load_core()
 from cache_core import StepInfo, TaylorForecaster, TaylorSeer  # noqa: E402
 
 
-def diffusers_schedule(steps, interval, before):
-    # TaylorSeerCacheHook._measure_should_compute, with current_step incremented per call from -1
-    return [s < before or (s - before - 1) % interval == 0 for s in range(steps)]
+def diffusers_schedule(steps, interval, before, after=None):
+    # TaylorSeerCacheHook._measure_should_compute, with current_step incremented per call from -1; `after` is
+    # its disable_cache_after_step (the cooldown)
+    return [s < before or (s - before - 1) % interval == 0 or (after is not None and s >= after)
+            for s in range(steps)]
 
 
-@pytest.mark.parametrize("interval, before", [(5, 3), (3, 2), (2, 0), (1, 3), (6, 3)])
-def test_schedule_matches_diffusers(interval, before):
-    ours = TaylorSeer(interval=interval, warmup_steps=before)
+@pytest.mark.parametrize("interval, before, final", [(5, 3, 0), (3, 2, 0), (2, 0, 0), (1, 3, 0), (6, 3, 0),
+                                                     (5, 3, 2), (4, 2, 1), (6, 3, 5)])
+def test_schedule_matches_diffusers(interval, before, final):
+    """final_steps N is diffusers' disable_cache_after_step = steps - N."""
+    ours = TaylorSeer(interval=interval, warmup_steps=before, final_steps=final)
     got = [ours.scheduled_compute(StepInfo(s, 30, 1.0)) for s in range(30)]
-    assert got == diffusers_schedule(30, interval, before)
+    assert got == diffusers_schedule(30, interval, before, 30 - final if final else None)
 
 
 @pytest.mark.parametrize("order", [0, 1, 2, 3])

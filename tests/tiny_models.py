@@ -22,13 +22,22 @@ def _fill(model, seed: int, scale: float = 0.05):
                 p.copy_(torch.randn(p.shape, generator=g) * 0.02)
 
 
-def _patcher(family_cls, unet_config, seed):
+_FILLED: dict = {}   # (class, seed) -> filled weights, for builders too big to fill on every call (ACE-Step)
+
+
+def _patcher(family_cls, unet_config, seed, keep_weights=False):
     import comfy.model_management
     import comfy.model_patcher
     cfg = family_cls(unet_config)
     cfg.set_inference_dtype(torch.float32, None)
     model = cfg.get_model({})
-    _fill(model.diffusion_model, seed)
+    key = (family_cls.__name__, seed)
+    if keep_weights and key in _FILLED:
+        model.diffusion_model.load_state_dict(_FILLED[key])
+    else:
+        _fill(model.diffusion_model, seed)
+        if keep_weights:
+            _FILLED[key] = {k: v.clone() for k, v in model.diffusion_model.state_dict().items()}
     model.eval()
     return comfy.model_patcher.ModelPatcher(model, load_device=comfy.model_management.get_torch_device(),
                                             offload_device=comfy.model_management.unet_offload_device())
@@ -249,7 +258,7 @@ def auraflow(seed=0, batch=1, size=16):
 def mochi(seed=0, batch=1, size=8, frames=2):
     """Mochi's asymmetric DiT (hidden_size_x * mlp_ratio_x must be 12288 in ComfyUI's class)."""
     import comfy.supported_models as sm
-    cfg = dict(image_model="mochi_preview", depth=3, patch_size=2, num_heads=2, hidden_size_x=64, hidden_size_y=32,
+    cfg = dict(image_model="mochi_preview", depth=4, patch_size=2, num_heads=2, hidden_size_x=64, hidden_size_y=32,
                mlp_ratio_x=192.0, mlp_ratio_y=2.0, learn_sigma=False, in_channels=12, qk_norm=True, qkv_bias=False,
                out_bias=True, attn_drop=0.0, patch_embed_bias=True, posenc_preserve_area=True,
                timestep_mlp_bias=True, attend_to_padding=False, timestep_scale=1000.0, use_t5=True, t5_feat_dim=32,
@@ -342,6 +351,34 @@ def hunyuan_dit(seed=0, batch=1, size=8):
     return m, torch.zeros(batch, 4, size, size), cond(), cond()
 
 
+def hunyuan3d21(seed=0, batch=2, tokens=32):
+    """Hunyuan3D 2.1's HunYuanDiTPlain: long skips, MoE MLPs in the last blocks. Its forward splits every batch
+    into two halves (cond and uncond), so a batch of one cannot run it: two latents by default."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="hunyuan3d2_1", in_channels=64, hidden_size=64, context_dim=32, depth=6, num_heads=2,
+               num_moe_layers=2, num_experts=2, moe_top_k=1, guidance_cond_proj_dim=None)
+    m = _patcher(sm.Hunyuan3Dv2_1, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    return m, torch.zeros(batch, 64, tokens), _cond(torch.randn(1, 8, 32, generator=g)), \
+        _cond(torch.randn(1, 8, 32, generator=g))
+
+
+def ace_step(seed=0, batch=1, length=16):
+    """ACE-Step: a linear-attention DiT on (batch, 8, 16, length) latents; text, lyric tokens and a (zero) speaker
+    embedding are its conditioning. Its lyric encoder is fixed by the class at 1024 wide, 6 conformer blocks."""
+    import comfy.supported_models as sm
+    cfg = dict(audio_model="ace", in_channels=8, out_channels=8, num_layers=4, inner_dim=64, attention_head_dim=32,
+               num_attention_heads=2, mlp_ratio=2.0, text_embedding_dim=32, lyric_encoder_vocab_size=64,
+               lyric_hidden_size=1024, ssl_latent_dims=[16, 16], ssl_encoder_depths=[1, 1], patch_size=[16, 1],
+               max_height=16, max_width=64)
+    m = _patcher(sm.ACEStep, cfg, seed, keep_weights=True)   # 84M parameters: filled once per process
+    g = torch.Generator().manual_seed(seed + 1)
+
+    def cond():
+        return _cond(torch.randn(1, 8, 32, generator=g), conditioning_lyrics=torch.randint(0, 64, (1, 6), generator=g))
+    return m, torch.zeros(batch, 8, 16, length), cond(), cond()
+
+
 def stable_audio(seed=0, batch=1, length=16):
     """Stable Audio Open's AudioDiffusionTransformer on (batch, 64, length) latents; its seconds embedders are
     seeded here (the real ones come from the checkpoint)."""
@@ -377,12 +414,13 @@ LABELS = {"flux": "Flux.1 (dev, schnell, Kontext)", "flux2": "Flux 2", "chroma":
           "lumina2": "Lumina 2 / Z-Image", "sd3": "SD3 / SD3.5", "omnigen2": "OmniGen2",
           "cosmos_predict2": "Cosmos Predict2", "auraflow": "AuraFlow", "mochi": "Mochi", "hidream": "HiDream-I1",
           "hunyuan3d": "Hunyuan3D 2.0", "pixart": "PixArt Alpha / Sigma", "hunyuan_dit": "HunyuanDiT 1.x",
-          "stable_audio": "Stable Audio Open"}
+          "stable_audio": "Stable Audio Open", "hunyuan3d21": "Hunyuan3D 2.1", "ace_step": "ACE-Step"}
 FAMILIES = {"flux": flux, "chroma": chroma, "wan": wan, "qwen_image": qwen_image,
             "hunyuan_video": hunyuan_video, "ltxv": ltxv, "flux2": flux2, "chroma_radiance": chroma_radiance,
             "hunyuan_video15": hunyuan_video15, "lumina2": lumina2, "sd3": sd3, "omnigen2": omnigen2,
             "cosmos_predict2": cosmos_predict2, "auraflow": auraflow, "mochi": mochi, "hidream": hidream,
-            "hunyuan3d": hunyuan3d, "pixart": pixart, "hunyuan_dit": hunyuan_dit, "stable_audio": stable_audio}
+            "hunyuan3d": hunyuan3d, "pixart": pixart, "hunyuan_dit": hunyuan_dit, "stable_audio": stable_audio,
+            "hunyuan3d21": hunyuan3d21, "ace_step": ace_step}
 
 
 class BlockCounter:

@@ -71,6 +71,8 @@ class SeaCache(TeaCache):
     def run_notes(self) -> list[str]:
         return [f"SeaCache: {self.unfiltered}"] if self.unfiltered else []
 
+    conditions_probe = True
+
     def condition(self, probe, step: StepInfo, layout):
         if probe is None:
             return None
