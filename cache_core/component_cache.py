@@ -83,15 +83,16 @@ class ComponentCall:
             for st, part in zip(self.streams, parts):
                 self._remember(st, key, part)
         # a copy: hosts update component outputs in place (HunyuanVideo's apply_mod on MLP outputs)
-        return parts[0].clone() if len(parts) == 1 else torch.cat(parts, dim=0)
+        return parts[0].clone() if len(parts) == 1 else torch.cat(parts, dim=self.layout.component_batch_dims.get(kind, 0))
 
     @torch.compiler.disable
     def _store(self, key, kind, out: torch.Tensor) -> None:
         self.components_run += 1
         n = len(self.streams)
-        if kind is None or not torch.is_tensor(out) or out.shape[0] % n:
-            return   # unknown kind or not batch-first: always computed, never cached
-        parts = out.chunk(n, dim=0) if n > 1 else (out,)
+        dim = self.layout.component_batch_dims.get(kind, 0)
+        if kind is None or not torch.is_tensor(out) or out.shape[dim] % n:
+            return   # unknown kind or not split by stream: always computed, never cached
+        parts = out.chunk(n, dim=dim) if n > 1 else (out,)
         for st, part in zip(self.streams, parts):
             self.policy.observe(st.label, key, kind, part, self.step)
             if self.policy.keep > 0:

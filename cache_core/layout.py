@@ -31,6 +31,9 @@ class BlockLayout:
     image_first: bool = field(default=True, compare=False)
     # kind of the n-th attention call inside a block of each kind, e.g. {"double_block": ("self", "cross")}
     attention_kinds: Mapping[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
+    # the batch axis of a component kind's outputs where it is not the first (Cosmos 1's MLPs see its tokens laid
+    # out time first, batch 4th: {"mlp": 3}); component caches split and join the streams along it
+    component_batch_dims: Mapping[str, int] = field(default_factory=dict, compare=False)
 
     def __len__(self) -> int:
         return len(self.kinds)

@@ -210,13 +210,15 @@ class Family:
     # depth -> {block: the earlier block whose output it takes as a long skip} (HunyuanDiT): a block computed
     # after a reused span must not take its skip from inside the span
     long_skips: object = None
+    block_name: str = "{}"         # a block's name in its container, by index (Cosmos 1's ModuleDict: "block{}")
+    mlp_batch_dim: int = 0         # the batch axis of the MLPs' outputs (Cosmos 1: 3, its tokens are T H W B D)
     # why span methods (a reused run of blocks) cannot apply: the model adds into the hidden state between
     # blocks on every call, so a cached span residual would replay the hints of its own step
     injects: str | None = None
 
     def block_path(self, kind: str, index: int) -> str:
         """"diffusion_model.<attribute>.<index>": the block's path in the BaseModel, for object patches."""
-        return f"diffusion_model.{self.blocks_attr(kind)}.{index}"
+        return f"diffusion_model.{self.blocks_attr(kind)}.{self.block_name.format(index)}"
 
     def blocks_attr(self, kind: str) -> str:
         """The (dotted) attribute of the diffusion model holding this kind's blocks."""
@@ -236,7 +238,7 @@ class Family:
 
     def block(self, diffusion_model, kind: str, index: int):
         """The block module at (kind, index) of this model instance."""
-        return _resolve(diffusion_model, self.blocks_attr(kind))[index]
+        return _resolve(diffusion_model, f"{self.blocks_attr(kind)}.{self.block_name.format(index)}")
 
     def layout(self, diffusion_model) -> tuple[BlockLayout, list[tuple[str, int]]]:
         """The block sequence this model instance runs, and the (kind, index) of each position."""
@@ -251,7 +253,8 @@ class Family:
             image = functools.partial(self.modulated_image, self.block(diffusion_model, *positions[0]))
         layout = BlockLayout(kinds=tuple(k for k, _ in positions), stream_keys=self.stream_keys,
                              primary="img", convert=self.convert, modulated_input=probe, modulated_image=image,
-                             image_first=self.image_first, attention_kinds=self.attention_kinds)
+                             image_first=self.image_first, attention_kinds=self.attention_kinds,
+                             component_batch_dims={"mlp": self.mlp_batch_dim} if self.mlp_batch_dim else {})
         return layout, positions
 
     def preset(self, method: str, diffusion_model) -> str | None:
@@ -309,6 +312,12 @@ FAMILIES = (
            teacache_preset=_wan_teacache, magcache_preset=_wan_magcache, **_WAN),
     Family("Wan VACE", ("comfy.ldm.wan.model.VaceWanModel",), **_WAN,
            injects="adds its VACE hints into the hidden state after every k-th block, in place, on every call"),
+    # Wan 2.2 S2V: its blocks get no transformer_options (the attention methods patch the attention modules) and
+    # its audio is added into the hidden state between blocks
+    Family("Wan S2V", ("comfy.ldm.wan.model.WanModel_S2V",), **(_WAN | dict(
+        attention_kinds={"double_block": ("self", "cross")},
+        attention_modules={"double_block": ("self_attn", "cross_attn")})),
+           injects="adds its audio features into the hidden state after the audio layers' blocks on every call"),
     Family("Wan Animate", ("comfy.ldm.wan.model_animate.AnimateWanModel",), **_WAN,
            injects="adds its face-motion features into the hidden state after every 5th block on every call"),
     Family("Qwen-Image", ("comfy.ldm.qwen_image.model.QwenImageTransformer2DModel",),
@@ -337,6 +346,12 @@ FAMILIES = (
            {"block": ("img",)}, route="forward", adapter=CallAdapter(hidden={"img": "x_B_T_H_W_D"}, returns=("img",)),
            modulated_input=_cosmos2_modulated, attention_kinds={"block": ("self", "cross")},
            mlp_modules={"block": ("mlp",)}),
+    # Cosmos 1 (7B/14B): blocks in a ModuleDict, on tokens laid out T H W B D; no patches_replace
+    Family("Cosmos 1", ("comfy.ldm.cosmos.model.GeneralDIT",), (("block", "blocks", None),), {"block": ("img",)},
+           route="forward", adapter=CallAdapter(hidden={"img": "x"}, returns=("img",)), block_name="block{}",
+           attention_kinds={"block": ("self", "cross")}, mlp_modules={"block": ("blocks.2.block",)}, mlp_batch_dim=3,
+           injects="adds its per-block positional embedding into the hidden state before every block, in place, on "
+                   "every call"),
     # AuraFlow: double (image, text) then single layers on text + image, text first (as Flux)
     Family("AuraFlow", ("comfy.ldm.aura.mmdit.MMDiT",),
            (("double_block", "double_layers", None), ("single_block", "single_layers", None)), _DOUBLE_SINGLE,
@@ -397,14 +412,12 @@ FAMILIES = (
 UNSUPPORTED = {
     "comfy.ldm.modules.diffusionmodules.openaimodel.UNetModel":
         "is a UNet (SD1.x/SD2/SDXL), not a diffusion transformer: these methods cache transformer block stacks",
-    "comfy.ldm.wan.model.WanModel_S2V":
-        "(Wan 2.2 S2V) passes no transformer_options to its blocks and adds audio into the hidden state between "
-        "blocks in place: neither block nor attention caching can reach it correctly",
-    # not covered yet: no row has been written and tested for these (the README's Limits say the same)
-    "comfy.ldm.cosmos.model.GeneralDIT":
-        "(Cosmos 1) adds its positional embedding into the hidden state before every block, in place (a reused "
-        "span would replay it), and lays its tokens out time first with the batch 4th, where the caches keep cond "
-        "and uncond apart along the first axis; not covered yet (Cosmos Predict2 is)",
+    "comfy.ldm.cascade.stage_c.StageC":
+        "(Stable Cascade) is a UNet of residual and attention blocks, not a diffusion transformer: these methods "
+        "cache transformer block stacks",
+    "comfy.ldm.cascade.stage_b.StageB":
+        "(Stable Cascade) is a UNet of residual and attention blocks, not a diffusion transformer: these methods "
+        "cache transformer block stacks",
 }
 
 SUPPORTED_NAMES = ", ".join(f.name for f in FAMILIES)

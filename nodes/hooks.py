@@ -82,8 +82,8 @@ def install(model, spec_fields: dict, make_policy: Callable[[], CachePolicy], no
     policy = make_policy()
     if family.injects and not isinstance(policy, ComponentPolicy):
         raise UnsupportedModelError(
-            f"{node_name}: {family.name} {family.injects}; a reused run of blocks would replay the hints of the "
-            f"step it was computed on. Use a method that caches inside the blocks (Apply Pyramid Attention "
+            f"{node_name}: {family.name} {family.injects}; a reused run of blocks would replay what was added on "
+            f"the step it was computed on. Use a method that caches inside the blocks (Apply Pyramid Attention "
             f"Broadcast, Apply SmoothCache, Apply FasterCache)")
     if policy.probe in ("modulated_input", "modulated_image") and layout.modulated_input is None:
         raise UnsupportedModelError(f"{node_name}: no timestep-modulated input is known for {family.name}")

@@ -65,7 +65,7 @@ def main() -> int:
     import tiny_models as tm
     ck = pack.load()
     families = ck.nodes.families
-    builders = {**tm.FAMILIES, "wan_vace": tm.wan_vace}
+    builders = {**tm.FAMILIES, **tm.COMPONENT_ONLY}
     found = cells(passed_tests())
     rows, reasons = [], {}
     for key, build in builders.items():
@@ -97,8 +97,8 @@ def main() -> int:
         "",
     ]
     for name, reason in reasons.items():
-        lines.append(f"¹ {name} {reason}: a reused run of blocks would replay the hints of the step it was "
-                     f"computed on.")
+        lines.append(f"¹ {name} {reason}: a reused run of blocks would replay what was added on the step it "
+                     f"was computed on.")
     lines += ["", "Refused with a message saying why: " + "; ".join(
         f"`{cls.rsplit('.', 1)[1]}` {why}" for cls, why in families.UNSUPPORTED.items()) + ".",
               "Any other class gets \"is not a supported diffusion transformer\" and the list above.", ""]

@@ -82,10 +82,10 @@ METHODS = {
 
 COMPONENT_METHODS = ["pab", "fastercache", "smoothcache"]
 SPAN_METHODS = [m for m in METHODS if m not in COMPONENT_METHODS]
-# every method on every family; families that add hints between blocks on every call (Wan VACE) take the
-# component methods only, and refuse the span ones (test_span_methods_refused_where_blocks_get_hints)
-MATRIX = [(m, f) for f in FAMILIES for m in METHODS] + [(m, "wan_vace") for m in COMPONENT_METHODS]
-BUILD = {**tm.FAMILIES, "wan_vace": tm.wan_vace}
+# every method on every family; families that add into the hidden state between blocks on every call (Wan VACE,
+# Cosmos 1) take the component methods only, and refuse the span ones (test_span_methods_refused_where_blocks_get_hints)
+MATRIX = [(m, f) for f in FAMILIES for m in METHODS] + [(m, f) for f in tm.COMPONENT_ONLY for m in COMPONENT_METHODS]
+BUILD = {**tm.FAMILIES, **tm.COMPONENT_ONLY}
 
 
 @pytest.mark.parametrize("method, family", MATRIX)
@@ -117,7 +117,7 @@ def test_reuse_matches_stats_and_counted_blocks_and_repeats(ck, method, family):
     assert last_stats(ck)["streams"] == stats["streams"]
 
 
-REFUSED = [(m, "wan_vace") for m in ["fbc", *SPAN_METHODS]]
+REFUSED = [(m, f) for f in tm.COMPONENT_ONLY for m in ["fbc", *SPAN_METHODS]]
 
 
 @pytest.mark.parametrize("method, family", REFUSED)

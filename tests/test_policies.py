@@ -203,3 +203,21 @@ def test_smoothcache_errors_resampled_linearly_in_position_and_gap():
     fewer = resample_errors({**cal, "steps": 5, "lookahead": 2, "errors": {"self": {"1": [0.1] * 4, "2": [0.3] * 3}}},
                             3)
     assert fewer["lookahead"] == 1 and fewer["errors"]["self"]["1"] == pytest.approx([0.3, 0.3])
+
+
+def test_component_outputs_split_into_streams_along_their_batch_axis():
+    """Cosmos 1's MLPs see its tokens laid out T H W B D: a cached MLP output is split into streams along axis 3,
+    so a stream reused in a call of another make-up (uncond alone) gets its own slice back."""
+    from cache_core import SmoothCache
+    layout = BlockLayout(kinds=("blk",), stream_keys={"blk": ("img",)}, component_batch_dims={"mlp": 3})
+    run = CacheRun(SmoothCache({"mlp": [1, 0]}), layout, sigmas=[1.0, 0.5, 0.0])
+    out = torch.randn(2, 3, 3, 2, 4, generator=torch.Generator().manual_seed(0))   # T H W (cond, uncond) D
+    got = []
+
+    def call_mlp(x, keys, kinds, compute):
+        call = run.begin_call(x, run.sigmas[len(got)], keys, kinds)
+        call.run_block(0, {}, lambda a: got.append(call.component((0, "mlp"), "mlp", compute)) or {})
+        run.end_call(call)
+    call_mlp(torch.zeros(2, 1), ["c", "u"], ["cond", "uncond"], lambda: out)     # step 0 computes both
+    call_mlp(torch.zeros(1, 1), ["u"], ["uncond"], lambda: None)                 # step 1 reuses uncond's
+    assert torch.equal(got[1], out[:, :, :, 1:])

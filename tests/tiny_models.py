@@ -50,6 +50,11 @@ def resolve(obj, dotted: str):
     return obj
 
 
+def _modules(container):
+    """A block container's blocks (Cosmos 1 keeps them in a ModuleDict)."""
+    return container.values() if isinstance(container, torch.nn.ModuleDict) else container
+
+
 def _cond(ctx, **extra):
     return [[ctx, dict(extra)]]
 
@@ -282,6 +287,34 @@ def hunyuan3d(seed=0, batch=1, tokens=32):
         _cond(torch.randn(1, 8, 32, generator=g))
 
 
+def cosmos1(seed=0, batch=1, size=8, frames=2):
+    """Cosmos 1's GeneralDIT as ComfyUI detects the 7B (extra per-block positional embedding, T H W B D tokens)."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="cosmos", max_img_h=64, max_img_w=64, max_frames=16, in_channels=16, out_channels=16,
+               patch_spatial=2, patch_temporal=1, concat_padding_mask=True, model_channels=64, block_config="FA-CA-MLP",
+               num_blocks=4, num_heads=2, crossattn_emb_channels=32, pos_emb_cls="rope3d", pos_emb_learnable=False,
+               pos_emb_interpolation="crop", block_x_format="THWBD", affline_emb_norm=True, use_adaln_lora=True,
+               adaln_lora_dim=16, extra_per_block_abs_pos_emb=True, extra_per_block_abs_pos_emb_type="learnable",
+               rope_t_extrapolation_ratio=2.0)
+    m = _patcher(sm.CosmosT2V, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    return m, torch.zeros(batch, 16, frames, size, size), _cond(torch.randn(1, 8, 32, generator=g)), \
+        _cond(torch.randn(1, 8, 32, generator=g))
+
+
+def wan_s2v(seed=0, batch=1, size=8, frames=1):
+    """Wan 2.2 S2V: audio features (25 layers of an audio encoder, 4 per latent frame) injected after some blocks."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="wan2.1", model_type="s2v", patch_size=(1, 2, 2), text_len=16, in_dim=16, dim=64,
+               ffn_dim=128, freq_dim=32, text_dim=32, out_dim=16, num_heads=2, num_layers=4, audio_dim=32,
+               num_audio_token=4, cond_dim=16, audio_inject_layers=[0, 2])
+    m = _patcher(sm.WAN22_S2V, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    audio = torch.randn(1, 25, 32, 4 * frames, generator=g)
+    return m, torch.zeros(batch, 16, frames, size, size), _cond(torch.randn(1, 8, 32, generator=g), audio_embed=audio), \
+        _cond(torch.randn(1, 8, 32, generator=g), audio_embed=torch.zeros_like(audio))
+
+
 def sd15_unet(seed=0):
     """A tiny SD1.5 UNet (a real UNetModel), for the message that block methods do not serve UNets."""
     import comfy.supported_models as sm
@@ -414,13 +447,15 @@ LABELS = {"flux": "Flux.1 (dev, schnell, Kontext)", "flux2": "Flux 2", "chroma":
           "lumina2": "Lumina 2 / Z-Image", "sd3": "SD3 / SD3.5", "omnigen2": "OmniGen2",
           "cosmos_predict2": "Cosmos Predict2", "auraflow": "AuraFlow", "mochi": "Mochi", "hidream": "HiDream-I1",
           "hunyuan3d": "Hunyuan3D 2.0", "pixart": "PixArt Alpha / Sigma", "hunyuan_dit": "HunyuanDiT 1.x",
-          "stable_audio": "Stable Audio Open", "hunyuan3d21": "Hunyuan3D 2.1", "ace_step": "ACE-Step"}
+          "stable_audio": "Stable Audio Open", "hunyuan3d21": "Hunyuan3D 2.1", "ace_step": "ACE-Step", "cosmos1": "Cosmos 1", "wan_s2v": "Wan 2.2 S2V"}
 FAMILIES = {"flux": flux, "chroma": chroma, "wan": wan, "qwen_image": qwen_image,
             "hunyuan_video": hunyuan_video, "ltxv": ltxv, "flux2": flux2, "chroma_radiance": chroma_radiance,
             "hunyuan_video15": hunyuan_video15, "lumina2": lumina2, "sd3": sd3, "omnigen2": omnigen2,
             "cosmos_predict2": cosmos_predict2, "auraflow": auraflow, "mochi": mochi, "hidream": hidream,
             "hunyuan3d": hunyuan3d, "pixart": pixart, "hunyuan_dit": hunyuan_dit, "stable_audio": stable_audio,
             "hunyuan3d21": hunyuan3d21, "ace_step": ace_step}
+# families that add into the hidden state between blocks on every call: the methods that cache inside blocks only
+COMPONENT_ONLY = {"wan_vace": wan_vace, "cosmos1": cosmos1, "wan_s2v": wan_s2v}
 
 
 class BlockCounter:
@@ -429,7 +464,7 @@ class BlockCounter:
     also fire where an object patch on its forward passed the block by)."""
     def __init__(self, model_patcher, attrs, first_only=False, marker=None):
         dm = model_patcher.model.diffusion_model
-        blocks = [blk for a in attrs for blk in resolve(dm, a)]
+        blocks = [blk for a in attrs for blk in _modules(resolve(dm, a))]
         self.count = 0
         # marker: a submodule each block calls itself, for families whose attention modules may be reused whole
         first_linear = [resolve(blk, marker) if marker else self._marker(blk) for blk in blocks]
