@@ -90,7 +90,7 @@ class ComponentCall:
         self.components_run += 1
         n = len(self.streams)
         dim = self.layout.component_batch_dims.get(kind, 0)
-        if kind is None or not torch.is_tensor(out) or out.shape[dim] % n:
+        if kind is None or not torch.is_tensor(out) or out.ndim <= dim or out.shape[dim] % n:
             return   # unknown kind or not split by stream: always computed, never cached
         parts = out.chunk(n, dim=dim) if n > 1 else (out,)
         for st, part in zip(self.streams, parts):

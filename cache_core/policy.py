@@ -155,6 +155,10 @@ class ComponentPolicy(ABC):
     def observe(self, label: str, key, kind: str, out: torch.Tensor, step: StepInfo) -> None:
         """Every computed component output, per stream (calibration runs record here)."""
 
+    def run_notes(self) -> list[str]:
+        """What the user should know about how this run went (the run's stats carry it)."""
+        return []
+
 
 class CfgCache(ABC):
     """A method that also works at the CFG level (FasterCache): per sampler step it may skip the uncond

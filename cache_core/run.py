@@ -9,7 +9,6 @@ each thread has its own call in progress.
 """
 from __future__ import annotations
 
-import dataclasses
 import threading
 from dataclasses import dataclass, field
 from typing import Hashable, Sequence
@@ -112,10 +111,11 @@ class CacheRun:
             self.stats.stream(self._label(self.key(key, device), kind)).record(step.index, False, 0, len(self.layout),
                                                                                estimated=True)
 
-    def end_call(self, call: SpanCall) -> None:
-        n = len(self.layout)
-        with self._lock:
-            self._record(call, n)
+    def end_call(self, call: SpanCall, record: bool = True) -> None:
+        """record=False: the call failed; its stats are left out (the run ends with the error)."""
+        if record:
+            with self._lock:
+                self._record(call, len(self.layout))
         self.current = None
 
     def _record(self, call, n: int) -> None:
@@ -131,7 +131,7 @@ class CacheRun:
         """Drop every tensor the run holds; return its stats (with what each stream's cache held at the end)."""
         for st in self.streams.values():
             st.stats.held_bytes = held_bytes((st.policy_state, st.residual, st.components))
-        if isinstance(self.policy, CachePolicy):
+        if isinstance(self.policy, (CachePolicy, ComponentPolicy)):
             self.stats.notes += self.policy.run_notes()
         self.closed = True
         self.current = None

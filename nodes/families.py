@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+import comfy.utils
+
 from ..cache_core import BlockLayout
 from .routes import CallAdapter, ReplaceAdapter
 
@@ -170,11 +172,6 @@ def _stack_skips(push, pop):
     return pairs
 
 
-def _resolve(obj, dotted: str):
-    for part in dotted.split("."):
-        obj = getattr(obj, part)
-    return obj
-
 
 def _join_txt_img(hidden, _from, _to):
     return {"img": torch.cat((hidden["txt"], hidden["img"]), dim=1)}    # Flux, Chroma: txt first
@@ -207,11 +204,14 @@ class Family:
     # block kind -> its attention modules in call order, for families whose attention kernel gets no
     # transformer_options (PixArt, HunyuanDiT): the attention methods cache these modules' outputs instead
     attention_modules: dict = field(default_factory=dict)
+    attention_tuple: bool = False   # those modules return a 1-tuple (HunyuanDiT)
     # depth -> {block: the earlier block whose output it takes as a long skip} (HunyuanDiT): a block computed
     # after a reused span must not take its skip from inside the span
     long_skips: object = None
     block_name: str = "{}"         # a block's name in its container, by index (Cosmos 1's ModuleDict: "block{}")
-    mlp_batch_dim: int = 0         # the batch axis of the MLPs' outputs (Cosmos 1: 3, its tokens are T H W B D)
+    mlp_batch_dim: object = 0      # (diffusion_model) -> the batch axis of the MLPs' outputs (Cosmos 1: T H W B D)
+    # why the model cannot run a call without the uncond half (FasterCache's uncond skip), if it cannot
+    cfg_pairs: str | None = None
     # why span methods (a reused run of blocks) cannot apply: the model adds into the hidden state between
     # blocks on every call, so a cached span residual would replay the hints of its own step
     injects: str | None = None
@@ -238,14 +238,14 @@ class Family:
 
     def block(self, diffusion_model, kind: str, index: int):
         """The block module at (kind, index) of this model instance."""
-        return _resolve(diffusion_model, f"{self.blocks_attr(kind)}.{self.block_name.format(index)}")
+        return comfy.utils.get_attr(diffusion_model, f"{self.blocks_attr(kind)}.{self.block_name.format(index)}")
 
     def layout(self, diffusion_model) -> tuple[BlockLayout, list[tuple[str, int]]]:
         """The block sequence this model instance runs, and the (kind, index) of each position."""
         positions = []
         for kind, attr, skip_attr in self.blocks:
             skipped = set(getattr(diffusion_model, skip_attr, None) or ()) if skip_attr else set()
-            positions += [(kind, i) for i in range(len(_resolve(diffusion_model, attr))) if i not in skipped]
+            positions += [(kind, i) for i in range(len(comfy.utils.get_attr(diffusion_model, attr))) if i not in skipped]
         probe = image = None
         if self.modulated_input is not None and positions:
             probe = functools.partial(self.modulated_input, self.block(diffusion_model, *positions[0]))
@@ -254,8 +254,12 @@ class Family:
         layout = BlockLayout(kinds=tuple(k for k, _ in positions), stream_keys=self.stream_keys,
                              primary="img", convert=self.convert, modulated_input=probe, modulated_image=image,
                              image_first=self.image_first, attention_kinds=self.attention_kinds,
-                             component_batch_dims={"mlp": self.mlp_batch_dim} if self.mlp_batch_dim else {})
+                             component_batch_dims=self._component_batch_dims(diffusion_model))
         return layout, positions
+
+    def _component_batch_dims(self, diffusion_model) -> dict:
+        dim = self.mlp_batch_dim(diffusion_model) if callable(self.mlp_batch_dim) else self.mlp_batch_dim
+        return {"mlp": dim} if dim else {}
 
     def preset(self, method: str, diffusion_model) -> str | None:
         pick = {"teacache": self.teacache_preset, "magcache": self.magcache_preset}[method]
@@ -311,15 +315,18 @@ FAMILIES = (
                    "comfy.ldm.wan.model.HumoWanModel"),
            teacache_preset=_wan_teacache, magcache_preset=_wan_magcache, **_WAN),
     Family("Wan VACE", ("comfy.ldm.wan.model.VaceWanModel",), **_WAN,
-           injects="adds its VACE hints into the hidden state after every k-th block, in place, on every call"),
+           injects="adds its VACE hints into the hidden state after every k-th block, in place, on every call: a "
+                   "reused run of blocks would replay the hints of the step it was computed on"),
     # Wan 2.2 S2V: its blocks get no transformer_options (the attention methods patch the attention modules) and
     # its audio is added into the hidden state between blocks
     Family("Wan S2V", ("comfy.ldm.wan.model.WanModel_S2V",), **(_WAN | dict(
         attention_kinds={"double_block": ("self", "cross")},
         attention_modules={"double_block": ("self_attn", "cross_attn")})),
-           injects="adds its audio features into the hidden state after the audio layers' blocks on every call"),
+           injects="adds its audio features into the hidden state after the audio layers' blocks on every call: a "
+                   "reused run of blocks would replay the audio of the step it was computed on"),
     Family("Wan Animate", ("comfy.ldm.wan.model_animate.AnimateWanModel",), **_WAN,
-           injects="adds its face-motion features into the hidden state after every 5th block on every call"),
+           injects="adds its face-motion features into the hidden state after every 5th block on every call: a "
+                   "reused run of blocks would replay the features of the step it was computed on"),
     Family("Qwen-Image", ("comfy.ldm.qwen_image.model.QwenImageTransformer2DModel",),
            (("double_block", "transformer_blocks", None),), {"double_block": ("img", "txt")},
            modulated_input=_qwen_modulated, magcache_preset=_fixed("qwen_image"),
@@ -349,9 +356,11 @@ FAMILIES = (
     # Cosmos 1 (7B/14B): blocks in a ModuleDict, on tokens laid out T H W B D; no patches_replace
     Family("Cosmos 1", ("comfy.ldm.cosmos.model.GeneralDIT",), (("block", "blocks", None),), {"block": ("img",)},
            route="forward", adapter=CallAdapter(hidden={"img": "x"}, returns=("img",)), block_name="block{}",
-           attention_kinds={"block": ("self", "cross")}, mlp_modules={"block": ("blocks.2.block",)}, mlp_batch_dim=3,
-           injects="adds its per-block positional embedding into the hidden state before every block, in place, on "
-                   "every call"),
+           attention_kinds={"block": ("self", "cross")}, mlp_modules={"block": ("blocks.2.block",)},
+           mlp_batch_dim=lambda dm: 3 if dm.blocks["block0"].x_format == "THWBD" else 0,
+           injects="adds its positional embedding into the hidden state before every block, in place: the blocks of "
+                   "a reused run would hand the hidden state on and get it added again on top of the cached residual, "
+                   "which holds those additions already"),
     # AuraFlow: double (image, text) then single layers on text + image, text first (as Flux)
     Family("AuraFlow", ("comfy.ldm.aura.mmdit.MMDiT",),
            (("double_block", "double_layers", None), ("single_block", "single_layers", None)), _DOUBLE_SINGLE,
@@ -385,18 +394,21 @@ FAMILIES = (
     Family("HunyuanDiT", ("comfy.ldm.hydit.models.HunYuanDiT",), (("double_block", "blocks", None),),
            {"double_block": ("img",)}, modulated_input=_hydit_modulated,
            attention_kinds={"double_block": ("self", "cross")}, attention_modules={"double_block": ("attn1", "attn2")},
-           mlp_modules={"double_block": ("mlp",)},
+           attention_tuple=True, mlp_modules={"double_block": ("mlp",)},
            long_skips=_stack_skips(push=lambda i, d: i < d // 2 - 1, pop=lambda i, d: i > d // 2)),
     # Hunyuan3D 2.1: a time token first, long skips as HunyuanDiT's (its own stack rule), MoE MLPs in the last blocks
     Family("Hunyuan3D 2.1", ("comfy.ldm.hunyuan3dv2_1.hunyuandit.HunYuanDiTPlain",), (("block", "blocks", None),),
            {"block": ("img",)}, adapter=ReplaceAdapter("x"), modulated_input=_hunyuan3d21_modulated,
            image_first=False, attention_kinds={"block": ("self", "cross")},
            attention_modules={"block": ("attn1", "attn2")}, mlp_modules={"block": ("mlp", "moe")},
-           long_skips=_stack_skips(push=lambda i, d: i < d // 2, pop=lambda i, d: i > d // 2)),
-    # ACE-Step: linear-attention blocks on the audio latent's tokens; its forward ignores patches_replace
+           long_skips=_stack_skips(push=lambda i, d: i < d // 2, pop=lambda i, d: i > d // 2),
+           cfg_pairs="swaps the text of the two halves of every batch (cond and uncond), so a call without the uncond "
+                     "half cannot run"),
+    # ACE-Step: blocks on the audio latent's tokens; its forward ignores patches_replace, and its self attention is
+    # a linear attention of its own (only the cross attention calls ComfyUI's kernel, so only it is cached)
     Family("ACE-Step", ("comfy.ldm.ace.model.ACEStepTransformer2DModel",), (("block", "transformer_blocks", None),),
            {"block": ("img",)}, route="forward", adapter=CallAdapter(hidden={"img": "hidden_states"}, returns=("img",)),
-           modulated_input=_ace_modulated, attention_kinds={"block": ("self", "cross")}, mlp_modules={"block": ("ff",)}),
+           modulated_input=_ace_modulated, attention_kinds={"block": ("cross",)}, mlp_modules={"block": ("ff",)}),
     # Stable Audio Open: the time (and seconds) embedding is prepended as a token, so block 0's input starts there
     Family("Stable Audio", ("comfy.ldm.audio.dit.AudioDiffusionTransformer",),
            (("double_block", "transformer.layers", None),), {"double_block": ("img",)},

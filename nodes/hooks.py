@@ -82,8 +82,7 @@ def install(model, spec_fields: dict, make_policy: Callable[[], CachePolicy], no
     policy = make_policy()
     if family.injects and not isinstance(policy, ComponentPolicy):
         raise UnsupportedModelError(
-            f"{node_name}: {family.name} {family.injects}; a reused run of blocks would replay what was added on "
-            f"the step it was computed on. Use a method that caches inside the blocks (Apply Pyramid Attention "
+            f"{node_name}: {family.name} {family.injects}. Use a method that caches inside the blocks (Apply Pyramid Attention "
             f"Broadcast, Apply SmoothCache, Apply FasterCache)")
     if policy.probe in ("modulated_input", "modulated_image") and layout.modulated_input is None:
         raise UnsupportedModelError(f"{node_name}: no timestep-modulated input is known for {family.name}")
@@ -92,6 +91,10 @@ def install(model, spec_fields: dict, make_policy: Callable[[], CachePolicy], no
             f"{node_name}: {policy.front_blocks} front + {policy.back_blocks} back blocks always computed "
             f"leave nothing to cache in this {family.name} model ({len(layout)} blocks)")
     _check_long_skips(family, len(layout), policy, node_name)
+    if family.cfg_pairs and isinstance(policy, CfgCache):
+        raise UnsupportedModelError(
+            f"{node_name}: {family.name} {family.cfg_pairs}: the CFG cache, which runs the cond half alone, cannot "
+            f"apply. Apply Pyramid Attention Broadcast reuses attention as this node would")
     earlier: CacheSpec | None = m.model_options["transformer_options"].get(SPEC_KEY)
     replaces = ((earlier.node_name, earlier.node_id), *earlier.replaces) if earlier is not None and replacing else ()
     if earlier is not None and replacing:
@@ -196,12 +199,15 @@ def _apply_model_wrapper(spec: CacheSpec, executor, x, t, c_concat, c_crossattn,
     if run is None:
         return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
     call = _begin_call(run, x, transformer_options, control)
+    done = False
     try:
-        return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
-    finally:
-        _end_call(run, call)
+        out = executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
+        done = True
+        return out
+    finally:   # a failed call records nothing: reading its sigma could raise again and hide the first error
+        _end_call(run, call, done)
 
 
 @torch.compiler.disable
-def _end_call(run: CacheRun, call) -> None:
-    run.end_call(call)
+def _end_call(run: CacheRun, call, record: bool) -> None:
+    run.end_call(call, record)

@@ -149,13 +149,21 @@ def attention(to: dict, spec: CacheSpec | None) -> None:
         to.pop(ATTN_KEY, None)
 
 
-class _AttentionForward:
-    """Object patch on an attention module's `forward`, for families whose attention kernel gets no
-    transformer_options (the override above never sees it): the live component call may reuse the module's
-    output. A module returning a 1-tuple (HunyuanDiT's) is cached as its tensor and handed back as a tuple;
-    which it returns is learnt from its first call, which always computes (nothing is cached before it)."""
-    def __init__(self, spec: CacheSpec, original):
-        self.spec, self.original, self.tuple_out = spec, original, False
+def attention_modules(m, spec: CacheSpec, family: Family, positions) -> None:
+    """For families whose attention kernel gets no transformer_options (the override above never sees it): an
+    object patch on each attention module's `forward`, in the block's call order."""
+    for _, path, _ in family.module_paths(positions, family.attention_modules):
+        _patch_module(m, path, spec, None, family.attention_tuple)
+
+
+# --- MLPs ----------------------------------------------------------------------------------------------
+class _ModuleForward:
+    """Object patch on a component module's `forward` (an MLP, or an attention module where the kernel cannot be
+    reached): the live component call may reuse its output. Object patches are shared by clones (ModelPatcher
+    copies that dict shallowly). name: the MLP's name in its block (None: an attention module, kinded by its
+    call order); as_tuple: the module returns a 1-tuple (HunyuanDiT's attention), cached as its tensor."""
+    def __init__(self, spec: CacheSpec, original, name: str | None, as_tuple: bool = False):
+        self.spec, self.original, self.name, self.as_tuple = spec, original, name, as_tuple
 
     def __call__(self, *args, **kwargs):
         call = self.spec.live.call
@@ -164,40 +172,25 @@ class _AttentionForward:
 
         def compute():
             out = self.original(*args, **kwargs)
-            self.tuple_out = isinstance(out, tuple) and len(out) == 1
-            return out[0] if self.tuple_out else out
-        out = call.attention(compute)
-        return (out,) if self.tuple_out else out
+            return out[0] if self.as_tuple else out
+        out = (call.attention(compute) if self.name is None
+               else call.component((call.block, self.name), "mlp", compute))
+        return (out,) if self.as_tuple else out
 
 
-def attention_modules(m, spec: CacheSpec, family: Family, positions) -> None:
-    for _, path, _ in family.module_paths(positions, family.attention_modules):
-        module = comfy.utils.get_attr(m.model, path)
-        m.add_object_patch(f"{path}.forward", _AttentionForward(spec, type(module).forward.__get__(module)))
-
-
-# --- MLPs ----------------------------------------------------------------------------------------------
-class _MlpForward:
-    """Object patch on an MLP module's `forward`: the live component call may reuse its output. Object
-    patches are shared by clones (ModelPatcher copies that dict shallowly)."""
-    def __init__(self, spec: CacheSpec, original, name: str):
-        self.spec, self.original, self.name = spec, original, name
-
-    def __call__(self, *args, **kwargs):
-        call = self.spec.live.call
-        if not isinstance(call, ComponentCall):
-            return self.original(*args, **kwargs)
-        return call.component((call.block, self.name), "mlp", lambda: self.original(*args, **kwargs))
+def _patch_module(m, path: str, spec: CacheSpec, name: str | None, as_tuple: bool = False) -> None:
+    module = comfy.utils.get_attr(m.model, path)
+    forward = type(module).forward.__get__(module)   # the class's own, not an applied patch
+    m.add_object_patch(f"{path}.forward", _ModuleForward(spec, forward, name, as_tuple))
 
 
 def mlps(m, spec: CacheSpec, family: Family, positions) -> None:
     for _, path, name in family.mlp_paths(positions):
         try:
-            module = comfy.utils.get_attr(m.model, path)
+            comfy.utils.get_attr(m.model, path)
         except AttributeError:
-            continue
-        forward = type(module).forward.__get__(module)
-        m.add_object_patch(f"{path}.forward", _MlpForward(spec, forward, name))
+            continue   # a block without this MLP (SD3's last text block, Hunyuan3D 2.1's MoE blocks)
+        _patch_module(m, path, spec, name)
 
 
 # --- CFG -----------------------------------------------------------------------------------------------

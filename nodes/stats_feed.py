@@ -27,7 +27,7 @@ def publish(stats: RunStats, node_id: str | None, family: str, node_name: str = 
                                 "summary": stats.summary()}
     _RECENT.append(record)
     _send(record)
-    _progress_text(record["summary"], node_id)
+    _progress_text("\n".join([record["summary"], *stats.notes]), node_id)
     for name, earlier_id in replaces:   # the replaced nodes say so on themselves
         _send({"node_id": earlier_id, "node": name, "replaced_by": {"node": node_name, "node_id": node_id}})
     return record

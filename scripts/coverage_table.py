@@ -27,6 +27,7 @@ COLUMNS = {"First Block Cache": ["fbc"], "TeaCache": ["teacache"], "MagCache": [
            "PAB": ["pab"], "SmoothCache": ["smoothcache"], "FasterCache": ["fastercache"], "SeaCache": ["seacache"],
            "Spectrum": ["spectrum"]}
 TESTS = ("test_off_is_bit_identical or test_reuse_matches_stats or test_span_methods_refused or "
+         "test_cfg_cache_refused or "
          "test_threshold_zero_is_bit_identical or test_high_threshold_reuses")
 
 
@@ -55,6 +56,8 @@ def cells(passed: list[str]) -> dict[tuple[str, str], str]:
         out[("fbc", fam)] = "works"
     for i in got.get("test_span_methods_refused_where_blocks_get_hints", set()):
         out[tuple(i.split("-", 1))] = "n/a"
+    for i in got.get("test_cfg_cache_refused_where_the_model_pairs_the_halves", set()):
+        out[tuple(i.split("-", 1))] = "n/a cfg"
     return out
 
 
@@ -67,7 +70,7 @@ def main() -> int:
     families = ck.nodes.families
     builders = {**tm.FAMILIES, **tm.COMPONENT_ONLY}
     found = cells(passed_tests())
-    rows, reasons = [], {}
+    rows, reasons, cfg_reasons = [], {}, {}
     for key, build in builders.items():
         model = build()[0]
         row = families.detect(model, "coverage")
@@ -79,6 +82,9 @@ def main() -> int:
             elif states == {"n/a"}:
                 reasons[row.name] = row.injects
                 marks.append("n/a ¹")
+            elif states == {"n/a cfg"}:
+                cfg_reasons[row.name] = row.cfg_pairs
+                marks.append("n/a ²")
             else:
                 marks.append("")
         rows.append(f"| {tm.LABELS[key]} | `{type(model.model.diffusion_model).__name__}` | " + " | ".join(marks) + " |")
@@ -97,8 +103,9 @@ def main() -> int:
         "",
     ]
     for name, reason in reasons.items():
-        lines.append(f"¹ {name} {reason}: a reused run of blocks would replay what was added on the step it "
-                     f"was computed on.")
+        lines.append(f"¹ {name} {reason}.")
+    for name, reason in cfg_reasons.items():
+        lines.append(f"² {name} {reason}: FasterCache's CFG cache runs the cond half alone.")
     lines += ["", "Refused with a message saying why: " + "; ".join(
         f"`{cls.rsplit('.', 1)[1]}` {why}" for cls, why in families.UNSUPPORTED.items()) + ".",
               "Any other class gets \"is not a supported diffusion transformer\" and the list above.", ""]

@@ -146,8 +146,14 @@ def run_and_wait(page, server, nid):
     return [r for r in server.get("/cachekit/stats")["runs"] if str(r["node_id"]) == str(nid)][-1]
 
 
+def notes(page, nid):
+    return page.js("""(id) => [...document.querySelectorAll(
+        `.cachekit-panel[data-node-id="${id}"] .cachekit-note`)].map(n => n.textContent)""", nid)
+
+
 def check_shown(page, nid, run):
     assert panel_text(page, nid) == run["summary"]
+    assert notes(page, nid) == run["notes"] and run["notes"]      # 8 steps: the few-step warning, on the node
     assert timeline(page, nid) == {s["label"]: s["timeline"] for s in run["streams"].values()}
     assert run["streams"]["cond"]["reused_steps"] and "R" in run["streams"]["cond"]["timeline"]
 

@@ -23,7 +23,8 @@ def test_the_summary_also_goes_out_as_comfyui_progress_text(ck, monkeypatch):
     patched = cls().apply(model=m, unique_id="42", **{**cls.defaults(), "residual_diff_threshold": 0.3})[0]
     tm.sample(patched, lat, pos, neg, steps=8, cfg=3.0)
     run = last_stats(ck)
-    assert sent == [(run["summary"], "42")]
+    assert run["notes"] and run["notes"][0].startswith("8 steps: few-step")   # shown under the summary
+    assert sent == [("\n".join([run["summary"], *run["notes"]]), "42")]
     cond = run["streams"]["cond"]
     assert run["summary"].startswith(f"uncond {len(run['streams']['uncond']['computed_steps'])}/8 · cond "
                                      f"{len(cond['computed_steps'])}/8 steps computed · ")

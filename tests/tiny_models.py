@@ -45,9 +45,8 @@ def _patcher(family_cls, unet_config, seed, keep_weights=False):
 
 def resolve(obj, dotted: str):
     """The attribute at a dotted path (Stable Audio keeps its blocks at transformer.layers)."""
-    for part in dotted.split("."):
-        obj = getattr(obj, part)
-    return obj
+    import comfy.utils
+    return comfy.utils.get_attr(obj, dotted)
 
 
 def _modules(container):

@@ -25,6 +25,7 @@ function addStyle() {
   s.textContent = `
     .cachekit-panel { font: 11px sans-serif; color: #ccc; padding: 2px 4px; overflow: hidden; }
     .cachekit-summary { color: #8fd18f; margin-bottom: 3px; white-space: normal; }
+    .cachekit-note { color: #e0c060; margin-bottom: 3px; white-space: normal; }
     .cachekit-row { display: flex; align-items: center; gap: 1px; height: 10px; margin: 1px 0; }
     .cachekit-label { width: 46px; flex: none; font-size: 9px; color: #aaa; }
     .cachekit-cell { flex: 1; height: 8px; min-width: 2px; border-radius: 1px; }
@@ -71,7 +72,10 @@ function showRun(node, run) {
   root.replaceChildren();
   root.dataset.run = String(run.run ?? "");
   root.appendChild(el("div", "cachekit-summary", summarize(run)));
-  if (!timelineOn || run.replaced_by) return fit(node, root, 34);
+  const notes = run.replaced_by ? [] : run.notes || [];   // what the run says the user should know (few steps, ...)
+  for (const n of notes) root.appendChild(el("div", "cachekit-note", n));
+  const extra = notes.reduce((h, n) => h + 3 + 13 * Math.ceil(n.length / 40), 0);   // ~40 characters a line
+  if (!timelineOn || run.replaced_by) return fit(node, root, 34 + extra);
   for (const s of Object.values(run.streams || {})) {
     const row = el("div", "cachekit-row");
     row.dataset.stream = s.label;
@@ -85,7 +89,7 @@ function showRun(node, run) {
     });
     root.appendChild(row);
   }
-  fit(node, root, 40 + 13 * root.querySelectorAll(".cachekit-row").length);
+  fit(node, root, 40 + extra + 13 * root.querySelectorAll(".cachekit-row").length);
 }
 
 function clearRun(node) {

@@ -40,6 +40,7 @@ class FasterCache(ComponentPolicy, CfgCache):
             raise ValueError(f"intervals must be >= 1, got {attention_interval}, {uncond_interval}")
         self.attention_interval, self.attention_weight = int(attention_interval), float(attention_weight)
         self.uncond_interval = int(uncond_interval)
+        self.saw_uncond = self.saw_self = False   # what this run's model gave the two caches to act on
         self.alpha_low, self.alpha_high = float(alpha_low), float(alpha_high)
         self.attention_max_sigma, self.uncond_max_sigma = attention_max_sigma, uncond_max_sigma
         self.low_range, self.high_range = low_sigma_range, high_sigma_range
@@ -48,8 +49,22 @@ class FasterCache(ComponentPolicy, CfgCache):
         self.uncond_skipped_step: int | None = None
 
     # --- CFG cache ------------------------------------------------------------------------------
+    def observe(self, label: str, key, kind: str, out, step: StepInfo) -> None:
+        self.saw_self |= kind == "self"
+
+    def run_notes(self) -> list[str]:
+        notes = []
+        if not self.saw_uncond:
+            notes.append("no model call of this run had an uncond pass (cfg 1, or a guidance-distilled model such as "
+                         "Flux dev): the CFG cache had nothing to skip, only the attention reuse applied")
+        if not self.saw_self and self.attention_interval > 1:
+            notes.append("this model makes no self attention call through ComfyUI's attention (it computes it its own "
+                         "way): the attention reuse had nothing to act on, only the CFG cache applied")
+        return notes
+
     def skip_uncond(self, step: StepInfo) -> bool:
         """Decide this step's CFG call; a skip makes it a cond-only step (attention may extrapolate)."""
+        self.saw_uncond = True   # asked only for a call with both cond and uncond
         skip = (self.low_delta is not None and step.index > 0 and step.sigma < self.uncond_max_sigma
                 and step.index % self.uncond_interval != 0)
         if skip:

@@ -18,6 +18,16 @@ class PyramidAttentionBroadcast(ComponentPolicy):
         if bad:
             raise ValueError(f"intervals must be >= 1, got {bad}")
         self.intervals = {k: int(v) for k, v in intervals.items()}
+        self.seen: set[str] = set()      # the attention kinds this run's model called
+
+    def observe(self, label: str, key, kind: str, out, step: StepInfo) -> None:
+        self.seen.add(kind)
+
+    def run_notes(self) -> list[str]:
+        idle = [k for k, n in self.intervals.items() if n > 1 and k not in self.seen]
+        return [f"this model makes no {k} attention call through ComfyUI's attention (text and image attend jointly, "
+                f"or it computes that attention its own way): {k}_attention_interval {self.intervals[k]} had nothing "
+                f"to act on" for k in idle] if self.seen else []
 
     def component_reuse(self, kind: str, block: int, step: StepInfo) -> bool:
         n = self.intervals.get(kind, 1)

@@ -81,7 +81,7 @@ class SeaCache(TeaCache):
             self.unfiltered = ("the tokens are split across ranks, so no rank holds the image grid: measured "
                                "unfiltered" if not step.grid else
                                f"block 0's {probe.shape[1]} tokens do not lay out as the image grid of a "
-                               f"{'x'.join(map(str, step.grid))} latent (text first in the joint sequence): "
+                               f"{'x'.join(map(str, step.grid))} latent (text or a time token first): "
                                f"measured unfiltered")
             return probe
         n = math.prod(grid)
