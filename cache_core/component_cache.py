@@ -83,7 +83,9 @@ class ComponentCall:
             for st, part in zip(self.streams, parts):
                 self._remember(st, key, part)
         # a copy: hosts update component outputs in place (HunyuanVideo's apply_mod on MLP outputs)
-        return parts[0].clone() if len(parts) == 1 else torch.cat(parts, dim=self.layout.component_batch_dims.get(kind, 0))
+        if len(parts) == 1:
+            return parts[0].clone()
+        return torch.cat(parts, dim=self.layout.component_batch_dims.get(kind, 0))
 
     @torch.compiler.disable
     def _store(self, key, kind, out: torch.Tensor) -> None:

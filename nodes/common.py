@@ -107,8 +107,11 @@ class CacheNode(CacheKitNode, ABC):
 
     def apply(self, model, unique_id=None, **inputs):
         from .hooks import install
-        v = self.checked(inputs)
-        target = v.get("target_compute", 0.0) if self.THRESHOLD else 0.0
+        # an optional input a workflow does not carry (saved before it existed, or an API prompt) takes its default
+        optional = {name: decl[1]["default"] for name, decl in self.INPUT_TYPES().get("optional", {}).items()
+                    if len(decl) > 1 and "default" in decl[1]}
+        v = self.checked(optional | inputs)
+        target = v["target_compute"] if self.THRESHOLD else 0.0
         if target > 0.0:
             v[self.THRESHOLD] = 1.0          # a placeholder: each run sets it from the target
         make_policy, fields = self.method(model, v)

@@ -172,7 +172,6 @@ def _stack_skips(push, pop):
     return pairs
 
 
-
 def _join_txt_img(hidden, _from, _to):
     return {"img": torch.cat((hidden["txt"], hidden["img"]), dim=1)}    # Flux, Chroma: txt first
 
@@ -202,7 +201,8 @@ class Family:
     attention_kinds: dict = field(default_factory=dict)   # block kind -> kind of its n-th attention call
     mlp_modules: dict = field(default_factory=dict)       # block kind -> attribute names of its MLPs
     # block kind -> its attention modules in call order, for families whose attention kernel gets no
-    # transformer_options (PixArt, HunyuanDiT): the attention methods cache these modules' outputs instead
+    # transformer_options (PixArt, HunyuanDiT, Hunyuan3D 2.1, Wan S2V): the attention methods cache these
+    # modules' outputs instead
     attention_modules: dict = field(default_factory=dict)
     attention_tuple: bool = False   # those modules return a 1-tuple (HunyuanDiT)
     # depth -> {block: the earlier block whose output it takes as a long skip} (HunyuanDiT): a block computed
@@ -212,17 +212,17 @@ class Family:
     mlp_batch_dim: object = 0      # (diffusion_model) -> the batch axis of the MLPs' outputs (Cosmos 1: T H W B D)
     # why the model cannot run a call without the uncond half (FasterCache's uncond skip), if it cannot
     cfg_pairs: str | None = None
-    # why span methods (a reused run of blocks) cannot apply: the model adds into the hidden state between
-    # blocks on every call, so a cached span residual would replay the hints of its own step
+    # why span methods (a reused run of blocks) cannot apply, in full: the model adds into the hidden state
+    # between blocks on every call
     injects: str | None = None
 
     def block_path(self, kind: str, index: int) -> str:
         """"diffusion_model.<attribute>.<index>": the block's path in the BaseModel, for object patches."""
-        return f"diffusion_model.{self.blocks_attr(kind)}.{self.block_name.format(index)}"
+        return f"diffusion_model.{self._block_key(kind, index)}"
 
-    def blocks_attr(self, kind: str) -> str:
-        """The (dotted) attribute of the diffusion model holding this kind's blocks."""
-        return dict((k, a) for k, a, _ in self.blocks)[kind]
+    def _block_key(self, kind: str, index: int) -> str:
+        """The block's dotted path in the diffusion model (its container, then its name there)."""
+        return f"{dict((k, a) for k, a, _ in self.blocks)[kind]}.{self.block_name.format(index)}"
 
     def mlp_paths(self, positions) -> list[tuple[int, str, str]]:
         """(block position, "diffusion_model.<path to the MLP module>", its name in the block) for every MLP
@@ -233,19 +233,20 @@ class Family:
         return [(p, f"{self.block_path(kind, index)}.{name}", name)
                 for p, (kind, index) in enumerate(positions) for name in modules.get(kind, ())]
 
-    def adapter_for(self, kind: str) -> CallAdapter:
+    def adapter_for(self, kind: str) -> CallAdapter | ReplaceAdapter | None:
         return self.adapter[kind] if isinstance(self.adapter, dict) else self.adapter
 
     def block(self, diffusion_model, kind: str, index: int):
         """The block module at (kind, index) of this model instance."""
-        return comfy.utils.get_attr(diffusion_model, f"{self.blocks_attr(kind)}.{self.block_name.format(index)}")
+        return comfy.utils.get_attr(diffusion_model, self._block_key(kind, index))
 
     def layout(self, diffusion_model) -> tuple[BlockLayout, list[tuple[str, int]]]:
         """The block sequence this model instance runs, and the (kind, index) of each position."""
         positions = []
         for kind, attr, skip_attr in self.blocks:
             skipped = set(getattr(diffusion_model, skip_attr, None) or ()) if skip_attr else set()
-            positions += [(kind, i) for i in range(len(comfy.utils.get_attr(diffusion_model, attr))) if i not in skipped]
+            count = len(comfy.utils.get_attr(diffusion_model, attr))
+            positions += [(kind, i) for i in range(count) if i not in skipped]
         probe = image = None
         if self.modulated_input is not None and positions:
             probe = functools.partial(self.modulated_input, self.block(diffusion_model, *positions[0]))
@@ -407,8 +408,9 @@ FAMILIES = (
     # ACE-Step: blocks on the audio latent's tokens; its forward ignores patches_replace, and its self attention is
     # a linear attention of its own (only the cross attention calls ComfyUI's kernel, so only it is cached)
     Family("ACE-Step", ("comfy.ldm.ace.model.ACEStepTransformer2DModel",), (("block", "transformer_blocks", None),),
-           {"block": ("img",)}, route="forward", adapter=CallAdapter(hidden={"img": "hidden_states"}, returns=("img",)),
-           modulated_input=_ace_modulated, attention_kinds={"block": ("cross",)}, mlp_modules={"block": ("ff",)}),
+           {"block": ("img",)}, route="forward",
+           adapter=CallAdapter(hidden={"img": "hidden_states"}, returns=("img",)), modulated_input=_ace_modulated,
+           attention_kinds={"block": ("cross",)}, mlp_modules={"block": ("ff",)}),
     # Stable Audio Open: the time (and seconds) embedding is prepended as a token, so block 0's input starts there
     Family("Stable Audio", ("comfy.ldm.audio.dit.AudioDiffusionTransformer",),
            (("double_block", "transformer.layers", None),), {"double_block": ("img",)},
@@ -420,16 +422,15 @@ FAMILIES = (
            attention_kinds={"double_block": ("self", "cross")}, mlp_modules={"double_block": ("ff",)}),
 )
 
+_CASCADE = ("(Stable Cascade) is a UNet of residual and attention blocks, not a diffusion transformer: these methods "
+            "cache transformer block stacks")
+
 # Classes ComfyUI ships that no method here can serve, and why (anything else unknown gets the generic message)
 UNSUPPORTED = {
     "comfy.ldm.modules.diffusionmodules.openaimodel.UNetModel":
         "is a UNet (SD1.x/SD2/SDXL), not a diffusion transformer: these methods cache transformer block stacks",
-    "comfy.ldm.cascade.stage_c.StageC":
-        "(Stable Cascade) is a UNet of residual and attention blocks, not a diffusion transformer: these methods "
-        "cache transformer block stacks",
-    "comfy.ldm.cascade.stage_b.StageB":
-        "(Stable Cascade) is a UNet of residual and attention blocks, not a diffusion transformer: these methods "
-        "cache transformer block stacks",
+    "comfy.ldm.cascade.stage_c.StageC": _CASCADE,
+    "comfy.ldm.cascade.stage_b.StageB": _CASCADE,
 }
 
 SUPPORTED_NAMES = ", ".join(f.name for f in FAMILIES)

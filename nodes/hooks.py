@@ -82,8 +82,8 @@ def install(model, spec_fields: dict, make_policy: Callable[[], CachePolicy], no
     policy = make_policy()
     if family.injects and not isinstance(policy, ComponentPolicy):
         raise UnsupportedModelError(
-            f"{node_name}: {family.name} {family.injects}. Use a method that caches inside the blocks (Apply Pyramid Attention "
-            f"Broadcast, Apply SmoothCache, Apply FasterCache)")
+            f"{node_name}: {family.name} {family.injects}. Use a method that caches inside the blocks (Apply "
+            f"Pyramid Attention Broadcast, Apply SmoothCache, Apply FasterCache)")
     if policy.probe in ("modulated_input", "modulated_image") and layout.modulated_input is None:
         raise UnsupportedModelError(f"{node_name}: no timestep-modulated input is known for {family.name}")
     if policy.front_blocks + policy.back_blocks >= len(layout):

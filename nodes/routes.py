@@ -8,8 +8,8 @@ cloned ModelPatcher and hands what it intercepts to the live call, found through
                LoRA and offloading stay as they are), for families whose forward ignores patches_replace;
                the family's CallAdapter maps the block's call to the engine's dict and back.
   attention    transformer_options["optimized_attention_override"], in place of every attention kernel;
-               where a family's attention gets no transformer_options (PixArt, HunyuanDiT), an object patch on
-               each attention module's `forward` instead.
+               where a family's attention gets no transformer_options (PixArt, HunyuanDiT, Hunyuan3D 2.1,
+               Wan S2V), an object patch on each attention module's `forward` instead.
   mlp          an object patch on each MLP module's `forward`.
   cfg          the CALC_COND_BATCH wrapper, around each sampler step's cond+uncond batch.
 
@@ -153,7 +153,7 @@ def attention_modules(m, spec: CacheSpec, family: Family, positions) -> None:
     """For families whose attention kernel gets no transformer_options (the override above never sees it): an
     object patch on each attention module's `forward`, in the block's call order."""
     for _, path, _ in family.module_paths(positions, family.attention_modules):
-        _patch_module(m, path, spec, None, family.attention_tuple)
+        _patch_module(m, path, comfy.utils.get_attr(m.model, path), spec, None, family.attention_tuple)
 
 
 # --- MLPs ----------------------------------------------------------------------------------------------
@@ -178,8 +178,7 @@ class _ModuleForward:
         return (out,) if self.as_tuple else out
 
 
-def _patch_module(m, path: str, spec: CacheSpec, name: str | None, as_tuple: bool = False) -> None:
-    module = comfy.utils.get_attr(m.model, path)
+def _patch_module(m, path: str, module, spec: CacheSpec, name: str | None, as_tuple: bool = False) -> None:
     forward = type(module).forward.__get__(module)   # the class's own, not an applied patch
     m.add_object_patch(f"{path}.forward", _ModuleForward(spec, forward, name, as_tuple))
 
@@ -187,10 +186,10 @@ def _patch_module(m, path: str, spec: CacheSpec, name: str | None, as_tuple: boo
 def mlps(m, spec: CacheSpec, family: Family, positions) -> None:
     for _, path, name in family.mlp_paths(positions):
         try:
-            comfy.utils.get_attr(m.model, path)
+            module = comfy.utils.get_attr(m.model, path)
         except AttributeError:
             continue   # a block without this MLP (SD3's last text block, Hunyuan3D 2.1's MoE blocks)
-        _patch_module(m, path, spec, name)
+        _patch_module(m, path, module, spec, name)
 
 
 # --- CFG -----------------------------------------------------------------------------------------------

@@ -45,5 +45,5 @@ class ApplyTaylorSeerCache(common.CacheNode):
 
     def method(self, model, v):
         args = (v["cache_interval"], v["warmup_steps"], v["max_order"], v["target"], DTYPES[v["factors_dtype"]],
-                v.get("final_steps", self.defaults()["final_steps"]))
+                v["final_steps"])
         return (lambda: TaylorSeer(*args)), {}

@@ -56,6 +56,7 @@ class SeaCache(TeaCache):
     """TeaCache's accumulator and forced steps, on the filtered probe with no rescaling polynomial."""
     name = "SeaCache"
     probe = "modulated_image"
+    conditions_probe = True   # the filter needs the call's sigma before the metric is measured
 
     def __init__(self, threshold: float = 0.2, power: float | None = None, retention_steps: int = 1,
                  final_steps: int = 1):
@@ -70,8 +71,6 @@ class SeaCache(TeaCache):
 
     def run_notes(self) -> list[str]:
         return [f"SeaCache: {self.unfiltered}"] if self.unfiltered else []
-
-    conditions_probe = True
 
     def condition(self, probe, step: StepInfo, layout):
         if probe is None:
