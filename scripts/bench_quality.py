@@ -3,19 +3,19 @@ classes trained on scikit-learn's digits), every CacheKit method beside ComfyUI'
 LazyCache, in one run, through ComfyUI's own sampling path (comfy.sample.sample).
 
 For each method and each setting of its main knob: the fraction of the transformer blocks' FLOPs that really
-ran (counted with torch's FlopCounterMode per block module, the same way for every method: span methods skip
-blocks, PAB/SmoothCache/FasterCache skip attention, MLPs or the uncond pass inside them), and PSNR / SSIM of
-the output image against the uncached output at the same seed and label, averaged over seeds x labels x
-samplers. Writes a table (JSON + markdown) and one chart (PSNR against block-FLOP fraction, a curve per
-method).
+ran (counted op by op inside the block modules, scripts/block_flops.py, the same way for every method: span
+methods skip blocks, PAB/SmoothCache/FasterCache skip attention, MLPs or the uncond pass inside them), and
+PSNR / SSIM of the output image against the uncached output at the same seed and label, averaged over seeds x
+labels x samplers. The reference implementations (diffusers 0.39's hooks, cache-dit 1.5.3's DBCache) run on
+the same weights moved into diffusers' classes (scripts/reference_models.py), through the same sampler and
+cases. Writes a table (JSON + markdown) and one chart (PSNR against block-FLOP fraction, a curve per method).
 
-    .venv/bin/python scripts/bench_quality.py [--families wan flux] [--out output/bench/quality]
+    .venv/bin/python scripts/bench_quality.py [--families wan flux] [--out output/bench/quality] [--methods M ...]
 """
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 import sys
 import time
@@ -24,12 +24,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import comfy_runtime  # noqa: E402
+from block_flops import block_flops  # noqa: E402
 
 STEPS, CFG = 30, 4.0
 SAMPLERS = ("euler", "dpmpp_2m")
 LABELS = (0, 4, 8)
 SEEDS = (1, 2)
-BLOCK_MODULE = re.compile(r"\.(blocks|double_blocks|single_blocks)\.\d+$")
+# CacheKit's method -> its reference implementation's rows
+REFERENCES = {"First Block Cache": "First Block Cache (diffusers)", "MagCache (calibrated)": "MagCache (diffusers)",
+              "DBCache (F1 B1)": "DBCache (cache-dit)", "TaylorSeer (order 1)": "TaylorSeer (diffusers)"}
+UNCACHED_REFERENCE = "diffusers model, no cache"
 
 
 def methods(ck, cal):
@@ -126,15 +130,6 @@ def easycache_evidence(model, family: str) -> dict:
             "skip_returns_its_input": out is x, "skip_changed_its_input": not torch.equal(x, before)}
 
 
-def block_flops(run) -> tuple[object, int]:
-    """Run `run()` under FlopCounterMode; (its result, FLOPs spent inside transformer block modules)."""
-    from torch.utils.flop_counter import FlopCounterMode
-    with FlopCounterMode(display=False) as counter:
-        out = run()
-    total = sum(sum(ops.values()) for name, ops in counter.get_flop_counts().items() if BLOCK_MODULE.search(name))
-    return out, total
-
-
 def psnr(a, b) -> float:
     return min(99.0, quality().psnr(a, b, 1.0))          # identical images count as 99 dB in the means
 
@@ -164,7 +159,9 @@ def calibrations(ck, model, family):
 
 def run_family(ck, family: str, log, only: list[str] | None = None) -> list[dict]:
     import digits_models as dm
+    import reference_models
     model = dm.load(family, log)
+    net = model.model.diffusion_model
     cases = [(s, lab, seed) for s in SAMPLERS for lab in LABELS for seed in SEEDS]
 
     def sample(m, case):
@@ -173,53 +170,93 @@ def run_family(ck, family: str, log, only: list[str] | None = None) -> list[dict
 
     refs, full = {}, None
     for case in cases:
-        refs[case], f = block_flops(lambda: sample(model, case))
+        refs[case], f = block_flops(lambda: sample(model, case), net)
         full = f if full is None else full
         assert f == full, "uncached runs must spend the same block FLOPs"
+    rows = []
+
+    def measure(name, knob, v, patched, counted, full):
+        fracs, ps, ss = [], [], []
+        t0 = time.perf_counter()
+        for case in cases:
+            out, f = block_flops(lambda: sample(patched, case), counted)
+            fracs.append(f / full)
+            ps.append(psnr(out, refs[case]))
+            ss.append(ssim(out, refs[case]))
+        row = dict(family=family, method=name, knob=knob, setting=v, block_flops=statistics.mean(fracs),
+                   psnr=statistics.mean(ps), psnr_min=min(ps), ssim=statistics.mean(ss), images=len(cases))
+        rows.append(row)
+        log(f"[{family}] {name:29s} {knob}={v:<6} block FLOPs {row['block_flops']:6.1%}  "
+            f"PSNR {row['psnr']:6.2f} dB (min {row['psnr_min']:5.2f})  SSIM {row['ssim']:.4f}  "
+            f"({time.perf_counter() - t0:.0f} s)")
+
     cal = calibrations(ck, model, family)
     log(f"[{family}] EasyCache evidence: {easycache_evidence(model, family)}")
-    rows = []
     for name, (knob, settings, apply) in methods(ck, cal).items():
-        if only and name not in only:
-            continue
-        for v in settings:
-            patched = apply(model, v)
-            fracs, ps, ss = [], [], []
-            t0 = time.perf_counter()
-            for case in cases:
-                out, f = block_flops(lambda: sample(patched, case))
-                fracs.append(f / full)
-                ps.append(psnr(out, refs[case]))
-                ss.append(ssim(out, refs[case]))
-            row = dict(family=family, method=name, knob=knob, setting=v, block_flops=statistics.mean(fracs),
-                       psnr=statistics.mean(ps), psnr_min=min(ps), ssim=statistics.mean(ss), images=len(cases))
-            rows.append(row)
-            log(f"[{family}] {name:26s} {knob}={v:<6} block FLOPs {row['block_flops']:6.1%}  "
-                f"PSNR {row['psnr']:6.2f} dB (min {row['psnr_min']:5.2f})  SSIM {row['ssim']:.4f}  "
-                f"({time.perf_counter() - t0:.0f} s)")
+        if not only or name in only:
+            for v in settings:
+                measure(name, knob, v, apply(model, v), net, full)
+    references = reference_models.References(model, family, STEPS)
+    wanted = [n for n in REFERENCES.values() if not only or n in only]
+    if wanted or (not only or UNCACHED_REFERENCE in only):
+        # the diffusers model without a cache: its own block FLOPs, and how close it computes to ComfyUI's
+        _, ref_full = block_flops(lambda: sample(references.plain(), cases[0]), references.net)
+        measure(UNCACHED_REFERENCE, "-", "-", references.plain(), references.net, ref_full)
+    if wanted:
+        for name, (knob, settings, apply) in references.methods(lambda m: sample(m, ("euler", 3, 0))).items():
+            if name in wanted:
+                for v in settings:
+                    measure(name, knob, v, apply(model, v), references.net, ref_full)
     return rows
 
 
-def at_half(rows, family, method) -> float | None:
-    """PSNR at 50% block FLOPs, interpolated linearly between the two nearest settings (None if the curve
-    does not reach across 50%)."""
-    pts = sorted((r["block_flops"], r["psnr"]) for r in rows if r["family"] == family and r["method"] == method)
+def curve(rows, family, method) -> list[tuple[float, float]]:
+    """(block-FLOP fraction, mean PSNR) of a method's settings, by fraction."""
+    return sorted((r["block_flops"], r["psnr"]) for r in rows if r["family"] == family and r["method"] == method)
+
+
+def psnr_at(pts, x: float) -> float | None:
+    """PSNR at fraction x, linear between the two nearest points (None outside the curve)."""
     for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
-        if x0 <= 0.5 <= x1:
-            return y0 if x1 == x0 else y0 + (y1 - y0) * (0.5 - x0) / (x1 - x0)
+        if x0 <= x <= x1:
+            return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
     return None
+
+
+def at_half(rows, family, method) -> float | None:
+    """PSNR at 50% block FLOPs (None if the curve does not reach across 50%)."""
+    return psnr_at(curve(rows, family, method), 0.5)
+
+
+def vs_reference(rows, family, method) -> str:
+    """CacheKit's PSNR minus its reference's at equal compute: at each of CacheKit's settings whose fraction the
+    reference's curve spans, the reference's PSNR interpolated there; the range of the differences."""
+    ref = REFERENCES.get(method)
+    ref_pts = curve(rows, family, ref) if ref else []
+    deltas = [y - r for x, y in curve(rows, family, method) if (r := psnr_at(ref_pts, x)) is not None]
+    if not ref or not ref_pts:
+        return ""
+    if not deltas:
+        return "curves do not overlap"
+    lo, hi = min(deltas), max(deltas)
+    return f"{lo:+.2f} dB" if len(deltas) == 1 else f"{lo:+.2f} to {hi:+.2f} dB ({len(deltas)} points)"
 
 
 def chart(rows, families, path: Path) -> Path:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(families), figsize=(6.5 * len(families), 5), squeeze=False)
+    names = [m for m in dict.fromkeys(r["method"] for r in rows) if m != UNCACHED_REFERENCE]
+    own = [m for m in names if m not in REFERENCES.values()]
+    color = {m: plt.cm.tab20(i % 20) for i, m in enumerate(own)}
+    color.update({ref: color.get(mine, "black") for mine, ref in REFERENCES.items()})
+    fig, axes = plt.subplots(1, len(families), figsize=(7.5 * len(families), 6), squeeze=False)
     for ax, family in zip(axes[0], families):
-        for method in dict.fromkeys(r["method"] for r in rows):
-            pts = sorted((r["block_flops"], r["psnr"]) for r in rows if r["family"] == family and r["method"] == method)
-            style = "--" if "ComfyUI" in method else "-"
-            ax.plot([p[0] * 100 for p in pts], [p[1] for p in pts], style, marker="o", ms=3, label=method)
+        for method in names:
+            pts = curve(rows, family, method)
+            style = ":" if method in REFERENCES.values() else "--" if "ComfyUI" in method else "-"
+            ax.plot([p[0] * 100 for p in pts], [p[1] for p in pts], style, marker="o", ms=3, label=method,
+                    color=color[method])
         ax.set(title=f"{family} (digits, {STEPS} steps, cfg {CFG}, euler + dpmpp_2m)",
                xlabel="transformer block FLOPs executed (% of uncached)", ylabel="PSNR vs uncached (dB)")
         ax.axvline(50, color="grey", lw=0.5)
@@ -238,18 +275,21 @@ def markdown(rows, families) -> str:
                 "|---|---|---|---|---|---|"]
         out += [f"| {r['method']} | {r['knob']} | {r['setting']} | {r['block_flops']:.1%} | "
                 f"{r['psnr']:.2f} / {r['psnr_min']:.2f} | {r['ssim']:.4f} |" for r in rows if r["family"] == family]
-        out += ["", "At 50% of block FLOPs (PSNR interpolated between the two nearest settings), and whether "
-                "quality only falls as the knob asks for more saving:", "",
-                "| method | PSNR at 50% | vs EasyCache (copy fix) | monotone |", "|---|---|---|---|"]
+        out += ["", "At 50% of block FLOPs (PSNR interpolated between the two nearest settings); against the "
+                "reference implementation at equal compute (CacheKit's PSNR minus the reference's, at CacheKit's "
+                "settings the reference's curve spans); whether quality only falls as the knob asks for more "
+                "saving:", "",
+                "| method | PSNR at 50% | vs EasyCache (copy fix) | vs its reference | monotone |",
+                "|---|---|---|---|---|"]
         easy = at_half(rows, family, "EasyCache (ComfyUI, copy fix)")
-        for method in dict.fromkeys(r["method"] for r in rows):
+        for method in dict.fromkeys(r["method"] for r in rows if r["method"] != UNCACHED_REFERENCE):
             v = at_half(rows, family, method)
             mine = [r for r in rows if r["family"] == family and r["method"] == method]
             rises = [f"{a['setting']}->{b['setting']} +{b['psnr'] - a['psnr']:.2f} dB"
                      for a, b in zip(mine, mine[1:]) if b["psnr"] > a["psnr"]]
             delta = "" if v is None or easy is None or "ComfyUI" in method else f"{v - easy:+.2f} dB"
             out.append(f"| {method} | {'-' if v is None else f'{v:.2f} dB'} | {delta} | "
-                       f"{'yes' if not rises else 'no: ' + ', '.join(rises)} |")
+                       f"{vs_reference(rows, family, method)} | {'yes' if not rises else 'no: ' + ', '.join(rises)} |")
         out.append("")
     return "\n".join(out)
 
@@ -260,18 +300,26 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=comfy_runtime.REPO / "output" / "bench" / "quality")
     ap.add_argument("--methods", nargs="+", help="measure only these methods and replace their rows in the "
                     "existing quality.json (the others stay as measured before)")
+    ap.add_argument("--rows-to", type=Path, help="measure the one family given and write its rows here (what "
+                    "each family's process does when several are measured)")
     args = ap.parse_args()
-    comfy_runtime.load()
-    import logging
-    logging.getLogger().setLevel(logging.WARNING)
-    import pack
-    ck = pack.load()
     t0 = time.perf_counter()
-    rows = []
-    for family in args.families:
-        rows += run_family(ck, family, lambda s: print(s, flush=True), args.methods)
+    if args.rows_to or len(args.families) == 1:
+        comfy_runtime.load()
+        import logging
+        logging.getLogger().setLevel(logging.WARNING)
+        import pack
+        ck = pack.load()
+        rows = [r for family in args.families
+                for r in run_family(ck, family, lambda s: print(s, flush=True), args.methods)]
+        if args.rows_to:
+            args.rows_to.write_text(json.dumps(rows))
+            return 0
+    else:
+        rows = per_family_processes(args)
     if args.methods:
-        kept = [r for r in json.loads((args.out / "quality.json").read_text()) if r["method"] not in args.methods]
+        earlier = args.out / "quality.json"
+        kept = [r for r in json.loads(earlier.read_text()) if r["method"] not in args.methods] if earlier.exists() else []
         rows = kept + rows
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "quality.json").write_text(json.dumps(rows, indent=1))
@@ -280,6 +328,24 @@ def main() -> int:
     print(markdown(rows, args.families))
     print(f"({time.perf_counter() - t0:.0f} s)")
     return 0
+
+
+def per_family_processes(args) -> list[dict]:
+    """One process per family, side by side, their torch threads splitting the cores: nothing here is timed,
+    and these small models use one thread about as well as two."""
+    import os
+    import subprocess
+    import tempfile
+    threads = str(max(1, (os.cpu_count() or 1) // len(args.families)))
+    env = {**os.environ, "OMP_NUM_THREADS": threads}
+    with tempfile.TemporaryDirectory() as tmp:
+        parts = {f: Path(tmp) / f"{f}.json" for f in args.families}
+        procs = [subprocess.Popen([sys.executable, __file__, "--families", f, "--rows-to", str(parts[f]),
+                                   *(["--methods", *args.methods] if args.methods else [])], env=env)
+                 for f in args.families]
+        if any(p.wait() for p in procs):
+            raise SystemExit("a family's quality run failed (its output is above)")
+        return [r for f in args.families for r in json.loads(parts[f].read_text())]
 
 
 if __name__ == "__main__":

@@ -120,7 +120,7 @@ def main() -> int:
     import torch
     import pack
     import tiny_models as tm
-    from bench_quality import block_flops
+    from block_flops import block_flops
     ck = pack.load()
     from cachekit.nodes import stats_feed
 
@@ -145,13 +145,13 @@ def main() -> int:
     run(model)
     share = timer.total / (time.perf_counter() - t0)
     timer.close()
-    _, full = block_flops(lambda: run(model))
+    _, full = block_flops(lambda: run(model), model.model.diffusion_model)
     with count_host_syncs() as comfy_syncs:           # what ComfyUI's sampling does on its own
         run(model)
     rows = []
     for name, (reusing, never) in methods(node).items():
         patched, idle = reusing(model), never(model)
-        _, flops = block_flops(lambda: run(patched))
+        _, flops = block_flops(lambda: run(patched), model.model.diffusion_model)
         frac = flops / full
         st = stats_feed.recent()[-1]
         held = {k: s["held_bytes"] for k, s in st["streams"].items()}

@@ -1,0 +1,264 @@
+"""The reference implementations on the trained digits models: each model's weights moved into the diffusers
+class of the same architecture (FluxTransformer2DModel, WanTransformer3DModel), run by ComfyUI's samplers in
+place of ComfyUI's own forward, with diffusers 0.39's cache hooks or cache-dit 1.5.3's DBCache on it. So a
+reference method sees the same weights, cases, sampler, sigmas and cfg as CacheKit in scripts/bench_quality.py
+and is measured the same way (block FLOPs, PSNR against ComfyUI's uncached output).
+
+The diffusers model stands in through a DIFFUSION_MODEL wrapper on a clone of the ModelPatcher (ComfyUI's own
+extension point; the ComfyUI forward is not called). ComfyUI batches cond and uncond into one call; the wrapper
+runs them as two calls, cond first, as diffusers' pipelines do (`cache_context("cond")` / `("uncond")` for the
+hooks; cache-dit's separate-CFG mode counts calls in that order). Hook state is dropped before every sampling
+run (an OUTER_SAMPLE wrapper), as a pipeline does at the end of its call.
+
+tests/test_bench_measures.py checks the conversion (the diffusers model's output against ComfyUI's on the same
+inputs, both families) and that the route keeps cond and uncond in their own contexts.
+"""
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))   # diffusers_host: finding a hook
+
+
+# --- weights: ComfyUI's layout -> diffusers' ---------------------------------------------------------------
+def _flux_state(sd: dict, hidden: int) -> dict:
+    """ComfyUI Flux keys (the BFL checkpoint layout) -> diffusers FluxTransformer2DModel keys. Fused qkv
+    projections are split; the final AdaLN's (shift, scale) rows become diffusers' (scale, shift)."""
+    out, used = {}, set()
+
+    def take(key):
+        used.add(key)
+        return sd[key]
+
+    def linear(dst, src):
+        for p in ("weight", "bias"):
+            out[f"{dst}.{p}"] = take(f"{src}.{p}")
+
+    def split(dsts, src, sizes):
+        for p in ("weight", "bias"):
+            for dst, part in zip(dsts, take(f"{src}.{p}").split(sizes)):
+                out[f"{dst}.{p}"] = part
+
+    def qk_norm(dst, src):
+        out[f"{dst[0]}.weight"] = take(f"{src}.query_norm.scale")
+        out[f"{dst[1]}.weight"] = take(f"{src}.key_norm.scale")
+
+    linear("x_embedder", "img_in")
+    linear("context_embedder", "txt_in")
+    for mlp, src in (("timestep_embedder", "time_in"), ("text_embedder", "vector_in")):
+        linear(f"time_text_embed.{mlp}.linear_1", f"{src}.in_layer")
+        linear(f"time_text_embed.{mlp}.linear_2", f"{src}.out_layer")
+    doubles = sorted({int(k.split(".")[1]) for k in sd if k.startswith("double_blocks.")})
+    singles = sorted({int(k.split(".")[1]) for k in sd if k.startswith("single_blocks.")})
+    for i in doubles:
+        b, d = f"double_blocks.{i}", f"transformer_blocks.{i}"
+        linear(f"{d}.norm1.linear", f"{b}.img_mod.lin")
+        linear(f"{d}.norm1_context.linear", f"{b}.txt_mod.lin")
+        split([f"{d}.attn.to_q", f"{d}.attn.to_k", f"{d}.attn.to_v"], f"{b}.img_attn.qkv", hidden)
+        split([f"{d}.attn.add_q_proj", f"{d}.attn.add_k_proj", f"{d}.attn.add_v_proj"], f"{b}.txt_attn.qkv", hidden)
+        qk_norm((f"{d}.attn.norm_q", f"{d}.attn.norm_k"), f"{b}.img_attn.norm")
+        qk_norm((f"{d}.attn.norm_added_q", f"{d}.attn.norm_added_k"), f"{b}.txt_attn.norm")
+        linear(f"{d}.attn.to_out.0", f"{b}.img_attn.proj")
+        linear(f"{d}.attn.to_add_out", f"{b}.txt_attn.proj")
+        for ff, side in (("ff", "img"), ("ff_context", "txt")):
+            linear(f"{d}.{ff}.net.0.proj", f"{b}.{side}_mlp.0")
+            linear(f"{d}.{ff}.net.2", f"{b}.{side}_mlp.2")
+    for i in singles:
+        b, d = f"single_blocks.{i}", f"single_transformer_blocks.{i}"
+        mlp = sd[f"{b}.linear1.weight"].shape[0] - 3 * hidden
+        split([f"{d}.attn.to_q", f"{d}.attn.to_k", f"{d}.attn.to_v", f"{d}.proj_mlp"], f"{b}.linear1",
+              [hidden, hidden, hidden, mlp])
+        qk_norm((f"{d}.attn.norm_q", f"{d}.attn.norm_k"), f"{b}.norm")
+        linear(f"{d}.proj_out", f"{b}.linear2")
+        linear(f"{d}.norm.linear", f"{b}.modulation.lin")
+    for p in ("weight", "bias"):
+        shift, scale = take(f"final_layer.adaLN_modulation.1.{p}").chunk(2)
+        out[f"norm_out.linear.{p}"] = torch.cat((scale, shift))
+    linear("proj_out", "final_layer.linear")
+    left = set(sd) - used
+    if left:
+        raise ValueError(f"Flux weights with no diffusers place: {sorted(left)}")
+    return out
+
+
+def to_diffusers(model, family: str, recipe=None) -> torch.nn.Module:
+    """The diffusers model holding the same weights as the ComfyUI ModelPatcher `model` (fp32, eval), built
+    from the digits recipe (the family's, unless another is given)."""
+    import digits_models as dm
+    r = recipe or dm.RECIPES[family]
+    sd = {k: v.detach().clone() for k, v in model.model.diffusion_model.state_dict().items()}
+    heads = max(1, r.width // 64)
+    if family == "flux":
+        from diffusers import FluxTransformer2DModel
+        net = FluxTransformer2DModel(patch_size=1, in_channels=64, out_channels=64, num_layers=2,
+                                     num_single_layers=r.blocks - 2, attention_head_dim=r.width // heads,
+                                     num_attention_heads=heads, joint_attention_dim=r.text_dim,
+                                     pooled_projection_dim=r.text_dim, guidance_embeds=False, axes_dims_rope=(16, 24, 24))
+        state = _flux_state(sd, r.width)
+    elif family == "wan":
+        from diffusers import WanTransformer3DModel
+        from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
+        net = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=heads, attention_head_dim=r.width // heads,
+                                    in_channels=16, out_channels=16, text_dim=r.text_dim, freq_dim=256,
+                                    ffn_dim=r.width * 4, num_layers=r.blocks, cross_attn_norm=True,
+                                    qk_norm="rms_norm_across_heads", eps=1e-6)
+        state = convert_wan_transformer_to_diffusers(sd)
+    else:
+        raise ValueError(f"no diffusers class for {family!r}")
+    net.load_state_dict(state, strict=True)
+    return net.eval().requires_grad_(False)
+
+
+# --- one ComfyUI call -> diffusers calls ---------------------------------------------------------------
+def _flux_call(net, x, timestep, context, y):
+    """Flux: 2x2 patches packed as ComfyUI's process_img does ((c, ph, pw) per token), ids (0, row, col)."""
+    b, c, h, w = x.shape
+    tokens = x.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(b, (h // 2) * (w // 2), c * 4)
+    ids = torch.zeros(h // 2, w // 2, 3)
+    ids[..., 1] = torch.arange(h // 2)[:, None]
+    ids[..., 2] = torch.arange(w // 2)[None, :]
+    out = net(hidden_states=tokens, encoder_hidden_states=context, pooled_projections=y, timestep=timestep,
+              img_ids=ids.reshape(-1, 3), txt_ids=torch.zeros(context.shape[1], 3), return_dict=False)[0]
+    return out.reshape(b, h // 2, w // 2, c, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h, w)
+
+
+def _wan_call(net, x, timestep, context, _y):
+    return net(hidden_states=x, timestep=timestep, encoder_hidden_states=context, return_dict=False)[0]
+
+
+CALLS = {"flux": _flux_call, "wan": _wan_call}
+
+
+def route(model, family: str, net, context_for=None, reset=None):
+    """A clone of the ModelPatcher whose diffusion model calls are answered by `net`.
+
+    context_for(stream) -> the context one stream's call runs in ("cond" / "uncond"); reset() runs before every
+    sampling run."""
+    import comfy.patcher_extension as pe
+    call = CALLS[family]
+
+    def diffusion_model(_executor, x, timestep, context, *rest, **kwargs):
+        options = rest[-1] if rest and isinstance(rest[-1], dict) else kwargs.get("transformer_options", {})
+        y = rest[0] if family == "flux" else None
+        kinds = options.get("cond_or_uncond") or [0]
+        size = x.shape[0] // len(kinds)
+        parts = {}
+        for i in sorted(range(len(kinds)), key=lambda i: kinds[i]):   # cond (0) before uncond (1)
+            rows = slice(i * size, (i + 1) * size)
+            stream = "cond" if kinds[i] == 0 else "uncond"
+            with context_for(stream) if context_for else contextlib.nullcontext():
+                parts[i] = call(net, x[rows], timestep[rows], context[rows], None if y is None else y[rows])
+        return torch.cat([parts[i] for i in range(len(kinds))])
+
+    def outer_sample(executor, *args, **kwargs):
+        if reset is not None:
+            reset()
+        return executor(*args, **kwargs)
+
+    m = model.clone()
+    m.add_wrapper_with_key(pe.WrappersMP.DIFFUSION_MODEL, "reference", diffusion_model)
+    m.add_wrapper_with_key(pe.WrappersMP.OUTER_SAMPLE, "reference", outer_sample)
+    return m
+
+
+# --- the reference methods ------------------------------------------------------------------------------
+class References:
+    """diffusers' and cache-dit's methods on one family's trained model, each applied like a node: a setting
+    in, a patched ModelPatcher out. One diffusers model is shared; applying a method removes the previous
+    one's hooks first (the bench runs one setting at a time)."""
+
+    def __init__(self, model, family: str, steps: int, recipe=None):
+        import diffusers_host as dh
+        self.dh, self.model, self.family, self.steps = dh, model, family, steps
+        self.net = to_diffusers(model, family, recipe)
+        self._off = None
+
+    def _clear(self):
+        if self._off is not None:
+            self._off()
+            self._off = None
+
+    def plain(self):
+        """The diffusers model with no cache: the reference point for its own FLOPs."""
+        self._clear()
+        return route(self.model, self.family, self.net)
+
+    def diffusers(self, config, after_call=None):
+        """A diffusers 0.39 hook config (FirstBlockCacheConfig, MagCacheConfig, TaylorSeerCacheConfig, ...)."""
+        from diffusers.hooks import HookRegistry
+        self._clear()
+        net = self.net
+        net.enable_cache(config)
+        # the root registry caches its children's registries on the first context; hooks added since would
+        # never see the context name (tests/diffusers_host.py, run_diffusers)
+        HookRegistry.check_if_exists_or_initialize(net)._child_registries_cache = None
+        self._off = lambda: (net._reset_stateful_cache(), net.disable_cache())
+
+        @contextlib.contextmanager
+        def context(stream):
+            with net.cache_context(stream):
+                yield
+                if after_call is not None:
+                    after_call(stream)
+        return route(self.model, self.family, net, context, reset=net._reset_stateful_cache)
+
+    def cache_dit(self, **db):
+        """cache-dit 1.5.3's DBCache (DBCacheConfig keywords), with separate cond and uncond calls."""
+        import cache_dit
+        from cache_dit import BlockAdapter, DBCacheConfig, ForwardPattern
+        self._clear()
+        net = self.net
+        if self.family == "flux":
+            from cache_dit.caching.patch_functors import FluxPatchFunctor
+            adapter = BlockAdapter(transformer=net, blocks=net.transformer_blocks + net.single_transformer_blocks,
+                                   blocks_name="transformer_blocks", dummy_blocks_names=["single_transformer_blocks"],
+                                   patch_functor=FluxPatchFunctor(), forward_pattern=ForwardPattern.Pattern_1)
+        else:
+            adapter = BlockAdapter(transformer=net, blocks=net.blocks, forward_pattern=ForwardPattern.Pattern_2,
+                                   has_separate_cfg=True)
+        cache_dit.enable_cache(adapter, cache_config=DBCacheConfig(
+            **db, enable_separate_cfg=True, num_inference_steps=self.steps))
+        self._off = lambda: cache_dit.disable_cache(net)
+        return route(self.model, self.family, net,
+                     reset=lambda: cache_dit.refresh_context(net, num_inference_steps=self.steps))
+
+    def mag_ratios(self, sample) -> list[float]:
+        """diffusers' MagCache calibration (calibrate=True) of one uncached run `sample(patched)`: the cond
+        context's ratios, as the hook prints them for the user to paste."""
+        from diffusers.hooks import MagCacheConfig
+        from diffusers.hooks.mag_cache import _MAG_CACHE_LEADER_BLOCK_HOOK
+        ratios = []
+
+        def keep(stream):
+            if stream == "cond":
+                state = self.dh.find_hook(self.net, _MAG_CACHE_LEADER_BLOCK_HOOK).state_manager.get_state()
+                ratios[:] = list(state.calibration_ratios)
+        # one step more than the run: at num_inference_steps the hook resets and drops what it recorded
+        sample(self.diffusers(MagCacheConfig(calibrate=True, num_inference_steps=self.steps + 1), keep))
+        self._clear()
+        return ratios
+
+    def methods(self, sample) -> dict:
+        """name -> (knob, settings, apply(model, setting)), settings as CacheKit's rows of the same method."""
+        import torch
+        from diffusers.hooks import FirstBlockCacheConfig, MagCacheConfig, TaylorSeerCacheConfig
+        ratios = self.mag_ratios(sample)
+        blocks = [r"blocks\.\d+"] if self.family == "wan" else \
+            [r"transformer_blocks\.\d+", r"single_transformer_blocks\.\d+"]
+        return {
+            "First Block Cache (diffusers)": ("threshold", (0.03, 0.06, 0.1, 0.15, 0.25), lambda m, v: self.diffusers(
+                FirstBlockCacheConfig(threshold=v))),
+            "MagCache (diffusers)": ("threshold", (0.01, 0.03, 0.06, 0.12, 0.25), lambda m, v: self.diffusers(
+                MagCacheConfig(threshold=v, max_skip_steps=5, retention_ratio=0.2, num_inference_steps=self.steps,
+                               mag_ratios=ratios))),
+            "DBCache (cache-dit)": ("threshold", (0.03, 0.06, 0.1, 0.15, 0.25), lambda m, v: self.cache_dit(
+                Fn_compute_blocks=1, Bn_compute_blocks=1, residual_diff_threshold=v, max_warmup_steps=2)),
+            "TaylorSeer (diffusers)": ("interval", (2, 3, 4, 5, 6), lambda m, v: self.diffusers(
+                TaylorSeerCacheConfig(cache_interval=v, disable_cache_before_step=2, max_order=1,
+                                      taylor_factors_dtype=torch.float32, cache_identifiers=blocks))),
+        }

@@ -1,0 +1,117 @@
+"""What the quality benchmark measures with: the block-FLOP counter (scripts/block_flops.py) against torch's
+FlopCounterMode, and the reference route (scripts/reference_models.py): ComfyUI weights moved into diffusers'
+classes compute what ComfyUI computes, and a diffusers hook run through ComfyUI's sampler keeps cond and uncond
+in their own cache contexts. Small untrained digits models (a few blocks), so this stays fast."""
+import dataclasses
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import block_flops as bf  # noqa: E402
+import digits_models as dm  # noqa: E402
+
+STEPS = 10   # more than the few-step warning's 8
+
+
+def small(family):
+    """A digits model of the family with 3 blocks and seeded non-zero weights everywhere (the recipe's init
+    zeroes the modulations and the head, which would make every output the same)."""
+    r = dataclasses.replace(dm.RECIPES[family], blocks=3)
+    m = dm.build(r)
+    g = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for p in m.model.diffusion_model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.05)
+    return m, r
+
+
+@pytest.fixture(scope="module", params=["wan", "flux"])
+def family_model(request, comfy):
+    family = request.param
+    m, r = small(family)
+    return family, m, r
+
+
+def sample(m, family, r, label=3):
+    import comfy.sample
+    text, pooled = dm.codes(r)
+    pos = [[text[label][None], {"pooled_output": pooled[label][None]}]]
+    neg = [[text[dm.NULL][None], {"pooled_output": pooled[dm.NULL][None]}]]
+    lat = dm.empty_latent(family)
+    noise = comfy.sample.prepare_noise(lat, 1)
+    return comfy.sample.sample(m, noise, STEPS, 4.0, "euler", "simple", pos, neg, lat, denoise=1.0, seed=1,
+                               disable_pbar=True)
+
+
+def test_block_flops_match_flop_counter_mode(family_model, ck):
+    """Uncached and with caches that skip whole blocks (First Block Cache) or attention inside them (PAB,
+    FasterCache's attention and uncond halves): the counter agrees with FlopCounterMode to the FLOP."""
+    import pack
+    family, m, r = family_model
+    net = m.model.diffusion_model
+    patched = {
+        "none": m,
+        "fbc": pack.node(ck, "ApplyFirstBlockCache", model=m, residual_diff_threshold=1.0)[0],
+        "pab": pack.node(ck, "ApplyPyramidAttentionBroadcast", model=m, self_attention_interval=2,
+                         cross_attention_interval=3, start_percent=0.0, end_percent=1.0)[0],
+        "fastercache": pack.node(ck, "ApplyFasterCache", model=m, attention_interval=2, uncond_interval=2,
+                                 start_percent=0.0, end_percent=1.0)[0],
+    }
+    counts = {}
+    for name, p in patched.items():
+        _, ours = bf.block_flops(lambda: sample(p, family, r), net)
+        assert ours == bf.reference_count(lambda: sample(p, family, r)), name
+        counts[name] = ours
+    assert counts["none"] > 0
+    assert all(counts[k] < counts["none"] for k in ("fbc", "pab", "fastercache")), counts   # they did skip
+
+
+def test_diffusers_model_computes_what_comfy_computes(family_model):
+    import reference_models as rm
+    family, m, r = family_model
+    net = rm.to_diffusers(m, family, r)
+    x = torch.randn(2, *dm.empty_latent(family).shape[1:], generator=torch.Generator().manual_seed(0))
+    text, pooled = dm.codes(r)
+    conds = dict(c_crossattn=text[[3, dm.NULL]])
+    if family == "flux":
+        conds["y"] = pooled[[3, dm.NULL]]
+    sigma = torch.tensor([0.6, 0.6])
+    with torch.no_grad():
+        ours = m.model.apply_model(x, sigma, transformer_options={"cond_or_uncond": [0, 1]}, **conds)
+        routed = rm.route(m, family, net)
+        theirs = routed.model.apply_model(x, sigma, **conds, transformer_options={
+            "cond_or_uncond": [0, 1], "wrappers": routed.wrappers})
+    assert ours.abs().max() > 0.1
+    torch.testing.assert_close(theirs, ours, rtol=0, atol=2e-5)
+    # and a Flux row of the wrong width is refused with the weights it could not place
+    if family == "flux":
+        with pytest.raises(ValueError, match="no diffusers place"):
+            rm._flux_state({**m.model.diffusion_model.state_dict(), "extra.weight": torch.zeros(1)}, r.width)
+
+
+def test_reference_hook_keeps_cond_and_uncond_apart(comfy):
+    """diffusers' First Block Cache through the route: at threshold 0 the sample equals the uncached diffusers
+    sample exactly; at a high threshold it reuses, in both the "cond" and the "uncond" context, each with its
+    own state."""
+    import reference_models as rm
+    from diffusers.hooks import FirstBlockCacheConfig
+    m, r = small("flux")
+    refs = rm.References(m, "flux", STEPS, recipe=r)
+    plain = sample(refs.plain(), "flux", r)
+    off = sample(refs.diffusers(FirstBlockCacheConfig(threshold=0.0)), "flux", r)
+    assert torch.equal(off, plain)
+    seen = {}
+
+    def record(stream):
+        from diffusers.hooks.first_block_cache import _FBC_LEADER_BLOCK_HOOK
+        state = refs.dh.find_hook(refs.net, _FBC_LEADER_BLOCK_HOOK).state_manager.get_state()
+        seen.setdefault(stream, []).append(not state.should_compute)
+    on = sample(refs.diffusers(FirstBlockCacheConfig(threshold=10.0), after_call=record), "flux", r)
+    assert set(seen) == {"cond", "uncond"} and all(len(v) == STEPS for v in seen.values())
+    assert all(sum(v) == STEPS - 1 for v in seen.values()), seen        # every call after each stream's first
+    assert not torch.equal(on, plain)
+    again = sample(refs.diffusers(FirstBlockCacheConfig(threshold=0.0)), "flux", r)
+    assert torch.equal(again, plain)                                     # the previous hooks are gone
