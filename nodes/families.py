@@ -201,8 +201,8 @@ class Family:
     attention_kinds: dict = field(default_factory=dict)   # block kind -> kind of its n-th attention call
     mlp_modules: dict = field(default_factory=dict)       # block kind -> attribute names of its MLPs
     # block kind -> its attention modules in call order, for families whose attention kernel gets no
-    # transformer_options (PixArt, HunyuanDiT, Hunyuan3D 2.1, Wan S2V): the attention methods cache these
-    # modules' outputs instead
+    # transformer_options (PixArt, HunyuanDiT, Hunyuan3D 2.1) or whose modules hold their projections (Wan): the
+    # attention methods cache these modules' outputs instead
     attention_modules: dict = field(default_factory=dict)
     attention_tuple: bool = False   # those modules return a 1-tuple (HunyuanDiT)
     # depth -> {block: the earlier block whose output it takes as a long skip} (HunyuanDiT): a block computed
@@ -292,9 +292,13 @@ def _hunyuan_video_1(name):
 
 _CHROMA = dict(blocks=_FLUX_BLOCKS, stream_keys=_DOUBLE_SINGLE, convert=_join_txt_img, modulated_input=_flux_modulated,
                attention_kinds=_JOINT_ATTN, mlp_modules=_FLUX_MLPS)
+# The attention methods cache Wan's attention modules' outputs (after the output projection), so a reused
+# attention skips its q/k/v/o projections too, as PAB's authors and diffusers broadcast it; I2V's cross attention
+# (text and image kernels) is one module
 _WAN = dict(blocks=(("double_block", "blocks", None),), stream_keys={"double_block": ("img",)},
-            modulated_input=_wan_modulated, modulated_image=_wan_modulated_image, attention_kinds={"double_block": ("self", "cross", "cross")},
-            mlp_modules={"double_block": ("ffn",)})
+            modulated_input=_wan_modulated, modulated_image=_wan_modulated_image,
+            attention_kinds={"double_block": ("self", "cross")},
+            attention_modules={"double_block": ("self_attn", "cross_attn")}, mlp_modules={"double_block": ("ffn",)})
 
 
 FAMILIES = (
@@ -318,11 +322,8 @@ FAMILIES = (
     Family("Wan VACE", ("comfy.ldm.wan.model.VaceWanModel",), **_WAN,
            injects="adds its VACE hints into the hidden state after every k-th block, in place, on every call: a "
                    "reused run of blocks would replay the hints of the step it was computed on"),
-    # Wan 2.2 S2V: its blocks get no transformer_options (the attention methods patch the attention modules) and
-    # its audio is added into the hidden state between blocks
-    Family("Wan S2V", ("comfy.ldm.wan.model.WanModel_S2V",), **(_WAN | dict(
-        attention_kinds={"double_block": ("self", "cross")},
-        attention_modules={"double_block": ("self_attn", "cross_attn")})),
+    # Wan 2.2 S2V: its audio is added into the hidden state between blocks
+    Family("Wan S2V", ("comfy.ldm.wan.model.WanModel_S2V",), **_WAN,
            injects="adds its audio features into the hidden state after the audio layers' blocks on every call: a "
                    "reused run of blocks would replay the audio of the step it was computed on"),
     Family("Wan Animate", ("comfy.ldm.wan.model_animate.AnimateWanModel",), **_WAN,

@@ -8,8 +8,9 @@ cloned ModelPatcher and hands what it intercepts to the live call, found through
                LoRA and offloading stay as they are), for families whose forward ignores patches_replace;
                the family's CallAdapter maps the block's call to the engine's dict and back.
   attention    transformer_options["optimized_attention_override"], in place of every attention kernel;
-               where a family's attention gets no transformer_options (PixArt, HunyuanDiT, Hunyuan3D 2.1,
-               Wan S2V), an object patch on each attention module's `forward` instead.
+               where a family's attention gets no transformer_options (PixArt, HunyuanDiT, Hunyuan3D 2.1),
+               or where caching the module skips its projections too (Wan), an object patch on each
+               attention module's `forward` instead.
   mlp          an object patch on each MLP module's `forward`.
   cfg          the CALC_COND_BATCH wrapper, around each sampler step's cond+uncond batch.
 

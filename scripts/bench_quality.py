@@ -31,8 +31,10 @@ SAMPLERS = ("euler", "dpmpp_2m")
 LABELS = (0, 4, 8)
 SEEDS = (1, 2)
 # CacheKit's method -> its reference implementation's rows
-REFERENCES = {"First Block Cache": "First Block Cache (diffusers)", "MagCache (calibrated)": "MagCache (diffusers)",
-              "DBCache (F1 B1)": "DBCache (cache-dit)", "TaylorSeer (order 1)": "TaylorSeer (diffusers)"}
+REFERENCES = {"First Block Cache": "First Block Cache (diffusers)",
+              "First Block Cache (no skip limit)": "First Block Cache (diffusers)",
+              "MagCache (calibrated)": "MagCache (diffusers)", "DBCache (F1 B1)": "DBCache (cache-dit)",
+              "TaylorSeer (order 1)": "TaylorSeer (diffusers)", "PAB": "PAB (diffusers)"}
 UNCACHED_REFERENCE = "diffusers model, no cache"
 
 
@@ -55,9 +57,12 @@ def methods(ck, cal):
     return {
         "First Block Cache": ("threshold", (0.03, 0.06, 0.1, 0.15, 0.25), lambda m, v: node(
             "ApplyFirstBlockCache", model=m, residual_diff_threshold=v, max_consecutive_skips=5)),
+        # diffusers' rule exactly (no forced computes): the same decisions as its hook
+        "First Block Cache (no skip limit)": ("threshold", (0.03, 0.06, 0.1, 0.15, 0.25), lambda m, v: node(
+            "ApplyFirstBlockCache", model=m, residual_diff_threshold=v, max_consecutive_skips=-1)),
         "TeaCache (calibrated)": ("rel_l1_thresh", (0.01, 0.02, 0.04, 0.07, 0.12), lambda m, v: node(
             "ApplyTeaCache", model=m, rel_l1_thresh=v, calibration=cal["teacache"])),
-        "MagCache (calibrated)": ("threshold", (0.01, 0.03, 0.06, 0.12, 0.25), lambda m, v: node(
+        "MagCache (calibrated)": ("threshold", (0.01, 0.03, 0.06, 0.12, 0.18, 0.25), lambda m, v: node(
             "ApplyMagCache", model=m, threshold=v, max_skips=5, retention_ratio=0.2, calibration=cal["magcache"])),
         "DBCache (F1 B1)": ("threshold", (0.03, 0.06, 0.1, 0.15, 0.25), lambda m, v: node(
             "ApplyDBCache", model=m, Fn_compute_blocks=1, Bn_compute_blocks=1, residual_diff_threshold=v,
@@ -249,7 +254,8 @@ def chart(rows, families, path: Path) -> Path:
     names = [m for m in dict.fromkeys(r["method"] for r in rows) if m != UNCACHED_REFERENCE]
     own = [m for m in names if m not in REFERENCES.values()]
     color = {m: plt.cm.tab20(i % 20) for i, m in enumerate(own)}
-    color.update({ref: color.get(mine, "black") for mine, ref in REFERENCES.items()})
+    for mine, ref in REFERENCES.items():
+        color.setdefault(ref, color.get(mine, "black"))     # a reference takes its first CacheKit method's colour
     fig, axes = plt.subplots(1, len(families), figsize=(7.5 * len(families), 6), squeeze=False)
     for ax, family in zip(axes[0], families):
         for method in names:

@@ -145,9 +145,11 @@ lets it answer ComfyUI's diffusion-model calls (a DIFFUSION_MODEL wrapper), so t
 cases are the same; cond and uncond run as two calls in their own cache contexts, as diffusers' pipelines do.
 Uncached, that model gives the same images as ComfyUI's (the "diffusers model, no cache" row: PSNR capped at 99
 dB means identical 8-bit images). diffusers 0.39's First Block Cache, MagCache (calibrated with its own
-`calibrate=True` run on the same case as CacheKit's) and TaylorSeer hooks, and cache-dit 1.5.3's DBCache
-(separate CFG), sweep the same settings as CacheKit's rows of the same method (dotted curves, in the same
-colour).
+`calibrate=True` run on the same case as CacheKit's), TaylorSeer and Pyramid Attention Broadcast hooks, and
+cache-dit 1.5.3's DBCache (separate CFG), sweep the same settings as CacheKit's rows of the same method (dotted
+curves, in the same colour). diffusers' PAB keeps one state per attention module, not per cache context, so it
+runs with cond and uncond batched into one call, as in the pipelines it was written for (CogVideoX, Latte), and
+its window is CacheKit's (start 0.1 to end 0.95 of the schedule, as 1000 sigma).
 
 ![quality vs compute](docs/bench/quality.png)
 
@@ -190,13 +192,25 @@ on it.
 - Goal: each CacheKit method at least as good as its reference at equal compute. The "vs its reference" column
   gives CacheKit's PSNR minus the reference's at CacheKit's settings the reference's curve spans (linear
   between the reference's settings, so a point far from both neighbours carries interpolation error).
-  TaylorSeer is far above diffusers' (its last steps computed, see below); DBCache within about a dB of
-  cache-dit's either way; MagCache equal on Wan at four of five settings and within 1.3 dB either way on Flux:
-  CacheKit's calibration gives the uncond stream its own ratios, diffusers applies the cond ratios to both. First Block Cache falls short where it saves most: this sweep runs it with
-  max_consecutive_skips 5, which forces computes the threshold would not choose, so at equal compute its mean
-  PSNR is below diffusers' (which has no limit), while its worst image is better (the "min" column: on Wan at
-  the largest threshold 25.5 dB against diffusers' 19.4). With the limit off the decisions are diffusers' own
-  (`tests/test_reference_diffusers.py`); that sweep is not in this run.
+  TaylorSeer is far above diffusers' (its last steps computed, see below). DBCache is within about a dB of
+  cache-dit's either way. MagCache is equal on Wan at five of six settings (the same ratios give the same
+  decisions) and mixed on Flux, where CacheKit's calibration gives the uncond stream its own ratios and
+  diffusers applies the cond ratios to both; the two curves dip at the same place (threshold 0.18, below).
+  First Block Cache as swept (max_consecutive_skips 5) falls below diffusers' where it saves most: the limit
+  forces computes the threshold would not choose, so its mean PSNR at equal compute drops while its worst image
+  improves (the "min" column: on Wan at threshold 0.25, 25.5 dB against diffusers' 19.4). With the limit off
+  ("First Block Cache (no skip limit)": diffusers' own rule, `tests/test_reference_diffusers.py`) it lands
+  within about a dB of diffusers' either way, the rest being float differences between ComfyUI's and
+  diffusers' arithmetic that flip a close decision in some cases.
+- PAB: on Wan, CacheKit caches the attention modules' outputs (projections included, as diffusers does) and
+  matches diffusers' PSNR at every interval with slightly fewer block FLOPs. On Flux, ComfyUI's blocks compute
+  the q/k/v and output projections inline around the attention function (no attention module to cache without
+  forking the block's forward), so CacheKit skips only the attention kernel: the same PSNR as diffusers' PAB at
+  98-99% of block FLOPs instead of 80-89%. On these 16-token latents the kernel is a small part of attention's
+  cost; on real latents (thousands of tokens) it is most of it.
+- MagCache's curve is not monotone on Flux, in CacheKit and in diffusers alike: thresholds 0.18 and 0.25 both
+  compute 13 of 30 steps, and 0.18 is 5.3-5.7 dB worse: which steps an accumulated error threshold skips
+  matters as much as how many (as for SeaCache and Spectrum below).
 - EasyCache as shipped: on a skipped step `apply_cache_diff` adds the cached difference into its input
   in place, and where the model runs in the latent's dtype (fp32 here; bf16/fp16 models get a copy from
   `.to(dtype)` and hide it) that input is the sampler's own latent, so each skip also rewrites the sampler's
@@ -228,10 +242,11 @@ on it.
 
 - No GPU: every number is CPU. The same scripts run on CUDA unchanged, but no GPU row is written until one is
   measured.
-- References on the trained weights: First Block Cache, MagCache and TaylorSeer (diffusers) and DBCache
-  (cache-dit). diffusers' PAB and FasterCache hooks are checked against CacheKit's on shared inputs in the tests
-  (`tests/test_reference_pab.py`, `tests/test_reference_fastercache.py`), not yet run here; TeaCache, SeaCache,
-  Spectrum and SmoothCache have no diffusers or cache-dit implementation of these versions to compare with.
+- References on the trained weights: First Block Cache, MagCache, TaylorSeer and PAB (diffusers) and DBCache
+  (cache-dit). diffusers' FasterCache hooks are checked against CacheKit's on shared inputs in the tests
+  (`tests/test_reference_fastercache.py`), not yet run here (its uncond skip needs cfg batched in diffusers'
+  order); TeaCache, SeaCache, Spectrum and SmoothCache have no diffusers or cache-dit implementation of these
+  versions to compare with.
 - These are small models on 8x8 digits: the ranking of methods may differ on large models; the mechanism and the
   measurement are the same.
 """

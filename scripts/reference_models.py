@@ -134,17 +134,26 @@ def _wan_call(net, x, timestep, context, _y):
 CALLS = {"flux": _flux_call, "wan": _wan_call}
 
 
-def route(model, family: str, net, context_for=None, reset=None):
+# what the family's diffusion model gets as its timestep, per unit of sigma (diffusers' pipelines' "t" is 1000 sigma)
+TIMESTEP_PER_SIGMA = {"flux": 1.0, "wan": 1000.0}
+
+
+def route(model, family: str, net, context_for=None, reset=None, batched=False, clock=None):
     """A clone of the ModelPatcher whose diffusion model calls are answered by `net`.
 
     context_for(stream) -> the context one stream's call runs in ("cond" / "uncond"); reset() runs before every
-    sampling run."""
+    sampling run; batched: one call for the whole batch, as pipelines that batch cfg make it (PAB's hook keeps
+    one state per module, not per context); clock: a dict whose "t" is set to each call's 1000 sigma."""
     import comfy.patcher_extension as pe
     call = CALLS[family]
 
     def diffusion_model(_executor, x, timestep, context, *rest, **kwargs):
         options = rest[-1] if rest and isinstance(rest[-1], dict) else kwargs.get("transformer_options", {})
         y = rest[0] if family == "flux" else None
+        if clock is not None:
+            clock["t"] = float(timestep[0]) * 1000.0 / TIMESTEP_PER_SIGMA[family]
+        if batched:
+            return call(net, x, timestep, context, y)
         kinds = options.get("cond_or_uncond") or [0]
         size = x.shape[0] // len(kinds)
         parts = {}
@@ -177,6 +186,7 @@ class References:
         self.dh, self.model, self.family, self.steps = dh, model, family, steps
         self.net = to_diffusers(model, family, recipe)
         self._off = None
+        self.clock = {"t": 1000.0}   # the current call's 1000 sigma, for PAB's timestep window
 
     def _clear(self):
         if self._off is not None:
@@ -188,7 +198,7 @@ class References:
         self._clear()
         return route(self.model, self.family, self.net)
 
-    def diffusers(self, config, after_call=None):
+    def diffusers(self, config, after_call=None, batched=False):
         """A diffusers 0.39 hook config (FirstBlockCacheConfig, MagCacheConfig, TaylorSeerCacheConfig, ...)."""
         from diffusers.hooks import HookRegistry
         self._clear()
@@ -205,7 +215,8 @@ class References:
                 yield
                 if after_call is not None:
                     after_call(stream)
-        return route(self.model, self.family, net, context, reset=net._reset_stateful_cache)
+        return route(self.model, self.family, net, None if batched else context, reset=net._reset_stateful_cache,
+                     batched=batched, clock=self.clock)
 
     def cache_dit(self, **db):
         """cache-dit 1.5.3's DBCache (DBCacheConfig keywords), with separate cond and uncond calls."""
@@ -246,14 +257,24 @@ class References:
     def methods(self, sample) -> dict:
         """name -> (knob, settings, apply(model, setting)), settings as CacheKit's rows of the same method."""
         import torch
-        from diffusers.hooks import FirstBlockCacheConfig, MagCacheConfig, TaylorSeerCacheConfig
+        from diffusers.hooks import (FirstBlockCacheConfig, MagCacheConfig, PyramidAttentionBroadcastConfig,
+                                     TaylorSeerCacheConfig)
         ratios = self.mag_ratios(sample)
+        # CacheKit's PAB window, start 0.1 to end 0.95 of the schedule, as diffusers' timestep range (1000 sigma)
+        ms = self.model.get_model_object("model_sampling")
+        window = tuple(1000.0 * float(ms.percent_to_sigma(p)) for p in (0.95, 0.1))
+
+        def pab(v):
+            return PyramidAttentionBroadcastConfig(
+                spatial_attention_block_skip_range=v, cross_attention_block_skip_range=v + 2,
+                spatial_attention_timestep_skip_range=window, cross_attention_timestep_skip_range=window,
+                current_timestep_callback=lambda: self.clock["t"])
         blocks = [r"blocks\.\d+"] if self.family == "wan" else \
             [r"transformer_blocks\.\d+", r"single_transformer_blocks\.\d+"]
         return {
             "First Block Cache (diffusers)": ("threshold", (0.03, 0.06, 0.1, 0.15, 0.25), lambda m, v: self.diffusers(
                 FirstBlockCacheConfig(threshold=v))),
-            "MagCache (diffusers)": ("threshold", (0.01, 0.03, 0.06, 0.12, 0.25), lambda m, v: self.diffusers(
+            "MagCache (diffusers)": ("threshold", (0.01, 0.03, 0.06, 0.12, 0.18, 0.25), lambda m, v: self.diffusers(
                 MagCacheConfig(threshold=v, max_skip_steps=5, retention_ratio=0.2, num_inference_steps=self.steps,
                                mag_ratios=ratios))),
             "DBCache (cache-dit)": ("threshold", (0.03, 0.06, 0.1, 0.15, 0.25), lambda m, v: self.cache_dit(
@@ -261,4 +282,6 @@ class References:
             "TaylorSeer (diffusers)": ("interval", (2, 3, 4, 5, 6), lambda m, v: self.diffusers(
                 TaylorSeerCacheConfig(cache_interval=v, disable_cache_before_step=2, max_order=1,
                                       taylor_factors_dtype=torch.float32, cache_identifiers=blocks))),
+            # cfg batched into one call, as the pipelines PAB was written for make it (CogVideoX, Latte)
+            "PAB (diffusers)": ("self interval", (2, 3, 4, 6, 8), lambda m, v: self.diffusers(pab(v), batched=True)),
         }
