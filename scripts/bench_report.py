@@ -208,9 +208,9 @@ on it.
   forking the block's forward), so CacheKit skips only the attention kernel: the same PSNR as diffusers' PAB at
   98-99% of block FLOPs instead of 80-89%. On these 16-token latents the kernel is a small part of attention's
   cost; on real latents (thousands of tokens) it is most of it.
-- MagCache's curve is not monotone on Flux, in CacheKit and in diffusers alike: thresholds 0.18 and 0.25 both
-  compute 13 of 30 steps, and 0.18 is 5.3-5.7 dB worse: which steps an accumulated error threshold skips
-  matters as much as how many (as for SeaCache and Spectrum below).
+- MagCache's curve is not monotone on Flux, in CacheKit and in diffusers alike: threshold 0.18 is 5.3-5.7 dB
+  worse than 0.25 while computing as many steps (13 of 30 in CacheKit) or more (14 in diffusers): which steps an
+  accumulated error threshold skips matters as much as how many (as for SeaCache and Spectrum below).
 - EasyCache as shipped: on a skipped step `apply_cache_diff` adds the cached difference into its input
   in place, and where the model runs in the latent's dtype (fp32 here; bf16/fp16 models get a copy from
   `.to(dtype)` and hide it) that input is the sampler's own latent, so each skip also rewrites the sampler's
