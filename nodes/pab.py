@@ -9,8 +9,9 @@ class ApplyPyramidAttentionBroadcast(common.CacheNode):
     NODE_NAME = "Apply Pyramid Attention Broadcast"
     DESCRIPTION = ("Inside the chosen part of the schedule, computes each attention on one step in every N and "
                    "reuses its output on the steps between; cross attention tolerates a longer interval than "
-                   "self attention. Skips the attention module where the family's blocks have one (Wan, PixArt, HunyuanDiT: "
-                   "its projections too), else the attention kernel (Flux, HunyuanVideo, ...: the projections still run).")
+                   "self attention. Skips the attention module where the family's blocks have one (Wan, PixArt, "
+                   "HunyuanDiT: its projections too), else the attention kernel (Flux, HunyuanVideo, ...: the "
+                   "projections still run).")
     WINDOW = {"start_percent": 0.2, "end_percent": 0.9}   # diffusers' timestep range (100, 800) of 1000
 
     @classmethod

@@ -201,12 +201,13 @@ def run_family(ck, family: str, log, only: list[str] | None = None) -> list[dict
         if not only or name in only:
             for v in settings:
                 measure(name, knob, v, apply(model, v), net, full)
-    references = reference_models.References(model, family, STEPS)
-    wanted = [n for n in REFERENCES.values() if not only or n in only]
-    if wanted or (not only or UNCACHED_REFERENCE in only):
+    wanted = [n for n in dict.fromkeys(REFERENCES.values()) if not only or n in only]
+    if not only or wanted or UNCACHED_REFERENCE in only:
+        references = reference_models.References(model, family, STEPS)
         # the diffusers model without a cache: its own block FLOPs, and how close it computes to ComfyUI's
-        _, ref_full = block_flops(lambda: sample(references.plain(), cases[0]), references.net)
-        measure(UNCACHED_REFERENCE, "-", "-", references.plain(), references.net, ref_full)
+        plain = references.plain()
+        _, ref_full = block_flops(lambda: sample(plain, cases[0]), references.net)
+        measure(UNCACHED_REFERENCE, "-", "-", plain, references.net, ref_full)
     if wanted:
         for name, (knob, settings, apply) in references.methods(lambda m: sample(m, ("euler", 3, 0))).items():
             if name in wanted:
@@ -337,20 +338,14 @@ def main() -> int:
 
 
 def per_family_processes(args) -> list[dict]:
-    """One process per family, side by side, their torch threads splitting the cores: nothing here is timed,
-    and these small models use one thread about as well as two."""
-    import os
-    import subprocess
+    """One process per family, side by side: nothing here is timed, and these small models use one thread about
+    as well as two."""
     import tempfile
-    threads = str(max(1, (os.cpu_count() or 1) // len(args.families)))
-    env = {**os.environ, "OMP_NUM_THREADS": threads}
+    from bench_report import run_side_by_side
     with tempfile.TemporaryDirectory() as tmp:
         parts = {f: Path(tmp) / f"{f}.json" for f in args.families}
-        procs = [subprocess.Popen([sys.executable, __file__, "--families", f, "--rows-to", str(parts[f]),
-                                   *(["--methods", *args.methods] if args.methods else [])], env=env)
-                 for f in args.families]
-        if any(p.wait() for p in procs):
-            raise SystemExit("a family's quality run failed (its output is above)")
+        run_side_by_side([[__file__, "--families", f, "--rows-to", str(parts[f]),
+                           *(["--methods", *args.methods] if args.methods else [])] for f in args.families])
         return [r for f in args.families for r in json.loads(parts[f].read_text())]
 
 

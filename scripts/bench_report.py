@@ -35,7 +35,8 @@ def _run(args: list[str]) -> float:
     return time.perf_counter() - t0
 
 
-def _run_side_by_side(commands: list[list[str]]) -> float:
+def run_side_by_side(commands: list[list[str]]) -> float:
+    """Run the scripts at once, their torch threads splitting the cores (for stages nothing times); seconds."""
     t0 = time.perf_counter()
     env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // len(commands)))}
     procs = []
@@ -83,7 +84,7 @@ def main() -> int:
         t0 = time.perf_counter()
         times = {}
         # the two families train side by side, a core each (nothing is timed there)
-        times["train wan + flux"] = _run_side_by_side([["scripts/digits_models.py", "--family", family, "--grid",
+        times["train wan + flux"] = run_side_by_side([["scripts/digits_models.py", "--family", family, "--grid",
                                                         str(OUT / f"digits_{family}.png")] for family in ("wan", "flux")])
         times["quality"] = _run(["scripts/bench_quality.py"])
         times["speed"] = _run(["scripts/bench_speed.py", "--reps", str(args.reps)])

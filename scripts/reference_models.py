@@ -200,14 +200,10 @@ class References:
 
     def diffusers(self, config, after_call=None, batched=False):
         """A diffusers 0.39 hook config (FirstBlockCacheConfig, MagCacheConfig, TaylorSeerCacheConfig, ...)."""
-        from diffusers.hooks import HookRegistry
         self._clear()
         net = self.net
-        net.enable_cache(config)
-        # the root registry caches its children's registries on the first context; hooks added since would
-        # never see the context name (tests/diffusers_host.py, run_diffusers)
-        HookRegistry.check_if_exists_or_initialize(net)._child_registries_cache = None
-        self._off = lambda: (net._reset_stateful_cache(), net.disable_cache())
+        self.dh.enable_hooks(net, config)
+        self._off = lambda: self.dh.disable_hooks(net)
 
         @contextlib.contextmanager
         def context(stream):
@@ -221,18 +217,10 @@ class References:
     def cache_dit(self, **db):
         """cache-dit 1.5.3's DBCache (DBCacheConfig keywords), with separate cond and uncond calls."""
         import cache_dit
-        from cache_dit import BlockAdapter, DBCacheConfig, ForwardPattern
+        from cache_dit import DBCacheConfig
         self._clear()
         net = self.net
-        if self.family == "flux":
-            from cache_dit.caching.patch_functors import FluxPatchFunctor
-            adapter = BlockAdapter(transformer=net, blocks=net.transformer_blocks + net.single_transformer_blocks,
-                                   blocks_name="transformer_blocks", dummy_blocks_names=["single_transformer_blocks"],
-                                   patch_functor=FluxPatchFunctor(), forward_pattern=ForwardPattern.Pattern_1)
-        else:
-            adapter = BlockAdapter(transformer=net, blocks=net.blocks, forward_pattern=ForwardPattern.Pattern_2,
-                                   has_separate_cfg=True)
-        cache_dit.enable_cache(adapter, cache_config=DBCacheConfig(
+        cache_dit.enable_cache(self.dh.cache_dit_adapter(net), cache_config=DBCacheConfig(
             **db, enable_separate_cfg=True, num_inference_steps=self.steps))
         self._off = lambda: cache_dit.disable_cache(net)
         return route(self.model, self.family, net,

@@ -261,6 +261,16 @@ def run_diffusers(transformer, inputs: dict, sigmas: Sequence[float], hook_confi
             yield
             reused.append(bool(recorder(transformer)))
 
+    enable_hooks(transformer, hook_config)
+    try:
+        x, outputs = sample(transformer, inputs, sigmas, on_call)
+    finally:
+        disable_hooks(transformer)
+    return x, outputs, reused
+
+
+def enable_hooks(transformer, hook_config) -> None:
+    """diffusers' cache hook on the transformer, ready for its next cache_context."""
     transformer.enable_cache(hook_config)
     # The root registry caches the list of its children's registries the first time a cache_context is
     # entered and never refreshes it. Registries created since (by this enable_cache, on a model that
@@ -268,12 +278,26 @@ def run_diffusers(transformer, inputs: dict, sigmas: Sequence[float], hook_confi
     # attention modules after FBC's blocks) would never get the context name, and their hooks fail with
     # "No context is set". Drop the cached list so the next context rebuilds it.
     HookRegistry.check_if_exists_or_initialize(transformer)._child_registries_cache = None
-    try:
-        x, outputs = sample(transformer, inputs, sigmas, on_call)
-    finally:
-        # The pipeline's end-of-call reset (maybe_free_model_hooks): drops every context's state. Then
-        # remove the hooks, which restores each block's forward (diffusers leaves it as an instance
-        # attribute, a bound method of the class forward, which behaves as before).
-        transformer._reset_stateful_cache()
-        transformer.disable_cache()
-    return x, outputs, reused
+
+
+def disable_hooks(transformer) -> None:
+    """The pipeline's end-of-call reset (maybe_free_model_hooks): drops every context's state. Then remove
+    the hooks, which restores each block's forward (diffusers leaves it as an instance attribute, a bound
+    method of the class forward, which behaves as before)."""
+    transformer._reset_stateful_cache()
+    transformer.disable_cache()
+
+
+def cache_dit_adapter(transformer):
+    """cache-dit's BlockAdapter for a diffusers Flux or Wan transformer: Flux's double and single blocks as
+    one list behind cache-dit's Flux patch functor (its forward computes the same as diffusers'), Wan's
+    blocks as they are, as cache-dit's own adapters for those pipelines set them up."""
+    from cache_dit import BlockAdapter, ForwardPattern
+    if hasattr(transformer, "single_transformer_blocks"):
+        from cache_dit.caching.patch_functors import FluxPatchFunctor
+        return BlockAdapter(
+            transformer=transformer, blocks=transformer.transformer_blocks + transformer.single_transformer_blocks,
+            blocks_name="transformer_blocks", dummy_blocks_names=["single_transformer_blocks"],
+            patch_functor=FluxPatchFunctor(), forward_pattern=ForwardPattern.Pattern_1)
+    return BlockAdapter(transformer=transformer, blocks=transformer.blocks, forward_pattern=ForwardPattern.Pattern_2,
+                        has_separate_cfg=True)

@@ -19,8 +19,7 @@ import sys
 import cache_dit
 import pytest
 import torch
-from cache_dit import BlockAdapter, DBCacheConfig, ForwardPattern, TaylorSeerCalibratorConfig
-from cache_dit.caching.patch_functors import FluxPatchFunctor
+from cache_dit import DBCacheConfig, TaylorSeerCalibratorConfig
 
 import diffusers_host as dh
 from comfy_runtime import REPO
@@ -58,11 +57,7 @@ def cache_dit_enabled(model, kw: dict):
     forward it found (the Flux forward that cache-dit's patch functor installed on the first enable, which
     computes the same as diffusers': test_cache_dit_leaves_the_model_as_it_was)."""
     config, calibrator = cache_dit_config(kw)
-    adapter = BlockAdapter(
-        transformer=model, blocks=model.transformer_blocks + model.single_transformer_blocks,
-        blocks_name="transformer_blocks", dummy_blocks_names=["single_transformer_blocks"],
-        patch_functor=FluxPatchFunctor(), forward_pattern=ForwardPattern.Pattern_1)
-    cache_dit.enable_cache(adapter, cache_config=config, calibrator_config=calibrator)
+    cache_dit.enable_cache(dh.cache_dit_adapter(model), cache_config=config, calibrator_config=calibrator)
     try:
         assert len(model._context_names) == 1   # one context over the joined list
         yield
