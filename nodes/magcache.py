@@ -21,8 +21,12 @@ class ApplyMagCache(common.CacheNode):
     DESCRIPTION = ("Skips the whole transformer while the accumulated error predicted from the magnitude ratios "
                    "of successive residuals stays small, reusing the last computed residual. Ratios come from "
                    "a published preset or from Calibrate MagCache.")
+    # optional: workflows saved before final_steps existed still load (and get the default)
     OPTIONAL = {"calibration": (RATIOS_TYPE, {"tooltip": "Output of Calibrate MagCache or Load Cache Calibration; "
-                                                         "another step count is resampled."})}
+                                                         "another step count is resampled."}),
+                "final_steps": ("INT", {"default": 2, "min": 0, "max": 1000,
+                                        "tooltip": "The last steps always compute: reusing them costs the most "
+                                                   "quality. 0 = the published rule (diffusers, the authors)."})}
 
     @classmethod
     def own_inputs(cls):
@@ -51,7 +55,7 @@ class ApplyMagCache(common.CacheNode):
             gammas = preset_ratios(preset)
         else:
             gammas = calibration_data.magcache_ratios(self.saved_calibration(fmt, model, "Calibrate MagCache"))
-        args = (gammas, v["threshold"], v["max_skips"], v["retention_ratio"])
+        args = (gammas, v["threshold"], v["max_skips"], v["retention_ratio"], v["final_steps"])
         return (lambda: MagCache(*args)), {}
 
 

@@ -26,8 +26,9 @@ class ApplySeaCache(common.CacheNode):
                            "video, 2 for images."}),
             "retention_steps": ("INT", {"default": 1, "min": 0, "max": 1000,
                                         "tooltip": "The first steps always compute."}),
-            "final_steps": ("INT", {"default": 1, "min": 0, "max": 1000,
-                                    "tooltip": "The last steps always compute."}),
+            "final_steps": ("INT", {"default": 2, "min": 0, "max": 1000,
+                                    "tooltip": "The last steps always compute: reusing them costs the most "
+                                               "quality. Published: 1 (the last step)."}),
         }
 
     def method(self, model, v):

@@ -63,7 +63,8 @@ def methods(ck, cal):
         "TeaCache (calibrated)": ("rel_l1_thresh", (0.01, 0.02, 0.04, 0.07, 0.12), lambda m, v: node(
             "ApplyTeaCache", model=m, rel_l1_thresh=v, calibration=cal["teacache"])),
         "MagCache (calibrated)": ("threshold", (0.01, 0.03, 0.06, 0.12, 0.18, 0.25), lambda m, v: node(
-            "ApplyMagCache", model=m, threshold=v, max_skips=5, retention_ratio=0.2, calibration=cal["magcache"])),
+            "ApplyMagCache", model=m, threshold=v, max_skips=5, retention_ratio=0.2, final_steps=2,
+            calibration=cal["magcache"])),
         "DBCache (F1 B1)": ("threshold", (0.03, 0.06, 0.1, 0.15, 0.25), lambda m, v: node(
             "ApplyDBCache", model=m, Fn_compute_blocks=1, Bn_compute_blocks=1, residual_diff_threshold=v,
             max_warmup_steps=2)),
@@ -78,8 +79,9 @@ def methods(ck, cal):
             start_percent=0.1, end_percent=0.95)),
         "SmoothCache (calibrated)": ("alpha", (0.02, 0.05, 0.1, 0.2, 0.4), lambda m, v: node(
             "ApplySmoothCache", model=m, schedule=node("SmoothCacheSchedule", calibration=cal["smoothcache"], alpha=v))),
-        "FasterCache": ("attention interval", (2, 3, 4, 6, 8), lambda m, v: node(
-            "ApplyFasterCache", model=m, attention_interval=v, uncond_interval=v + 1)),
+        # its saving is the CFG cache (attention extrapolates only on the steps whose uncond it skips)
+        "FasterCache": ("uncond interval", (2, 3, 4, 6, 10), lambda m, v: node(
+            "ApplyFasterCache", model=m, uncond_interval=v, attention_interval=2)),
         "EasyCache (ComfyUI)": ("reuse_threshold", (0.02, 0.05, 0.1, 0.2, 0.4),
                                 lambda m, v: builtin(ec.EasyCacheNode, m, v)),
         "EasyCache (ComfyUI, copy fix)": ("reuse_threshold", (0.02, 0.05, 0.1, 0.2, 0.4), easycache_fixed),
@@ -323,11 +325,11 @@ def main() -> int:
             args.rows_to.write_text(json.dumps(rows))
             return 0
     else:
-        rows = per_family_processes(args)
+        from bench_report import per_family
+        rows = per_family(__file__, args.families, ["--methods", *args.methods] if args.methods else [])
     if args.methods:
         earlier = args.out / "quality.json"
-        kept = [r for r in json.loads(earlier.read_text()) if r["method"] not in args.methods] if earlier.exists() else []
-        rows = kept + rows
+        rows = merged(json.loads(earlier.read_text()) if earlier.exists() else [], rows)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "quality.json").write_text(json.dumps(rows, indent=1))
     (args.out / "quality.md").write_text(markdown(rows, args.families))
@@ -337,16 +339,22 @@ def main() -> int:
     return 0
 
 
-def per_family_processes(args) -> list[dict]:
-    """One process per family, side by side: nothing here is timed, and these small models use one thread about
-    as well as two."""
-    import tempfile
-    from bench_report import run_side_by_side
-    with tempfile.TemporaryDirectory() as tmp:
-        parts = {f: Path(tmp) / f"{f}.json" for f in args.families}
-        run_side_by_side([[__file__, "--families", f, "--rows-to", str(parts[f]),
-                           *(["--methods", *args.methods] if args.methods else [])] for f in args.families])
-        return [r for f in args.families for r in json.loads(parts[f].read_text())]
+def merged(earlier: list[dict], new: list[dict]) -> list[dict]:
+    """`earlier` with each (family, method) that `new` measured replaced where it stood (new ones at the end), so
+    a rerun keeps the tables in the order of the full run."""
+    key = lambda r: (r["family"], r["method"])   # noqa: E731
+    fresh = {}
+    for r in new:
+        fresh.setdefault(key(r), []).append(r)
+    out, placed = [], set()
+    for r in earlier:
+        k = key(r)
+        if k not in fresh:
+            out.append(r)
+        elif k not in placed:
+            out += fresh[k]
+            placed.add(k)
+    return out + [r for k, rs in fresh.items() if k not in placed for r in rs]
 
 
 if __name__ == "__main__":

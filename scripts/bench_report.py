@@ -48,6 +48,17 @@ def run_side_by_side(commands: list[list[str]]) -> float:
     return time.perf_counter() - t0
 
 
+def per_family(script: str, families: list[str], extra: list[str] = ()) -> list[dict]:
+    """A bench script run once per family, side by side (`script --families F --rows-to FILE ...extra`), its
+    rows gathered in the families' order: for stages nothing times, on models a thread serves about as well
+    as two."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        parts = {f: Path(tmp) / f"{f}.json" for f in families}
+        run_side_by_side([[script, "--families", f, "--rows-to", str(parts[f]), *extra] for f in families])
+        return [r for f in families for r in json.loads(parts[f].read_text())]
+
+
 def _machine() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())

@@ -16,9 +16,10 @@ def teacache(ck, model, thr, coefficients="custom", custom="1.0, 0.0"):
                      custom_coefficients=custom)[0]
 
 
-def magcache(ck, model, thr, k=3, r=0.2, ratios="flux_dev", calibration=None):
+def magcache(ck, model, thr, k=3, r=0.2, ratios="flux_dev", calibration=None, final=None):
+    extra = {} if final is None else {"final_steps": final}      # None: the node's default
     return pack.node(ck, "ApplyMagCache", model=model, threshold=thr, max_skips=k, retention_ratio=r, ratios=ratios,
-                     calibration=calibration)[0]
+                     calibration=calibration, **extra)[0]
 
 
 def taylorseer(ck, model, interval, warmup=2, order=1, target="residual", dtype="float32", final=None):
@@ -307,10 +308,13 @@ def test_magcache_cond_and_uncond_decide_on_their_own_ratios(ck):
     neg = [[torch.randn(1, 48, 32, generator=torch.Generator().manual_seed(7)), {}]]   # not batchable with pos
     cal = {"format": "cachekit.magcache_ratios", "version": 1, "steps": STEPS,
            "ratios": {"cond": [1.0] * STEPS, "uncond": [1.0] + [0.5] * (STEPS - 1)}}
-    tm.sample(magcache(ck, m, 0.1, k=10, r=0.0, calibration=cal), lat, pos, neg, steps=STEPS, cfg=3.0)
+    tm.sample(magcache(ck, m, 0.1, k=10, r=0.0, calibration=cal, final=0), lat, pos, neg, steps=STEPS, cfg=3.0)
     streams = last_stats(ck)["streams"]
     assert streams["cond"]["reused_steps"] == list(range(1, STEPS))
     assert streams["uncond"]["reused_steps"] == []
+    # the node's default computes the last two steps
+    tm.sample(magcache(ck, m, 0.1, k=10, r=0.0, calibration=cal), lat, pos, neg, steps=STEPS, cfg=3.0)
+    assert last_stats(ck)["streams"]["cond"]["computed_steps"] == [0, STEPS - 2, STEPS - 1]
     # batched together (same text length) the call reuses only when both streams agree: never here
     m, lat, pos, neg = tm.wan()
     tm.sample(magcache(ck, m, 0.1, k=10, r=0.0, calibration=cal), lat, pos, neg, steps=STEPS, cfg=3.0)

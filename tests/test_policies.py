@@ -80,6 +80,15 @@ def test_magcache_accumulator_k_and_retention():
     assert reused(flags) == [2, 3, 6, 7, 9]
 
 
+def test_magcache_final_steps_compute_and_reset_the_accumulator():
+    gammas = [1.0, 1.0, 0.99, 0.98, 0.97, 0.9, 1.0, 1.0, 1.0, 1.0]
+    pol = MagCache({"cond": gammas}, threshold=0.05, max_skips=2, retention_ratio=0.2, final_steps=3)
+    # as above up to step 6; steps 7-9 compute, so step 9 no longer reuses
+    assert reused(run_steps(pol, [0.0] * 10)[0]) == [2, 3, 6]
+    with pytest.raises(ValueError, match="final_steps must be >= 0, got -1"):
+        MagCache({"cond": gammas}, final_steps=-1)
+
+
 def test_magcache_threshold_zero_is_off():
     flags, _, _ = run_steps(MagCache({"cond": [1.0] * 6}, threshold=0.0, retention_ratio=0.0), [0.0] * 6)
     assert reused(flags) == []

@@ -4,6 +4,8 @@ Per stream, per step t past the retention steps: acc_ratio *= gamma_t, acc_steps
 acc_err += |1 - acc_ratio|; reuse the whole-stack residual while acc_err <= threshold and
 acc_steps <= K, else compute and reset (1, 0, 0). gamma comes from a published preset or a
 calibration run (MagCacheCalibration), resampled to the run's step count by nearest index.
+The last `final_steps` steps always compute (0, the reference's rule, lets the accumulator reuse the last step,
+where the output changes most: on the trained Flux digits model that alone cost 7 dB in one case, BENCHMARKS.md).
 The error model is per step: a stream's further calls within a step it already decided (Heun's
 corrector, SA-Solver PECE, heunpp2 looking back) repeat that decision and accumulate nothing.
 """
@@ -60,14 +62,16 @@ class MagCache(CachePolicy, Tunable):
     probe = None
 
     def __init__(self, ratios: dict[str, list[float]], threshold: float = 0.06, max_skips: int = 3,
-                 retention_ratio: float = 0.2):
+                 retention_ratio: float = 0.2, final_steps: int = 0):
         if threshold < 0:
             raise ValueError(f"threshold must be >= 0, got {threshold}")
+        if final_steps < 0:
+            raise ValueError(f"final_steps must be >= 0, got {final_steps}")
         if not ratios or not all(len(v) >= 1 for v in ratios.values()):
             raise ValueError("ratios must hold at least one value per stream")
         self.ratios = {k: [float(x) for x in v] for k, v in ratios.items()}
         self.threshold, self.max_skips = float(threshold), int(max_skips)
-        self.retention_ratio = float(retention_ratio)
+        self.retention_ratio, self.final_steps = float(retention_ratio), int(final_steps)
 
     def prepare(self, total_steps: int) -> list[str]:
         lengths = sorted({len(v) for v in self.ratios.values()} - {total_steps})
@@ -90,7 +94,7 @@ class MagCache(CachePolicy, Tunable):
     def wants_reuse(self, state: _State, metric, step: StepInfo) -> bool:
         if self.threshold <= 0:   # 0 = off: an accumulator can be <= 0 (negative polynomial, gamma = 1)
             return False
-        if self.retained(step):
+        if self.retained(step) or step.index >= step.total - self.final_steps:
             return False
         if step.index <= state.decided_step:
             return state.decided_reuse
