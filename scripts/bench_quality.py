@@ -34,7 +34,8 @@ SEEDS = (1, 2)
 REFERENCES = {"First Block Cache": "First Block Cache (diffusers)",
               "First Block Cache (no skip limit)": "First Block Cache (diffusers)",
               "MagCache (calibrated)": "MagCache (diffusers)", "DBCache (F1 B1)": "DBCache (cache-dit)",
-              "TaylorSeer (order 1)": "TaylorSeer (diffusers)", "PAB": "PAB (diffusers)"}
+              "TaylorSeer (order 1)": "TaylorSeer (diffusers)", "PAB": "PAB (diffusers)",
+              "FasterCache": "FasterCache (diffusers)"}
 UNCACHED_REFERENCE = "diffusers model, no cache"
 
 

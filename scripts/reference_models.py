@@ -138,30 +138,60 @@ CALLS = {"flux": _flux_call, "wan": _wan_call}
 TIMESTEP_PER_SIGMA = {"flux": 1.0, "wan": 1000.0}
 
 
+class Denoiser(torch.nn.Module):
+    """The diffusers model called with the latent as ComfyUI hands it, for hooks that work on the denoiser's
+    output as an image (FasterCache's uncond estimate is an FFT over the last two dims; diffusers' Flux model
+    takes and returns packed tokens). The model's block lists are registered here under their own names, so
+    hooks find its attention modules by the names they look for."""
+
+    def __init__(self, net, family: str):
+        super().__init__()
+        object.__setattr__(self, "net", net)          # not a child: the block names stay as on the model
+        for name in ("blocks", "transformer_blocks", "single_transformer_blocks"):
+            if hasattr(net, name):
+                setattr(self, name, getattr(net, name))
+        self.call = CALLS[family]
+
+    def forward(self, hidden_states, timestep, encoder_hidden_states, pooled_projections=None):
+        return self.call(self.net, hidden_states, timestep, encoder_hidden_states, pooled_projections)
+
+
 def route(model, family: str, net, context_for=None, reset=None, batched=False, clock=None):
-    """A clone of the ModelPatcher whose diffusion model calls are answered by `net`.
+    """A clone of the ModelPatcher whose diffusion model calls are answered by `net` (a diffusers model, or a
+    Denoiser around one).
 
     context_for(stream) -> the context one stream's call runs in ("cond" / "uncond"); reset() runs before every
     sampling run; batched: one call for the whole batch, as pipelines that batch cfg make it (PAB's hook keeps
-    one state per module, not per context); clock: a dict whose "t" is set to each call's 1000 sigma."""
+    one state per module, not per context), "uncond_first" with the uncond rows first, as diffusers' pipelines
+    concatenate them (FasterCache's hooks take the second half as cond); clock: a dict whose "t" is set to
+    each call's 1000 sigma."""
     import comfy.patcher_extension as pe
-    call = CALLS[family]
+    def call(x, timestep, context, y):
+        if isinstance(net, Denoiser):     # by keyword: the hooks pick the batch-split inputs by name
+            return net(hidden_states=x, timestep=timestep, encoder_hidden_states=context,
+                       **({} if y is None else {"pooled_projections": y}))
+        return CALLS[family](net, x, timestep, context, y)
 
     def diffusion_model(_executor, x, timestep, context, *rest, **kwargs):
         options = rest[-1] if rest and isinstance(rest[-1], dict) else kwargs.get("transformer_options", {})
         y = rest[0] if family == "flux" else None
         if clock is not None:
             clock["t"] = float(timestep[0]) * 1000.0 / TIMESTEP_PER_SIGMA[family]
-        if batched:
-            return call(net, x, timestep, context, y)
         kinds = options.get("cond_or_uncond") or [0]
         size = x.shape[0] // len(kinds)
+        if batched == "uncond_first":
+            order = sorted(range(len(kinds)), key=lambda i: -kinds[i])       # uncond (1) before cond (0)
+            rows = torch.cat([torch.arange(i * size, (i + 1) * size) for i in order])
+            out = call(x[rows], timestep[rows], context[rows], None if y is None else y[rows])
+            return out[torch.argsort(rows)]
+        if batched:
+            return call(x, timestep, context, y)
         parts = {}
         for i in sorted(range(len(kinds)), key=lambda i: kinds[i]):   # cond (0) before uncond (1)
             rows = slice(i * size, (i + 1) * size)
             stream = "cond" if kinds[i] == 0 else "uncond"
             with context_for(stream) if context_for else contextlib.nullcontext():
-                parts[i] = call(net, x[rows], timestep[rows], context[rows], None if y is None else y[rows])
+                parts[i] = call(x[rows], timestep[rows], context[rows], None if y is None else y[rows])
         return torch.cat([parts[i] for i in range(len(kinds))])
 
     def outer_sample(executor, *args, **kwargs):
@@ -226,6 +256,24 @@ class References:
         return route(self.model, self.family, net,
                      reset=lambda: cache_dit.refresh_context(net, num_inference_steps=self.steps))
 
+    def faster_cache(self, config):
+        """diffusers' FasterCache (a FasterCacheConfig) on a Denoiser around the model, cfg batched uncond first."""
+        from diffusers.hooks import HookRegistry
+        from diffusers.hooks.faster_cache import (_FASTER_CACHE_BLOCK_HOOK, _FASTER_CACHE_DENOISER_HOOK,
+                                                  apply_faster_cache)
+        self._clear()
+        denoiser = Denoiser(self.net, self.family)
+        config._unconditional_conditional_input_kwargs_identifiers += ("pooled_projections",)   # Flux's
+        apply_faster_cache(denoiser, config)
+        registry = HookRegistry.check_if_exists_or_initialize(denoiser)
+
+        def off():
+            registry.remove_hook(_FASTER_CACHE_DENOISER_HOOK, recurse=True)
+            registry.remove_hook(_FASTER_CACHE_BLOCK_HOOK, recurse=True)
+        self._off = off
+        return route(self.model, self.family, denoiser, reset=lambda: registry.reset_stateful_hooks(recurse=True),
+                     batched="uncond_first", clock=self.clock)
+
     def mag_ratios(self, sample) -> list[float]:
         """diffusers' MagCache calibration (calibrate=True) of one uncached run `sample(patched)`: the cond
         context's ratios, as the hook prints them for the user to paste."""
@@ -245,8 +293,8 @@ class References:
     def methods(self, sample) -> dict:
         """name -> (knob, settings, apply(model, setting)), settings as CacheKit's rows of the same method."""
         import torch
-        from diffusers.hooks import (FirstBlockCacheConfig, MagCacheConfig, PyramidAttentionBroadcastConfig,
-                                     TaylorSeerCacheConfig)
+        from diffusers.hooks import (FasterCacheConfig, FirstBlockCacheConfig, MagCacheConfig,
+                                     PyramidAttentionBroadcastConfig, TaylorSeerCacheConfig)
         ratios = self.mag_ratios(sample)
         # CacheKit's PAB window, start 0.1 to end 0.95 of the schedule, as diffusers' timestep range (1000 sigma)
         ms = self.model.get_model_object("model_sampling")
@@ -272,4 +320,9 @@ class References:
                                       taylor_factors_dtype=torch.float32, cache_identifiers=blocks))),
             # cfg batched into one call, as the pipelines PAB was written for make it (CogVideoX, Latte)
             "PAB (diffusers)": ("self interval", (2, 3, 4, 6, 8), lambda m, v: self.diffusers(pab(v), batched=True)),
+            "FasterCache (diffusers)": ("uncond interval", (2, 3, 4, 6, 10), lambda m, v: self.faster_cache(
+                FasterCacheConfig(unconditional_batch_skip_range=v, spatial_attention_block_skip_range=2,
+                                  tensor_format="BCFHW" if self.family == "wan" else "BCHW",
+                                  attention_weight_callback=lambda _: 0.5,
+                                  current_timestep_callback=lambda: self.clock["t"]))),
         }

@@ -111,3 +111,41 @@ def test_reference_hook_keeps_cond_and_uncond_apart(comfy):
     assert not torch.equal(on, plain)
     again = sample(refs.diffusers(FirstBlockCacheConfig(threshold=0.0)), "flux", r)
     assert torch.equal(again, plain)                                     # the previous hooks are gone
+
+
+def test_reference_fastercache_runs_cfg_batched_uncond_first(comfy):
+    """diffusers' FasterCache through the route: intervals 1 give the uncached diffusers sample (cfg batched in
+    the pipelines' order, uncond rows first, and put back in ComfyUI's); interval 3 skips the uncond half on
+    some steps (fewer block FLOPs) and changes the sample."""
+    import reference_models as rm
+    from diffusers.hooks import FasterCacheConfig
+    m, r = small("flux")
+    refs = rm.References(m, "flux", STEPS, recipe=r)
+
+    def config(n):
+        return FasterCacheConfig(unconditional_batch_skip_range=n, spatial_attention_block_skip_range=n,
+                                 unconditional_batch_timestep_skip_range=(-1, 1001), tensor_format="BCHW",
+                                 attention_weight_callback=lambda _: 0.5, current_timestep_callback=lambda: refs.clock["t"])
+    plain, full = bf.block_flops(lambda: sample(refs.plain(), "flux", r), refs.net)
+    off, off_flops = bf.block_flops(lambda: sample(refs.faster_cache(config(1)), "flux", r), refs.net)
+    torch.testing.assert_close(off, plain, rtol=0, atol=1e-5)
+    assert off_flops == full
+    on, on_flops = bf.block_flops(lambda: sample(refs.faster_cache(config(3)), "flux", r), refs.net)
+    assert on_flops < full and (on - plain).abs().max() > 1e-3
+    # the half the hook computes on a skipping call is ComfyUI's cond: a new cond label on the second call
+    # comes out exact (had the halves been swapped, the cond would be estimated from the first call's)
+    text, pooled = dm.codes(r)
+    x = torch.randn(2, *dm.empty_latent("flux").shape[1:], generator=torch.Generator().manual_seed(0))
+    sigma = torch.tensor([0.95, 0.95])
+
+    def call(patched, label):
+        rows = [label, dm.NULL]
+        return patched.model.apply_model(x, sigma, c_crossattn=text[rows], y=pooled[rows], transformer_options={
+            "cond_or_uncond": [0, 1], "wrappers": patched.wrappers})
+    with torch.no_grad():
+        exact = call(refs.plain(), 5)
+        skipping = refs.faster_cache(config(2))
+        call(skipping, 3)
+        second = call(skipping, 5)
+    torch.testing.assert_close(second[:1], exact[:1], rtol=0, atol=1e-5)
+    assert (second[1:] - exact[1:]).abs().max() > 1e-3          # the uncond was estimated
