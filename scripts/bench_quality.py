@@ -296,6 +296,7 @@ def markdown(rows, families) -> str:
             v = at_half(rows, family, method)
             mine = [r for r in rows if r["family"] == family and r["method"] == method]
             rises = [f"{a['setting']}->{b['setting']} +{b['psnr'] - a['psnr']:.2f} dB"
+                     f"{' (same compute)' if abs(b['block_flops'] - a['block_flops']) < 0.005 else ''}"
                      for a, b in zip(mine, mine[1:]) if b["psnr"] > a["psnr"]]
             delta = "" if v is None or easy is None or "ComfyUI" in method else f"{v - easy:+.2f} dB"
             out.append(f"| {method} | {'-' if v is None else f'{v:.2f} dB'} | {delta} | "

@@ -106,6 +106,115 @@ def main() -> int:
     return 0
 
 
+def gaps(rows: list[dict]) -> str:
+    """The goals read against this run's quality rows: every number here is computed from them."""
+    import bench_quality as bq
+
+    def row(family, method, setting):
+        return next(r for r in rows if r["family"] == family and r["method"] == method and r["setting"] == setting)
+
+    def span(family, method, key="block_flops"):
+        vals = [r[key] for r in rows if r["family"] == family and r["method"] == method]
+        return f"{min(vals):.0%}-{max(vals):.0%}" if key == "block_flops" else f"{min(vals):.1f}-{max(vals):.1f}"
+
+    def same_images(family, mine, ref):
+        a = [(r["psnr"], r["psnr_min"]) for r in rows if r["family"] == family and r["method"] == mine]
+        b = [(r["psnr"], r["psnr_min"]) for r in rows if r["family"] == family and r["method"] == ref]
+        return len(a) == len(b) and all(abs(x - y) < 0.01 for p, q in zip(a, b) for x, y in zip(p, q))
+    families = sorted({r["family"] for r in rows}, key=["wan", "flux"].index)
+    adaptive = ("First Block Cache", "TeaCache (calibrated)", "MagCache (calibrated)", "SeaCache", "DBCache (F1 B1)")
+    held, missed = [], []
+    for family in families:
+        easy = bq.at_half(rows, family, "EasyCache (ComfyUI, copy fix)")
+        for m in adaptive:
+            v = bq.at_half(rows, family, m)
+            if v is None:
+                missed.append(f"{m} on {family} (its curve does not reach 50%)")
+            elif easy is not None:
+                (held if v - easy >= 3 else missed).append(f"{m} on {family} ({v - easy:+.1f} dB)")
+    fbc = {f: (row(f, "First Block Cache", 0.25), row(f, "First Block Cache (diffusers)", 0.25)) for f in families}
+    pab_same = all(same_images(f, "PAB", "PAB (diffusers)") for f in families)
+    fc_same = all(same_images(f, "FasterCache", "FasterCache (diffusers)") for f in families)
+    mag = {f: bq.vs_reference(rows, f, "MagCache (calibrated)") for f in families}
+
+    def rises():
+        """Settings that asked for more saving, got some, and rose in quality (CacheKit's methods)."""
+        out = []
+        for family in families:
+            for method in dict.fromkeys(r["method"] for r in rows if r["family"] == family):
+                if method in bq.REFERENCES.values() or "ComfyUI" in method or method == bq.UNCACHED_REFERENCE:
+                    continue
+                mine = [r for r in rows if r["family"] == family and r["method"] == method]
+                out += [f"{method} on {family} {a['setting']}->{b['setting']} (+{b['psnr'] - a['psnr']:.1f} dB, "
+                        f"{a['block_flops']:.1%} -> {b['block_flops']:.1%} of block FLOPs)"
+                        for a, b in zip(mine, mine[1:])
+                        if b["psnr"] > a["psnr"] and abs(b["block_flops"] - a["block_flops"]) >= 0.005]
+        return "; ".join(out)
+
+    def at50(method):
+        vals = [bq.at_half(rows, f, method) for f in families]
+        return " / ".join("-" if v is None else f"{v:.1f}" for v in vals) + " dB"
+    return f"""- Goal: every adaptive CacheKit method at least 3 dB above a working EasyCache at 50% of block FLOPs (the
+  "vs EasyCache (copy fix)" column). Met: {", ".join(held) or "none"}. Missed: {", ".join(missed) or "none"}.
+  DBCache F1 B1 computes its front and back block (2 of 6 here) on every step, so at equal compute it must
+  reuse far more steps than a method that skips the whole stack; SeaCache's spectral weighting has little to
+  weigh on a 4x4 token grid (its case rests on large latents). TaylorSeer is a fixed schedule, not adaptive.
+- Goal: each CacheKit method at least as good as its reference at equal compute (the "vs its reference"
+  column: CacheKit's PSNR minus the reference's at CacheKit's settings the reference's curve spans, linear
+  between the reference's settings, so where a curve is steep a small offset in compute reads as many dB).
+  - TaylorSeer is far above diffusers' because it computes its last steps (below).
+  - MagCache: {"; ".join(f"{f} {v}" for f, v in mag.items())}. CacheKit computes its last 2 steps
+    (final_steps, default 2; diffusers' row keeps the published rule, 0) and calibrates the uncond stream's
+    own ratios where diffusers applies the cond ratios to both.
+  - DBCache and First Block Cache without the skip limit land within a few dB of cache-dit's and diffusers'
+    either way: float differences between ComfyUI's and diffusers' arithmetic flip a close decision in some
+    cases. First Block Cache as swept (max_consecutive_skips 5) falls below diffusers' where it saves most: the
+    limit forces computes the threshold would not choose, lowering the mean at equal compute and raising the
+    worst image (the "min" column at threshold 0.25: {", ".join(
+        f"{f} {a['psnr_min']:.1f} dB against diffusers' {b['psnr_min']:.1f}" for f, (a, b) in fbc.items())}).
+  - PAB and FasterCache {"give the same images as diffusers' at every setting (equal mean and min PSNR)"
+    if pab_same and fc_same else "differ from diffusers' in some images (see the rows)"}. On Wan both cache the
+    attention modules (projections included) as diffusers does. On Flux, ComfyUI's blocks compute the q/k/v and
+    output projections inline around the attention function (no attention module to cache without forking
+    the block's forward), so CacheKit skips only the attention kernel: PAB runs {span("flux", "PAB")} of block
+    FLOPs where diffusers' runs {span("flux", "PAB (diffusers)")}, FasterCache {span("flux", "FasterCache")}
+    against {span("flux", "FasterCache (diffusers)")}, for the same images. On these 16-token latents the
+    kernel is a small part of attention's cost; on real latents (thousands of tokens) it is most of it.
+- FasterCache saves through its CFG cache: the uncond pass is skipped only below sigma 0.641 (the published
+  window), so it never runs below {min(r["block_flops"] for r in rows if r["method"] == "FasterCache"):.0%} of
+  block FLOPs here, and the estimated uncond, amplified by cfg - 1 = 3 in the guided output, costs most of
+  its quality (checked once with the attention extrapolation off: uncond interval 2 alone was 32.3 / 36.7 dB,
+  and alphas 1.0 instead of the published 1.1 gained at most 1.3 dB). diffusers' hooks give the same images.
+- Monotone curves: the "monotone" column marks a rise "(same compute)" where the knob asked for more saving
+  and got none: the two settings compute as many steps, at other places, and which steps compute matters as
+  much as how many. Rises of CacheKit's methods that are not of that kind: {rises() or "none"}. FasterCache's
+  are diffusers' too (the same images), from which steps its interval computes the uncond on. What was fixed:
+  - The last steps, where a flow model's output changes most, are computed by TaylorSeer, MagCache and
+    SeaCache (final_steps, default 2). TaylorSeer with diffusers' schedule (final_steps 0) rose again at
+    interval 5, which happened to compute the second-to-last step. MagCache with the published rule reused
+    the last step at threshold 0.18 on Flux but not at 0.25, which was about 5 dB better in CacheKit and in
+    diffusers alike (diffusers' row still shows it). SeaCache's published default (1) let the accumulator reuse
+    the second-to-last step.
+  - PSNR at 50%, Wan / Flux, before (the published rule, from earlier runs of this bench: commit 4ef9b28,
+    weights then trained on two threads) and now (this run): TaylorSeer 35.2 / 37.8 -> {at50("TaylorSeer (order 1)")};
+    MagCache 46.7 / 40.8 -> {at50("MagCache (calibrated)")}; SeaCache 41.7 / 39.2 -> {at50("SeaCache")}.
+  - Spectrum's published gap_growth 0.75 is several dB better than 0.5 at the same 14 of 30 steps: it lands its
+    computes later, next to the final ones.
+- EasyCache as shipped: on a skipped step `apply_cache_diff` adds the cached difference into its input
+  in place, and where the model runs in the latent's dtype (fp32 here; bf16/fp16 models get a copy from
+  `.to(dtype)` and hide it) that input is the sampler's own latent, so each skip also rewrites the sampler's
+  state. The evidence line printed by `scripts/bench_quality.py` checks both facts on these models; the
+  "copy fix" rows add the difference to a copy instead, which is the smallest change that makes it work as
+  its authors intended.
+- Host syncs: a call's sigma stays on the device until the decision reads it in the same transfer as the
+  metric (`cache_core/steps.py` CallStep), so First Block Cache, TeaCache, DBCache, MagCache and TaylorSeer
+  bring one value to the host per model call (the column's extra 1/steps is the schedule, read once per run).
+  SeaCache's filter needs the sigma before it measures (two); Spectrum's forecast weights are solved on the CPU
+  and read back; FasterCache's CFG wrapper reads the sigma itself. `tests/test_host_syncs.py` holds these counts.
+- Overhead: the rows spread a few percent either way around zero, the timing noise of this 2-core machine at
+  5 runs each (compare the sign across methods); a method at "never reuse" still runs its probe."""
+
+
 def write_doc(times: dict) -> None:
     times = dict(times)
     full = times.pop("total")
@@ -113,8 +222,11 @@ def write_doc(times: dict) -> None:
     DOCS.mkdir(parents=True, exist_ok=True)
     for name in ("digits_wan.png", "digits_flux.png"):
         shutil.copy(OUT / name, DOCS / name)
-    shutil.copy(OUT / "quality" / "quality.png", DOCS / "quality.png")
-    quality_md = (OUT / "quality" / "quality.md").read_text()
+    import bench_quality as bq            # the tables and the chart drawn again from the rows (--doc-only)
+    rows = json.loads((OUT / "quality" / "quality.json").read_text())
+    families = list(dict.fromkeys(r["family"] for r in rows))
+    quality_md = bq.markdown(rows, families)
+    bq.chart(rows, families, DOCS / "quality.png")
     speed = json.loads((OUT / "speed" / "speed.json").read_text())
     tuning_md = (OUT / "tuning" / "tuning.md").read_text().strip()
     doc = f"""# CacheKit benchmarks
@@ -198,67 +310,15 @@ on it.
 
 ## Goals and gaps (read with the tables above)
 
-- Goal: every adaptive CacheKit method at least 3 dB above a working EasyCache at 50% of block FLOPs. The
-  "vs EasyCache (copy fix)" column says where it holds. DBCache's curve may not reach 50% with its one front
-  and one back block always computed on a 6-block model; TaylorSeer is a fixed schedule, not adaptive.
-- Goal: each CacheKit method at least as good as its reference at equal compute. The "vs its reference" column
-  gives CacheKit's PSNR minus the reference's at CacheKit's settings the reference's curve spans (linear
-  between the reference's settings, so a point far from both neighbours carries interpolation error).
-  TaylorSeer is far above diffusers' (its last steps computed, see below). DBCache is within about a dB of
-  cache-dit's either way. MagCache is equal on Wan at five of six settings (the same ratios give the same
-  decisions) and mixed on Flux, where CacheKit's calibration gives the uncond stream its own ratios and
-  diffusers applies the cond ratios to both; the two curves dip at the same place (threshold 0.18, below).
-  First Block Cache as swept (max_consecutive_skips 5) falls below diffusers' where it saves most: the limit
-  forces computes the threshold would not choose, so its mean PSNR at equal compute drops while its worst image
-  improves (the "min" column: on Wan at threshold 0.25, 25.5 dB against diffusers' 19.4). With the limit off
-  ("First Block Cache (no skip limit)": diffusers' own rule, `tests/test_reference_diffusers.py`) it lands
-  within about a dB of diffusers' either way, the rest being float differences between ComfyUI's and
-  diffusers' arithmetic that flip a close decision in some cases.
-- PAB: on Wan, CacheKit caches the attention modules' outputs (projections included, as diffusers does) and
-  matches diffusers' PSNR at every interval with slightly fewer block FLOPs. On Flux, ComfyUI's blocks compute
-  the q/k/v and output projections inline around the attention function (no attention module to cache without
-  forking the block's forward), so CacheKit skips only the attention kernel: the same PSNR as diffusers' PAB at
-  98-99% of block FLOPs instead of 80-89%. On these 16-token latents the kernel is a small part of attention's
-  cost; on real latents (thousands of tokens) it is most of it.
-- MagCache's curve is not monotone on Flux, in CacheKit and in diffusers alike: threshold 0.18 is 5.3-5.7 dB
-  worse than 0.25 while computing as many steps (13 of 30 in CacheKit) or more (14 in diffusers): which steps an
-  accumulated error threshold skips matters as much as how many (as for SeaCache and Spectrum below).
-- EasyCache as shipped: on a skipped step `apply_cache_diff` adds the cached difference into its input
-  in place, and where the model runs in the latent's dtype (fp32 here; bf16/fp16 models get a copy from
-  `.to(dtype)` and hide it) that input is the sampler's own latent, so each skip also rewrites the sampler's
-  state. The evidence line printed by `scripts/bench_quality.py` checks both facts on these models; the
-  "copy fix" rows add the difference to a copy instead, which is the smallest change that makes it work as
-  its authors intended.
-- Monotone curves: with diffusers' schedule (final_steps 0) TaylorSeer's quality rose again at interval 5
-  (+4.4 / +2.8 dB), because that interval computed the second-to-last step while 3, 4 and 6 forecast the last
-  two, where a flow model's residual changes most. The node now computes the last steps (final_steps, default
-  2; 0 is diffusers' schedule), which this sweep uses: PSNR at 50% went from 35.2 / 37.8 dB to 52.3 / 49.8. What
-  is left: intervals 5 and 6 both compute 9 of 30 steps (6 asks for more saving and gets none), and 6 is
-  +2.8 / +0.9 dB (Wan / Flux) better because its last scheduled compute (step 27) sits next to the final ones.
-  FasterCache's uncond estimate and attention reuse likewise depend on which steps the interval lands on.
-- Spectrum: gap_growth 0.5 and 0.75 compute 14 of 30 steps each, at different places (after steps 0-4, 6, 8, 11:
-  0.5 computes 14, 18, 22 and 0.75 computes 15, 20, 25; both 27-29), and 0.75, the published value, is 5-7 dB better:
-  where the computed steps land matters as much as how many. SeaCache's curve rises by 0.4-1.8 dB from threshold
-  0.4 to 0.7 for the same reason (an accumulated threshold lands its computes on other steps). On these 8x8
-  latents (a 4x4 token grid) the spectral weighting has little to weigh; its case rests on large latents.
-- Host syncs: a call's sigma stays on the device until the decision reads it in the same transfer as the
-  metric (`cache_core/steps.py` CallStep), so First Block Cache, TeaCache, DBCache, MagCache and TaylorSeer
-  bring one value to the host per model call (the column's extra 1/steps is the schedule, read once per run;
-  before this change the three that measure a probe needed two). SeaCache's filter needs the sigma before it
-  measures (two); Spectrum's forecast weights are solved on the CPU and read back; FasterCache's CFG wrapper
-  reads the sigma itself. `tests/test_host_syncs.py` holds these counts.
-- Overhead rows within a few percent either way are this machine's timing noise (compare the sign across
-  methods); a method at "never reuse" still runs its probe (First Block Cache's, TeaCache's modulated input).
+{gaps(rows)}
 
 ## Not measured here
 
 - No GPU: every number is CPU. The same scripts run on CUDA unchanged, but no GPU row is written until one is
   measured.
-- References on the trained weights: First Block Cache, MagCache, TaylorSeer and PAB (diffusers) and DBCache
-  (cache-dit). diffusers' FasterCache hooks are checked against CacheKit's on shared inputs in the tests
-  (`tests/test_reference_fastercache.py`), not yet run here (its uncond skip needs cfg batched in diffusers'
-  order); TeaCache, SeaCache, Spectrum and SmoothCache have no diffusers or cache-dit implementation of these
-  versions to compare with.
+- References on the trained weights: First Block Cache, MagCache, TaylorSeer, PAB and FasterCache (diffusers)
+  and DBCache (cache-dit). TeaCache, SeaCache, Spectrum and SmoothCache have no diffusers or cache-dit
+  implementation of these versions to compare with.
 - These are small models on 8x8 digits: the ranking of methods may differ on large models; the mechanism and the
   measurement are the same.
 """

@@ -156,7 +156,18 @@ def _clone_norm_inputs(dm: torch.nn.Module) -> list:
 
 
 def train(r: Recipe, log=print):
-    """Train the recipe from its seed; returns the ModelPatcher."""
+    """Train the recipe from its seed on one thread; returns the ModelPatcher. The order of a float sum
+    depends on the thread count, so one thread makes the weights the same on every machine with this torch
+    (make bench trains the two families side by side, a thread each, anyway)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train(r, log)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(r: Recipe, log=print):
     m = build(r)
     base = m.model
     hooks = _clone_norm_inputs(base.diffusion_model)
