@@ -63,9 +63,20 @@ class ComponentCall:
         return out
 
     @torch.compiler.disable
+    def attention_will_reuse(self) -> bool:
+        """Whether the block's next attention call will reuse, asked ahead of it (it decides nothing): blocks
+        that compute the q/k/v inline (Flux-style) skip those projections when it will."""
+        key, kind = self._peek_attention()
+        return kind is not None and self._can_reuse(key, kind)
+
+    @torch.compiler.disable
     def _next_attention(self) -> tuple[tuple, str | None]:
-        ordinal = self._attn_ordinal
+        out = self._peek_attention()
         self._attn_ordinal += 1
+        return out
+
+    def _peek_attention(self) -> tuple[tuple, str | None]:
+        ordinal = self._attn_ordinal
         kinds = self.layout.attention_kinds.get(self.layout.kinds[self.block], ()) if self.block >= 0 else ()
         return (self.block, "attn", ordinal), (kinds[ordinal] if ordinal < len(kinds) else None)
 

@@ -205,6 +205,10 @@ class Family:
     # attention methods cache these modules' outputs instead
     attention_modules: dict = field(default_factory=dict)
     attention_tuple: bool = False   # those modules return a 1-tuple (HunyuanDiT)
+    # block kind -> the linears that compute its attention's q, k, v inline ahead of the kernel (Flux-style
+    # blocks: no attention module to cache), their first 3 x block.hidden_size outputs being q, k, v: a reused
+    # attention skips those outputs (a linear that also feeds the MLP still computes the MLP's)
+    attention_inputs: dict = field(default_factory=dict)
     # depth -> {block: the earlier block whose output it takes as a long skip} (HunyuanDiT): a block computed
     # after a reused span must not take its skip from inside the span
     long_skips: object = None
@@ -274,6 +278,7 @@ _DOUBLE_SINGLE = {"double_block": ("img", "txt"), "single_block": ("img",)}
 _JOINT_ATTN = {"double_block": ("self",), "single_block": ("self",)}
 # Flux-style single blocks fuse their MLP into one linear with the attention: nothing to hook there
 _FLUX_MLPS = {"double_block": ("img_mlp", "txt_mlp")}
+_FLUX_QKV = {"double_block": ("img_attn.qkv", "txt_attn.qkv"), "single_block": ("linear1",)}
 
 def _fixed(name):
     return lambda _dm: name
@@ -291,7 +296,7 @@ def _hunyuan_video_1(name):
 
 
 _CHROMA = dict(blocks=_FLUX_BLOCKS, stream_keys=_DOUBLE_SINGLE, convert=_join_txt_img, modulated_input=_flux_modulated,
-               attention_kinds=_JOINT_ATTN, mlp_modules=_FLUX_MLPS)
+               attention_kinds=_JOINT_ATTN, mlp_modules=_FLUX_MLPS, attention_inputs=_FLUX_QKV)
 # The attention methods cache Wan's attention modules' outputs (after the output projection), so a reused
 # attention skips its q/k/v/o projections too, as PAB's authors and diffusers broadcast it; I2V's cross attention
 # (text and image kernels) is one module
@@ -305,7 +310,7 @@ FAMILIES = (
     # Flux 1 dev/schnell, Kontext (its reference tokens ride in img) and Flux 2 (no presets: see _flux1)
     Family("Flux", ("comfy.ldm.flux.model.Flux",), _FLUX_BLOCKS, _DOUBLE_SINGLE, convert=_join_txt_img,
            modulated_input=_flux_modulated, teacache_preset=_flux1("flux"), magcache_preset=_flux1("flux_dev"),
-           attention_kinds=_JOINT_ATTN, mlp_modules=_FLUX_MLPS),
+           attention_kinds=_JOINT_ATTN, mlp_modules=_FLUX_MLPS, attention_inputs=_FLUX_QKV),
     Family("Chroma", ("comfy.ldm.chroma.model.Chroma",), **_CHROMA),
     # Chroma's blocks in pixel space; its NeRF head runs after the blocks, outside the cached span
     Family("Chroma Radiance", ("comfy.ldm.chroma_radiance.model.ChromaRadiance",), **_CHROMA),
@@ -314,7 +319,7 @@ FAMILIES = (
            (("double_block", "double_blocks", None), ("single_block", "single_blocks", None)), _DOUBLE_SINGLE,
            convert=_join_img_txt, modulated_input=_flux_modulated,
            teacache_preset=_hunyuan_video_1("hunyuan_video"), magcache_preset=_hunyuan_video_1("hunyuan_video_544p"),
-           attention_kinds=_JOINT_ATTN, mlp_modules=_FLUX_MLPS),
+           attention_kinds=_JOINT_ATTN, mlp_modules=_FLUX_MLPS, attention_inputs=_FLUX_QKV),
     # Wan 2.1 / 2.2 T2V, I2V, TI2V, FunControl, camera and HuMo
     Family("Wan", ("comfy.ldm.wan.model.WanModel", "comfy.ldm.wan.model.CameraWanModel",
                    "comfy.ldm.wan.model.HumoWanModel"),

@@ -109,6 +109,8 @@ def install(model, spec_fields: dict, make_policy: Callable[[], CachePolicy], no
     by_module = "attention" in policy.components and bool(family.attention_modules)
     if by_module:
         routes.attention_modules(m, spec, family, positions)
+    elif "attention" in policy.components and family.attention_inputs:
+        routes.attention_inputs(m, spec, family, positions)
     to = m.model_options["transformer_options"]   # after the block routes: set_model_patch_replace copies it
     routes.attention(to, spec if "attention" in policy.components and not by_module else None)
     to[SPEC_KEY] = spec

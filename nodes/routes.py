@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Callable
 
 import torch
 
+import comfy.ops
 import comfy.utils
 
 from ..cache_core import CfgCache, ComponentCall
@@ -155,6 +156,46 @@ def attention_modules(m, spec: CacheSpec, family: Family, positions) -> None:
     object patch on each attention module's `forward`, in the block's call order."""
     for _, path, _ in family.module_paths(positions, family.attention_modules):
         _patch_module(m, path, comfy.utils.get_attr(m.model, path), spec, None, family.attention_tuple)
+
+
+class _AttentionInput:
+    """Object patch on a linear that computes an attention's q, k, v inline (the first `rows` outputs): when the
+    live call will reuse that attention, the kernel never reads them, so they are not computed (zeros stand in);
+    where the linear also feeds the MLP (Flux single blocks' linear1) the MLP's outputs still are. The block's
+    forward runs as written."""
+    def __init__(self, spec: CacheSpec, original, module, rows: int):
+        self.spec, self.original, self.module, self.rows = spec, original, module, rows
+
+    def __call__(self, x):
+        call = self.spec.live.call
+        if not isinstance(call, ComponentCall) or not call.attention_will_reuse():
+            return self.original(x)
+        m, features = self.module, self.module.weight.shape[0]
+        if self.rows >= features:
+            return x.new_zeros(*x.shape[:-1], features)
+        if not _plain_linear(m):
+            return self.original(x)      # quantized or custom weights: not sliced
+        weight, bias, offload = comfy.ops.cast_bias_weight(m, x, offloadable=True)
+        rest = torch.nn.functional.linear(x, weight[self.rows:], None if bias is None else bias[self.rows:])
+        comfy.ops.uncast_bias_weight(m, weight, bias, offload)
+        return torch.cat((rest.new_zeros(*rest.shape[:-1], self.rows), rest), dim=-1)
+
+
+def _plain_linear(m) -> bool:
+    """A ComfyUI Linear whose weight is a plain float tensor cast the standard way (its rows can be sliced)."""
+    base = comfy.ops.disable_weight_init.Linear
+    return (isinstance(m, base) and type(m).forward_comfy_cast_weights is base.forward_comfy_cast_weights
+            and type(m.weight) is torch.nn.Parameter and m.weight.dtype.is_floating_point)
+
+
+def attention_inputs(m, spec: CacheSpec, family: Family, positions) -> None:
+    for kind, index in positions:
+        block = family.block(m.model.diffusion_model, kind, index)
+        for name in family.attention_inputs.get(kind, ()):
+            module = comfy.utils.get_attr(block, name)
+            forward = type(module).forward.__get__(module)   # the class's own, not an applied patch
+            m.add_object_patch(f"{family.block_path(kind, index)}.{name}.forward",
+                               _AttentionInput(spec, forward, module, 3 * block.hidden_size))
 
 
 # --- MLPs ----------------------------------------------------------------------------------------------

@@ -113,9 +113,12 @@ def gaps(rows: list[dict]) -> str:
     def row(family, method, setting):
         return next(r for r in rows if r["family"] == family and r["method"] == method and r["setting"] == setting)
 
-    def span(family, method, key="block_flops"):
-        vals = [r[key] for r in rows if r["family"] == family and r["method"] == method]
-        return f"{min(vals):.0%}-{max(vals):.0%}" if key == "block_flops" else f"{min(vals):.1f}-{max(vals):.1f}"
+    def offset(family, method):
+        """CacheKit's block-FLOP fraction minus its reference's, setting by setting (percentage points)."""
+        ref = {r["setting"]: r["block_flops"] for r in rows if r["family"] == family and r["method"] == bq.REFERENCES[method]}
+        d = [100 * (r["block_flops"] - ref[r["setting"]]) for r in rows
+             if r["family"] == family and r["method"] == method and r["setting"] in ref]
+        return f"{min(d):+.1f} to {max(d):+.1f}" if d else "-"
 
     def same_images(family, mine, ref):
         a = [(r["psnr"], r["psnr_min"]) for r in rows if r["family"] == family and r["method"] == mine]
@@ -176,10 +179,12 @@ def gaps(rows: list[dict]) -> str:
     if pab_same and fc_same else "differ from diffusers' in some images (see the rows)"}. On Wan both cache the
     attention modules (projections included) as diffusers does. On Flux, ComfyUI's blocks compute the q/k/v and
     output projections inline around the attention function (no attention module to cache without forking
-    the block's forward), so CacheKit skips only the attention kernel: PAB runs {span("flux", "PAB")} of block
-    FLOPs where diffusers' runs {span("flux", "PAB (diffusers)")}, FasterCache {span("flux", "FasterCache")}
-    against {span("flux", "FasterCache (diffusers)")}, for the same images. On these 16-token latents the
-    kernel is a small part of attention's cost; on real latents (thousands of tokens) it is most of it.
+    the block's forward): a reused attention skips its kernel, and object patches on the linears that compute
+    its q/k/v skip those outputs (the single blocks' fused linear1 still computes its MLP part), but the double
+    blocks' output projections still run on the reused kernel output. CacheKit's block FLOPs minus diffusers',
+    setting by setting, in points: PAB {offset("flux", "PAB")} on Flux and {offset("wan", "PAB")} on Wan,
+    FasterCache {offset("flux", "FasterCache")} and {offset("wan", "FasterCache")}; on a steep curve such an
+    offset reads as several dB in the "vs its reference" column.
 - FasterCache saves through its CFG cache: the uncond pass is skipped only below sigma 0.641 (the published
   window), so it never runs below {min(r["block_flops"] for r in rows if r["method"] == "FasterCache"):.0%} of
   block FLOPs here, and the estimated uncond, amplified by cfg - 1 = 3 in the guided output, costs most of

@@ -125,7 +125,8 @@ def test_reference_fastercache_runs_cfg_batched_uncond_first(comfy):
     def config(n):
         return FasterCacheConfig(unconditional_batch_skip_range=n, spatial_attention_block_skip_range=n,
                                  unconditional_batch_timestep_skip_range=(-1, 1001), tensor_format="BCHW",
-                                 attention_weight_callback=lambda _: 0.5, current_timestep_callback=lambda: refs.clock["t"])
+                                 attention_weight_callback=lambda _: 0.5,
+                                 current_timestep_callback=lambda: refs.clock["t"])
     plain, full = bf.block_flops(lambda: sample(refs.plain(), "flux", r), refs.net)
     off, off_flops = bf.block_flops(lambda: sample(refs.faster_cache(config(1)), "flux", r), refs.net)
     torch.testing.assert_close(off, plain, rtol=0, atol=1e-5)

@@ -209,6 +209,27 @@ def test_pab_reuses_attention_outputs_and_counts_kernel_calls(ck, family):
     assert s["reused_steps"] == [i for i in range(STEPS) if any(i % due[k] for k in kinds)]
 
 
+@pytest.mark.parametrize("family", ["flux", "flux2", "chroma", "chroma_radiance", "hunyuan_video",
+                                    "hunyuan_video15", "hunyuan3d"])
+def test_reused_attention_skips_the_projections_computing_its_qkv(ck, family, monkeypatch):
+    """Flux-style blocks compute q, k, v inline ahead of the kernel: where PAB reuses an attention, the linears
+    feeding it skip those outputs (single blocks' linear1 still computes its MLP part). The images equal those
+    of reusing the kernel alone, for fewer FLOPs."""
+    from torch.utils.flop_counter import FlopCounterMode
+    m, lat, pos, neg = tm.FAMILIES[family]()
+
+    def run():
+        with FlopCounterMode(display=False) as counter:
+            out = tm.sample(pab(ck, m, 2, 3), lat, pos, neg, steps=STEPS, cfg=3.0)
+        return out, counter.get_total_flops()
+    out, flops = run()
+    assert last_stats(ck)["streams"]["cond"]["components_reused"] > 0
+    monkeypatch.setattr(ck.nodes.routes, "attention_inputs", lambda *a: None)      # the kernel alone
+    kernel_only, kernel_flops = run()
+    torch.testing.assert_close(out, kernel_only, rtol=0, atol=1e-6)
+    assert flops < kernel_flops
+
+
 def _get(module, path):
     """The submodule at a dotted path, or None (SD3's last block has no text MLP)."""
     for part in path.split("."):

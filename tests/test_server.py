@@ -186,11 +186,12 @@ def test_second_cache_node_replaces_the_first_and_both_nodes_are_told(server):
     assert "Apply TeaCache (node 8) replaces Apply First Block Cache (node 2) on this MODEL" in server.log()
 
 
-def _magcache_decisions(ratios: dict, steps: int, threshold: float, max_skips: int) -> list[int]:
+def _magcache_decisions(ratios: dict, steps: int, threshold: float, max_skips: int, final_steps: int = 2) -> list[int]:
     """The steps MagCache reuses with these ratios, cond and uncond batched (both must agree), worked out
-    with cache_core alone: no model, the rule only."""
+    with cache_core alone: no model, the rule only (final_steps: the node's default, which a prompt that
+    leaves it out gets)."""
     from cachekit.cache_core import MagCache, StepInfo
-    policy = MagCache(ratios, threshold, max_skips, 0.0)
+    policy = MagCache(ratios, threshold, max_skips, 0.0, final_steps)
     states = [policy.new_state(label) for label in ratios]
     reused = []
     for i in range(steps):
