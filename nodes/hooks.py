@@ -201,6 +201,7 @@ def _apply_model_wrapper(spec: CacheSpec, executor, x, t, c_concat, c_crossattn,
     if run is None:
         return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
     call = _begin_call(run, x, transformer_options, control)
+    spec.live.kernels_reached = routes.reaches_kernels(transformer_options, spec)
     done = False
     try:
         out = executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)

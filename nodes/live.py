@@ -27,6 +27,9 @@ class LiveRuns(SharedOnClone):
 
     def __init__(self):
         self._stack: list[CacheRun] = []
+        # whether the model call in progress reaches its attention kernels through this spec's override (another
+        # node's override, installed after CacheKit's, takes them instead): q/k/v may be skipped only if it does
+        self.kernels_reached = False
 
     @property
     def run(self) -> CacheRun | None:

@@ -139,6 +139,17 @@ class _AttentionOverride(SharedOnClone):
         return call.attention(compute)
 
 
+def reaches_kernels(to: dict, spec: CacheSpec) -> bool:
+    """Whether attention kernels called with these transformer_options go through spec's override (directly or
+    chained from one installed after it by CacheKit's own rule)."""
+    override = to.get(ATTN_KEY)
+    while isinstance(override, _AttentionOverride):
+        if override.spec is spec:
+            return True
+        override = override.previous
+    return False
+
+
 def attention(to: dict, spec: CacheSpec | None) -> None:
     """Install the override for spec (None: remove CacheKit's, keeping whatever it chained to)."""
     current = to.get(ATTN_KEY)
@@ -168,7 +179,7 @@ class _AttentionInput:
 
     def __call__(self, x):
         call = self.spec.live.call
-        if not isinstance(call, ComponentCall) or not call.attention_will_reuse():
+        if not (isinstance(call, ComponentCall) and self.spec.live.kernels_reached and call.attention_will_reuse()):
             return self.original(x)
         m, features = self.module, self.module.weight.shape[0]
         if self.rows >= features:

@@ -230,6 +230,31 @@ def test_reused_attention_skips_the_projections_computing_its_qkv(ck, family, mo
     assert flops < kernel_flops
 
 
+def test_qkv_projections_compute_when_another_override_takes_the_kernels(ck, monkeypatch):
+    """Another node's attention override installed after CacheKit's takes the kernels, here handing them to
+    CacheKit's only for the first calls: q/k/v skipped on a later call would reach a kernel that computes on
+    zeros. CacheKit skips them only where its own override takes the kernels, so the sample equals that of
+    reusing the kernel alone under the same override."""
+    m, lat, pos, neg = tm.flux()
+
+    class Foreign:
+        def __init__(self, previous):
+            self.previous, self.calls = previous, 0
+
+        def __call__(self, func, *args, **kwargs):
+            self.calls += 1
+            return self.previous(func, *args, **kwargs) if self.calls <= 12 else func(*args, **kwargs)
+
+    def run():
+        patched = pab(ck, m, 2, 3).clone()
+        to = patched.model_options["transformer_options"]
+        to["optimized_attention_override"] = Foreign(to["optimized_attention_override"])
+        return tm.sample(patched, lat, pos, neg, steps=STEPS, cfg=3.0)
+    out = run()
+    monkeypatch.setattr(ck.nodes.routes, "attention_inputs", lambda *a: None)      # the kernel alone
+    assert torch.equal(out, run())
+
+
 def _get(module, path):
     """The submodule at a dotted path, or None (SD3's last block has no text MLP)."""
     for part in path.split("."):
