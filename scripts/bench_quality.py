@@ -237,6 +237,14 @@ def at_half(rows, family, method) -> float | None:
     return psnr_at(curve(rows, family, method), 0.5)
 
 
+def rises(rows, family, method) -> list[tuple[dict, dict, bool]]:
+    """(setting, next setting, at the same compute) wherever quality rose as the knob asked for more saving; the
+    same compute: the two ran within half a point of block FLOPs (the same steps, at other places)."""
+    mine = [r for r in rows if r["family"] == family and r["method"] == method]
+    return [(a, b, abs(b["block_flops"] - a["block_flops"]) < 0.005)
+            for a, b in zip(mine, mine[1:]) if b["psnr"] > a["psnr"]]
+
+
 def vs_reference(rows, family, method) -> str:
     """CacheKit's PSNR minus its reference's at equal compute: at each of CacheKit's settings whose fraction the
     reference's curve spans, the reference's PSNR interpolated there; the range of the differences."""
@@ -294,13 +302,11 @@ def markdown(rows, families) -> str:
         easy = at_half(rows, family, "EasyCache (ComfyUI, copy fix)")
         for method in dict.fromkeys(r["method"] for r in rows if r["method"] != UNCACHED_REFERENCE):
             v = at_half(rows, family, method)
-            mine = [r for r in rows if r["family"] == family and r["method"] == method]
-            rises = [f"{a['setting']}->{b['setting']} +{b['psnr'] - a['psnr']:.2f} dB"
-                     f"{' (same compute)' if abs(b['block_flops'] - a['block_flops']) < 0.005 else ''}"
-                     for a, b in zip(mine, mine[1:]) if b["psnr"] > a["psnr"]]
+            up = [f"{a['setting']}->{b['setting']} +{b['psnr'] - a['psnr']:.2f} dB{' (same compute)' if same else ''}"
+                  for a, b, same in rises(rows, family, method)]
             delta = "" if v is None or easy is None or "ComfyUI" in method else f"{v - easy:+.2f} dB"
             out.append(f"| {method} | {'-' if v is None else f'{v:.2f} dB'} | {delta} | "
-                       f"{vs_reference(rows, family, method)} | {'yes' if not rises else 'no: ' + ', '.join(rises)} |")
+                       f"{vs_reference(rows, family, method)} | {'yes' if not up else 'no: ' + ', '.join(up)} |")
         out.append("")
     return "\n".join(out)
 

@@ -147,11 +147,9 @@ def gaps(rows: list[dict]) -> str:
             for method in dict.fromkeys(r["method"] for r in rows if r["family"] == family):
                 if method in bq.REFERENCES.values() or "ComfyUI" in method or method == bq.UNCACHED_REFERENCE:
                     continue
-                mine = [r for r in rows if r["family"] == family and r["method"] == method]
                 out += [f"{method} on {family} {a['setting']}->{b['setting']} (+{b['psnr'] - a['psnr']:.1f} dB, "
                         f"{a['block_flops']:.1%} -> {b['block_flops']:.1%} of block FLOPs)"
-                        for a, b in zip(mine, mine[1:])
-                        if b["psnr"] > a["psnr"] and abs(b["block_flops"] - a["block_flops"]) >= 0.005]
+                        for a, b, same in bq.rises(rows, family, method) if not same]
         return "; ".join(out)
 
     def at50(method):
