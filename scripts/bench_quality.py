@@ -312,29 +312,21 @@ def markdown(rows, families) -> str:
 
 
 def main() -> int:
+    from bench_report import family_args, family_rows
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--families", nargs="+", default=["wan", "flux"])
-    ap.add_argument("--out", type=Path, default=comfy_runtime.REPO / "output" / "bench" / "quality")
+    family_args(ap, comfy_runtime.REPO / "output" / "bench" / "quality")
     ap.add_argument("--methods", nargs="+", help="measure only these methods and replace their rows in the "
                     "existing quality.json (the others stay as measured before)")
-    ap.add_argument("--rows-to", type=Path, help="measure the one family given and write its rows here (what "
-                    "each family's process does when several are measured)")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    if args.rows_to or len(args.families) == 1:
-        comfy_runtime.load()
+
+    def measure(ck, family):
         import logging
         logging.getLogger().setLevel(logging.WARNING)
-        import pack
-        ck = pack.load()
-        rows = [r for family in args.families
-                for r in run_family(ck, family, lambda s: print(s, flush=True), args.methods)]
-        if args.rows_to:
-            args.rows_to.write_text(json.dumps(rows))
-            return 0
-    else:
-        from bench_report import per_family
-        rows = per_family(__file__, args.families, ["--methods", *args.methods] if args.methods else [])
+        return run_family(ck, family, lambda s: print(s, flush=True), args.methods)
+    rows = family_rows(args, __file__, measure, ["--methods", *args.methods] if args.methods else [])
+    if rows is None:
+        return 0
     if args.methods:
         earlier = args.out / "quality.json"
         rows = merged(json.loads(earlier.read_text()) if earlier.exists() else [], rows)

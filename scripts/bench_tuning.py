@@ -79,24 +79,14 @@ def markdown(rows) -> str:
 
 
 def main() -> int:
+    from bench_report import family_args, family_rows
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--families", nargs="+", default=["wan", "flux"])
-    ap.add_argument("--out", type=Path, default=comfy_runtime.REPO / "output" / "bench" / "tuning")
-    ap.add_argument("--rows-to", type=Path, help="measure the one family given and write its rows here (what "
-                    "each family's process does when several are measured)")
+    family_args(ap, comfy_runtime.REPO / "output" / "bench" / "tuning")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    if args.rows_to or len(args.families) == 1:
-        comfy_runtime.load()
-        import pack
-        ck = pack.load()
-        rows = [r for f in args.families for r in run_family(ck, f, lambda s: print(s, flush=True))]
-        if args.rows_to:
-            args.rows_to.write_text(json.dumps(rows))
-            return 0
-    else:
-        from bench_report import per_family
-        rows = per_family(__file__, args.families)
+    rows = family_rows(args, __file__, lambda ck, family: run_family(ck, family, lambda s: print(s, flush=True)))
+    if rows is None:
+        return 0
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "tuning.json").write_text(json.dumps(rows, indent=1))
     (args.out / "tuning.md").write_text(markdown(rows) + "\n")
