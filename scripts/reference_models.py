@@ -16,6 +16,7 @@ inputs, both families) and that the route keeps cond and uncond in their own con
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 from pathlib import Path
 
@@ -166,11 +167,12 @@ def route(model, family: str, net, context_for=None, reset=None, batched=False, 
     concatenate them (FasterCache's hooks take the second half as cond); clock: a dict whose "t" is set to
     each call's 1000 sigma."""
     import comfy.patcher_extension as pe
-    def call(x, timestep, context, y):
-        if isinstance(net, Denoiser):     # by keyword: the hooks pick the batch-split inputs by name
+    if isinstance(net, Denoiser):
+        def call(x, timestep, context, y):   # by keyword: the hooks pick the batch-split inputs by name
             return net(hidden_states=x, timestep=timestep, encoder_hidden_states=context,
                        **({} if y is None else {"pooled_projections": y}))
-        return CALLS[family](net, x, timestep, context, y)
+    else:
+        call = functools.partial(CALLS[family], net)
 
     def diffusion_model(_executor, x, timestep, context, *rest, **kwargs):
         options = rest[-1] if rest and isinstance(rest[-1], dict) else kwargs.get("transformer_options", {})
