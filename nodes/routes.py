@@ -112,12 +112,17 @@ class _BlockForward:
         return self.adapter.result(out)
 
 
+def _own_forward(module) -> Callable:
+    """The module's class forward, bound: not an object patch already applied to it (a clone's, or another
+    node's), which would otherwise be called from inside the patch that replaces it."""
+    return type(module).forward.__get__(module)
+
+
 def block_forward(m, spec: CacheSpec, family: Family, positions) -> None:
     for p, (kind, index) in enumerate(positions):
         path = family.block_path(kind, index)
         module = comfy.utils.get_attr(m.model, path)
-        forward = type(module).forward.__get__(module)   # the class's own, not an applied patch
-        m.add_object_patch(f"{path}.forward", _BlockForward(spec, p, forward, family.adapter_for(kind)))
+        m.add_object_patch(f"{path}.forward", _BlockForward(spec, p, _own_forward(module), family.adapter_for(kind)))
 
 
 BLOCK_ROUTES = {"replace": block_replace, "forward": block_forward}
@@ -204,9 +209,8 @@ def attention_inputs(m, spec: CacheSpec, family: Family, positions) -> None:
         block = family.block(m.model.diffusion_model, kind, index)
         for name in family.attention_inputs.get(kind, ()):
             module = comfy.utils.get_attr(block, name)
-            forward = type(module).forward.__get__(module)   # the class's own, not an applied patch
             m.add_object_patch(f"{family.block_path(kind, index)}.{name}.forward",
-                               _AttentionInput(spec, forward, module, 3 * block.hidden_size))
+                               _AttentionInput(spec, _own_forward(module), module, 3 * block.hidden_size))
 
 
 # --- MLPs ----------------------------------------------------------------------------------------------
@@ -232,8 +236,7 @@ class _ModuleForward:
 
 
 def _patch_module(m, path: str, module, spec: CacheSpec, name: str | None, as_tuple: bool = False) -> None:
-    forward = type(module).forward.__get__(module)   # the class's own, not an applied patch
-    m.add_object_patch(f"{path}.forward", _ModuleForward(spec, forward, name, as_tuple))
+    m.add_object_patch(f"{path}.forward", _ModuleForward(spec, _own_forward(module), name, as_tuple))
 
 
 def mlps(m, spec: CacheSpec, family: Family, positions) -> None:
