@@ -268,7 +268,7 @@ def chart(rows, families, path: Path) -> Path:
     color = {m: plt.cm.tab20(i % 20) for i, m in enumerate(own)}
     for mine, ref in REFERENCES.items():
         color.setdefault(ref, color.get(mine, "black"))     # a reference takes its first CacheKit method's colour
-    fig, axes = plt.subplots(1, len(families), figsize=(7.5 * len(families), 6), squeeze=False)
+    fig, axes = plt.subplots(1, len(families), figsize=(7.5 * len(families), 7.5), squeeze=False)
     for ax, family in zip(axes[0], families):
         for method in names:
             pts = curve(rows, family, method)
@@ -279,8 +279,10 @@ def chart(rows, families, path: Path) -> Path:
                xlabel="transformer block FLOPs executed (% of uncached)", ylabel="PSNR vs uncached (dB)")
         ax.axvline(50, color="grey", lw=0.5)
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+    # below the panels: inside one it hid the curves it lay over (Flux's FasterCache)
+    handles, labels = axes[0][-1].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=4)
+    fig.tight_layout(rect=(0, 0.16, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     return path
