@@ -28,6 +28,7 @@ class ComponentCall:
         self.streams, self._when = list(streams), step
         self.block = -1
         self._attn_ordinal = 0
+        self._shapes_checked = False
         self.blocks_run = 0
         self.components_run = 0
         self.components_reused = 0
@@ -41,10 +42,27 @@ class ComponentCall:
         return self.components_reused > 0
 
     def run_block(self, p: int, args: dict, original: Callable[[dict], dict]) -> dict:
+        if not self._shapes_checked:
+            self._check_shapes(args, p)
         self._enter(p)
         out = original(args)
         self._enter(-1)   # attention between blocks (Wan VACE's own blocks) belongs to no block: computed
         return out
+
+    @torch.compiler.disable
+    def _check_shapes(self, args: dict, p: int) -> None:
+        """The first block's hidden state, per stream: where its shape changed since the stream's outputs were
+        cached (a node dropping tokens after the first call: Flux KV Cache drops the reference images'), none
+        of them fits any more, so they are dropped."""
+        self._shapes_checked = True
+        n = len(self.streams)
+        dim = self.layout.component_batch_dims.get("mlp", 0)   # the hidden state's batch axis, as its MLPs see it
+        shapes = {k: tuple(d // n if i == dim else d for i, d in enumerate(args[k].shape))
+                  for k in self.layout.stream_keys[self.layout.kinds[p]] if torch.is_tensor(args.get(k))}
+        for st in self.streams:
+            if st.anchor_shapes != shapes:
+                st.components.clear()
+                st.anchor_shapes = shapes
 
     @torch.compiler.disable
     def _enter(self, p: int) -> None:
@@ -109,7 +127,9 @@ class ComponentCall:
         for st, part in zip(self.streams, parts):
             self.policy.observe(st.label, key, kind, part, self.step)
             if self.policy.keep > 0:
-                self._remember(st, key, part)
+                # a copy: hosts update the output in place after it is returned (ComfyUI's attention output
+                # patches, NAG's among them; HunyuanVideo's and Flux's gated apply_mod on MLP outputs)
+                self._remember(st, key, part.clone())
 
     def _remember(self, st, key, part: torch.Tensor) -> None:
         """History per step: a second call in the same step (Heun, SA-Solver PECE) replaces the step's

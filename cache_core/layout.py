@@ -17,12 +17,13 @@ class BlockLayout:
     stream_keys[kind] are the hidden-state tensors a block of that kind takes and returns
     (e.g. ("img", "txt")); every one has the batch on dim 0.
     convert re-lays a hidden state of one kind as the input of a later kind (Flux concatenates
-    txt and img before its single blocks); identity when the kinds match.
+    txt and img before its single blocks), given the later block's call arguments (where the model says how
+    it joined them); identity when the kinds match.
     """
     kinds: tuple[str, ...]
     stream_keys: Mapping[str, tuple[str, ...]]
     primary: str = "img"
-    convert: Callable[[Hidden, str, str], Hidden] | None = field(default=None, compare=False)
+    convert: Callable[[Hidden, str, str, Mapping], Hidden] | None = field(default=None, compare=False)
     # block 0's timestep-modulated input from its args (TeaCache's indicator); None if unknown
     modulated_input: Callable[[dict], torch.Tensor] | None = field(default=None, compare=False)
     # block 0's modulated *image tokens* where they differ from modulated_input (Wan: TeaCache reads e0)
@@ -41,8 +42,9 @@ class BlockLayout:
     def hidden(self, tensors: Mapping[str, torch.Tensor], p: int) -> Hidden:
         return {k: tensors[k] for k in self.stream_keys[self.kinds[p]]}
 
-    def relayout(self, hidden: Hidden, from_p: int, to_p: int) -> Hidden:
+    def relayout(self, hidden: Hidden, from_p: int, to_p: int, args: Mapping) -> Hidden:
+        """hidden, taken at block from_p, as block to_p (called with args) takes it."""
         a, b = self.kinds[from_p], self.kinds[to_p]
         if a == b or self.convert is None:
             return hidden
-        return self.convert(hidden, a, b)
+        return self.convert(hidden, a, b, args)

@@ -67,7 +67,7 @@ class SpanCall:
         if plan == _APPLY:
             return self._apply_residual(args, p)
         out = original(args)
-        self._after(p, out)
+        self._after(p, args, out)
         return out
 
     @torch.compiler.disable
@@ -89,15 +89,15 @@ class SpanCall:
         return _RUN
 
     @torch.compiler.disable
-    def _after(self, p: int, out: dict) -> None:
+    def _after(self, p: int, args: dict, out: dict) -> None:
         if self.start >= self.end:
             return
         if p == self.start - 1:
             primary = self.layout.primary
-            probe = out[primary] - self.layout.relayout(self._stack_in, 0, p)[primary]
+            probe = out[primary] - self.layout.relayout(self._stack_in, 0, p, args)[primary]
             self._decide(probe, self.layout.hidden(out, p), p)
         if p == self.end - 1 and not self.reusing:
-            self._store_residual(out, p)
+            self._store_residual(args, out, p)
 
     # --- decision ------------------------------------------------------------------------------
     def _input_probe(self, args: dict) -> torch.Tensor | None:
@@ -153,8 +153,8 @@ class SpanCall:
             self._when.resolve(sigma)
 
     # --- residual cache ------------------------------------------------------------------------
-    def _store_residual(self, out: dict, p: int) -> None:
-        base = self.layout.relayout(self._anchor, self._anchor_pos, p)
+    def _store_residual(self, args: dict, out: dict, p: int) -> None:
+        base = self.layout.relayout(self._anchor, self._anchor_pos, p, args)
         n = len(self.streams)
         # a stream a block does not return (SD3's last block drops the text) has no residual
         keys = [k for k in self.layout.stream_keys[self.layout.kinds[p]] if out.get(k) is not None]

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+import comfy.ops
 import comfy.utils
 
 from ..cache_core import BlockLayout
@@ -19,11 +20,24 @@ from .routes import CallAdapter, ReplaceAdapter
 
 # --- block 0's timestep-modulated input (TeaCache's indicator), computed without touching args ---
 
+def _reference_start(args, tokens: int) -> int:
+    """Where the reference images' tokens start among an image stream's `tokens`: the forward appends them after
+    the noisy latent's and lists their counts in transformer_options["reference_image_num_tokens"]."""
+    refs = (args.get("transformer_options") or {}).get("reference_image_num_tokens") or ()
+    return tokens - sum(refs)
+
+
 def _flux_modulated(block, args):
     from comfy.ldm.flux.layers import apply_mod
-    vec = args["vec"]
-    mod1 = block.img_mod(vec)[0] if block.modulation else vec[0][0]   # Chroma passes precomputed mods
-    return apply_mod(block.img_norm1(args["img"]), 1 + mod1.scale, mod1.shift, args.get("modulation_dims_img"))
+    vec, x = args["vec"], block.img_norm1(args["img"])
+    mod1 = block.img_mod(vec)[0] if block.modulation else vec[0][0]   # Chroma, Flux 2 pass precomputed mods
+    dims = args.get("modulation_dims_img")                            # HunyuanVideo I2V's token replace
+    if dims is None and mod1.scale.shape[1] == 2:
+        # two modulations a sample, not one (Flux 2's "index_timestep_zero" references, ComfyUI after 0.3.75): the
+        # forward hands the block their split outside args; the reference tokens take the second, at timestep 0
+        start = _reference_start(args, x.shape[1])
+        dims = [(0, start, 0), (start, x.shape[1], 1)]
+    return apply_mod(x, 1 + mod1.scale, mod1.shift, dims)
 
 
 def _wan_modulated(_block, args):
@@ -39,8 +53,13 @@ def _wan_modulated_image(block, args):
 
 
 def _qwen_modulated(block, args):
-    mod1 = block.img_mod(args["vec"]).chunk(2, dim=-1)[0]
-    return block._modulate(block.img_norm1(args["img"]), mod1)[0]
+    x, vec = block.img_norm1(args["img"]), args["vec"]
+    mod1 = block.img_mod(vec).chunk(2, dim=-1)[0]
+    if vec.shape[0] == 2 * x.shape[0]:
+        # Edit 2511's "index_timestep_zero" references (ComfyUI after 0.3.75): the time embedding holds a second
+        # batch at timestep 0 for the reference tokens, whose start the forward hands the block outside args
+        return block._modulate(x, mod1, _reference_start(args, x.shape[1]))[0]
+    return block._modulate(x, mod1)[0]
 
 
 def _ltxv_modulated(block, args):
@@ -57,7 +76,9 @@ def _lumina_modulated(block, args):
     normed = block.attention_norm1(args["img"])
     if not block.modulation:
         return normed
-    return modulate(normed, block.adaLN_modulation(args["adaln_input"]).chunk(4, dim=1)[0])
+    scale = block.adaLN_modulation(args["adaln_input"]).chunk(4, dim=1)[0]
+    zero = args.get("timestep_zero_index")    # Z-Image omni's references (ComfyUI after 0.3.75): the block's own call
+    return modulate(normed, scale) if zero is None else modulate(normed, scale, timestep_zero_index=zero)
 
 
 def _sd3_modulated(block, args):
@@ -125,10 +146,15 @@ def _ace_modulated(block, args):
 
 
 def _stable_audio_modulated(block, args):
-    normed = block.pre_norm(args["img"])
-    if args.get("vec") is None or not block.global_cond_dim:   # "prepend" models: the time rides in a token
+    normed, vec = block.pre_norm(args["img"]), args.get("vec")
+    # "prepend" models take the time as a token, no modulation (ComfyUI after 0.3.75 says so as has_global_cond)
+    if vec is None or not getattr(block, "has_global_cond", getattr(block, "global_cond_dim", None)):
         return normed
-    scale, shift = block.to_scale_shift_gate(args["vec"]).unsqueeze(1).chunk(6, dim=-1)[:2]
+    if getattr(block, "global_cond_shared_embed", False):   # Stable Audio 3: a per-block bias on a shared projection
+        ssg = comfy.ops.cast_to_input(block.to_scale_shift_gate, vec) + vec
+    else:
+        ssg = block.to_scale_shift_gate(vec)
+    scale, shift = ssg.unsqueeze(1).chunk(6, dim=-1)[:2]
     return normed * (1 + scale) + shift
 
 
@@ -172,12 +198,19 @@ def _stack_skips(push, pop):
     return pairs
 
 
-def _join_txt_img(hidden, _from, _to):
-    return {"img": torch.cat((hidden["txt"], hidden["img"]), dim=1)}    # Flux, Chroma: txt first
+def _joined(txt_first: bool):
+    """Double -> single blocks: the forward joins the image and text streams into one sequence. Where it says
+    where the image sits (transformer_options["img_slice"], [start, end): Flux, Chroma and HunyuanVideo in ComfyUI
+    after 0.3.75, where HunyuanVideo went from image first to text first), that order; else the family's own."""
+    def join(hidden, _from, _to, args):
+        where = (args.get("transformer_options") or {}).get("img_slice")
+        first = ("txt", "img") if (where[0] > 0 if where else txt_first) else ("img", "txt")
+        return {"img": torch.cat([hidden[k] for k in first], dim=1)}
+    return join
 
 
-def _join_img_txt(hidden, _from, _to):
-    return {"img": torch.cat((hidden["img"], hidden["txt"]), dim=1)}    # HunyuanVideo: img first
+_join_txt_img = _joined(txt_first=True)      # Flux, Chroma, AuraFlow, Hunyuan3D 2.0
+_join_img_txt = _joined(txt_first=False)     # HunyuanVideo in ComfyUI 0.3.75, HiDream
 
 
 @dataclass(frozen=True)
@@ -285,8 +318,14 @@ def _fixed(name):
 
 
 def _flux1(name):
-    """Flux 2 shares Flux 1's class (one global modulation for all blocks): the Flux 1 presets do not fit it."""
-    return lambda dm: None if getattr(dm.params, "global_modulation", False) else name
+    """Flux 2 (one global modulation for all blocks), LongCat-Image (text positions on two axes) and Ovis-Image
+    (gated MLPs, a text norm) share Flux 1's class: the Flux 1 presets fit none of them."""
+    def pick(dm):
+        p = dm.params
+        other = (getattr(p, "global_modulation", False) or getattr(p, "txt_ids_dims", None)
+                 or getattr(p, "yak_mlp", False) or getattr(p, "txt_norm", False))
+        return None if other else name
+    return pick
 
 
 def _hunyuan_video_1(name):

@@ -6,6 +6,7 @@
                          the batch and at which sigma (the step, cache_core/steps.py).
   routes (routes.py)     where the method reaches into the model: the family's block route, and the
                          attention, MLP and CFG routes the method's components need.
+  ON_CLONE callback      a clone holding another instance of the model gets the object patches bound to its modules.
 
 The model's own forward is never replaced, so a ComfyUI update that keeps these points keeps CacheKit.
 """
@@ -21,7 +22,7 @@ from typing import Callable
 import torch
 
 import comfy.model_management
-from comfy.patcher_extension import WrappersMP
+from comfy.patcher_extension import CallbacksMP, WrappersMP
 
 from ..cache_core import CachePolicy, CacheRun, CfgCache, ComponentPolicy, ReuseLimits
 from ..cache_core.tuning import Targeted
@@ -33,6 +34,9 @@ from .validation import CacheKitInputError
 SPEC_KEY = "cachekit_spec"   # transformer_options: the installed method's settings (marks the MODEL as cached)
 WRAPPER_KEY = "cachekit"
 _COND_KINDS = {0: "cond", 1: "uncond"}
+KERNELS_TAKEN = ("another node's attention override, installed after this node (ComfyUI's Model Attention Backend "
+                 "replaces any earlier one), took the attention kernels: attention caching did nothing on those calls; "
+                 "put this node after that one")
 FEW_STEPS = 8     # runs this short are distilled (schnell, Turbo, Lightning, lightx2v): warn, see README
 _log = logging.getLogger("CacheKit")
 
@@ -50,6 +54,7 @@ class CacheSpec(SharedOnClone):
     warmup_steps: int = 0
     max_consecutive: int = -1
     replaces: tuple[tuple[str, str | None], ...] = ()   # (node name, node id) of CacheKit nodes before this one
+    kernel_override: bool = False    # the method reaches attention kernels through ComfyUI's override (routes.py)
     live: LiveRuns = field(default_factory=LiveRuns)
 
     def new_run(self, model_patcher, sigmas: torch.Tensor) -> CacheRun:
@@ -101,18 +106,19 @@ def install(model, spec_fields: dict, make_policy: Callable[[], CachePolicy], no
         # Methods do not stack: they would each own the same blocks. The later node wins, visibly.
         _log.warning("%s (node %s) replaces %s (node %s) on this MODEL: CacheKit methods do not stack, only the "
                      "last one before the sampler runs.", node_name, node_id, earlier.node_name, earlier.node_id)
+    by_module = "attention" in policy.components and bool(family.attention_modules)
     spec = CacheSpec(node_name=node_name, node_id=node_id, family=family, make_policy=make_policy,
-                     replaces=replaces, **spec_fields)
+                     replaces=replaces, kernel_override="attention" in policy.components and not by_module,
+                     **spec_fields)
     routes.BLOCK_ROUTES[family.route](m, spec, family, positions)
     if "mlp" in policy.components:
         routes.mlps(m, spec, family, positions)
-    by_module = "attention" in policy.components and bool(family.attention_modules)
     if by_module:
         routes.attention_modules(m, spec, family, positions)
     elif "attention" in policy.components and family.attention_inputs:
         routes.attention_inputs(m, spec, family, positions)
     to = m.model_options["transformer_options"]   # after the block routes: set_model_patch_replace copies it
-    routes.attention(to, spec if "attention" in policy.components and not by_module else None)
+    routes.attention(to, spec if spec.kernel_override else None)
     to[SPEC_KEY] = spec
     wrappers = [(WrappersMP.OUTER_SAMPLE, _outer_sample_wrapper), (WrappersMP.APPLY_MODEL, _apply_model_wrapper),
                 (WrappersMP.CALC_COND_BATCH, routes.cfg_batch_wrapper if isinstance(policy, CfgCache) else None)]
@@ -120,6 +126,8 @@ def install(model, spec_fields: dict, make_policy: Callable[[], CachePolicy], no
         m.remove_wrappers_with_key(wrapper_type, WRAPPER_KEY)
         if fn is not None:
             m.add_wrapper_with_key(wrapper_type, WRAPPER_KEY, functools.partial(fn, spec))
+    m.remove_callbacks_with_key(CallbacksMP.ON_CLONE, WRAPPER_KEY)
+    m.add_callback_with_key(CallbacksMP.ON_CLONE, WRAPPER_KEY, routes.rebind_object_patches)
     return m
 
 
@@ -202,6 +210,8 @@ def _apply_model_wrapper(spec: CacheSpec, executor, x, t, c_concat, c_crossattn,
         return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
     call = _begin_call(run, x, transformer_options, control)
     spec.live.kernels_reached = routes.reaches_kernels(transformer_options, spec)
+    if spec.kernel_override and not spec.live.kernels_reached and KERNELS_TAKEN not in run.stats.notes:
+        run.stats.notes.append(KERNELS_TAKEN)
     done = False
     try:
         out = executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)

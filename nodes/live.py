@@ -1,12 +1,13 @@
 """How every hook finds the live run, whatever clones ComfyUI made of the MODEL in between.
 
-ModelPatcher.clone() deep-copies model_options, where hooks live (patches_replace entries, the attention
-override). Objects kept there are immutable or shared on purpose, so copying one gives the object itself:
-cloning a cached MODEL copies no module, no weight and no run, and every clone's hooks reach the run the
-sampler started.
+ModelPatcher.clone() copies model_options, where hooks live (patches_replace entries, the attention override):
+ComfyUI 0.3.75 deep-copies it, later lines copy its dicts and lists and share everything else. Objects kept
+there are immutable or shared on purpose, so copying one gives the object itself: cloning a cached MODEL copies
+no module, no weight and no run, and every clone's hooks reach the run the sampler started.
 """
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -27,9 +28,18 @@ class LiveRuns(SharedOnClone):
 
     def __init__(self):
         self._stack: list[CacheRun] = []
-        # whether the model call in progress reaches its attention kernels through this spec's override (another
-        # node's override, installed after CacheKit's, takes them instead): q/k/v may be skipped only if it does
-        self.kernels_reached = False
+        self._thread = threading.local()   # per calling thread, as the run's call in progress (run.py)
+
+    @property
+    def kernels_reached(self) -> bool:
+        """Whether the model call in progress on this thread reaches its attention kernels through this spec's
+        override (another node's override, installed after CacheKit's, takes them instead): q/k/v may be skipped
+        only if it does."""
+        return getattr(self._thread, "kernels_reached", False)
+
+    @kernels_reached.setter
+    def kernels_reached(self, value: bool) -> None:
+        self._thread.kernels_reached = value
 
     @property
     def run(self) -> CacheRun | None:

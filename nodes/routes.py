@@ -6,7 +6,8 @@ cloned ModelPatcher and hands what it intercepts to the live call, found through
                leave as one (Flux, Wan, HunyuanVideo, Qwen-Image, LTXV, ...).
     "forward"  an object patch on each block module's `forward` (ModelPatcher.add_object_patch: weight keys,
                LoRA and offloading stay as they are), for families whose forward ignores patches_replace;
-               the family's CallAdapter maps the block's call to the engine's dict and back.
+               the family's CallAdapter maps the block's call to the engine's dict and back. Every object
+               patch calls the module it sits on: a clone onto another model instance rebinds them.
   attention    transformer_options["optimized_attention_override"], in place of every attention kernel;
                where a family's attention gets no transformer_options (PixArt, HunyuanDiT, Hunyuan3D 2.1),
                or where caching the module skips its projections too (Wan), an object patch on each
@@ -18,6 +19,7 @@ Nothing here decides: the engine (cache_core) does, through the live call.
 """
 from __future__ import annotations
 
+import copy
 import inspect
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
@@ -97,11 +99,40 @@ class CallAdapter:
         return out[self.returns[0]] if len(self.returns) == 1 else tuple(out[k] for k in self.returns)
 
 
-class _BlockForward:
+class _ModulePatch:
+    """An object patch on a module's `forward` (ModelPatcher.add_object_patch), calling that module's own class
+    forward: not an object patch already applied to it (a clone's, or another node's), which would otherwise be
+    called from inside the patch that replaces it. ModelPatcher.clone() copies object patches by path; where the
+    clone holds another instance of the model (newer ComfyUI: dynamic VRAM's non-dynamic delegate,
+    TorchCompileModel, the multi-GPU deep clones), rebind_object_patches gives it copies bound to its modules."""
+    def __init__(self, module):
+        self.bind(module)
+
+    def bind(self, module) -> None:
+        self.module, self.forward = module, type(module).forward.__get__(module)
+
+    def bound_to(self, module) -> "_ModulePatch":
+        other = copy.copy(self)
+        other.bind(module)
+        return other
+
+
+def rebind_object_patches(parent, clone) -> None:
+    """ON_CLONE callback: a clone holding another model instance gets CacheKit's object patches bound to its own
+    modules (the path of each is its key, less ".forward")."""
+    if clone.model is parent.model:
+        return
+    for key, patch in list(clone.object_patches.items()):
+        if isinstance(patch, _ModulePatch):
+            clone.object_patches[key] = patch.bound_to(comfy.utils.get_attr(clone.model, key.rsplit(".", 1)[0]))
+
+
+class _BlockForward(_ModulePatch):
     """Object patch on block position p's `forward`."""
-    def __init__(self, spec: CacheSpec, position: int, forward: Callable, adapter: CallAdapter):
-        self.spec, self.position, self.forward, self.adapter = spec, position, forward, adapter
-        self.signature = inspect.signature(forward)
+    def __init__(self, spec: CacheSpec, position: int, module, adapter: CallAdapter):
+        self.spec, self.position, self.adapter = spec, position, adapter
+        super().__init__(module)
+        self.signature = inspect.signature(self.forward)
 
     def __call__(self, *args, **kwargs):
         call = self.spec.live.call
@@ -112,17 +143,11 @@ class _BlockForward:
         return self.adapter.result(out)
 
 
-def _own_forward(module) -> Callable:
-    """The module's class forward, bound: not an object patch already applied to it (a clone's, or another
-    node's), which would otherwise be called from inside the patch that replaces it."""
-    return type(module).forward.__get__(module)
-
-
 def block_forward(m, spec: CacheSpec, family: Family, positions) -> None:
     for p, (kind, index) in enumerate(positions):
         path = family.block_path(kind, index)
         module = comfy.utils.get_attr(m.model, path)
-        m.add_object_patch(f"{path}.forward", _BlockForward(spec, p, _own_forward(module), family.adapter_for(kind)))
+        m.add_object_patch(f"{path}.forward", _BlockForward(spec, p, module, family.adapter_for(kind)))
 
 
 BLOCK_ROUTES = {"replace": block_replace, "forward": block_forward}
@@ -174,23 +199,24 @@ def attention_modules(m, spec: CacheSpec, family: Family, positions) -> None:
         _patch_module(m, path, comfy.utils.get_attr(m.model, path), spec, None, family.attention_tuple)
 
 
-class _AttentionInput:
+class _AttentionInput(_ModulePatch):
     """Object patch on a linear that computes an attention's q, k, v inline (the first `rows` outputs): when the
     live call will reuse that attention, the kernel never reads them, so they are not computed (zeros stand in);
     where the linear also feeds the MLP (Flux single blocks' linear1) the MLP's outputs still are. The block's
     forward runs as written."""
-    def __init__(self, spec: CacheSpec, original, module, rows: int):
-        self.spec, self.original, self.module, self.rows = spec, original, module, rows
+    def __init__(self, spec: CacheSpec, module, rows: int):
+        self.spec, self.rows = spec, rows
+        super().__init__(module)
 
     def __call__(self, x):
         call = self.spec.live.call
         if not (isinstance(call, ComponentCall) and self.spec.live.kernels_reached and call.attention_will_reuse()):
-            return self.original(x)
+            return self.forward(x)
         m, features = self.module, self.module.weight.shape[0]
         if self.rows >= features:
             return x.new_zeros(*x.shape[:-1], features)
         if not _plain_linear(m):
-            return self.original(x)      # quantized or custom weights: not sliced
+            return self.forward(x)      # quantized or custom weights: not sliced
         weight, bias, offload = comfy.ops.cast_bias_weight(m, x, offloadable=True)
         rest = torch.nn.functional.linear(x, weight[self.rows:], None if bias is None else bias[self.rows:])
         comfy.ops.uncast_bias_weight(m, weight, bias, offload)
@@ -210,25 +236,26 @@ def attention_inputs(m, spec: CacheSpec, family: Family, positions) -> None:
         for name in family.attention_inputs.get(kind, ()):
             module = comfy.utils.get_attr(block, name)
             m.add_object_patch(f"{family.block_path(kind, index)}.{name}.forward",
-                               _AttentionInput(spec, _own_forward(module), module, 3 * block.hidden_size))
+                               _AttentionInput(spec, module, 3 * block.hidden_size))
 
 
 # --- MLPs ----------------------------------------------------------------------------------------------
-class _ModuleForward:
+class _ModuleForward(_ModulePatch):
     """Object patch on a component module's `forward` (an MLP, or an attention module where the kernel cannot be
-    reached): the live component call may reuse its output. Object patches are shared by clones (ModelPatcher
-    copies that dict shallowly). name: the MLP's name in its block (None: an attention module, kinded by its
-    call order); as_tuple: the module returns a 1-tuple (HunyuanDiT's attention), cached as its tensor."""
-    def __init__(self, spec: CacheSpec, original, name: str | None, as_tuple: bool = False):
-        self.spec, self.original, self.name, self.as_tuple = spec, original, name, as_tuple
+    reached): the live component call may reuse its output. name: the MLP's name in its block (None: an attention
+    module, kinded by its call order); as_tuple: the module returns a 1-tuple (HunyuanDiT's attention), cached as
+    its tensor."""
+    def __init__(self, spec: CacheSpec, module, name: str | None, as_tuple: bool = False):
+        self.spec, self.name, self.as_tuple = spec, name, as_tuple
+        super().__init__(module)
 
     def __call__(self, *args, **kwargs):
         call = self.spec.live.call
         if not isinstance(call, ComponentCall):
-            return self.original(*args, **kwargs)
+            return self.forward(*args, **kwargs)
 
         def compute():
-            out = self.original(*args, **kwargs)
+            out = self.forward(*args, **kwargs)
             return out[0] if self.as_tuple else out
         out = (call.attention(compute) if self.name is None
                else call.component((call.block, self.name), "mlp", compute))
@@ -236,7 +263,7 @@ class _ModuleForward:
 
 
 def _patch_module(m, path: str, module, spec: CacheSpec, name: str | None, as_tuple: bool = False) -> None:
-    m.add_object_patch(f"{path}.forward", _ModuleForward(spec, _own_forward(module), name, as_tuple))
+    m.add_object_patch(f"{path}.forward", _ModuleForward(spec, module, name, as_tuple))
 
 
 def mlps(m, spec: CacheSpec, family: Family, positions) -> None:

@@ -6,7 +6,7 @@ block evaluations saved, and the latent's max abs difference / PSNR against the 
 The settings are chosen for this random model (its step-to-step changes are larger than a trained
 model's), so the numbers show the mechanisms' cost and effect, not a quality ranking of the methods.
 
-    .venv/bin/python scripts/bench.py [--steps 20] [--reps 2]
+    .runtime/comfyui-0.33.0/venv/bin/python scripts/bench.py [--steps 20] [--reps 2]
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ ModelSampling*, TorchCompileModel...). Per method: resident memory added and tim
 cached model, next to N clones of the uncached one, measured side by side in one process on a Wan model
 of a real block width (random weights, CPU).
 
-    .venv/bin/python scripts/bench_clones.py [--dim 1536] [--layers 2] [--clones 10]
+    .runtime/comfyui-0.33.0/venv/bin/python scripts/bench_clones.py [--dim 1536] [--layers 2] [--clones 10]
 """
 from __future__ import annotations
 

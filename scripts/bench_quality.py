@@ -10,7 +10,8 @@ labels x samplers. The reference implementations (diffusers 0.39's hooks, cache-
 the same weights moved into diffusers' classes (scripts/reference_models.py), through the same sampler and
 cases. Writes a table (JSON + markdown) and one chart (PSNR against block-FLOP fraction, a curve per method).
 
-    .venv/bin/python scripts/bench_quality.py [--families wan flux] [--out output/bench/quality] [--methods M ...]
+    .runtime/comfyui-0.33.0/venv/bin/python scripts/bench_quality.py [--families wan flux] [--out output/bench/quality]
+        [--methods M ...]
 """
 from __future__ import annotations
 

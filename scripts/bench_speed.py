@@ -14,7 +14,7 @@ the process's resident memory after 50 consecutive runs whose latent size change
 Host syncs: calls of Tensor.item / tolist / numpy / __bool__ / __float__ / __int__ during a run beyond
 those of the uncached run, per model call (euler: one call per step, cond and uncond batched).
 
-    .venv/bin/python scripts/bench_speed.py [--reps 5] [--steps 20]
+    .runtime/comfyui-0.33.0/venv/bin/python scripts/bench_speed.py [--reps 5] [--steps 20]
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 (target_compute), tuned once (Tune Cache Threshold: euler, label 3, seed 0; MagCache from its ratios), and
 measure what the runs compute and their quality, over the quality benchmark's labels, seeds and samplers.
 
-    .venv/bin/python scripts/bench_tuning.py [--families wan flux]
+    .runtime/comfyui-0.33.0/venv/bin/python scripts/bench_tuning.py [--families wan flux]
 
 Writes output/bench/tuning/tuning.{json,md}.
 """

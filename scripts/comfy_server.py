@@ -17,8 +17,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-COMFY_DIR = Path(os.environ.get("CACHEKIT_COMFY_DIR", REPO / ".runtime" / "ComfyUI"))
+from comfy_runtime import COMFY_DIR, REPO
 
 
 def free_port() -> int:

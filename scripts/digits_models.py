@@ -16,7 +16,7 @@ Latent <-> image: a digit upsampled to 32x32 in [-1, 1], pixel-unshuffled by 4 i
 latent width of both families: 16 image tokens after 2x2 patches). There is no VAE: "decoding" rearranges
 the model-space latent back into the 32x32 image.
 
-    .venv/bin/python scripts/digits_models.py [--family wan|flux] [--grid out.png]
+    .runtime/comfyui-0.33.0/venv/bin/python scripts/digits_models.py [--family wan|flux] [--grid out.png]
 """
 from __future__ import annotations
 
@@ -88,10 +88,11 @@ def _config(r: Recipe) -> tuple[object, dict]:
                                   num_heads=max(1, r.width // 64), num_layers=r.blocks, window_size=(-1, -1),
                                   qk_norm=True, cross_attn_norm=True, eps=1e-6)
     if r.family == "flux":
-        return sm.Flux, dict(image_model="flux", in_channels=16, out_channels=16, vec_in_dim=r.text_dim,
-                             context_in_dim=r.text_dim, hidden_size=r.width, mlp_ratio=4.0,
-                             num_heads=max(1, r.width // 64), depth=2, depth_single_blocks=r.blocks - 2,
-                             axes_dim=[16, 24, 24], theta=10000, patch_size=2, qkv_bias=True, guidance_embed=False)
+        cfg = dict(image_model="flux", in_channels=16, out_channels=16, vec_in_dim=r.text_dim,
+                   context_in_dim=r.text_dim, hidden_size=r.width, mlp_ratio=4.0, num_heads=max(1, r.width // 64),
+                   depth=2, depth_single_blocks=r.blocks - 2, axes_dim=[16, 24, 24], theta=10000, patch_size=2,
+                   qkv_bias=True, guidance_embed=False)
+        return sm.Flux, comfy_runtime.with_fields_since("comfy.ldm.flux.model:FluxParams", cfg, txt_ids_dims=[])
     raise ValueError(f"unknown family {r.family!r}")
 
 
@@ -168,8 +169,21 @@ def train(r: Recipe, log=print):
 
 
 def _train(r: Recipe, log=print):
+    import comfy.model_management as mm
     m = build(r)
     base = m.model
+    # as ComfyUI's own training node: in_training steps its kernels that have no backward aside (comfy-kitchen's
+    # fused rope, after 0.3.75), and the model, built for inference with its gradients off there, gets them on
+    in_training, mm.in_training = mm.in_training, True
+    try:
+        return _train_steps(r, m, log)
+    finally:
+        mm.in_training = in_training
+
+
+def _train_steps(r: Recipe, m, log):
+    base = m.model
+    base.diffusion_model.requires_grad_(True)
     hooks = _clone_norm_inputs(base.diffusion_model)
     torch.manual_seed(r.seed)
     g = torch.Generator().manual_seed(r.seed + 1)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from comfy_runtime import with_fields_since
+
 
 def _randomize(state_dict: dict, seed: int, std: float = 0.02) -> dict:
     g = torch.Generator().manual_seed(seed)
@@ -66,6 +68,7 @@ def hunyuan_video(path: Path, hidden: int = 256, depth: int = 2, single: int = 4
                depth_single_blocks=single, axes_dim=[16, 56, 56], theta=256, patch_size=[1, 2, 2],
                qkv_bias=True, guidance_embed=True, byt5=False, meanflow=False, use_cond_type_embedding=False,
                vision_in_dim=None)
+    cfg = with_fields_since("comfy.ldm.hunyuan_video.model:HunyuanVideoParams", cfg, meanflow_sum=False)
     return _save(_diffusion_state_dict(sm.HunyuanVideo, cfg, seed), path, dtype)
 
 

@@ -4,7 +4,7 @@ nodes, links, widgets_values), which its templates browser lists for this pack.
 Node definitions (widget order, sockets, output types) come from a real ComfyUI server started here with
 CacheKit installed (/object_info), so every file matches the nodes it names. Run it after changing a node:
 
-    .venv/bin/python scripts/make_workflows.py
+    .runtime/comfyui-0.33.0/venv/bin/python scripts/make_workflows.py
 
 The workflows use ComfyUI's core loaders and the usual model file names; each has a note saying what it
 does and what to expect. tests/test_example_workflows.py checks every file against a real server and runs

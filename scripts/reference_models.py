@@ -46,8 +46,9 @@ def _flux_state(sd: dict, hidden: int) -> dict:
                 out[f"{dst}.{p}"] = part
 
     def qk_norm(dst, src):
-        out[f"{dst[0]}.weight"] = take(f"{src}.query_norm.scale")
-        out[f"{dst[1]}.weight"] = take(f"{src}.key_norm.scale")
+        for d, norm in zip(dst, ("query_norm", "key_norm")):   # the RMSNorm's "scale" is "weight" after 0.3.75
+            key = f"{src}.{norm}.scale"
+            out[f"{d}.weight"] = take(key if key in sd else f"{src}.{norm}.weight")
 
     linear("x_embedder", "img_in")
     linear("context_embedder", "txt_in")

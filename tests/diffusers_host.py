@@ -18,7 +18,6 @@ Nothing here imports ComfyUI.
 from __future__ import annotations
 
 import contextlib
-import sys
 from typing import Callable, ContextManager, Iterator, Sequence
 
 import torch
@@ -26,9 +25,9 @@ from diffusers import FluxTransformer2DModel
 from diffusers.hooks import FirstBlockCacheConfig, HookRegistry, ModelHook
 from diffusers.hooks.first_block_cache import _FBC_LEADER_BLOCK_HOOK   # the head block hook's registry name
 
-from comfy_runtime import REPO
+import pack
 
-sys.path.insert(0, str(REPO))
+pack.load_core()   # cache_core as a top-level package; the repo root on sys.path would shadow ComfyUI's nodes
 from cache_core import BlockLayout, CachePolicy, CacheRun, ReuseLimits  # noqa: E402
 
 # The tiny model: 2 double + 2 single blocks, inner dim 2 heads x 16 = 32; rope axes sum to the head dim.

@@ -14,6 +14,8 @@ import pack
 import tiny_models as tm
 from test_first_block_cache import STEPS, last_stats
 
+pytestmark = pytest.mark.every_runtime   # what can differ between ComfyUI versions: make test runs it on each
+
 
 @pytest.fixture
 def folder(ck):

@@ -11,7 +11,7 @@ from comfy_runtime import REPO
 
 import comfy_server
 
-pytestmark = pytest.mark.server
+pytestmark = [pytest.mark.server, pytest.mark.every_runtime]   # the real server: make test runs it on each ComfyUI line
 FIXTURE_NODES = REPO / "tests" / "fixtures" / "cachekit_test_nodes"
 WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
 FRONTEND_ONLY = {"Note", "MarkdownNote"}        # nodes that live in the frontend only

@@ -8,6 +8,8 @@ import torch
 import pack
 import tiny_models as tm
 
+pytestmark = pytest.mark.every_runtime   # what can differ between ComfyUI versions: make test runs it on each
+
 FAMILIES = list(tm.FAMILIES)      # every family row, and the variants that share a row (Flux 2, ...)
 STEPS = 8
 

@@ -8,6 +8,8 @@ import tiny_models as tm
 from test_first_block_cache import STEPS, fbc, last_stats
 from test_methods_comfy import METHODS, pab
 
+pytestmark = pytest.mark.every_runtime   # what can differ between ComfyUI versions: make test runs it on each
+
 FLUX_CFG = dict(in_channels=16, out_channels=16, vec_in_dim=32, context_in_dim=32, hidden_size=64, mlp_ratio=2.0,
                 num_heads=2, depth=2, depth_single_blocks=2, axes_dim=[8, 12, 12], theta=10000, patch_size=2,
                 qkv_bias=True, guidance_embed=True)
@@ -21,8 +23,9 @@ def controlled(pos, neg, start=0.0, end=1.0, seed=123):
     import comfy.model_management
     import comfy.ops
     import nodes
+    cfg = tm.with_fields_since("comfy.ldm.flux.model:FluxParams", FLUX_CFG, txt_ids_dims=[])
     net = comfy.ldm.flux.controlnet.ControlNetFlux(latent_input=False, operations=comfy.ops.disable_weight_init,
-                                                  device="cpu", dtype=torch.float32, **FLUX_CFG)
+                                                  device="cpu", dtype=torch.float32, **cfg)
     tm._fill(net, seed)
     net.eval()
     control = comfy.controlnet.ControlNet(net, load_device=comfy.model_management.get_torch_device(),

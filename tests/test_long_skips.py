@@ -8,6 +8,8 @@ import tiny_models as tm
 from test_first_block_cache import STEPS, last_stats
 from test_methods_comfy import dbcache
 
+pytestmark = pytest.mark.every_runtime   # what can differ between ComfyUI versions: make test runs it on each
+
 
 def test_back_block_takes_the_skip_of_the_step_it_runs_in(ck):
     m, lat, pos, neg = tm.hunyuan_dit()            # 6 blocks: block 5 takes block 0's output, block 4 block 1's

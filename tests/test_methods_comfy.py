@@ -10,6 +10,8 @@ import pack
 import tiny_models as tm
 from test_first_block_cache import FAMILIES, STEPS, block_attrs, block_count, block_marker, fbc, last_stats
 
+pytestmark = pytest.mark.every_runtime   # what can differ between ComfyUI versions: make test runs it on each
+
 
 def teacache(ck, model, thr, coefficients="custom", custom="1.0, 0.0"):
     return pack.node(ck, "ApplyTeaCache", model=model, rel_l1_thresh=thr, coefficients=coefficients,

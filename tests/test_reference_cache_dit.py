@@ -14,7 +14,6 @@ How cache-dit is driven (its rules, with file:line, are in the research notes th
     own refresh comes one call late, so a second run would start at step 12 with the last run's buffers.
 """
 import contextlib
-import sys
 
 import cache_dit
 import pytest
@@ -22,9 +21,9 @@ import torch
 from cache_dit import DBCacheConfig, TaylorSeerCalibratorConfig
 
 import diffusers_host as dh
-from comfy_runtime import REPO
+import pack
 
-sys.path.insert(0, str(REPO))
+pack.load_core()   # cache_core as a top-level package; the repo root on sys.path would shadow ComfyUI's nodes
 from cache_core import DBCache  # noqa: E402
 
 STEPS = 12

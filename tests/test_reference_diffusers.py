@@ -2,7 +2,6 @@
 hooks (FirstBlockCacheConfig, MagCacheConfig, TaylorSeerCacheConfig) on the same tiny seeded
 FluxTransformer2DModel, inputs and 12-step Euler flow-matching run: same per-step reuse decisions and
 the same outputs. The harness is tests/diffusers_host.py; no ComfyUI here."""
-import sys
 
 import pytest
 import torch
@@ -11,9 +10,9 @@ from diffusers.hooks.mag_cache import _MAG_CACHE_LEADER_BLOCK_HOOK, FLUX_MAG_RAT
 from diffusers.hooks.taylorseer_cache import _TAYLORSEER_CACHE_HOOK
 
 import diffusers_host as dh
-from comfy_runtime import REPO
+import pack
 
-sys.path.insert(0, str(REPO))
+pack.load_core()   # cache_core as a top-level package; the repo root on sys.path would shadow ComfyUI's nodes
 from cache_core import FirstBlockCache, MagCache, MagCacheCalibration, TaylorSeer  # noqa: E402
 
 STEPS = 12

@@ -1,6 +1,7 @@
-"""Every sampler ComfyUI 0.3.75 lists, with every method, on two schedulers: no error, a finite latent,
-the off setting bit-identical to no node, and each model call counted in the step whose noise interval
-holds its sigma (samplers that call the model twice or more per step, or off the schedule)."""
+"""Every sampler the running ComfyUI lists (make test runs this on each supported line), with every method, on two
+schedulers: no error, a finite latent, the off setting bit-identical to no node, and each model call counted in
+the step whose noise interval holds its sigma (samplers that call the model twice or more per step, or off the
+schedule)."""
 import bisect
 import math
 
@@ -11,6 +12,8 @@ import pack
 import tiny_models as tm
 from test_first_block_cache import last_stats
 from test_methods_comfy import METHODS, smoothcache
+
+pytestmark = pytest.mark.every_runtime   # what can differ between ComfyUI versions: make test runs it on each
 
 STEPS = 4
 SCHEDULERS = ["simple", "karras"]

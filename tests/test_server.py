@@ -7,7 +7,7 @@ from comfy_runtime import REPO
 
 import comfy_server  # noqa: E402
 
-pytestmark = pytest.mark.server
+pytestmark = [pytest.mark.server, pytest.mark.every_runtime]   # the real server: make test runs it on each ComfyUI line
 FIXTURE_NODES = REPO / "tests" / "fixtures" / "cachekit_test_nodes"
 
 

@@ -13,6 +13,8 @@ import tiny_models as tm
 from test_first_block_cache import STEPS, last_stats
 from test_methods_comfy import METHODS
 
+pytestmark = pytest.mark.every_runtime   # what can differ between ComfyUI versions: make test runs it on each
+
 LORA = "cachekit_test_lora.safetensors"
 
 

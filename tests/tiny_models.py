@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import torch
 
+from comfy_runtime import with_fields_since
+
 
 def _fill(model, seed: int, scale: float = 0.05):
     g = torch.Generator().manual_seed(seed)
@@ -63,7 +65,7 @@ def flux(seed=0, batch=1, size=16):
     cfg = dict(image_model="flux", in_channels=16, out_channels=16, vec_in_dim=32, context_in_dim=32,
                hidden_size=64, mlp_ratio=2.0, num_heads=2, depth=2, depth_single_blocks=2,
                axes_dim=[8, 12, 12], theta=10000, patch_size=2, qkv_bias=True, guidance_embed=True)
-    m = _patcher(sm.Flux, cfg, seed)
+    m = _patcher(sm.Flux, with_fields_since("comfy.ldm.flux.model:FluxParams", cfg, txt_ids_dims=[]), seed)
     g = torch.Generator().manual_seed(seed + 1)
     pos = _cond(torch.randn(1, 8, 32, generator=g), pooled_output=torch.randn(1, 32, generator=g), guidance=3.5)
     neg = _cond(torch.randn(1, 8, 32, generator=g), pooled_output=torch.randn(1, 32, generator=g), guidance=3.5)
@@ -75,6 +77,7 @@ def chroma(seed=0, batch=1, size=16):
     cfg = dict(image_model="chroma", in_channels=64, out_channels=64, context_in_dim=32, hidden_size=64,
                mlp_ratio=2.0, num_heads=2, depth=2, depth_single_blocks=2, axes_dim=[8, 12, 12], theta=10000,
                patch_size=2, qkv_bias=True, in_dim=64, out_dim=64, hidden_dim=64, n_layers=2)
+    cfg = with_fields_since("comfy.ldm.chroma.model:ChromaParams", cfg, txt_ids_dims=[], vec_in_dim=None)
     m = _patcher(sm.Chroma, cfg, seed)
     g = torch.Generator().manual_seed(seed + 1)
     # Chroma has no pooled text vector, but its model_base still reads the key.
@@ -111,6 +114,7 @@ def hunyuan_video(seed=0, batch=1, size=16, frames=1):
                hidden_size=64, mlp_ratio=2.0, num_heads=2, depth=2, depth_single_blocks=2, axes_dim=[8, 12, 12],
                theta=256, patch_size=[1, 2, 2], qkv_bias=True, guidance_embed=True, byt5=False, meanflow=False,
                use_cond_type_embedding=False, vision_in_dim=None)
+    cfg = with_fields_since("comfy.ldm.hunyuan_video.model:HunyuanVideoParams", cfg, meanflow_sum=False)
     m = _patcher(sm.HunyuanVideo, cfg, seed)
     g = torch.Generator().manual_seed(seed + 1)
     pos = _cond(torch.randn(1, 8, 32, generator=g), pooled_output=torch.randn(1, 32, generator=g), guidance=6.0)
@@ -130,14 +134,15 @@ def ltxv(seed=0, batch=1, size=4, frames=2):
     return m, torch.zeros(batch, 128, frames, size, size), pos, neg
 
 
-def flux2(seed=0, batch=1, size=8):
-    """Flux 2's layout (one global modulation, no biases, 4 rope axes, 128 latent channels) in the Flux class."""
+def flux2(seed=0, batch=1, size=8, guidance_embed=True):
+    """Flux 2's layout (one global modulation, no biases, 4 rope axes, 128 latent channels) in the Flux class;
+    guidance_embed=False: Klein's (distilled, no guidance input)."""
     import comfy.supported_models as sm
     cfg = dict(image_model="flux2", in_channels=128, out_channels=128, vec_in_dim=None, context_in_dim=32,
                hidden_size=64, mlp_ratio=3.0, num_heads=2, depth=2, depth_single_blocks=2, axes_dim=[8, 8, 8, 8],
-               theta=2000, patch_size=1, qkv_bias=False, guidance_embed=True, global_modulation=True,
+               theta=2000, patch_size=1, qkv_bias=False, guidance_embed=guidance_embed, global_modulation=True,
                mlp_silu_act=True, ops_bias=False, default_ref_method="index", ref_index_scale=10.0)
-    m = _patcher(sm.Flux2, cfg, seed)
+    m = _patcher(sm.Flux2, with_fields_since("comfy.ldm.flux.model:FluxParams", cfg, txt_ids_dims=[3]), seed)
     g = torch.Generator().manual_seed(seed + 1)
     pos = _cond(torch.randn(1, 8, 32, generator=g), guidance=4.0, pooled_output=None)
     neg = _cond(torch.randn(1, 8, 32, generator=g), guidance=4.0, pooled_output=None)
@@ -152,6 +157,8 @@ def chroma_radiance(seed=0, batch=1, size=16):
                patch_size=4, qkv_bias=True, in_dim=64, out_dim=64, hidden_dim=64, n_layers=2, nerf_hidden_size=16,
                nerf_mlp_ratio=2, nerf_depth=2, nerf_max_freqs=4, nerf_tile_size=512, nerf_final_head_type="conv",
                nerf_embedder_dtype=torch.float32)
+    cfg = with_fields_since("comfy.ldm.chroma_radiance.model:ChromaRadianceParams", cfg, txt_ids_dims=[],
+                            vec_in_dim=None, use_x0=False, use_sequential_txt_ids=False)
     m = _patcher(sm.ChromaRadiance, cfg, seed)
     g = torch.Generator().manual_seed(seed + 1)
     pos = _cond(torch.randn(1, 8, 32, generator=g), pooled_output=None)
@@ -167,6 +174,7 @@ def hunyuan_video15(seed=0, batch=1, size=4, frames=2):
                hidden_size=64, mlp_ratio=2.0, num_heads=2, depth=2, depth_single_blocks=2, axes_dim=[8, 12, 12],
                theta=256, patch_size=[1, 1, 1], qkv_bias=True, guidance_embed=False, byt5=True, meanflow=False,
                use_cond_type_embedding=True, vision_in_dim=48)
+    cfg = with_fields_since("comfy.ldm.hunyuan_video.model:HunyuanVideoParams", cfg, meanflow_sum=True)
     m = _patcher(sm.HunyuanVideo15, cfg, seed)
     g = torch.Generator().manual_seed(seed + 1)
     extra = lambda: dict(pooled_output=None, conditioning_byt5small=torch.randn(1, 3, 1472, generator=g),  # noqa
@@ -336,6 +344,19 @@ def lumina2(seed=0, batch=1, size=16):
     pos = _cond(torch.randn(1, 8, 32, generator=g))
     neg = _cond(torch.randn(1, 8, 32, generator=g))
     return m, torch.zeros(batch, 16, size, size), pos, neg
+
+
+def z_image(seed=0, batch=1, size=16):
+    """Z-Image's NextDiT (its modulation, captions and image padded to a multiple of 32 tokens), in the Lumina 2 row;
+    its modulation takes a 256-wide time embedding, so the model is 256 wide."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="lumina2", patch_size=2, in_channels=16, dim=256, n_layers=4, n_refiner_layers=1,
+               n_heads=2, n_kv_heads=2, axes_dims=[32, 48, 48], axes_lens=[64, 16, 16], cap_feat_dim=32,
+               qk_norm=True, z_image_modulation=True, pad_tokens_multiple=32, time_scale=1000.0)
+    m = _patcher(sm.ZImage, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    return m, torch.zeros(batch, 16, size, size), _cond(torch.randn(1, 8, 32, generator=g)), \
+        _cond(torch.randn(1, 8, 32, generator=g))
 
 
 def hidream(seed=0, batch=1, size=16):
