@@ -120,7 +120,7 @@ class CacheNode(CacheKitNode, ABC):
         if self.WINDOW is not None:
             start, end = validation.percent_window(self.NODE_NAME, v["start_percent"], v["end_percent"])
             fields = dict(fields, start_percent=start, end_percent=end)
-        return (install(model, fields, make_policy, self.NODE_NAME, unique_id),)
+        return (install(model, fields, make_policy, self.NODE_NAME, unique_id, node_class=type(self).__name__),)
 
     def targeted(self, model, target: float, policy, tuning: dict | None):
         """The method aimed at `target`: from a tuning made for it, or from its schedule when it has no probe."""

@@ -53,7 +53,9 @@ class CacheSpec(SharedOnClone):
     end_percent: float = 1.0
     warmup_steps: int = 0
     max_consecutive: int = -1
-    replaces: tuple[tuple[str, str | None], ...] = ()   # (node name, node id) of CacheKit nodes before this one
+    node_class: str | None = None    # the node's class id (ApplyFirstBlockCache): the frontend shows a run on its node only
+    # (node name, node id, node class) of the CacheKit nodes before this one on the MODEL, which it replaced
+    replaces: tuple[tuple[str, str | None, str | None], ...] = ()
     kernel_override: bool = False    # the method reaches attention kernels through ComfyUI's override (routes.py)
     live: LiveRuns = field(default_factory=LiveRuns)
 
@@ -78,7 +80,7 @@ class CacheSpec(SharedOnClone):
 
 
 def install(model, spec_fields: dict, make_policy: Callable[[], CachePolicy], node_name: str,
-            node_id: str | None = None, replacing: bool = True):
+            node_id: str | None = None, replacing: bool = True, node_class: str | None = None):
     """Return a clone of `model` with the method installed; `model` itself is left untouched. A calibration
     run passes replacing=False: it runs instead of an earlier CacheKit node on purpose."""
     family = detect(model, node_name)
@@ -101,14 +103,15 @@ def install(model, spec_fields: dict, make_policy: Callable[[], CachePolicy], no
             f"{node_name}: {family.name} {family.cfg_pairs}: the CFG cache, which runs the cond half alone, cannot "
             f"apply. Apply Pyramid Attention Broadcast reuses attention as this node would")
     earlier: CacheSpec | None = m.model_options["transformer_options"].get(SPEC_KEY)
-    replaces = ((earlier.node_name, earlier.node_id), *earlier.replaces) if earlier is not None and replacing else ()
+    replaces = (((earlier.node_name, earlier.node_id, earlier.node_class), *earlier.replaces)
+                if earlier is not None and replacing else ())
     if earlier is not None and replacing:
         # Methods do not stack: they would each own the same blocks. The later node wins, visibly.
         _log.warning("%s (node %s) replaces %s (node %s) on this MODEL: CacheKit methods do not stack, only the "
                      "last one before the sampler runs.", node_name, node_id, earlier.node_name, earlier.node_id)
     by_module = "attention" in policy.components and bool(family.attention_modules)
-    spec = CacheSpec(node_name=node_name, node_id=node_id, family=family, make_policy=make_policy,
-                     replaces=replaces, kernel_override="attention" in policy.components and not by_module,
+    spec = CacheSpec(node_name=node_name, node_id=node_id, node_class=node_class, family=family,
+                     make_policy=make_policy, replaces=replaces, kernel_override="attention" in policy.components and not by_module,
                      **spec_fields)
     routes.BLOCK_ROUTES[family.route](m, spec, family, positions)
     if "mlp" in policy.components:
@@ -177,7 +180,7 @@ def _outer_sample_wrapper(spec: CacheSpec, executor, *args, **kwargs):
         spec.live.pop(run)
         stats = run.close(status)
         stats.wall_s = time.perf_counter() - started
-        stats_feed.publish(stats, spec.node_id, spec.family.name, spec.node_name, spec.replaces)
+        stats_feed.publish(stats, spec.node_id, spec.family.name, spec.node_name, spec.replaces, spec.node_class)
 
 
 def hints_between_blocks(control, to: dict) -> str | None:

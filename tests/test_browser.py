@@ -210,3 +210,82 @@ def test_the_node_shows_the_run_the_server_reported(server, browser, tmp_path, v
         assert not ours, ours
     finally:
         page.context.close()
+
+
+def panels(page) -> dict:
+    """Every CacheKit panel on the open workflow that shows something: node id -> (node type, its text)."""
+    return page.js("""() => Object.fromEntries([...document.querySelectorAll('.cachekit-panel')]
+        .filter(e => e.textContent.trim()).map(e => [e.dataset.nodeId,
+            [window.app.graph.getNodeById(Number(e.dataset.nodeId))?.type ?? null, e.textContent.trim()]]))""")
+
+
+def with_node_id(workflow: dict, kind: str, new_id: int) -> dict:
+    """The workflow with the node of `kind` and the node holding id `new_id` trading ids (links follow)."""
+    old = next(n["id"] for n in workflow["nodes"] if n["type"] == kind)
+    swap = {old: new_id, new_id: old}
+    for n in workflow["nodes"]:
+        n["id"] = swap.get(n["id"], n["id"])
+    workflow["links"] = [[ln[0], swap.get(ln[1], ln[1]), ln[2], swap.get(ln[3], ln[3]), *ln[4:]]
+                         for ln in workflow["links"]]
+    workflow["last_node_id"] = max(workflow["last_node_id"], new_id)
+    return workflow
+
+
+def load_graph(page, workflow: dict):
+    """Load a workflow as a file opened in the browser would be (its own graph, its own id)."""
+    page.js("async (wf) => { await window.app.loadGraphData(wf); }", workflow)
+    page.page.wait_for_timeout(500)
+
+
+@pytest.mark.parametrize("vue", [False, True], ids=["classic", "nodes2"])
+def test_a_run_shows_only_on_the_node_of_the_workflow_that_ran_it(server, browser, vue):
+    """A run is shown on the node of its id and class, in the workflow that queued it, and nowhere else: not on
+    ComfyUI's default workflow (whose nodes have the same ids), not on another workflow with the same node ids,
+    not after a reload on a workflow that did not run it. A queued prompt's cache node says so until its run
+    arrives; a prompt refused at validation leaves its cache node empty, not showing an earlier run."""
+    page = Page(browser, server, vue)
+    try:
+        info = server.get("/object_info")
+        # the cache node takes the id of ComfyUI's default workflow's Save Image node
+        default_ids = page.js("async () => { await window.app.loadGraphData(); return window.app.graph._nodes.map("
+                              "n => [Number(n.id), n.type]); }")
+        save_id = next(i for i, t in default_ids if t == "SaveImage")
+        ran = with_node_id(tiny_workflow(info, seed=30 + vue), "ApplyFirstBlockCache", save_id)
+        ran["id"] = "00000000-0000-4000-8000-00000000000a"
+        twin = json.loads(json.dumps(ran)) | {"id": "00000000-0000-4000-8000-00000000000b"}
+        load_graph(page, ran)
+        nid = node_id(page, "ApplyFirstBlockCache")
+        page.js("""(id) => { const el = window.app.graph.getNodeById(id).widgets.find(w => w.name === 'cachekit_panel')
+                .element;
+            window.__cachekitStates = [];
+            new MutationObserver(() => window.__cachekitStates.push(el.dataset.state || (el.dataset.run ? 'run' : '')))
+                .observe(el, {attributes: true, childList: true, subtree: true}); }""", nid)
+        run = run_and_wait(page, server, nid)
+        check_shown(page, nid, run)
+        states = page.js("() => window.__cachekitStates")
+        assert {"queued", "running"} & set(states) and states[-1] == "run", states
+        assert set(panels(page)) == {str(nid), str(node_id(page, "CalibrateMagCache"))}
+        # ComfyUI's default workflow: its nodes take the same ids, and show nothing of CacheKit's
+        page.js("async () => { await window.app.loadGraphData(); }")
+        page.page.wait_for_timeout(500)
+        assert page.js("(id) => window.app.graph.getNodeById(Number(id))?.type", nid) not in (None, "ApplyFirstBlockCache")
+        assert panels(page) == {}
+        assert not page.js("() => window.app.graph._nodes.some(n => n.widgets?.some(w => w.name === 'cachekit_panel'))")
+        # another workflow with the same nodes and ids, never run: nothing; the one that ran: its run again
+        load_graph(page, twin)
+        assert node_id(page, "ApplyFirstBlockCache") == nid and panels(page) == {}
+        load_graph(page, ran)
+        check_shown(page, nid, run)
+        # a prompt refused at validation (a value out of range): the node does not keep showing the earlier run
+        page.js("""(id) => { const n = window.app.graph.getNodeById(Number(id));
+                             n.widgets.find(w => w.name === 'residual_diff_threshold').value = 'not a number'; }""", nid)
+        page.js("() => window.app.queuePrompt(0).catch(() => null)")   # the calibration part of it still runs
+        page.page.wait_for_function("(id) => window.app.graph.getNodeById(Number(id)).widgets.find("
+                                    "w => w.name === 'cachekit_panel').element.dataset.state === 'failed'",
+                                    arg=nid, timeout=30_000)
+        assert panel_text(page, nid) is None and panels(page)[str(nid)][1] == "did not run: an input was refused"
+        page.shot(f"refused_{'nodes2' if vue else 'classic'}")
+        ours = [e for e in page.errors if "cachekit.js" in e or e.startswith("CacheKit")]
+        assert not ours, ours
+    finally:
+        page.context.close()

@@ -178,11 +178,15 @@ def test_second_cache_node_replaces_the_first_and_both_nodes_are_told(server):
         "model": ["2", 0], "rel_l1_thresh": 0.5, "coefficients": "custom", "custom_coefficients": "1.0, 0.0",
         "start_percent": 0.0, "end_percent": 1.0}}
     g["6"]["inputs"]["model"] = ["8", 0]
-    _, events = server.run_watching(g, "cachekit.stats")
+    entry, events = server.run_watching(g, "cachekit.stats")
     by_node = {e["node_id"]: e for e in events}
     assert by_node["8"]["node"] == "Apply TeaCache" and by_node["8"]["method"] == "TeaCache"
-    assert by_node["8"]["replaces"] == [{"node": "Apply First Block Cache", "node_id": "2"}]
+    assert by_node["8"]["replaces"] == [{"node": "Apply First Block Cache", "node_id": "2",
+                                         "node_class": "ApplyFirstBlockCache"}]
     assert by_node["2"]["replaced_by"] == {"node": "Apply TeaCache", "node_id": "8"}
+    # each event names the prompt it ran in and the class of the node it is for: the page shows it there only
+    assert {e["prompt_id"] for e in events} == {entry["prompt"][1]}
+    assert (by_node["8"]["node_class"], by_node["2"]["node_class"]) == ("ApplyTeaCache", "ApplyFirstBlockCache")
     assert "Apply TeaCache (node 8) replaces Apply First Block Cache (node 2) on this MODEL" in server.log()
 
 

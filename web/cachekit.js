@@ -2,14 +2,43 @@
 // cache node that ran shows what it did: steps computed per stream, blocks saved, the run's wall time and a
 // per-step timeline (one row per stream: computed / reused / estimated). Calibrate and Load nodes show their
 // calibration as a small chart. Everything is a DOM widget, which both node renderers (the classic canvas and
-// Nodes 2.0) display; the last run per node is fetched from GET /cachekit/stats after a page reload.
+// Nodes 2.0) display.
+// A run is shown only where it belongs: on the node of its id and class, in the workflow that queued its prompt
+// (this page remembers which workflow queued which prompt, in localStorage, so a reload brings the last runs back
+// from GET /cachekit/stats); a queued prompt's cache nodes say "queued" / "running" until their run arrives, and
+// say so where the prompt failed or was interrupted before they ran.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
 const SETTING = "CacheKit.ShowTimeline";
 const WIDGET = "cachekit_panel";
-const lastRun = new Map();   // node id -> the newest run record the server reported for it
+const PROMPTS = "CacheKit.promptWorkflows";   // localStorage: prompt id -> id of the workflow that queued it
+const KEEP_PROMPTS = 200;
+const runs = new Map();      // "workflow id|node id" -> the newest run record the server reported for that node
+const pending = new Map();   // prompt id -> {workflow, nodes: Map(node id -> node class), state}
+const unclaimed = new Map(); // prompt id -> records that arrived before this page knew the prompt was its own
 const STEP_NAMES = { C: "computed", R: "reused", E: "estimated", "-": "not called" };
+const SHOWN = /^(Apply|Calibrate|Tune)|^LoadCacheCalibration$/;   // the nodes with a panel
+const RUNS = /^Apply/;                                              // those that report runs
+const KEEP_UNCLAIMED = 20;
+let awaiting = 0;        // queue requests this page sent that the server has not answered yet
+
+const workflowId = () => app.graph?.id ?? null;   // the graph's id, saved in the workflow file as its "id"
+const runKey = (workflow, nodeId) => `${workflow}|${nodeId}`;
+const nodeClass = (node) => node?.comfyClass ?? node?.type;
+
+function promptWorkflows() {
+  try { return JSON.parse(localStorage.getItem(PROMPTS)) || {}; } catch { return {}; }
+}
+
+function rememberPrompt(promptId, workflow) {
+  const map = promptWorkflows();
+  delete map[promptId];
+  map[promptId] = workflow;
+  const ids = Object.keys(map);
+  for (const id of ids.slice(0, Math.max(0, ids.length - KEEP_PROMPTS))) delete map[id];
+  try { localStorage.setItem(PROMPTS, JSON.stringify(map)); } catch { /* storage full or off: this page only */ }
+}
 
 function el(tag, cls, text) {
   const e = document.createElement(tag);
@@ -26,6 +55,8 @@ function addStyle() {
     .cachekit-panel { font: 11px sans-serif; color: #ccc; padding: 2px 4px; overflow: hidden; }
     .cachekit-summary { color: #8fd18f; margin-bottom: 3px; white-space: normal; }
     .cachekit-note { color: #e0c060; margin-bottom: 3px; white-space: normal; }
+    .cachekit-state { color: #aaa; font-style: italic; margin-bottom: 3px; white-space: normal; }
+    .cachekit-state.cachekit-failed { color: #e07a6a; font-style: normal; }
     .cachekit-row { display: flex; align-items: center; gap: 1px; height: 10px; margin: 1px 0; }
     .cachekit-label { width: 46px; flex: none; font-size: 9px; color: #aaa; }
     .cachekit-cell { flex: 1; height: 8px; min-width: 2px; border-radius: 1px; }
@@ -71,6 +102,7 @@ function showRun(node, run) {
   const root = panel(node);
   root.replaceChildren();
   root.dataset.run = String(run.run ?? "");
+  delete root.dataset.state;
   root.appendChild(el("div", "cachekit-summary", summarize(run)));
   const notes = run.replaced_by ? [] : run.notes || [];   // what the run says the user should know (few steps, ...)
   for (const n of notes) root.appendChild(el("div", "cachekit-note", n));
@@ -92,10 +124,22 @@ function showRun(node, run) {
   fit(node, root, 40 + extra + 13 * root.querySelectorAll(".cachekit-row").length);
 }
 
-function clearRun(node) {
-  lastRun.delete(String(node.id));
+function clearPanel(node) {
   const w = node.widgets?.find((x) => x.name === WIDGET);
-  if (w) { w.element.replaceChildren(); delete w.element.dataset.run; }
+  if (w) { w.element.replaceChildren(); delete w.element.dataset.run; delete w.element.dataset.state; }
+}
+
+function clearRun(node) {     // the node's settings changed: what it showed no longer describes it
+  runs.delete(runKey(workflowId(), node.id));
+  clearPanel(node);
+}
+
+function showState(node, state, text) {   // queued / running / failed: no run to show (yet)
+  const root = panel(node);
+  root.replaceChildren(el("div", `cachekit-state${state === "failed" ? " cachekit-failed" : ""}`, text));
+  delete root.dataset.run;
+  root.dataset.state = state;
+  fit(node, root, 34);
 }
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -142,26 +186,114 @@ function nodeById(id) {
   return graph?.getNodeById?.(Number(id)) ?? graph?.getNodeById?.(id) ?? null;
 }
 
+function show(node) {    // what belongs on this Apply node of the open workflow: its run, its prompt's state, or nothing
+  if (!RUNS.test(nodeClass(node) ?? "")) return;   // calibration charts come from the node's own output instead
+  const key = String(node.id);
+  const waiting = [...pending.values()].find((p) => p.workflow === workflowId() && p.nodes.has(key));
+  const run = runs.get(runKey(workflowId(), key));
+  if (waiting) showState(node, waiting.state, waiting.state === "running" ? "running…" : "queued…");
+  else if (run && run.node_class === nodeClass(node)) showRun(node, run);
+  else clearPanel(node);
+}
+
 function apply(run) {
   if (!run || run.node_id == null) return;
-  const key = String(run.node_id);
-  const prev = lastRun.get(key);
+  const workflow = promptWorkflows()[run.prompt_id];
+  if (!workflow) {        // not (yet) known as queued here: kept in case this page's queue answer is still coming
+    if (run.prompt_id && awaiting > 0) {
+      unclaimed.set(run.prompt_id, [...(unclaimed.get(run.prompt_id) || []), run]);
+      for (const id of [...unclaimed.keys()].slice(0, -KEEP_UNCLAIMED)) unclaimed.delete(id);
+    }
+    return;
+  }
+  const key = runKey(workflow, run.node_id);
+  const prev = runs.get(key);
   if (!run.replaced_by && prev && (prev.run ?? 0) > (run.run ?? 0)) return;
-  lastRun.set(key, run);
-  const node = nodeById(key);
-  if (node) showRun(node, run);
+  runs.set(key, run);
+  pending.get(run.prompt_id)?.nodes.delete(String(run.node_id));
+  if (workflow !== workflowId()) return;
+  const node = nodeById(run.node_id);
+  if (node) show(node);
+}
+
+function panelNodes() {
+  return (app.graph?._nodes ?? app.graph?.nodes ?? []).filter((n) => n.widgets?.some((w) => w.name === WIDGET));
+}
+
+function showAll() {
+  for (const node of panelNodes()) show(node);
+}
+
+// a prompt this page queues: remember its workflow, and mark the cache nodes it runs as queued
+function watchQueue() {
+  const queue = api.queuePrompt;
+  api.queuePrompt = async function (number, data, ...rest) {
+    const workflow = data?.workflow?.id ?? workflowId();
+    const ours = Object.entries(data?.output ?? {}).filter(([, n]) => RUNS.test(n?.class_type ?? ""));
+    let res;
+    awaiting += 1;
+    try {
+      res = await queue.call(this, number, data, ...rest);
+    } catch (e) {          // refused at validation: none of its cache nodes ran (the errors are on their inputs)
+      refuse(workflow, ours.map(([id]) => id));
+      throw e;
+    } finally {
+      awaiting -= 1;
+    }
+    if (res?.prompt_id) {
+      // ComfyUI runs the outputs whose nodes are valid and names the others' errors in the answer
+      const refused = new Set(Object.keys(res.node_errors ?? {}));
+      const queued = ours.filter(([id]) => !refused.has(String(id)));
+      refuse(workflow, ours.map(([id]) => String(id)).filter((id) => refused.has(id)));
+      rememberPrompt(res.prompt_id, workflow);
+      pending.set(res.prompt_id, { workflow, state: "queued",
+                                   nodes: new Map(queued.map(([id, n]) => [String(id), n.class_type])) });
+      if (workflow === workflowId()) for (const [id] of queued) { const n = nodeById(id); if (n) show(n); }
+      for (const run of unclaimed.get(res.prompt_id) || []) apply(run);
+      unclaimed.delete(res.prompt_id);
+    }
+    return res;
+  };
+}
+
+function refuse(workflow, ids) {   // nodes the server refused at validation: they will not run, so show no run
+  if (workflow !== workflowId()) return;
+  for (const id of ids) {
+    const node = nodeById(id);
+    if (node && RUNS.test(nodeClass(node) ?? "")) showState(node, "failed", "did not run: an input was refused");
+  }
+}
+
+function settle(promptId, state, text) {   // the prompt ended: its cache nodes that got no run say why
+  const p = pending.get(promptId);
+  if (!p) return;
+  pending.delete(promptId);
+  if (p.workflow !== workflowId()) return;
+  for (const id of p.nodes.keys()) {
+    const node = nodeById(id);
+    if (!node) continue;
+    if (state) showState(node, state, text);
+    else show(node);      // nothing new ran there (ComfyUI reused its cached result): its last run, if any
+  }
+}
+
+function onPromptEvents() {
+  api.addEventListener("execution_start", ({ detail }) => {
+    const p = pending.get(detail?.prompt_id);
+    if (!p) return;
+    p.state = "running";
+    if (p.workflow === workflowId()) for (const id of p.nodes.keys()) { const n = nodeById(id); if (n) show(n); }
+  });
+  api.addEventListener("execution_success", ({ detail }) => settle(detail?.prompt_id));
+  api.addEventListener("execution_error", ({ detail }) => settle(detail?.prompt_id, "failed",
+    `did not run: the prompt stopped with an error${detail?.node_id != null ? ` at node #${detail.node_id}` : ""}`));
+  api.addEventListener("execution_interrupted", ({ detail }) => settle(detail?.prompt_id, "failed",
+    "did not run: the prompt was interrupted"));
 }
 
 // the last run of each node survives a page reload: the server keeps recent runs (fetched in setup)
 let statsLoaded;
 const statsReady = new Promise((resolve) => { statsLoaded = resolve; });
-
-function showAll() {
-  for (const [id, run] of lastRun) {
-    const n = nodeById(id);
-    if (n) showRun(n, run);
-  }
-}
 
 app.registerExtension({
   name: "CacheKit.RunStats",
@@ -176,6 +308,8 @@ app.registerExtension({
   async setup() {
     addStyle();
     timelineOn = app.extensionManager?.setting?.get?.(SETTING) !== false;
+    watchQueue();
+    onPromptEvents();
     api.addEventListener("cachekit.stats", ({ detail }) => apply(detail));
     try {
       const res = await api.fetchApi("/cachekit/stats");
@@ -186,27 +320,20 @@ app.registerExtension({
     statsLoaded();
     showAll();
   },
-  afterConfigureGraph() {     // a workflow restored or loaded: its nodes show their last run
+  afterConfigureGraph() {     // a workflow restored or loaded: its nodes show their last run there, nothing else
     showAll();
-  },
-  loadedGraphNode(node) {
-    const run = lastRun.get(String(node.id));
-    if (run) showRun(node, run);
   },
   async beforeRegisterNodeDef(nodeType, nodeData) {
     if (nodeData.category !== "CacheKit") return;
     const created = nodeType.prototype.onNodeCreated;
-    const shows = /^(Apply|Calibrate|Tune)|^LoadCacheCalibration$/.test(nodeData.name);
+    const shows = SHOWN.test(nodeData.name);
     nodeType.prototype.onNodeCreated = function () {
       const r = created?.apply(this, arguments);
       // the panel is there from the start: Nodes 2.0 mounts the widgets a node has when it is drawn
       if (shows) {
         panel(this);
-        // a restored workflow's node gets its id after this: show its last run once both are known
-        statsReady.then(() => setTimeout(() => {
-          const run = lastRun.get(String(this.id));
-          if (run && this.graph) showRun(this, run);
-        }, 0));
+        // a restored workflow's node gets its id after this: show what belongs on it once both are known
+        statsReady.then(() => setTimeout(() => { if (this.graph) show(this); }, 0));
       }
       if (nodeData.name.startsWith("Apply")) {
         // a setting or link the user changes: the shown run no longer describes the node. Loading a workflow
