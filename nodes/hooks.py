@@ -111,8 +111,8 @@ def install(model, spec_fields: dict, make_policy: Callable[[], CachePolicy], no
                      "last one before the sampler runs.", node_name, node_id, earlier.node_name, earlier.node_id)
     by_module = "attention" in policy.components and bool(family.attention_modules)
     spec = CacheSpec(node_name=node_name, node_id=node_id, node_class=node_class, family=family,
-                     make_policy=make_policy, replaces=replaces, kernel_override="attention" in policy.components and not by_module,
-                     **spec_fields)
+                     make_policy=make_policy, replaces=replaces,
+                     kernel_override="attention" in policy.components and not by_module, **spec_fields)
     routes.BLOCK_ROUTES[family.route](m, spec, family, positions)
     if "mlp" in policy.components:
         routes.mlps(m, spec, family, positions)
@@ -180,7 +180,7 @@ def _outer_sample_wrapper(spec: CacheSpec, executor, *args, **kwargs):
         spec.live.pop(run)
         stats = run.close(status)
         stats.wall_s = time.perf_counter() - started
-        stats_feed.publish(stats, spec.node_id, spec.family.name, spec.node_name, spec.replaces, spec.node_class)
+        stats_feed.publish(stats, spec)
 
 
 def hints_between_blocks(control, to: dict) -> str | None:

@@ -15,24 +15,25 @@ _RUNS = itertools.count(1)   # every published run gets the next number (the deq
 EVENT = "cachekit.stats"
 
 
-def publish(stats: RunStats, node_id: str | None, family: str, node_name: str = "",
-            replaces: tuple[tuple[str, str | None, str | None], ...] = (), node_class: str | None = None) -> dict:
-    """A finished run: logged, kept, and sent to the page that queued it. The record names the prompt it ran in
-    and the node (id and class) that made it, so the web extension shows it on that node of that workflow only."""
+def publish(stats: RunStats, spec) -> dict:
+    """A finished run of the node `spec` describes (hooks.CacheSpec): logged, kept, and sent to the page that queued
+    it. The record names the prompt it ran in and the node (id and class) that made it, so the web extension shows
+    it on that node of that workflow only."""
+    node_name, node_id = spec.node_name, spec.node_id
     for line in stats.log_lines():
         _log.info(line)
-    for name, earlier_id, _ in replaces:
+    for name, earlier_id, _ in spec.replaces:
         _log.warning("CacheKit: %s (node %s) did not run: %s (node %s) after it replaced it.",
                      name, earlier_id, node_name, node_id)
     prompt_id = getattr(_server(), "last_prompt_id", None)    # the prompt the server is executing
     record = stats.to_dict() | {"run": next(_RUNS), "prompt_id": prompt_id, "node_id": node_id,
-                                "node_class": node_class, "node": node_name, "family": family,
-                                "replaces": [{"node": n, "node_id": i, "node_class": c} for n, i, c in replaces],
+                                "node_class": spec.node_class, "node": node_name, "family": spec.family.name,
+                                "replaces": [{"node": n, "node_id": i, "node_class": c} for n, i, c in spec.replaces],
                                 "summary": stats.summary()}
     _RECENT.append(record)
     _send(record)
     _progress_text("\n".join([record["summary"], *stats.notes]), node_id)
-    for name, earlier_id, earlier_class in replaces:   # the replaced nodes say so on themselves
+    for name, earlier_id, earlier_class in spec.replaces:   # the replaced nodes say so on themselves
         _send({"prompt_id": prompt_id, "node_id": earlier_id, "node_class": earlier_class, "node": name,
                "replaced_by": {"node": node_name, "node_id": node_id}})
     return record

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Bring up the real ComfyUI runtimes CacheKit is tested against, idempotently; a second run only checks.
 #   .runtime/comfyui-0.33.0/ComfyUI  the current line (the default for make demo, make bench, the browser test)
-#   .runtime/comfyui-0.33.0/venv     its Python: requirements/comfyui-0.33.0.txt, its requirements.txt, requirements/dev.txt
+#   .runtime/comfyui-0.33.0/venv     its Python: requirements/comfyui-0.33.0.txt, ComfyUI's requirements.txt and
+#                                    requirements/dev.txt
 #   .runtime/comfyui-0.3.75/...      the oldest supported line, the same way
 #   /usr/bin/chromium                Debian's Chromium, for the browser test (apt)
 # usage: scripts/setup_runtime.sh [VERSION ...]      (no argument: every runtime)

@@ -268,7 +268,8 @@ def test_a_run_shows_only_on_the_node_of_the_workflow_that_ran_it(server, browse
         # ComfyUI's default workflow: its nodes take the same ids, and show nothing of CacheKit's
         page.js("async () => { await window.app.loadGraphData(); }")
         page.page.wait_for_timeout(500)
-        assert page.js("(id) => window.app.graph.getNodeById(Number(id))?.type", nid) not in (None, "ApplyFirstBlockCache")
+        assert page.js("(id) => window.app.graph.getNodeById(Number(id))?.type", nid) not in (None,
+                                                                                          "ApplyFirstBlockCache")
         assert panels(page) == {}
         assert not page.js("() => window.app.graph._nodes.some(n => n.widgets?.some(w => w.name === 'cachekit_panel'))")
         # another workflow with the same nodes and ids, never run: nothing; the one that ran: its run again
@@ -277,8 +278,8 @@ def test_a_run_shows_only_on_the_node_of_the_workflow_that_ran_it(server, browse
         load_graph(page, ran)
         check_shown(page, nid, run)
         # a prompt refused at validation (a value out of range): the node does not keep showing the earlier run
-        page.js("""(id) => { const n = window.app.graph.getNodeById(Number(id));
-                             n.widgets.find(w => w.name === 'residual_diff_threshold').value = 'not a number'; }""", nid)
+        page.js("""(id) => window.app.graph.getNodeById(Number(id)).widgets
+                       .find(w => w.name === 'residual_diff_threshold').value = 'not a number'""", nid)
         page.js("() => window.app.queuePrompt(0).catch(() => null)")   # the calibration part of it still runs
         page.page.wait_for_function("(id) => window.app.graph.getNodeById(Number(id)).widgets.find("
                                     "w => w.name === 'cachekit_panel').element.dataset.state === 'failed'",

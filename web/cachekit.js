@@ -186,7 +186,8 @@ function nodeById(id) {
   return graph?.getNodeById?.(Number(id)) ?? graph?.getNodeById?.(id) ?? null;
 }
 
-function show(node) {    // what belongs on this Apply node of the open workflow: its run, its prompt's state, or nothing
+// what belongs on this Apply node of the open workflow: its run, its prompt's state, or nothing
+function show(node) {
   if (!RUNS.test(nodeClass(node) ?? "")) return;   // calibration charts come from the node's own output instead
   const key = String(node.id);
   const waiting = [...pending.values()].find((p) => p.workflow === workflowId() && p.nodes.has(key));
