@@ -23,3 +23,8 @@ def magcache(name: str) -> dict:
 
 def names(kind: str) -> list[str]:
     return list(_load(kind))
+
+
+def family(kind: str, name: str) -> str:
+    """The model family a preset was published for (a name of the family table, nodes/families.py)."""
+    return _load(kind)[name]["family"]

@@ -7,7 +7,7 @@ from .fastercache import ApplyFasterCache
 from .first_block_cache import ApplyFirstBlockCache
 from .magcache import ApplyMagCache, CalibrateMagCache
 from .pab import ApplyPyramidAttentionBroadcast
-from .ray_workers import CacheKitOnRayWorkers
+from .ray_workers import CacheKitOnRayWorkers, RaylightCacheKit
 from .seacache import ApplySeaCache
 from .spectrum import ApplySpectrumCache
 from .smoothcache import ApplySmoothCache, CalibrateSmoothCache, SmoothCacheSchedule
@@ -19,7 +19,7 @@ _NODES = (ApplyFirstBlockCache, ApplyTeaCache, CalibrateTeaCache, ApplyMagCache,
           ApplyTaylorSeerCache, ApplyDBCache, ApplyPyramidAttentionBroadcast, CalibrateSmoothCache, SmoothCacheSchedule,
           ApplySmoothCache, ApplyFasterCache, SaveCacheCalibration, LoadCacheCalibration,
           CompareCacheQuality, TuneCacheThreshold, ApplySeaCache,
-          ApplySpectrumCache, CacheKitOnRayWorkers)
+          ApplySpectrumCache, RaylightCacheKit, CacheKitOnRayWorkers)
 calibration_files.register()
 NODE_CLASS_MAPPINGS = {cls.__name__: cls for cls in _NODES}
 NODE_DISPLAY_NAME_MAPPINGS = {cls.__name__: cls.NODE_NAME for cls in _NODES}

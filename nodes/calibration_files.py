@@ -141,7 +141,7 @@ def load(name: str) -> dict:
     import folder_paths
     path = folder_paths.get_full_path(FOLDER, name) if isinstance(name, str) and name else None
     if path is None:
-        raise ValueError(f"no calibration file {name!r} in {folders()}")
+        raise ValueError(missing(name))
     real = os.path.realpath(path)
     if not any(os.path.commonpath([real, os.path.realpath(f)]) == os.path.realpath(f) for f in folders()):
         raise ValueError(f"calibration file {name!r} lies outside the calibrations folders")
@@ -155,6 +155,35 @@ def load(name: str) -> dict:
     except ValueError as e:
         raise ValueError(f"calibration file {name!r} {e}") from None
     return data | {"file": name}
+
+
+def path_of(name: str) -> str | None:
+    """Where a listed calibration lies on disk."""
+    import folder_paths
+    return folder_paths.get_full_path(FOLDER, name)
+
+
+WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"   # the shipped example workflows
+
+
+def missing(name) -> str:
+    """What to do about a calibration file that is not there: run the workflow that saves it (a shipped one whose
+    Save Cache Calibration prefix makes this name, if any) or save one with that name."""
+    prefix = re.sub(r"_\d+\.json$", "", str(name))
+    makers = []
+    for path in sorted(WORKFLOWS.glob("*.json")):
+        try:
+            nodes = json.loads(path.read_text(encoding="utf-8")).get("nodes", [])
+        except (OSError, ValueError):
+            continue
+        if any(n.get("type") == "SaveCacheCalibration" and (n.get("widgets_values") or [None])[-1] == prefix
+               for n in nodes):
+            makers.append(path.stem)
+    made_by = (f"the {' or '.join(repr(m) for m in makers)} workflow (CacheKit's templates) writes it: open and run "
+               f"that one first, then run this one again") if makers else (
+        "Save Cache Calibration writes the files listed here: run the workflow that calibrates this model first, "
+        "or pick another file")
+    return f"no calibration file {name!r} in {folders()}; {made_by}"
 
 
 def summary(calibration: dict) -> str:

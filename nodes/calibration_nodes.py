@@ -17,6 +17,7 @@ class SaveCacheCalibration(common.CacheKitNode):
                    "coefficients) as JSON into models/cache_calibrations, with the model and sampling it was made "
                    "with. Load Cache Calibration lists it in later workflows. Never overwrites a file.")
     NODE_NAME = "Save Cache Calibration"
+    CATEGORY = common.FILES
     RETURN_TYPES = ()
     OUTPUT_NODE = True
     FUNCTION = "save"
@@ -40,13 +41,16 @@ class SaveCacheCalibration(common.CacheKitNode):
         except ValueError as e:
             self.fail(str(e))
         _log.info("%s: wrote %s (%s)", self.NODE_NAME, name, files.summary(v["calibration"]))
-        return {"ui": {"cachekit_calibration": [name]}}
+        # the node says where the file went: Load Cache Calibration lists it under this name
+        return {"ui": {"cachekit_calibration": [name], "cachekit_saved": [{"name": name, "path": files.path_of(name),
+                                                                            "summary": files.summary(v["calibration"])}]}}
 
 
 class LoadCacheCalibration(common.CacheKitNode):
     DESCRIPTION = ("Loads a calibration saved with Save Cache Calibration (models/cache_calibrations, refreshed "
                    "like other model lists). Connect it where the calibrate node's output would go.")
     NODE_NAME = "Load Cache Calibration"
+    CATEGORY = common.FILES
     RETURN_TYPES = (files.ANY_CALIBRATION,)
     RETURN_NAMES = ("calibration",)
     FUNCTION = "load"
@@ -59,6 +63,14 @@ class LoadCacheCalibration(common.CacheKitNode):
     def checked(cls, values):
         # the file name is checked by load(), which says which folders were searched
         return {k: v for k, v in values.items() if k == "calibration"}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, calibration):
+        # in place of ComfyUI's "value not in list": a missing file is most often one a calibrate workflow
+        # writes, not run yet here; say which
+        if calibration in files.names():
+            return True
+        return f"{cls.NODE_NAME}: {files.missing(calibration)}"
 
     @classmethod
     def IS_CHANGED(cls, calibration):

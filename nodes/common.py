@@ -1,19 +1,58 @@
 """What the CacheKit nodes share, so each node file holds only what is its own: the category, the display
-name, one check of every input against its own declaration (ComfyUI's VALIDATE_INPUTS before the run,
-and the node function again, since linked values skip the frontend), MODEL in/out with the schedule
-window, and KSampler's inputs for the calibration nodes."""
+name, one check of every input against its own declaration in the node function (at queue time ComfyUI checks
+widget values against the same declaration itself, one error on each input that is out of range; linked values
+reach only the node function), MODEL in/out with the schedule window, and KSampler's inputs for the calibration
+nodes."""
 from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
 from typing import Callable
 
-from ..cache_core import calibration_data
+from ..cache_core import calibration_data, presets
 from . import charts, validation
+from .families import SUPPORTED_NAMES, made_for
 
 _log = logging.getLogger("CacheKit")
 
-MODEL_INPUT = ("MODEL", {"tooltip": "A diffusion transformer: Flux, Chroma, Wan, Qwen-Image, HunyuanVideo or LTXV."})
+MODEL_INPUT = ("MODEL", {"tooltip": f"A diffusion transformer from a loader (or a LoRA / sampling node after one). "
+                                    f"Supported: {SUPPORTED_NAMES}."})
+# The node library's folders: what a user picks first, then the two-step workflows, then files, then the rest
+APPLY, CALIBRATE, FILES, ADVANCED = ("CacheKit", "CacheKit/calibrate and tune", "CacheKit/files",
+                                     "CacheKit/advanced")
+# Short widget labels (the frontend shows an input's display_name): the input names stay what saved workflows use
+LABELS = {
+    "residual_diff_threshold": "threshold", "max_consecutive_skips": "max skips in a row",
+    "target_compute": "target compute", "custom_coefficients": "custom coefs", "retention_ratio": "retention",
+    "Fn_compute_blocks": "front blocks Fn", "Bn_compute_blocks": "back blocks Bn", "max_warmup_steps": "warmup steps",
+    "max_cached_steps": "max cached", "max_continuous_cached_steps": "max cached in a row",
+    "max_accumulated_residual_diff": "max total diff", "taylorseer_order": "Taylor order",
+    "self_attention_interval": "self-attn every", "cross_attention_interval": "cross-attn every",
+    "uncond_interval": "uncond every", "uncond_max_sigma": "uncond max sigma", "attention_interval": "attn every",
+    "attention_weight": "attn weight", "attention_max_sigma": "attn max sigma", "retention_steps": "retention",
+}
+
+
+# The speed/quality dial of each method, in one plain sentence before the tooltip's details
+FASTER = "Higher = faster, lower = closer to the uncached result. "
+PLAIN = {name: FASTER for name in ("residual_diff_threshold", "rel_l1_thresh", "threshold", "cache_interval",
+                                   "self_attention_interval", "cross_attention_interval", "alpha")}
+
+
+def labelled(inputs: dict) -> dict:
+    """The declarations with a short display_name where LABELS has one (and the declaration none), and the plain
+    sentence of PLAIN in front of the tooltip."""
+    out = {}
+    for name, decl in inputs.items():
+        if len(decl) > 1 and (name in LABELS or name in PLAIN):
+            opts = dict(decl[1])
+            if name in LABELS:
+                opts.setdefault("display_name", LABELS[name])
+            if name in PLAIN and not opts.get("tooltip", "").startswith(PLAIN[name]):
+                opts["tooltip"] = PLAIN[name] + opts.get("tooltip", "")
+            decl = (decl[0], opts, *decl[2:])
+        out[name] = decl
+    return out
 
 
 def window_inputs(start_percent: float = 0.0, end_percent: float = 1.0) -> dict:
@@ -27,7 +66,7 @@ def window_inputs(start_percent: float = 0.0, end_percent: float = 1.0) -> dict:
 
 class CacheKitNode:
     """Every CacheKit node. NODE_NAME is its display name and what its messages start with."""
-    CATEGORY = "CacheKit"
+    CATEGORY = CALIBRATE
     NODE_NAME = "CacheKit"
 
     @classmethod
@@ -46,18 +85,17 @@ class CacheKitNode:
         """The values held to the node's declaration: numbers finite and in range, choices valid."""
         return validation.declared(cls.NODE_NAME, cls.declared_inputs(), values)
 
-    @classmethod
-    def VALIDATE_INPUTS(cls, **values):
-        # ComfyUI calls this at queue time with the widget values (linked ones are not known yet: None) and
-        # then skips its own min/max/choice checks, so the message that comes back is CacheKit's
-        try:
-            cls.checked({k: v for k, v in values.items() if v is not None})
-        except validation.CacheKitInputError as e:
-            return str(e)
-        return True
+    # No VALIDATE_INPUTS: ComfyUI would attach its one answer to every input of the node. Without it ComfyUI holds
+    # each widget value to its min/max/choices at queue time and names the one input that is wrong.
 
     def fail(self, message: str):
         raise validation.CacheKitInputError(f"{self.NODE_NAME}: {message}")
+
+    def warn(self, message: str) -> None:
+        """Something the user should know that does not stop the node: logged, and shown on the node with each
+        run it makes (Apply nodes)."""
+        _log.warning("%s: %s", self.NODE_NAME, message)
+        self.warnings = [*getattr(self, "warnings", []), message]
 
 
 TUNING_TYPE = "CACHE_TUNING"
@@ -82,6 +120,7 @@ class CacheNode(CacheKitNode, ABC):
     target_compute replaces (threshold-driven methods)."""
     RETURN_TYPES = ("MODEL",)
     FUNCTION = "apply"
+    CATEGORY = APPLY
     WINDOW: dict | None = {}          # defaults for window_inputs(); None = no window inputs
     OPTIONAL: dict = {}
     THRESHOLD: str | None = None
@@ -95,10 +134,10 @@ class CacheNode(CacheKitNode, ABC):
         required = {"model": MODEL_INPUT, **cls.own_inputs()}
         if cls.WINDOW is not None:
             required.update(window_inputs(**cls.WINDOW))
-        spec = {"required": required, "hidden": {"unique_id": "UNIQUE_ID"}}
+        spec = {"required": labelled(required), "hidden": {"unique_id": "UNIQUE_ID"}}
         optional = {**cls.OPTIONAL, **(target_inputs() if cls.THRESHOLD else {})}
         if optional:
-            spec["optional"] = optional
+            spec["optional"] = labelled(optional)
         return spec
 
     @abstractmethod
@@ -111,6 +150,7 @@ class CacheNode(CacheKitNode, ABC):
         optional = {name: decl[1]["default"] for name, decl in self.INPUT_TYPES().get("optional", {}).items()
                     if len(decl) > 1 and "default" in decl[1]}
         v = self.checked(optional | inputs)
+        self.warnings = []           # ComfyUI keeps a node's object between prompts
         target = v["target_compute"] if self.THRESHOLD else 0.0
         if target > 0.0:
             v[self.THRESHOLD] = 1.0          # a placeholder: each run sets it from the target
@@ -120,6 +160,7 @@ class CacheNode(CacheKitNode, ABC):
         if self.WINDOW is not None:
             start, end = validation.percent_window(self.NODE_NAME, v["start_percent"], v["end_percent"])
             fields = dict(fields, start_percent=start, end_percent=end)
+        fields = dict(fields, notes=tuple(self.warnings))
         return (install(model, fields, make_policy, self.NODE_NAME, unique_id, node_class=type(self).__name__),)
 
     def targeted(self, model, target: float, policy, tuning: dict | None):
@@ -149,10 +190,16 @@ class CacheNode(CacheKitNode, ABC):
     def resolve_preset(self, method: str, choice: str, model) -> str | None:
         """'auto': the published preset for the detected family/variant, or None where there is none;
         otherwise the named one (checked against the declared choices)."""
-        if choice != "auto":
-            return choice
         from .families import detect
-        return detect(model, self.NODE_NAME).preset(method, model.model.diffusion_model)
+        family = detect(model, self.NODE_NAME)
+        if choice == "auto":
+            return family.preset(method, model.model.diffusion_model)
+        published_for = presets.family(method, choice)
+        if not made_for(family, published_for):
+            self.warn(f"the preset '{choice}' was published for {published_for}, and this model is {family.name}: "
+                      f"its numbers do not describe this model, so reuse decisions will be off. Use 'auto', or "
+                      f"calibrate this model ({'Calibrate TeaCache' if method == 'teacache' else 'Calibrate MagCache'})")
+        return choice
 
     def saved_calibration(self, fmt: str, model, calibrate_node: str) -> dict:
         """For 'auto' without a published preset: the newest saved calibration made on this very model."""
@@ -191,6 +238,7 @@ class CalibrateNode(CacheKitNode, ABC):
     extra inputs and the recorder."""
     RETURN_NAMES = ("calibration", "latent")
     FUNCTION = "calibrate"
+    CATEGORY = CALIBRATE
 
     @classmethod
     def own_inputs(cls) -> dict:
@@ -198,7 +246,7 @@ class CalibrateNode(CacheKitNode, ABC):
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {**sampler_inputs(), **cls.own_inputs()}}
+        return {"required": labelled({**sampler_inputs(), **cls.own_inputs()})}
 
     @abstractmethod
     def recorder(self, v: dict, model):

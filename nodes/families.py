@@ -473,12 +473,20 @@ _CASCADE = ("(Stable Cascade) is a UNet of residual and attention blocks, not a 
 # Classes ComfyUI ships that no method here can serve, and why (anything else unknown gets the generic message)
 UNSUPPORTED = {
     "comfy.ldm.modules.diffusionmodules.openaimodel.UNetModel":
-        "is a UNet (SD1.x/SD2/SDXL), not a diffusion transformer: these methods cache transformer block stacks",
+        "is a UNet (SD1.x/SD2/SDXL), not a diffusion transformer: these methods cache transformer block stacks. "
+        "For a UNet use ComfyUI's own EasyCache node (model patches, under sampling), which skips whole steps on "
+        "any model",
     "comfy.ldm.cascade.stage_c.StageC": _CASCADE,
     "comfy.ldm.cascade.stage_b.StageB": _CASCADE,
 }
 
 SUPPORTED_NAMES = ", ".join(f.name for f in FAMILIES)
+
+
+def made_for(family: Family, preset_family: str) -> bool:
+    """Whether a preset published for `preset_family` describes models of `family` (its variants included:
+    "Wan" presets fit "Wan VACE")."""
+    return family.name == preset_family or family.name.startswith(preset_family + " ")
 
 
 class UnsupportedModelError(ValueError):

@@ -7,6 +7,7 @@ from . import common
 
 class ApplyFirstBlockCache(common.CacheNode):
     NODE_NAME = "Apply First Block Cache"
+    SEARCH_ALIASES = ["cache", "fbcache", "first block cache"]   # the node to start with comes first for "cache"
     THRESHOLD = "residual_diff_threshold"
     DESCRIPTION = ("Runs the first transformer block every step and reuses the rest of the stack from the "
                    "last computed step while the first block's output barely changes. Put it between the "

@@ -57,6 +57,7 @@ class CacheSpec(SharedOnClone):
     # (node name, node id, node class) of the CacheKit nodes before this one on the MODEL, which it replaced
     replaces: tuple[tuple[str, str | None, str | None], ...] = ()
     kernel_override: bool = False    # the method reaches attention kernels through ComfyUI's override (routes.py)
+    notes: tuple[str, ...] = ()      # what the node warned of when it was applied: shown with every run it makes
     live: LiveRuns = field(default_factory=LiveRuns)
 
     def new_run(self, model_patcher, sigmas: torch.Tensor) -> CacheRun:
@@ -68,7 +69,7 @@ class CacheSpec(SharedOnClone):
         end = -1.0 if self.end_percent >= 1.0 else float(ms.percent_to_sigma(self.end_percent))
         limits = ReuseLimits(start_sigma=start, end_sigma=end, warmup_steps=self.warmup_steps,
                              max_consecutive=self.max_consecutive)
-        notes, schedule = [], sigmas.tolist()
+        notes, schedule = list(self.notes), sigmas.tolist()
         if isinstance(self.make_policy, Targeted):   # a target instead of a threshold: picked for this run
             policy, note = self.make_policy.at(schedule, limits, len(layout))
             notes.append(note)
@@ -164,8 +165,8 @@ def _outer_sample_wrapper(spec: CacheSpec, executor, *args, **kwargs):
         raise CacheKitInputError(f"{spec.node_name}: {e}") from None
     if 0 < run.stats.total_steps <= FEW_STEPS:
         run.stats.notes.append(
-            f"{run.stats.total_steps} steps: few-step (distilled) runs gain little from caching and lose quality "
-            f"fast at high thresholds (diffusers #14025, MagCache #16); the node's settings are used as given")
+            f"{run.stats.total_steps} steps: few-step (distilled) models gain little from caching and lose "
+            f"quality fast at high thresholds; the node's settings are used as given (README: few-step models)")
         _log.warning("%s: %s", spec.node_name, run.stats.notes[-1])
     spec.live.push(run)
     status, started = "error", time.perf_counter()

@@ -40,8 +40,9 @@ def _apply_in_worker(model, pack_dir: str, node_class: str, values: dict):
     return getattr(node(), node.FUNCTION)(model=model, **values)[0]
 
 
-class CacheKitOnRayWorkers(common.CacheKitNode):
-    NODE_NAME = "Apply CacheKit on Ray Workers"
+class RaylightCacheKit(common.CacheKitNode):
+    NODE_NAME = "Raylight: CacheKit on Ray Workers"   # named for the pack it serves: not a cache method itself
+    CATEGORY = common.ADVANCED
     DESCRIPTION = ("For raylight (multi-GPU with Ray): applies a CacheKit method to the model in every Ray worker, "
                    "between raylight's loader and its sampler. The ranks that share one sequence agree on every "
                    "cache decision.")
@@ -89,3 +90,9 @@ class CacheKitOnRayWorkers(common.CacheKitNode):
         ray_actors, workers, _ = ensure_fresh_actors(ray_actors)
         ray.get([w.model_function_runner.remote(_apply_in_worker, PACK_DIR, node.__name__, values) for w in workers])
         return (ray_actors,)
+
+
+class CacheKitOnRayWorkers(RaylightCacheKit):
+    """The node's id before 0.4: workflows saved with it still load and run; the search lists the new one only
+    (its id began with "Cache", which put it first in every search for "cache")."""
+    DEPRECATED = True

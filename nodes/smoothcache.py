@@ -38,12 +38,12 @@ class SmoothCacheSchedule(common.CacheKitNode):
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {
+        return {"required": common.labelled({
             "calibration": (ERRORS_TYPE, {"tooltip": "Output of Calibrate SmoothCache."}),
             "alpha": ("FLOAT", {"default": 0.08, "min": 0.0, "max": 10.0, "step": 0.005,
                                 "tooltip": "Largest relative L1 error accepted for a reused step. Published "
                                            "schedules: 0.08, 0.18 (DiT-XL 50 steps), 0.35 (30 steps)."}),
-        }}
+        })}
 
     def build(self, **inputs):
         v = self.checked(inputs)

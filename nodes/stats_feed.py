@@ -13,6 +13,14 @@ _log = logging.getLogger("CacheKit")
 _RECENT: collections.deque = collections.deque(maxlen=64)
 _RUNS = itertools.count(1)   # every published run gets the next number (the deque forgets, this does not)
 EVENT = "cachekit.stats"
+# the client ids of pages with CacheKit's web extension (it says so on load): they draw the run themselves, so
+# ComfyUI's progress text, which would print the summary a second time under the node, goes to the others only
+_EXTENDED: collections.deque = collections.deque(maxlen=256)
+
+
+def client_has_extension(client_id: str) -> None:
+    if client_id and client_id not in _EXTENDED:
+        _EXTENDED.append(client_id)
 
 
 def publish(stats: RunStats, spec) -> dict:
@@ -32,7 +40,9 @@ def publish(stats: RunStats, spec) -> dict:
                                 "summary": stats.summary()}
     _RECENT.append(record)
     _send(record)
-    _progress_text("\n".join([record["summary"], *stats.notes]), node_id)
+    client = getattr(_server(), "client_id", None)    # the page whose prompt runs
+    if client is None or client not in _EXTENDED:
+        _progress_text("\n".join([record["summary"], *stats.notes]), node_id, client)
     for name, earlier_id, earlier_class in spec.replaces:   # the replaced nodes say so on themselves
         _send({"prompt_id": prompt_id, "node_id": earlier_id, "node_class": earlier_class, "node": name,
                "replaced_by": {"node": node_name, "node_id": node_id}})
@@ -53,13 +63,13 @@ def _send(event: dict) -> None:
         _log.debug("CacheKit: no server to send stats to", exc_info=True)
 
 
-def _progress_text(text: str, node_id: str | None) -> None:
+def _progress_text(text: str, node_id: str | None, client: str | None) -> None:
     """ComfyUI's own text-on-the-node message: a frontend without CacheKit's extension shows the summary too."""
     instance = _server()
     if instance is None or node_id is None:
         return
     try:
-        instance.send_progress_text(text, node_id)
+        instance.send_progress_text(text, node_id, client)   # to that page only (to all without one)
     except Exception:   # noqa: BLE001 - reporting must never fail a finished run
         _log.debug("CacheKit: could not send progress text", exc_info=True)
 

@@ -7,8 +7,12 @@ CacheKit installed (/object_info), so every file matches the nodes it names. Run
     .runtime/comfyui-0.33.0/venv/bin/python scripts/make_workflows.py
 
 The workflows use ComfyUI's core loaders and the usual model file names; each has a note saying what it
-does and what to expect. tests/test_example_workflows.py checks every file against a real server and runs
-the Wan and HunyuanVideo ones on tiny models.
+does and what to expect. Each is named by its title (the template browser shows an extension's templates by
+file name) and gets a thumbnail of its node graph (<name>.jpg, the browser's card picture); web/templates.json
+lists them in the browser's order ("start here" first, then by family: apply, calibrate then load, compare),
+which the web extension applies and the tests find files by. workflows/demo/ holds make demo's workflow.
+tests/test_example_workflows.py checks every file against a real server and runs the Wan and HunyuanVideo ones
+on tiny models.
 """
 from __future__ import annotations
 
@@ -88,10 +92,11 @@ class Workflow:
         rows: dict[int, int] = {}
         for node in self.nodes:
             col = depth[node["id"]] if node["type"] != "Note" else 0
-            node["pos"] = [40 + 380 * col, 40 + rows.get(col, 0)]
+            # columns wide enough for the note, rows as tall as Nodes 2.0 draws a widget (taller than the canvas)
+            node["pos"] = [40 + 460 * col, 40 + rows.get(col, 0)]
             if node["type"] != "Note":
-                node["size"][1] = 46 + 24 * (len(node["widgets_values"]) + len(node["inputs"]))
-            rows[col] = rows.get(col, 0) + node["size"][1] + 60
+                node["size"][1] = 46 + 32 * (len(node["widgets_values"]) + len(node["inputs"]))
+            rows[col] = rows.get(col, 0) + node["size"][1] + 70
         return {"last_node_id": len(self.nodes), "last_link_id": len(self.links), "nodes": self.nodes,
                 "links": self.links, "groups": [], "config": {}, "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}},
                 "version": 0.4}
@@ -307,23 +312,206 @@ def methods(family: str) -> dict:
     }
 
 
-def write(name: str, wf: Workflow) -> None:
-    path = OUT / f"{name}.json"
-    path.write_text(json.dumps(wf.to_json(), indent=1) + "\n")
-    print("wrote", path.relative_to(comfy_server.REPO))
+# --- templates: a readable name (the template browser shows extension templates by file name), an order, a
+# thumbnail, and an index the web extension sorts the browser by and the tests find files by -------------------
+FAMILY_NAMES = {"wan21_t2v_1.3B": "Wan 2.1 1.3B", "flux_dev": "Flux.1-dev", "qwen_image": "Qwen-Image",
+                "hunyuan_video": "HunyuanVideo", "ltxv": "LTX-Video"}          # in the browser's order
+METHOD_NAMES = {"first_block_cache": "First Block Cache", "teacache": "TeaCache", "magcache": "MagCache",
+                "taylorseer": "TaylorSeer", "dbcache": "DBCache", "seacache": "SeaCache", "spectrum": "Spectrum",
+                "pab": "Pyramid Attention Broadcast", "smoothcache": "SmoothCache", "fastercache": "FasterCache"}
+TASKS = ("apply", "calibrate", "load", "compare")
+GROUPS = {"apply": 0, "calibrate": 1, "load": 1, "compare": 2}   # in a family: apply, calibrate then load, compare
+START = ("wan21_t2v_1.3B", "first_block_cache", "apply")   # the smallest model, the simplest method
+INDEX = comfy_server.REPO / "web" / "templates.json"
+
+
+def title(family: str, method: str, task: str) -> str:
+    f, m = FAMILY_NAMES[family], METHOD_NAMES[method]
+    if (family, method, task) == START:
+        return f"Start here - {m} on {f}"
+    return {"apply": f"{f} - {m}", "calibrate": f"{f} - {m} 1 - calibrate and save",
+            "load": f"{f} - {m} 2 - load the calibration", "compare": f"{f} - {m} compared with uncached"}[task]
+
+
+def description(note: str) -> str:
+    """The note's first sentence, for the index (one line)."""
+    first = note.split("\n")[0].split(". ")[0].rstrip(".")
+    return first if len(first) <= 200 else first[:197].rstrip() + "..."
+
+
+def order_key(entry: dict) -> tuple:
+    start = (entry["family"], entry["method"], entry["task"]) == START
+    return (not start, list(FAMILY_NAMES).index(entry["family"]), GROUPS[entry["task"]],
+            list(METHOD_NAMES).index(entry["method"]), TASKS.index(entry["task"]))
+
+
+CACHEKIT_PREFIXES = ("Apply", "Calibrate", "Tune", "SmoothCacheSchedule", "SaveCacheCalibration",
+                     "LoadCacheCalibration", "CompareCacheQuality", "CacheKit")
+
+
+def wrapped(draw, text: str, font, width: float) -> list[str]:
+    lines, words = [], text.split()
+    while words:
+        line = words.pop(0)
+        while words and draw.textlength(f"{line} {words[0]}", font=font) <= width:
+            line += " " + words.pop(0)
+        lines.append(line)
+    return lines
+
+
+def thumbnail(graph: dict, heading: str, names: dict | None = None, caption: str = ""):
+    """The workflow's node graph, drawn small between its title and its one-line description (CacheKit's nodes in
+    green, notes in brown): the template browser's card picture, made from the file so it always shows what the
+    file holds (the browser shows an extension's templates by name alone). `names`: node type -> display name
+    (from /object_info)."""
+    from PIL import Image, ImageDraw, ImageFont
+    width, height, top, pad = 512, 512, 84, 14   # square: the browser shows its cards square
+    img = Image.new("RGB", (width, height), "#1b1b1b")
+    draw = ImageDraw.Draw(img)
+    small = ImageFont.load_default(size=17)
+    below = wrapped(draw, caption, small, width - 2 * pad)[:5]
+    bottom = height - pad - 22 * len(below) - (12 if below else 0)
+    nodes = {n["id"]: n for n in graph["nodes"]}
+    x0 = min(n["pos"][0] for n in nodes.values())
+    y0 = min(n["pos"][1] for n in nodes.values())
+    x1 = max(n["pos"][0] + n["size"][0] for n in nodes.values())
+    y1 = max(n["pos"][1] + n["size"][1] for n in nodes.values())
+    scale = min((width - 2 * pad) / (x1 - x0), (bottom - top) / (y1 - y0))
+    left = pad + ((width - 2 * pad) - (x1 - x0) * scale) / 2
+    upper = top + ((bottom - top) - (y1 - y0) * scale) / 2
+
+    def at(x, y):
+        return left + (x - x0) * scale, upper + (y - y0) * scale
+    for _, src, slot, dst, dslot, _ in graph["links"]:
+        a, b = nodes[src], nodes[dst]
+        ax, ay = at(a["pos"][0] + a["size"][0], a["pos"][1] + 40 + 22 * slot)
+        bx, by = at(b["pos"][0], b["pos"][1] + 40 + 22 * dslot)
+        points = [(ax + (bx - ax) * t, ay + (by - ay) * (3 * t * t - 2 * t * t * t)) for t in
+                  (i / 16 for i in range(17))]
+        draw.line(points, fill="#7a8a99", width=1)
+    label = ImageFont.load_default(size=max(7, int(22 * scale)))
+    for n in nodes.values():
+        bx0, by0 = at(*n["pos"])
+        bx1, by1 = at(n["pos"][0] + n["size"][0], n["pos"][1] + n["size"][1])
+        ours = n["type"].startswith(CACHEKIT_PREFIXES)
+        body, bar = (("#4a3c2a", "#6b5535") if n["type"] == "Note" else
+                     ("#23402a", "#2f7d3f") if ours else ("#2c2c2c", "#3d3d3d"))
+        draw.rounded_rectangle((bx0, by0, bx1, by1), radius=3, fill=body, outline="#555" if not ours else "#5fbf6f")
+        draw.rectangle((bx0 + 1, by0 + 1, bx1 - 1, min(by1 - 1, by0 + max(4, 30 * scale))), fill=bar)
+        name = n.get("title") or (names or {}).get(n["type"]) or n["type"]
+        draw.text((bx0 + 3, by0 + 1), name, font=label, fill="#e8e8e8")
+    big = ImageFont.load_default(size=24)
+    for i, line in enumerate(wrapped(draw, heading, big, width - 2 * pad)[:2]):
+        draw.text((pad, 10 + 30 * i), line, font=big, fill="#ffffff")
+    for i, line in enumerate(below):
+        draw.text((pad, bottom + 12 + 22 * i), line, font=small, fill="#bbbbbb")
+    draw.text((width - 6, height - 4), "CacheKit", font=ImageFont.load_default(size=12), fill="#8fd18f",
+              anchor="rd")
+    return img
+
+
+def display_names(info: dict) -> dict:
+    return {kind: node.get("display_name") or kind for kind, node in info.items()}
+
+
+class Templates:
+    """The templates written in one build: each file, its thumbnail, and the index entry."""
+
+    def __init__(self):
+        self.entries = []
+
+    def write(self, family: str, method: str, task: str, wf: Workflow, note: str) -> None:
+        name = title(family, method, task)
+        graph = wf.to_json()
+        (OUT / f"{name}.json").write_text(json.dumps(graph, indent=1) + "\n")
+        thumbnail(graph, name, display_names(wf.info), description(note)).save(OUT / f"{name}.jpg", quality=88)
+        self.entries.append({"file": f"{name}.json", "title": name, "description": description(note),
+                             "family": family, "method": method, "task": task})
+        print("wrote", (OUT / f"{name}.json").relative_to(comfy_server.REPO), "and its .jpg")
+
+    def finish(self) -> None:
+        entries = sorted(self.entries, key=order_key)
+        INDEX.write_text(json.dumps({"about": "CacheKit's templates (workflows/), in the order the template browser "
+                                              "shows them; written by scripts/make_workflows.py",
+                                     "templates": entries}, indent=1) + "\n")
+        print("wrote", INDEX.relative_to(comfy_server.REPO))
+
+
+def index() -> list[dict]:
+    return json.loads(INDEX.read_text())["templates"]
+
+
+def find(family: str, method: str, task: str = "apply") -> Path:
+    """The shipped workflow file of one template."""
+    return OUT / next(e["file"] for e in index() if (e["family"], e["method"], e["task"]) == (family, method, task))
+
+
+# --- UI format -> API format, as the frontend converts a graph when it queues it -----------------------------
+FRONTEND_ONLY = {"Note", "MarkdownNote"}        # nodes that live in the frontend only
+
+
+def widget_inputs(info: dict, node_type: str) -> list[tuple[str, list]]:
+    """(name, declaration) of the inputs the frontend shows as widgets, in widgets_values' order."""
+    spec, order = info[node_type]["input"], info[node_type]["input_order"]
+    return [(name, spec[section][name]) for section in ("required", "optional") for name in order.get(section, [])
+            if is_widget(spec[section][name])]
+
+
+def to_api(wf: dict, info: dict) -> dict:
+    prompt = {}
+    links = {ln[0]: ln for ln in wf["links"]}
+    for node in wf["nodes"]:
+        if node["type"] in FRONTEND_ONLY:
+            continue
+        inputs = {}
+        values = iter(node["widgets_values"])
+        for name, spec in widget_inputs(info, node["type"]):
+            inputs[name] = next(values)
+            if (spec[1] if len(spec) > 1 else {}).get("control_after_generate"):
+                next(values)
+        for sock in node["inputs"]:
+            if sock["link"] is not None:
+                ln = links[sock["link"]]
+                inputs[sock["name"]] = [str(ln[1]), ln[2]]
+        prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
+    return prompt
+
+
+DEMO = OUT / "demo" / "hunyuan_video_first_block_cache.json"   # make demo's workflow (random-weight models)
+
+
+def demo_workflow(info: dict) -> Workflow:
+    wf = Workflow(info)
+    wf.note("make demo's workflow (scripts/demo.py): a small random-weight HunyuanVideo the demo writes, First Block "
+            "Cache on it, the latent saved. The demo queues it without and with the cache node and compares.")
+    unet = wf.add("UNETLoader", unet_name="cachekit_demo_hunyuan_video.safetensors", weight_dtype="default")
+    clip = wf.add("CLIPLoader", clip_name="cachekit_demo_clip_l.safetensors", type="stable_diffusion")
+    pos = wf.add("CLIPTextEncode", "Positive", text="a lighthouse on a cliff at sunset, waves crashing, cinematic",
+                 clip=clip[0])
+    neg = wf.add("CLIPTextEncode", "Negative", text="blurry, low quality", clip=clip[0])
+    lat = wf.add("EmptyHunyuanLatentVideo", width=256, height=256, length=1, batch_size=1)
+    fbc = wf.add("ApplyFirstBlockCache", model=unet[0], residual_diff_threshold=0.25, max_consecutive_skips=3,
+                 warmup_steps=0)
+    out = wf.add("KSampler", model=fbc[0], seed=42, steps=20, cfg=6.0, sampler_name="euler", scheduler="simple",
+                 positive=pos[0], negative=neg[0], latent_image=lat[0], denoise=1.0)
+    wf.add("SaveLatent", samples=out[0], filename_prefix="cachekit_demo")
+    return wf
 
 
 def main() -> int:
     with tempfile.TemporaryDirectory() as base:
         with comfy_server.ComfyServer(Path(base)) as server:
             info = server.get("/object_info")
+    for old in [*OUT.glob("*.json"), *OUT.glob("*.jpg")]:   # names follow the titles: no stale file stays
+        old.unlink()
+    out = Templates()
     builders = {"flux_dev": flux, "wan21_t2v_1.3B": wan21}
     for family, build in builders.items():
         for method, (note, cache, sample, extra) in methods(family).items():
             wf = Workflow(info)
             wf.note(f"{note}\n\n{AFTER}\n\nModels: {MODELS[family]}")
             build(wf, cache, sample, f"{family}_{method}", **extra)
-            write(f"{family}_{method}", wf)
+            out.write(family, method, "apply", wf, note)
     # calibrate once and save; load the file in later workflows (Wan 2.1 1.3B)
     family = "wan21_t2v_1.3B"
     calibrations = {
@@ -335,45 +523,51 @@ def main() -> int:
     for method, (node, own, alpha, apply_node, values) in calibrations.items():
         prefix = f"{family}/{method}"
         wf = Workflow(info)
-        wf.note(f"{node} samples once without caching (like KSampler, same settings) and records what "
+        note = (f"{node} samples once without caching (like KSampler, same settings) and records what "
                 f"{apply_node.replace('Apply', 'Apply ')} needs"
                 + (f"; SmoothCache Schedule turns it into a schedule (alpha {alpha})" if alpha is not None else "")
                 + f". Save Cache Calibration writes it to models/cache_calibrations/{prefix}_00001.json (the "
-                  f"next free number). Then open {family}_load_{method}.json.\n\nModels: {MODELS[family]}")
+                  f"next free number). Then open the template '{title(family, method, 'load')}'.")
+        wf.note(f"{note}\n\nModels: {MODELS[family]}")
         wan21(wf, lambda w, m: m, calibrate_sample(node, prefix, alpha, **own), f"{family}_calibrate_{method}")
-        write(f"{family}_calibrate_{method}", wf)
+        out.write(family, method, "calibrate", wf, note)
         wf = Workflow(info)
-        wf.note(f"Load Cache Calibration lists models/cache_calibrations; pick the file the calibrate workflow "
-                f"saved. The calibration also works at another step count (resampled or rebuilt; the log says "
-                f"how) and on a fine-tune of the same model (with a warning).\n\n{AFTER}\n\nModels: {MODELS[family]}")
+        note = (f"Load Cache Calibration picks the file '{title(family, method, 'calibrate')}' saved (run that "
+                f"template first) and {apply_node.replace('Apply', 'Apply ')} uses it. The calibration also works at "
+                f"another step count (resampled or rebuilt; the log says how) and on a fine-tune of the same model "
+                f"(with a warning).")
+        wf.note(f"{note}\n\n{AFTER}\n\nModels: {MODELS[family]}")
         wan21(wf, loaded(apply_node, f"{prefix}_00001.json", **values), ksampler, f"{family}_load_{method}")
-        write(f"{family}_load_{method}", wf)
+        out.write(family, method, "load", wf, note)
     # check a setting inside ComfyUI: uncached and cached side by side, compared
     wf = Workflow(info)
-    wf.note("Samples the same seed without and with Apply First Block Cache (threshold 0.08) and compares the two "
+    note = ("Samples the same seed without and with Apply First Block Cache (threshold 0.08) and compares the two "
             "latents with Compare Cache Quality: PSNR, SSIM and the largest difference show on that node and in "
-            f"the log. Raise the threshold for speed until the numbers drop below what you accept.\n\n"
-            f"Models: {MODELS[family]}")
+            "the log. Raise the threshold for speed until the numbers drop below what you accept.")
+    wf.note(f"{note}\n\nModels: {MODELS[family]}")
     wan21(wf, lambda w, m: m, compare_sample("ApplyFirstBlockCache", residual_diff_threshold=0.08),
           f"{family}_compare_quality")
-    write(f"{family}_compare_quality", wf)
+    out.write(family, "first_block_cache", "compare", wf, note)
     # one method each on the other families
-    for family, build, note, cache in [
-        ("hunyuan_video", hunyuan_video, "Apply TeaCache with the published HunyuanVideo coefficients and their "
-         "'slow' threshold 0.1 (0.15 is faster; ali-vilab/TeaCache).",
+    for family, method, build, note, cache in [
+        ("hunyuan_video", "teacache", hunyuan_video, "Apply TeaCache with the published HunyuanVideo coefficients "
+         "and their 'slow' threshold 0.1 (0.15 is faster; ali-vilab/TeaCache).",
          apply("ApplyTeaCache", rel_l1_thresh=-1.0, coefficients="auto")),
-        ("qwen_image", qwen_image, "Apply MagCache with the published Qwen-Image ratios and the MagCache "
+        ("qwen_image", "magcache", qwen_image, "Apply MagCache with the published Qwen-Image ratios and the MagCache "
          "repository's Qwen-Image recipe (0.06, K 2, retention 0.2).",
          apply("ApplyMagCache", threshold=0.06, max_skips=2, retention_ratio=0.2, ratios="auto")),
-        ("ltxv", ltxv, "Apply TeaCache with the published LTX-Video coefficients and their 'slow' threshold "
-         "0.03 (0.05 is faster; ali-vilab/TeaCache).",
+        ("ltxv", "teacache", ltxv, "Apply TeaCache with the published LTX-Video coefficients and their 'slow' "
+         "threshold 0.03 (0.05 is faster; ali-vilab/TeaCache).",
          apply("ApplyTeaCache", rel_l1_thresh=-1.0, coefficients="auto")),
     ]:
         wf = Workflow(info)
         wf.note(f"{note}\n\n{AFTER}\n\nModels: {MODELS[family]}")
-        method = "teacache" if "TeaCache" in note else "magcache"
         build(wf, cache, ksampler, f"{family}_{method}")
-        write(f"{family}_{method}", wf)
+        out.write(family, method, "apply", wf, note)
+    out.finish()
+    DEMO.parent.mkdir(exist_ok=True)
+    DEMO.write_text(json.dumps(demo_workflow(info).to_json(), indent=1) + "\n")
+    print("wrote", DEMO.relative_to(comfy_server.REPO))
     return 0
 
 

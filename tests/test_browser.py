@@ -1,8 +1,10 @@
 """The frontend extension (web/cachekit.js) in a real browser: Debian's Chromium driven by Playwright against
 the real ComfyUI server with the pack and a tiny Wan model. The page loads without CacheKit errors, the nodes
-are in the search, a shipped workflow loads by file with every node resolved, a queued workflow runs and the
-cache node shows what the server reported (GET /cachekit/stats), in the classic renderer and in Nodes 2.0,
-the timeline follows its setting and survives a reload, and a calibration chart renders. Screenshots go to
+are in the search (First Block Cache first for "cache"), a shipped workflow loads by file with every node
+resolved and its widgets' short labels whole, a queued workflow runs and the cache node shows what the server
+reported (GET /cachekit/stats) once, with a legend, in the classic renderer and in Nodes 2.0, the timeline follows
+its setting and survives a reload, a calibration chart renders with its axes and legend, Save Cache Calibration
+shows the file it wrote, the template browser lists the templates in order with their pictures. Screenshots go to
 output/browser/. The browser is installed by scripts/setup_runtime.sh; without it this test fails."""
 import json
 from pathlib import Path
@@ -11,6 +13,7 @@ import pytest
 
 from comfy_runtime import REPO
 import comfy_server
+import make_workflows as mw
 
 pytestmark = pytest.mark.server
 SHOTS = REPO / "output" / "browser"
@@ -18,7 +21,7 @@ FIXTURE_NODES = REPO / "tests" / "fixtures" / "cachekit_test_nodes"
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]
-SHIPPED = REPO / "workflows" / "wan21_t2v_1.3B_first_block_cache.json"
+SHIPPED = mw.find("wan21_t2v_1.3B", "first_block_cache")     # the "start here" template
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +42,10 @@ def server(tmp_path_factory, comfy):
     srv.stop()
 
 
-def tiny_workflow(info: dict, seed: int) -> dict:
+def tiny_workflow(info: dict, seed: int, replaced: bool = False) -> dict:
     """Load the tiny Wan -> Apply First Block Cache -> KSampler (cfg 3: cond and uncond) -> SaveLatent, and a
-    Calibrate MagCache on the same model whose calibration is saved (its node shows the chart)."""
+    Calibrate MagCache on the same model whose calibration is saved (its node shows the chart). `replaced`: an
+    Apply TeaCache after the First Block Cache (which it replaces)."""
     import make_workflows as mw
     wf = mw.Workflow(info)
     unet = wf.add("UNETLoader", unet_name="tiny_wan.safetensors", weight_dtype="default")
@@ -49,6 +53,8 @@ def tiny_workflow(info: dict, seed: int) -> dict:
     neg = wf.add("CacheKitTestConditioning", seed=2, tokens=8, width=4096)
     lat = wf.add("EmptyHunyuanLatentVideo", width=64, height=64, length=1, batch_size=1)
     fbc = wf.add("ApplyFirstBlockCache", model=unet[0], residual_diff_threshold=0.3, max_consecutive_skips=2)
+    if replaced:
+        fbc = wf.add("ApplyTeaCache", model=fbc[0], rel_l1_thresh=0.3, coefficients="custom")
     ks = wf.add("KSampler", model=fbc[0], positive=pos[0], negative=neg[0], latent_image=lat[0], seed=seed, steps=8,
                 cfg=3.0, sampler_name="euler", scheduler="simple", denoise=1.0)
     wf.add("SaveLatent", samples=ks[0], filename_prefix="browser")
@@ -116,6 +122,18 @@ class Page:
         self.page.get_by_text("Nodes", exact=True).first.click()
         return found
 
+    def canvas_search(self, text: str) -> list[str]:
+        """The node names the canvas search (a double click on the canvas opens it) lists for `text`, best first."""
+        self.js("() => window.app.extensionManager.command.execute('Workspace.SearchBox.Toggle')")
+        self.page.wait_for_timeout(700)
+        self.page.keyboard.type(text)
+        self.page.wait_for_function("() => document.querySelectorAll('[role=option]').length > 0", timeout=10_000)
+        self.page.wait_for_timeout(700)
+        found = self.js("() => [...document.querySelectorAll('[role=option]')].map(e => e.innerText.split('\\n')[0])")
+        self.page.keyboard.press("Escape")
+        self.page.wait_for_timeout(500)
+        return found
+
     def shot(self, name):
         SHOTS.mkdir(parents=True, exist_ok=True)
         self.page.screenshot(path=str(SHOTS / f"{name}.png"))
@@ -156,6 +174,29 @@ def check_shown(page, nid, run):
     assert notes(page, nid) == run["notes"] and run["notes"]      # 8 steps: the few-step warning, on the node
     assert timeline(page, nid) == {s["label"]: s["timeline"] for s in run["streams"].values()}
     assert run["streams"]["cond"]["reused_steps"] and "R" in run["streams"]["cond"]["timeline"]
+    # the legend names the colours the timeline uses, and only those
+    shown = set("".join(s["timeline"] for s in run["streams"].values())) - {"-"}
+    assert page.js("""(id) => [...document.querySelectorAll(
+        `.cachekit-panel[data-node-id="${id}"] .cachekit-legend span`)].map(s => s.dataset.state + ':' + s.textContent)""",
+        nid) == [f"{c}:{name}" for c, name in (("C", "computed"), ("R", "reused"), ("E", "estimated")) if c in shown]
+    # one summary: the server leaves ComfyUI's progress text (the same summary again) out for this page
+    assert not page.js("(id) => window.app.graph.getNodeById(Number(id)).widgets.some("
+                       "w => w.name === '$$node-text-preview')", nid)
+
+
+def check_labels(page, vue: bool):
+    """The First Block Cache node's widgets show their short labels (display_name), whole."""
+    nid = node_id(page, "ApplyFirstBlockCache")
+    labels = page.js("""(id) => Object.fromEntries(window.app.graph.getNodeById(Number(id)).widgets
+        .filter(w => w.name !== 'cachekit_panel').map(w => [w.name, w.label ?? w.name]))""", nid)
+    assert labels["residual_diff_threshold"] == "threshold"
+    assert labels["max_consecutive_skips"] == "max skips in a row"
+    if vue:        # drawn as DOM: each label's text fits its box (no ellipsis)
+        cut = page.js("""(labels) => [...document.querySelectorAll('[data-node-id] *')]
+            .filter(e => e.childElementCount === 0 && labels.includes(e.textContent.trim()))
+            .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.textContent)""",
+                      ["threshold", "max skips in a row", "start_percent", "end_percent", "warmup_steps"])
+        assert cut == [], cut
 
 
 @pytest.mark.parametrize("vue", [False, True], ids=["classic", "nodes2"])
@@ -168,11 +209,19 @@ def test_the_node_shows_the_run_the_server_reported(server, browser, tmp_path, v
                        ".every(t => window.LiteGraph.registered_node_types[t])")
         found = page.search("Cache")
         assert {"Apply SeaCache", "Apply Spectrum Cache", "Tune Cache Threshold", "Apply First Block Cache"} <= set(found)
+        # the canvas search ranks node ids that start with the text first (the Ray node's old id did), then by
+        # ComfyUI's popularity table: for "cache" CacheKit's first is an Apply node, never the raylight one
+        ours = {n["display_name"] for n in server.get("/object_info").values() if n["category"].startswith("CacheKit")}
+        ranked = [n for n in page.canvas_search("cache") if n in ours]
+        assert ranked[0].startswith("Apply ") and "Raylight: CacheKit on Ray Workers" not in ranked[:8], ranked
+        assert page.canvas_search("first block")[0] == "Apply First Block Cache"
         # a shipped workflow loads by file: every node resolved, no missing-node dialog
         page.load_file(SHIPPED)
         assert page.js("() => window.app.graph._nodes.every(n => n.type === 'Note' || n.type === 'MarkdownNote' ||"
                        " window.LiteGraph.registered_node_types[n.type])")
         assert page.page.locator("text=/missing/i").count() == 0
+        check_labels(page, vue)
+        page.shot(f"loaded_{'nodes2' if vue else 'classic'}")
         # the tiny workflow, loaded by file too, runs; the cache node shows what the server reported
         wf = tmp_path / "tiny.json"
         # its own seed per renderer: ComfyUI would not run a prompt it ran already
@@ -186,6 +235,18 @@ def test_the_node_shows_the_run_the_server_reported(server, browser, tmp_path, v
         cal = node_id(page, "CalibrateMagCache")
         page.page.wait_for_function("""(id) => document.querySelectorAll(
             `.cachekit-panel[data-node-id="${id}"] svg polyline`).length >= 2""", arg=cal, timeout=30_000)
+        chart = page.js("""(id) => { const p = document.querySelector(`.cachekit-panel[data-node-id="${id}"]`);
+            return {x: p.querySelector('.cachekit-axis-x').textContent, y: p.querySelector('.cachekit-axis-y').textContent,
+                    legend: [...p.querySelectorAll('.cachekit-legend span')].map(s => s.textContent),
+                    lines: [...p.querySelectorAll('polyline')].map(l => l.dataset.series)}; }""", cal)
+        assert chart["x"] == "step →" and chart["y"].startswith("↑ residual magnitude ratio")
+        assert chart["legend"] == chart["lines"] and sorted(chart["lines"]) == ["cond", "uncond"], chart
+        # Save Cache Calibration says which file it wrote
+        save = node_id(page, "SaveCacheCalibration")
+        page.page.wait_for_function("""(id) => document.querySelector(
+            `.cachekit-panel[data-node-id="${id}"]`)?.dataset.saved""", arg=save, timeout=30_000)
+        saved = page.js("(id) => document.querySelector(`.cachekit-panel[data-node-id=\"${id}\"]`).textContent", save)
+        assert saved.startswith("saved browser/magcache_") and "cache_calibrations" in saved, saved
         page.shot(f"run_{'nodes2' if vue else 'classic'}")
         # the timeline follows its setting
         page.js("() => window.app.extensionManager.setting.set('CacheKit.ShowTimeline', false)")
@@ -264,7 +325,7 @@ def test_a_run_shows_only_on_the_node_of_the_workflow_that_ran_it(server, browse
         check_shown(page, nid, run)
         states = page.js("() => window.__cachekitStates")
         assert {"queued", "running"} & set(states) and states[-1] == "run", states
-        assert set(panels(page)) == {str(nid), str(node_id(page, "CalibrateMagCache"))}
+        assert set(panels(page)) == {str(nid), *(str(node_id(page, k)) for k in ("CalibrateMagCache", "SaveCacheCalibration"))}
         # ComfyUI's default workflow: its nodes take the same ids, and show nothing of CacheKit's
         page.js("async () => { await window.app.loadGraphData(); }")
         page.page.wait_for_timeout(500)
@@ -286,6 +347,50 @@ def test_a_run_shows_only_on_the_node_of_the_workflow_that_ran_it(server, browse
                                     arg=nid, timeout=30_000)
         assert panel_text(page, nid) is None and panels(page)[str(nid)][1] == "did not run: an input was refused"
         page.shot(f"refused_{'nodes2' if vue else 'classic'}")
+        # a cache node replaced by a later one on the same MODEL: a warning on it, not a result
+        load_graph(page, tiny_workflow(info, seed=50 + vue, replaced=True))
+        tea, nid = node_id(page, "ApplyTeaCache"), node_id(page, "ApplyFirstBlockCache")
+        run_and_wait(page, server, tea)
+        page.page.wait_for_function("(id) => document.querySelector(`.cachekit-panel[data-node-id=\"${id}\"] "
+                                    ".cachekit-warning`)", arg=nid, timeout=30_000)
+        assert panels(page)[str(nid)][1] == (f"not run: replaced by Apply TeaCache (#{tea}) after it on the same "
+                                             f"MODEL")
+        colour = page.js("""(id) => [...document.querySelectorAll('.cachekit-warning')]
+            .filter(e => e.closest('.cachekit-panel').dataset.nodeId === String(id)).map(e => getComputedStyle(e).color)""",
+                         nid)
+        assert colour == ["rgb(224, 192, 96)"], (colour, page.js("() => [...document.querySelectorAll("
+                                                                 "'.cachekit-panel')].map(e => e.outerHTML)"))
+        ours = [e for e in page.errors if "cachekit.js" in e or e.startswith("CacheKit")]
+        assert not ours, ours
+    finally:
+        page.context.close()
+
+
+def test_template_browser_lists_the_templates_in_order_with_their_pictures(server, browser):
+    """ComfyUI's template browser, CacheKit's category: every template, titled by its name, in the index's order
+    ("start here" first), each card with its own thumbnail; the first one opens."""
+    page = Page(browser, server, False)
+    try:
+        page.js("() => window.app.extensionManager.command.execute('Comfy.BrowseTemplates')")
+        page.page.get_by_text("CacheKit", exact=True).last.click()
+        expected = [e["title"] for e in mw.index()]
+        page.page.wait_for_function("(t) => [...document.querySelectorAll('[role=dialog] h3')].some("
+                                    "h => h.textContent.trim() === t)", arg=expected[0], timeout=30_000)
+        page.page.wait_for_timeout(1_500)
+        # each card: its title, and the size of the picture it shows (the browser fetches it into a blob)
+        cards = page.js("""() => [...document.querySelectorAll('[role=dialog] h3')].map(h => {
+            let box = h; while (box && !box.querySelector('img')) box = box.parentElement;
+            const img = box?.querySelector('img');
+            return [h.textContent.trim(), img ? [img.naturalWidth, img.naturalHeight] : null]; })""")
+        cards = [(title, size) for title, size in cards if title in expected]   # not the sidebar's headings
+        titles = [title for title, _ in cards]
+        assert titles == expected[:len(titles)] and len(titles) >= 20, titles     # the rest load on scrolling
+        page.shot("template_browser")
+        loaded = [size for _, size in cards if size and size[0]]
+        assert len(loaded) >= 8 and all(size == [512, 512] for size in loaded), cards   # ours, in view at least
+        page.page.get_by_text(expected[0], exact=True).click()
+        page.page.wait_for_function("() => window.app.graph._nodes.some(n => n.type === 'ApplyFirstBlockCache')",
+                                    timeout=30_000)
         ours = [e for e in page.errors if "cachekit.js" in e or e.startswith("CacheKit")]
         assert not ours, ours
     finally:

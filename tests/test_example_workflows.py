@@ -1,20 +1,23 @@
 """The example workflows users open (workflows/*.json, the frontend's UI format) against a real ComfyUI
 server: every node exists, every widget value fits its input in the frontend's order, every link joins
-matching types, the templates browser lists them, and the Wan and HunyuanVideo ones, converted to API
-format with the model files mapped to tiny ones, run (calibrate -> save first, then load -> apply and
-the 'auto' ones, which find those saved calibrations)."""
+matching types, the templates browser lists them (each with its thumbnail, made from the file), and the Wan
+and HunyuanVideo ones, converted to API format with the model files mapped to tiny ones, run (calibrate ->
+save first, then load -> apply and the 'auto' ones, which find those saved calibrations)."""
 import json
+import urllib.parse
 
 import pytest
 
 from comfy_runtime import REPO
 
 import comfy_server
+import make_workflows as mw
+from make_workflows import FRONTEND_ONLY, to_api, widget_inputs
 
 pytestmark = [pytest.mark.server, pytest.mark.every_runtime]   # the real server: make test runs it on each ComfyUI line
 FIXTURE_NODES = REPO / "tests" / "fixtures" / "cachekit_test_nodes"
 WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
-FRONTEND_ONLY = {"Note", "MarkdownNote"}        # nodes that live in the frontend only
+INDEX = {e["file"]: e for e in mw.index()}
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
 STEPS = 6
 
@@ -51,40 +54,6 @@ def server(tmp_path_factory, comfy):
     srv.start()
     yield srv
     srv.stop()
-
-
-# --- UI format -> API format, as the frontend converts it when it queues a prompt ---------------------
-def widget_inputs(info: dict, node_type: str) -> list[tuple[str, list]]:
-    spec, order = info[node_type]["input"], info[node_type]["input_order"]
-    out = []
-    for section in ("required", "optional"):
-        for name in order.get(section, []):
-            s = spec[section][name]
-            opts = s[1] if len(s) > 1 else {}
-            if (isinstance(s[0], list) or s[0] in ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")) \
-                    and not opts.get("forceInput"):
-                out.append((name, s))
-    return out
-
-
-def to_api(wf: dict, info: dict) -> dict:
-    prompt = {}
-    links = {ln[0]: ln for ln in wf["links"]}
-    for node in wf["nodes"]:
-        if node["type"] in FRONTEND_ONLY:
-            continue
-        inputs = {}
-        values = iter(node["widgets_values"])
-        for name, spec in widget_inputs(info, node["type"]):
-            inputs[name] = next(values)
-            if (spec[1] if len(spec) > 1 else {}).get("control_after_generate"):
-                next(values)
-        for sock in node["inputs"]:
-            if sock["link"] is not None:
-                ln = links[sock["link"]]
-                inputs[sock["name"]] = [str(ln[1]), ln[2]]
-        prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
-    return prompt
 
 
 def for_tiny_models(prompt: dict) -> dict:
@@ -132,15 +101,57 @@ def valid_widget(value, spec) -> bool:
 
 
 def test_the_shipped_set_is_there():
-    names = {p.stem for p in WORKFLOWS}
+    shipped = {(e["family"], e["method"], e["task"]) for e in INDEX.values()}
     for family in ("flux_dev", "wan21_t2v_1.3B"):
         for method in ("first_block_cache", "teacache", "magcache", "taylorseer", "dbcache", "pab", "smoothcache",
                        "fastercache", "seacache", "spectrum"):
-            assert f"{family}_{method}" in names
+            assert (family, method, "apply") in shipped
     for method in ("magcache", "smoothcache", "teacache"):
-        assert {f"wan21_t2v_1.3B_calibrate_{method}", f"wan21_t2v_1.3B_load_{method}"} <= names
-    assert {"hunyuan_video_teacache", "qwen_image_magcache", "ltxv_teacache"} <= names
-    assert (REPO / "workflows" / "api" / "hunyuan_video_first_block_cache_demo.json").is_file()
+        assert {("wan21_t2v_1.3B", method, "calibrate"), ("wan21_t2v_1.3B", method, "load")} <= shipped
+    assert {("hunyuan_video", "teacache", "apply"), ("qwen_image", "magcache", "apply"),
+            ("ltxv", "teacache", "apply"), ("wan21_t2v_1.3B", "first_block_cache", "compare")} <= shipped
+    assert sorted(INDEX) == [p.name for p in WORKFLOWS]      # the index lists every file, and no other
+    assert mw.DEMO.is_file()
+
+
+def test_the_index_orders_start_here_first_then_by_family_and_task():
+    entries = mw.index()
+    assert entries[0]["title"].startswith("Start here") and entries[0]["method"] == "first_block_cache"
+    families = [e["family"] for e in entries[1:]]
+    assert families == sorted(families, key=list(mw.FAMILY_NAMES).index)       # grouped by family
+    for family in set(families):
+        tasks = [mw.GROUPS[e["task"]] for e in entries[1:] if e["family"] == family]
+        assert tasks == sorted(tasks)                                          # apply, calibrate/load, compare
+    for e in entries:
+        assert e["file"] == f"{e['title']}.json" and e["description"] and "\n" not in e["description"]
+        calibrate = [x for x in entries if (x["family"], x["method"], x["task"]) == (e["family"], e["method"],
+                                                                                    "calibrate")]
+        if e["task"] == "load":      # step 2 right after its step 1
+            assert entries.index(calibrate[0]) == entries.index(e) - 1
+
+
+@pytest.mark.parametrize("path", [*WORKFLOWS, mw.DEMO], ids=lambda p: p.stem)
+def test_nodes_have_places_of_their_own(path):
+    """Every node has a position and no two overlap (title bar included), so Nodes 2.0 and the classic canvas
+    draw the graph as laid out."""
+    nodes = json.loads(path.read_text())["nodes"]
+    boxes = [(n["pos"][0], n["pos"][1] - 30, n["pos"][0] + n["size"][0], n["pos"][1] + n["size"][1]) for n in nodes]
+    assert all(b[2] > b[0] and b[3] > b[1] + 30 for b in boxes)
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (path.name, a, b)
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_thumbnail_is_made_from_the_file(server, path):
+    """The card picture is the build's drawing of this very file (make_workflows.py), not a stale one."""
+    from PIL import Image, ImageChops, ImageStat
+    shipped = Image.open(path.with_suffix(".jpg")).convert("RGB")
+    assert shipped.size == (512, 512)
+    drawn = mw.thumbnail(json.loads(path.read_text()), path.stem, mw.display_names(server.get("/object_info")),
+                         INDEX[path.name]["description"])
+    diff = ImageStat.Stat(ImageChops.difference(shipped, drawn)).mean
+    assert max(diff) < 2.0, diff           # JPEG's loss only
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +160,7 @@ def calibrated(server):
     info = server.get("/object_info")
     saved = {}
     for path in WORKFLOWS:
-        if "_calibrate_" in path.stem:
+        if INDEX[path.name]["task"] == "calibrate":
             entry = server.run(for_tiny_models(to_api(json.loads(path.read_text()), info)))
             saved[path.stem] = [o["cachekit_calibration"][0] for o in entry["outputs"].values()
                                 if "cachekit_calibration" in o]
@@ -168,7 +179,7 @@ def test_workflow_matches_the_real_nodes(server, calibrated, path):
     info = server.get("/object_info")          # after the calibrations: their files are in the dropdown
     assert wf["version"] == 0.4 and wf["last_node_id"] == max(n["id"] for n in wf["nodes"])
     assert any(n["type"] == "Note" and n["widgets_values"][0].strip() for n in wf["nodes"])
-    assert any(info.get(n["type"], {}).get("category") == "CacheKit" for n in wf["nodes"])
+    assert any(info.get(n["type"], {}).get("category", "").startswith("CacheKit") for n in wf["nodes"])
     nodes = {n["id"]: n for n in wf["nodes"]}
     for node in wf["nodes"]:
         if node["type"] in FRONTEND_ONLY:
@@ -202,13 +213,17 @@ def valid_widget_kind(spec) -> bool:
 
 def test_templates_browser_lists_every_workflow(server):
     listed = server.get("/workflow_templates")["CacheKit"]
-    assert sorted(listed) == [p.stem for p in WORKFLOWS]
-    served = server.get(f"/api/workflow_templates/CacheKit/{WORKFLOWS[0].name}")
-    served = served if isinstance(served, dict) else json.loads(served)
-    assert served == json.loads(WORKFLOWS[0].read_text())
+    assert sorted(listed) == sorted(p.stem for p in WORKFLOWS)
+    for path in WORKFLOWS[:3]:      # by the URLs the browser asks (names with spaces and dots)
+        served = server.get(f"/api/workflow_templates/CacheKit/{urllib.parse.quote(path.name)}")
+        served = served if isinstance(served, dict) else json.loads(served)
+        assert served == json.loads(path.read_text())
+        picture = server.get(f"/api/workflow_templates/CacheKit/{urllib.parse.quote(path.stem)}.jpg")
+        assert picture == path.with_suffix(".jpg").read_bytes()
 
 
-RUNNABLE = [p for p in WORKFLOWS if p.stem.startswith(("wan21", "hunyuan")) and "_calibrate_" not in p.stem]
+RUNNABLE = [p for p in WORKFLOWS if INDEX[p.name]["family"] in ("wan21_t2v_1.3B", "hunyuan_video")
+            and INDEX[p.name]["task"] != "calibrate"]
 
 
 @pytest.mark.parametrize("path", RUNNABLE, ids=lambda p: p.stem)

@@ -13,9 +13,12 @@ from test_first_block_cache import last_stats
 
 
 def test_the_summary_also_goes_out_as_comfyui_progress_text(ck, monkeypatch):
+    """To the page whose prompt ran, as ComfyUI's text under the node, unless that page has CacheKit's extension
+    (it registers; the browser test shows the one summary it draws)."""
     sent = []
-    instance = types.SimpleNamespace(send_sync=lambda *a, **k: None,
-                                     send_progress_text=lambda text, node_id: sent.append((text, node_id)))
+    instance = types.SimpleNamespace(send_sync=lambda *a, **k: None, client_id="page-a",
+                                     send_progress_text=lambda text, node_id, sid=None: sent.append((text, node_id,
+                                                                                                      sid)))
     monkeypatch.setitem(sys.modules, "server", types.SimpleNamespace(PromptServer=types.SimpleNamespace(
         instance=instance)))
     m, lat, pos, neg = tm.wan()
@@ -24,7 +27,10 @@ def test_the_summary_also_goes_out_as_comfyui_progress_text(ck, monkeypatch):
     tm.sample(patched, lat, pos, neg, steps=8, cfg=3.0)
     run = last_stats(ck)
     assert run["notes"] and run["notes"][0].startswith("8 steps: few-step")   # shown under the summary
-    assert sent == [("\n".join([run["summary"], *run["notes"]]), "42")]
+    assert sent == [("\n".join([run["summary"], *run["notes"]]), "42", "page-a")]
+    ck.nodes.stats_feed.client_has_extension("page-a")
+    tm.sample(patched, lat, pos, neg, steps=8, cfg=3.0)
+    assert len(sent) == 1 and last_stats(ck)["run"] > run["run"]       # ran, and printed no second summary
     cond = run["streams"]["cond"]
     assert run["summary"].startswith(f"uncond {len(run['streams']['uncond']['computed_steps'])}/8 · cond "
                                      f"{len(cond['computed_steps'])}/8 steps computed · ")

@@ -1,4 +1,4 @@
-"""Apply CacheKit on Ray Workers against raylight's contract (nodes/ray_workers.py), with stand-ins for `ray`,
+"""Raylight: CacheKit on Ray Workers against raylight's contract (nodes/ray_workers.py), with stand-ins for `ray`,
 raylight's `ensure_fresh_actors` and its GPU workers: each worker is a fresh process that receives the patch
 function pickled by value (as Ray ships it), applies it to its own ModelPatcher and samples. raylight itself
 needs CUDA and Ray; it is not installed here."""
@@ -50,7 +50,7 @@ def raylight(monkeypatch):
 
 
 def test_every_worker_applies_the_method_to_its_own_model(ck, raylight):
-    out = pack.node(ck, "CacheKitOnRayWorkers", ray_actors=raylight, method="Apply First Block Cache",
+    out = pack.node(ck, "RaylightCacheKit", ray_actors=raylight, method="Apply First Block Cache",
                     settings='{"residual_diff_threshold": 0.3, "max_consecutive_skips": 2}')
     assert out == (raylight,)
     for w in raylight["workers"]:
@@ -79,11 +79,11 @@ def _runs(steps):
 ])
 def test_bad_settings_are_refused_before_reaching_a_worker(ck, raylight, settings, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        pack.node(ck, "CacheKitOnRayWorkers", ray_actors=raylight, method="Apply First Block Cache",
+        pack.node(ck, "RaylightCacheKit", ray_actors=raylight, method="Apply First Block Cache",
                   settings=settings)
     assert not any(w.results for w in raylight["workers"])
 
 
 def test_without_raylight_the_node_says_so(ck):
-    with pytest.raises(ValueError, match="Apply CacheKit on Ray Workers: raylight is not installed here"):
-        pack.node(ck, "CacheKitOnRayWorkers", ray_actors={}, method="Apply TeaCache", settings="{}")
+    with pytest.raises(ValueError, match="Raylight: CacheKit on Ray Workers: raylight is not installed here"):
+        pack.node(ck, "RaylightCacheKit", ray_actors={}, method="Apply TeaCache", settings="{}")

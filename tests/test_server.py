@@ -48,6 +48,9 @@ def test_node_listed_with_inputs(server):
     info = server.get("/object_info/ApplyFirstBlockCache")["ApplyFirstBlockCache"]
     assert info["display_name"] == "Apply First Block Cache" and info["category"] == "CacheKit"
     req = info["input"]["required"]
+    # a short label on the widget; the input name saved workflows use stays
+    assert req["residual_diff_threshold"][1]["display_name"] == "threshold"
+    assert req["residual_diff_threshold"][1]["tooltip"].startswith("Higher = faster, lower = closer to the uncached")
     assert set(req) == {"model", "residual_diff_threshold", "start_percent", "end_percent",
                         "max_consecutive_skips", "warmup_steps"}
     assert req["residual_diff_threshold"][1]["min"] == 0.0 and req["residual_diff_threshold"][1]["tooltip"]
@@ -56,8 +59,17 @@ def test_node_listed_with_inputs(server):
 
 def test_every_node_of_the_pack_is_listed(server, ck):
     info = server.get("/object_info")
+    folders = {}
     for name, display in ck.NODE_DISPLAY_NAME_MAPPINGS.items():
-        assert info[name]["display_name"] == display and info[name]["category"] == "CacheKit"
+        assert info[name]["display_name"] == display
+        folders.setdefault(info[name]["category"], set()).add(name)
+    # the node library: the Apply nodes first, then calibrate/tune, files, and the multi-GPU node apart
+    assert folders["CacheKit"] == {n for n in ck.NODE_CLASS_MAPPINGS if n.startswith("Apply")}
+    assert folders["CacheKit/files"] == {"SaveCacheCalibration", "LoadCacheCalibration"}
+    assert folders["CacheKit/advanced"] == {"RaylightCacheKit", "CacheKitOnRayWorkers"}
+    assert info["CacheKitOnRayWorkers"]["deprecated"] and not info["RaylightCacheKit"].get("deprecated")
+    assert {"CalibrateMagCache", "TuneCacheThreshold", "CompareCacheQuality"} <= folders["CacheKit/calibrate and tune"]
+    assert len(folders) == 4
     assert info["CalibrateMagCache"]["output"] == ["MAGCACHE_RATIOS", "LATENT"]
     assert "calibration" in info["ApplyMagCache"]["input"]["optional"]
 
@@ -97,16 +109,54 @@ def test_threshold_zero_over_the_server_is_exact(server):
     assert (plain == exact).all()
 
 
-@pytest.mark.parametrize("value, message", [
-    (-0.5, "residual_diff_threshold must be >= 0.0, got -0.5"),
-    (float("nan"), "residual_diff_threshold must be finite, got nan"),
-    (1e30, "residual_diff_threshold must be <= 1.0, got 1e+30"),
+@pytest.mark.parametrize("inputs, bad, message", [
+    ({"residual_diff_threshold": -0.5}, "residual_diff_threshold", "Value -0.5 smaller than min of 0.0"),
+    ({"residual_diff_threshold": 1e30}, "residual_diff_threshold", "Value 1e+30 bigger than max of 1.0"),
+    ({"max_consecutive_skips": 500}, "max_consecutive_skips", "Value 500 bigger than max of 100"),
 ])
-def test_bad_widget_value_is_refused_at_queue_time_naming_node_and_value(server, value, message):
-    status, body = server.post("/prompt", {"prompt": wan_graph(threshold=value)})
+def test_bad_widget_value_is_one_error_on_its_input(server, inputs, bad, message):
+    """ComfyUI's own queue-time check: one error, on the input that holds the bad value, naming the value."""
+    g = wan_graph()
+    g["2"]["inputs"].update(inputs)
+    status, body = server.post("/prompt", {"prompt": g})
     assert status == 400
-    details = [e.get("details", "") for e in body["node_errors"]["2"]["errors"]]
-    assert any(f"Apply First Block Cache: {message}" in d for d in details), details
+    errors = body["node_errors"]["2"]["errors"]
+    assert [(e["extra_info"]["input_name"], e["message"]) for e in errors] == [(bad, message)], errors
+    assert body["node_errors"]["2"]["class_type"] == "ApplyFirstBlockCache"
+
+
+def test_missing_calibration_file_says_which_workflow_writes_it(server):
+    """A shipped load workflow opened before its calibrate workflow ran: one error, on the file input, naming the
+    workflow to run first."""
+    g = wan_graph()
+    g["8"] = {"class_type": "LoadCacheCalibration", "inputs": {"calibration": "wan21_t2v_1.3B/magcache_00001.json"}}
+    g["9"] = {"class_type": "ApplyMagCache", "inputs": {"model": ["1", 0], "threshold": 0.1, "max_skips": 2,
+              "retention_ratio": 0.2, "ratios": "auto", "start_percent": 0.0, "end_percent": 1.0,
+              "calibration": ["8", 0]}}
+    g["6"]["inputs"]["model"] = ["9", 0]
+    status, body = server.post("/prompt", {"prompt": g})
+    assert status == 400
+    errors = body["node_errors"]["8"]["errors"]
+    assert [e["extra_info"]["input_name"] for e in errors] == ["calibration"], errors
+    assert "the 'Wan 2.1 1.3B - MagCache 1 - calibrate and save' workflow (CacheKit's templates) writes it: " \
+        "open and run that one first" in errors[0]["details"], errors
+
+
+def test_preset_of_another_family_warns_on_the_run(server):
+    """MagCache's Flux ratios on a Wan model: it runs (the user chose it), and says so in the run and the log."""
+    g = wan_graph(seed=41)
+    g["2"] = {"class_type": "ApplyMagCache", "inputs": {"model": ["1", 0], "threshold": 0.1, "max_skips": 2,
+              "retention_ratio": 0.2, "ratios": "flux_dev", "start_percent": 0.0, "end_percent": 1.0}}
+    server.run(g)
+    run = server.get("/cachekit/stats")["runs"][-1]
+    assert run["node_class"] == "ApplyMagCache"
+    warning = "the preset 'flux_dev' was published for Flux, and this model is Wan"
+    assert any(n.startswith(warning) for n in run["notes"]), run["notes"]
+    assert f"Apply MagCache: {warning}" in server.log()
+    g["2"]["inputs"]["ratios"] = "wan2.1_t2v_1.3B"        # a preset of its own family: no such note
+    g["6"]["inputs"]["seed"] = 42
+    server.run(g)
+    assert not any("was published for" in n for n in server.get("/cachekit/stats")["runs"][-1]["notes"])
 
 
 @pytest.mark.parametrize("value, message", [
@@ -157,17 +207,22 @@ def test_compare_cache_quality_in_a_graph(server):
     assert f"Compare Cache Quality: {report}" in server.log()
 
 
-def test_api_format_workflows_use_known_nodes_with_known_inputs(server):
-    """The API-format demo workflow (the UI-format examples: test_example_workflows.py)."""
+def test_demo_workflow_converts_to_a_prompt_of_known_nodes_and_inputs(server):
+    """make demo's workflow (UI format, with positions; the templates: test_example_workflows.py), converted as
+    the demo queues it, and the uncached variant it compares against."""
     import json
+    import demo
+    import make_workflows
     info = server.get("/object_info")
-    for path in sorted((REPO / "workflows" / "api").glob("*.json")):
-        graph = json.loads(path.read_text())
-        for node_id, node in graph.items():
-            spec = info.get(node["class_type"])
-            assert spec is not None, f"{path.name} node {node_id}: unknown {node['class_type']}"
-            known = set(spec["input"].get("required", {})) | set(spec["input"].get("optional", {}))
-            assert set(node["inputs"]) <= known, f"{path.name} node {node_id}: {set(node['inputs']) - known}"
+    graph = make_workflows.to_api(json.loads(make_workflows.DEMO.read_text()), info)
+    for node_id, node in graph.items():
+        spec = info[node["class_type"]]
+        declared = set(spec["input"].get("required", {})) | set(spec["input"].get("optional", {}))
+        assert set(spec["input"].get("required", {})) <= set(node["inputs"]) <= declared, node_id
+    plain = demo.variant(graph, cached=False, seed=3, steps=4, prefix="p")
+    assert "ApplyFirstBlockCache" not in {n["class_type"] for n in plain.values()}
+    assert demo.node(plain, "KSampler")[1]["inputs"]["model"] == demo.node(graph, "ApplyFirstBlockCache")[1][
+        "inputs"]["model"]
 
 
 def test_second_cache_node_replaces_the_first_and_both_nodes_are_told(server):

@@ -7,6 +7,9 @@
 // (this page remembers which workflow queued which prompt, in localStorage, so a reload brings the last runs back
 // from GET /cachekit/stats); a queued prompt's cache nodes say "queued" / "running" until their run arrives, and
 // say so where the prompt failed or was interrupted before they ran.
+// This page tells the server it draws runs itself (POST /cachekit/client), so ComfyUI's progress text does not print
+// the summary a second time under the node. The template browser lists the pack's templates in the order of
+// templates.json ("start here" first, then by family and task).
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
@@ -18,7 +21,7 @@ const runs = new Map();      // "workflow id|node id" -> the newest run record t
 const pending = new Map();   // prompt id -> {workflow, nodes: Map(node id -> node class), state}
 const unclaimed = new Map(); // prompt id -> records that arrived before this page knew the prompt was its own
 const STEP_NAMES = { C: "computed", R: "reused", E: "estimated", "-": "not called" };
-const SHOWN = /^(Apply|Calibrate|Tune)|^LoadCacheCalibration$/;   // the nodes with a panel
+const SHOWN = /^(Apply|Calibrate|Tune)|^(Load|Save)CacheCalibration$/;   // the nodes with a panel
 const RUNS = /^Apply/;                                              // those that report runs
 const KEEP_UNCLAIMED = 20;
 let awaiting = 0;        // queue requests this page sent that the server has not answered yet
@@ -54,7 +57,13 @@ function addStyle() {
   s.textContent = `
     .cachekit-panel { font: 11px sans-serif; color: #ccc; padding: 2px 4px; overflow: hidden; }
     .cachekit-summary { color: #8fd18f; margin-bottom: 3px; white-space: normal; }
-    .cachekit-note { color: #e0c060; margin-bottom: 3px; white-space: normal; }
+    .cachekit-note, .cachekit-warning { color: #e0c060; margin-bottom: 3px; white-space: normal; }
+    .cachekit-warning::before, .cachekit-note::before { content: "⚠ "; }
+    .cachekit-legend { display: flex; gap: 8px; font-size: 9px; color: #aaa; margin: 2px 0 1px 46px; }
+    .cachekit-legend span::before { content: ""; display: inline-block; width: 8px; height: 8px; margin-right: 3px;
+                                    border-radius: 1px; vertical-align: -1px; background: var(--swatch); }
+    .cachekit-axis { font-size: 9px; color: #999; display: flex; justify-content: space-between; }
+    .cachekit-saved { color: #8fd18f; white-space: normal; word-break: break-all; }
     .cachekit-state { color: #aaa; font-style: italic; margin-bottom: 3px; white-space: normal; }
     .cachekit-state.cachekit-failed { color: #e07a6a; font-style: normal; }
     .cachekit-row { display: flex; align-items: center; gap: 1px; height: 10px; margin: 1px 0; }
@@ -93,9 +102,17 @@ function fit(node, root, height) {   // make room for what the panel now shows
   setTimeout(grow, 300);   // and again once the frontend has added its own text under the node
 }
 
-function summarize(run) {
-  if (run.replaced_by) return `not run: replaced by ${run.replaced_by.node} (#${run.replaced_by.node_id}) after it`;
-  return run.summary;      // written by the server (RunStats.summary), also as ComfyUI's progress text
+const SWATCHES = { C: "#e0793c", R: "#4caf50", E: "#c9b037" };
+
+function legend(codes) {        // what the timeline's colours mean, for the ones it shows
+  const row = el("div", "cachekit-legend");
+  for (const c of Object.keys(SWATCHES).filter((k) => codes.has(k))) {
+    const item = el("span", null, STEP_NAMES[c]);
+    item.style.setProperty("--swatch", SWATCHES[c]);
+    item.dataset.state = c;
+    row.appendChild(item);
+  }
+  return row;
 }
 
 function showRun(node, run) {
@@ -103,12 +120,19 @@ function showRun(node, run) {
   root.replaceChildren();
   root.dataset.run = String(run.run ?? "");
   delete root.dataset.state;
-  root.appendChild(el("div", "cachekit-summary", summarize(run)));
-  const notes = run.replaced_by ? [] : run.notes || [];   // what the run says the user should know (few steps, ...)
+  if (run.replaced_by) {   // a warning, not a result: this node's settings did nothing in that run
+    root.appendChild(el("div", "cachekit-warning",
+      `not run: replaced by ${run.replaced_by.node} (#${run.replaced_by.node_id}) after it on the same MODEL`));
+    return fit(node, root, 34);
+  }
+  root.appendChild(el("div", "cachekit-summary", run.summary));   // written by the server (RunStats.summary)
+  const notes = run.notes || [];   // what the run says the user should know (few steps, a preset of another model)
   for (const n of notes) root.appendChild(el("div", "cachekit-note", n));
   const extra = notes.reduce((h, n) => h + 3 + 13 * Math.ceil(n.length / 40), 0);   // ~40 characters a line
-  if (!timelineOn || run.replaced_by) return fit(node, root, 34 + extra);
-  for (const s of Object.values(run.streams || {})) {
+  if (!timelineOn) return fit(node, root, 34 + extra);
+  const streams = Object.values(run.streams || {});
+  root.appendChild(legend(new Set(streams.flatMap((s) => [...(s.timeline || "")]))));
+  for (const s of streams) {
     const row = el("div", "cachekit-row");
     row.dataset.stream = s.label;
     row.appendChild(el("span", "cachekit-label", s.label));
@@ -121,7 +145,7 @@ function showRun(node, run) {
     });
     root.appendChild(row);
   }
-  fit(node, root, 40 + extra + 13 * root.querySelectorAll(".cachekit-row").length);
+  fit(node, root, 54 + extra + 13 * root.querySelectorAll(".cachekit-row").length);
 }
 
 function clearPanel(node) {
@@ -178,7 +202,29 @@ function showChart(node, chart) {
     g.appendChild(svg("line", { x1: 0, x2: 200, y1: py(chart.line), y2: py(chart.line), stroke: "#888",
                                 "stroke-dasharray": "3,2" }));
   root.appendChild(g);
-  fit(node, root, 104);
+  const axis = el("div", "cachekit-axis");
+  axis.append(el("span", "cachekit-axis-y", `↑ ${chart.y ?? ""}`), el("span", "cachekit-axis-x", `${chart.x ?? ""} →`));
+  root.appendChild(axis);
+  const names = el("div", "cachekit-legend");     // which line is which (cond / uncond / the fit)
+  lines.forEach(([name], k) => {
+    const item = el("span", null, name);
+    item.style.setProperty("--swatch", colors[k % colors.length]);
+    item.dataset.series = name;
+    names.appendChild(item);
+  });
+  if (chart.points) { const p = el("span", null, "measured"); p.style.setProperty("--swatch", "#ddd"); names.appendChild(p); }
+  names.style.marginLeft = "0";
+  root.appendChild(names);
+  fit(node, root, 134);
+}
+
+function showSaved(node, saved) {   // Save Cache Calibration: the file it wrote, as Load Cache Calibration lists it
+  const root = panel(node);
+  root.replaceChildren(el("div", "cachekit-saved", `saved ${saved.name}`));
+  if (saved.path) root.appendChild(el("div", "cachekit-axis", saved.path));
+  if (saved.summary) root.appendChild(el("div", "cachekit-axis", saved.summary));
+  root.dataset.saved = saved.name;
+  fit(node, root, 60);
 }
 
 function nodeById(id) {
@@ -292,6 +338,37 @@ function onPromptEvents() {
     "did not run: the prompt was interrupted"));
 }
 
+// this page draws runs itself: the server leaves ComfyUI's progress text (the summary again) out of its prompts
+let announced = null;
+async function announce() {
+  if (!api.clientId || api.clientId === announced) return;
+  announced = api.clientId;
+  try {
+    await api.fetchApi("/cachekit/client", { method: "POST", headers: { "Content-Type": "application/json" },
+                                             body: JSON.stringify({ client_id: api.clientId }) });
+  } catch (e) { console.warn("CacheKit: could not register this page", e); }
+}
+
+// the template browser: the pack's templates in the order of templates.json (written with them by the build)
+const MODULE = decodeURIComponent(new URL(import.meta.url).pathname.split("/").slice(-2, -1)[0] ?? "");
+function orderTemplates() {
+  const list = api.getWorkflowTemplates;
+  if (typeof list !== "function") return;
+  const order = fetch(new URL("./templates.json", import.meta.url)).then((r) => r.json())
+    .then((index) => new Map(index.templates.map((t, i) => [t.file.replace(/\.json$/, ""), i])))
+    .catch(() => new Map());
+  api.getWorkflowTemplates = async function (...args) {
+    const all = await list.apply(this, args);
+    const rank = await order;
+    const ours = all?.[MODULE];
+    if (Array.isArray(ours) && rank.size) {
+      all[MODULE] = [...ours].sort((a, b) => (rank.get(a) ?? 1e9) - (rank.get(b) ?? 1e9) || a.localeCompare(b));
+    }
+    return all;
+  };
+}
+orderTemplates();   // now, before the browser first asks
+
 // the last run of each node survives a page reload: the server keeps recent runs (fetched in setup)
 let statsLoaded;
 const statsReady = new Promise((resolve) => { statsLoaded = resolve; });
@@ -311,6 +388,9 @@ app.registerExtension({
     timelineOn = app.extensionManager?.setting?.get?.(SETTING) !== false;
     watchQueue();
     onPromptEvents();
+    // the server names this page's client id in its first status message (and again on a new socket)
+    api.addEventListener("status", announce);
+    await announce();
     api.addEventListener("cachekit.stats", ({ detail }) => apply(detail));
     try {
       const res = await api.fetchApi("/cachekit/stats");
@@ -325,7 +405,7 @@ app.registerExtension({
     showAll();
   },
   async beforeRegisterNodeDef(nodeType, nodeData) {
-    if (nodeData.category !== "CacheKit") return;
+    if (!/^CacheKit(\/|$)/.test(nodeData.category ?? "")) return;
     const created = nodeType.prototype.onNodeCreated;
     const shows = SHOWN.test(nodeData.name);
     nodeType.prototype.onNodeCreated = function () {
@@ -355,6 +435,8 @@ app.registerExtension({
       executed?.apply(this, arguments);
       const chart = message?.cachekit_chart?.[0];
       if (chart) showChart(this, chart);
+      const saved = message?.cachekit_saved?.[0];
+      if (saved) showSaved(this, saved);
     };
   },
 });
