@@ -252,6 +252,7 @@ class Family:
     # why span methods (a reused run of blocks) cannot apply, in full: the model adds into the hidden state
     # between blocks on every call
     injects: str | None = None
+    models: str = ""               # what users load into this class, by name (README, docs/coverage.md)
 
     def block_path(self, kind: str, index: int) -> str:
         """"diffusion_model.<attribute>.<index>": the block's path in the BaseModel, for object patches."""
@@ -349,56 +350,69 @@ FAMILIES = (
     # Flux 1 dev/schnell, Kontext (its reference tokens ride in img) and Flux 2 (no presets: see _flux1)
     Family("Flux", ("comfy.ldm.flux.model.Flux",), _FLUX_BLOCKS, _DOUBLE_SINGLE, convert=_join_txt_img,
            modulated_input=_flux_modulated, teacache_preset=_flux1("flux"), magcache_preset=_flux1("flux_dev"),
-           attention_kinds=_JOINT_ATTN, mlp_modules=_FLUX_MLPS, attention_inputs=_FLUX_QKV),
-    Family("Chroma", ("comfy.ldm.chroma.model.Chroma",), **_CHROMA),
+           attention_kinds=_JOINT_ATTN, mlp_modules=_FLUX_MLPS, attention_inputs=_FLUX_QKV,
+           models="Flux.1 dev / schnell, Flux.1 Kontext, Flux 2 (dev, Klein), LongCat-Image, Ovis-Image"),
+    Family("Chroma", ("comfy.ldm.chroma.model.Chroma",), **_CHROMA,
+           models="Chroma"),
     # Chroma's blocks in pixel space; its NeRF head runs after the blocks, outside the cached span
-    Family("Chroma Radiance", ("comfy.ldm.chroma_radiance.model.ChromaRadiance",), **_CHROMA),
+    Family("Chroma Radiance", ("comfy.ldm.chroma_radiance.model.ChromaRadiance",), **_CHROMA,
+           models="Chroma Radiance (pixel space)"),
     # HunyuanVideo 1.0 T2V/I2V/SkyReels, 1.5, HunyuanImage 2.1 (+ refiner): one class, one forward
     Family("HunyuanVideo", ("comfy.ldm.hunyuan_video.model.HunyuanVideo",),
            (("double_block", "double_blocks", None), ("single_block", "single_blocks", None)), _DOUBLE_SINGLE,
            convert=_join_img_txt, modulated_input=_flux_modulated,
            teacache_preset=_hunyuan_video_1("hunyuan_video"), magcache_preset=_hunyuan_video_1("hunyuan_video_544p"),
-           attention_kinds=_JOINT_ATTN, mlp_modules=_FLUX_MLPS, attention_inputs=_FLUX_QKV),
+           attention_kinds=_JOINT_ATTN, mlp_modules=_FLUX_MLPS, attention_inputs=_FLUX_QKV,
+           models="HunyuanVideo 1.0 (T2V, I2V, SkyReels), HunyuanVideo 1.5, HunyuanImage 2.1 (and refiner)"),
     # Wan 2.1 / 2.2 T2V, I2V, TI2V, FunControl, camera and HuMo
     Family("Wan", ("comfy.ldm.wan.model.WanModel", "comfy.ldm.wan.model.CameraWanModel",
                    "comfy.ldm.wan.model.HumoWanModel"),
-           teacache_preset=_wan_teacache, magcache_preset=_wan_magcache, **_WAN),
+           teacache_preset=_wan_teacache, magcache_preset=_wan_magcache, **_WAN,
+           models="Wan 2.1 / 2.2 T2V, I2V, TI2V, FunControl, camera, HuMo, the two 14B experts"),
     Family("Wan VACE", ("comfy.ldm.wan.model.VaceWanModel",), **_WAN,
            injects="adds its VACE hints into the hidden state after every k-th block, in place, on every call: a "
-                   "reused run of blocks would replay the hints of the step it was computed on"),
+                   "reused run of blocks would replay the hints of the step it was computed on",
+           models="Wan 2.1 VACE"),
     # Wan 2.2 S2V: its audio is added into the hidden state between blocks
     Family("Wan S2V", ("comfy.ldm.wan.model.WanModel_S2V",), **_WAN,
            injects="adds its audio features into the hidden state after the audio layers' blocks on every call: a "
-                   "reused run of blocks would replay the audio of the step it was computed on"),
+                   "reused run of blocks would replay the audio of the step it was computed on",
+           models="Wan 2.2 S2V"),
     Family("Wan Animate", ("comfy.ldm.wan.model_animate.AnimateWanModel",), **_WAN,
            injects="adds its face-motion features into the hidden state after every 5th block on every call: a "
-                   "reused run of blocks would replay the features of the step it was computed on"),
+                   "reused run of blocks would replay the features of the step it was computed on",
+           models="Wan 2.2 Animate"),
     Family("Qwen-Image", ("comfy.ldm.qwen_image.model.QwenImageTransformer2DModel",),
            (("double_block", "transformer_blocks", None),), {"double_block": ("img", "txt")},
            modulated_input=_qwen_modulated, magcache_preset=_fixed("qwen_image"),
-           attention_kinds={"double_block": ("self",)}, mlp_modules={"double_block": ("img_mlp", "txt_mlp")}),
+           attention_kinds={"double_block": ("self",)}, mlp_modules={"double_block": ("img_mlp", "txt_mlp")},
+           models="Qwen-Image, Qwen-Image-Edit (2509, 2511)"),
     # Lumina 2 and Z-Image (NextDiT): the main stack `layers` (the refiners run on text or image alone before
     # it); its forward ignores patches_replace, so each block's own forward is patched. No TeaCache preset: the
     # published Lumina 2 coefficients disagree (code vs README of TeaCache4Lumina2), so Calibrate TeaCache it is
     Family("Lumina2 / Z-Image", ("comfy.ldm.lumina.model.NextDiT",), (("block", "layers", None),),
            {"block": ("img",)}, route="forward", adapter=CallAdapter(hidden={"img": "x"}, returns=("img",)),
            modulated_input=_lumina_modulated, image_first=False, attention_kinds={"block": ("self",)},
-           mlp_modules={"block": ("feed_forward",)}),
+           mlp_modules={"block": ("feed_forward",)},
+           models="Lumina Image 2.0, Z-Image (Turbo, omni)"),
     # SD3 / SD3.5 (MMDiT): joint blocks; image self attention a second time where x_block_self_attn is set
     Family("SD3", ("comfy.ldm.modules.diffusionmodules.mmdit.OpenAISignatureMMDITWrapper",),
            (("double_block", "joint_blocks", None),), {"double_block": ("img", "txt")},
            modulated_input=_sd3_modulated, attention_kinds={"double_block": ("self", "self")},
-           mlp_modules={"double_block": ("x_block.mlp", "context_block.mlp")}),
+           mlp_modules={"double_block": ("x_block.mlp", "context_block.mlp")},
+           models="Stable Diffusion 3 / 3.5"),
     # OmniGen2: like NextDiT, a main stack `layers` after text/image/reference refiners; no patches_replace
     Family("OmniGen2", ("comfy.ldm.omnigen.omnigen2.OmniGen2Transformer2DModel",), (("block", "layers", None),),
            {"block": ("img",)}, route="forward", adapter=CallAdapter(hidden={"img": "hidden_states"}, returns=("img",)),
            modulated_input=_omnigen2_modulated, image_first=False, magcache_preset=_fixed("omnigen2_t2i"),
-           attention_kinds={"block": ("self",)}, mlp_modules={"block": ("feed_forward",)}),
+           attention_kinds={"block": ("self",)}, mlp_modules={"block": ("feed_forward",)},
+           models="OmniGen2"),
     # Cosmos Predict2: blocks on (B, T, H, W, D) tokens, self then cross attention; no patches_replace
     Family("Cosmos Predict2", ("comfy.ldm.cosmos.predict2.MiniTrainDIT",), (("block", "blocks", None),),
            {"block": ("img",)}, route="forward", adapter=CallAdapter(hidden={"img": "x_B_T_H_W_D"}, returns=("img",)),
            modulated_input=_cosmos2_modulated, attention_kinds={"block": ("self", "cross")},
-           mlp_modules={"block": ("mlp",)}),
+           mlp_modules={"block": ("mlp",)},
+           models="Cosmos Predict2"),
     # Cosmos 1 (7B/14B): blocks in a ModuleDict, on tokens laid out T H W B D; no patches_replace
     Family("Cosmos 1", ("comfy.ldm.cosmos.model.GeneralDIT",), (("block", "blocks", None),), {"block": ("img",)},
            route="forward", adapter=CallAdapter(hidden={"img": "x"}, returns=("img",)), block_name="block{}",
@@ -406,19 +420,23 @@ FAMILIES = (
            mlp_batch_dim=lambda dm: 3 if dm.blocks["block0"].x_format == "THWBD" else 0,
            injects="adds its positional embedding into the hidden state before every block, in place: the blocks of "
                    "a reused run would hand the hidden state on and get it added again on top of the cached residual, "
-                   "which holds those additions already"),
+                   "which holds those additions already",
+           models="Cosmos 1 (7B, 14B)"),
     # AuraFlow: double (image, text) then single layers on text + image, text first (as Flux)
     Family("AuraFlow", ("comfy.ldm.aura.mmdit.MMDiT",),
            (("double_block", "double_layers", None), ("single_block", "single_layers", None)), _DOUBLE_SINGLE,
            convert=_join_txt_img, modulated_input=_aura_modulated, attention_kinds=_JOINT_ATTN,
-           mlp_modules={"double_block": ("mlpX", "mlpC"), "single_block": ("mlp",)}),
+           mlp_modules={"double_block": ("mlpX", "mlpC"), "single_block": ("mlp",)},
+           models="AuraFlow"),
     # Mochi: asymmetric joint blocks (the last one leaves the text as it is and has no text MLP)
     Family("Mochi", ("comfy.ldm.genmo.joint_model.asymm_models_joint.AsymmDiTJoint",),
            (("double_block", "blocks", None),), {"double_block": ("img", "txt")},
            modulated_input=_mochi_modulated, teacache_preset=_fixed("mochi"), attention_kinds={"double_block": ("self",)},
-           mlp_modules={"double_block": ("mlp_x", "mlp_y")}),
+           mlp_modules={"double_block": ("mlp_x", "mlp_y")},
+           models="Mochi 1"),
     # Hunyuan3D 2.0: Flux's double and single blocks on shape latents (no positional embedding), text first
-    Family("Hunyuan3D 2.0", ("comfy.ldm.hunyuan3d.model.Hunyuan3Dv2",), **_CHROMA),
+    Family("Hunyuan3D 2.0", ("comfy.ldm.hunyuan3d.model.Hunyuan3Dv2",), **_CHROMA,
+           models="Hunyuan3D 2.0"),
     # HiDream-I1: its forward ignores patches_replace. Each block gets its own Llama layer's states appended to
     # the text (double) or to the sequence (single) and the forward cuts them off after the block, so what a
     # block adds to them is dropped: only the carried part of the sequence needs the cached residual.
@@ -429,19 +447,22 @@ FAMILIES = (
                                                 returns=("img", "txt")),
                     "single_block": CallAdapter(hidden={"img": "image_tokens"}, returns=("img",))},
            attention_kinds=_JOINT_ATTN, mlp_modules={"double_block": ("block.ff_i", "block.ff_t"),
-                                                     "single_block": ("block.ff_i",)}),
+                                                     "single_block": ("block.ff_i",)},
+           models="HiDream-I1 (full, dev, fast)"),
     # PixArt Alpha / Sigma: its forward ignores patches_replace and passes nothing on to the blocks, so the blocks'
     # forwards are patched, and the attention methods cache the attention modules (no kernel override reaches them)
     Family("PixArt", ("comfy.ldm.pixart.pixartms.PixArtMS",), (("block", "blocks", None),), {"block": ("img",)},
            route="forward", adapter=CallAdapter(hidden={"img": "x"}, returns=("img",)),
            modulated_input=_pixart_modulated, attention_kinds={"block": ("self", "cross")},
-           attention_modules={"block": ("attn", "cross_attn")}, mlp_modules={"block": ("mlp",)}),
+           attention_modules={"block": ("attn", "cross_attn")}, mlp_modules={"block": ("mlp",)},
+           models="PixArt Alpha, PixArt Sigma"),
     # HunyuanDiT 1.0-1.2: the second half's blocks take a first-half block's output as a long skip
     Family("HunyuanDiT", ("comfy.ldm.hydit.models.HunYuanDiT",), (("double_block", "blocks", None),),
            {"double_block": ("img",)}, modulated_input=_hydit_modulated,
            attention_kinds={"double_block": ("self", "cross")}, attention_modules={"double_block": ("attn1", "attn2")},
            attention_tuple=True, mlp_modules={"double_block": ("mlp",)},
-           long_skips=_stack_skips(push=lambda i, d: i < d // 2 - 1, pop=lambda i, d: i > d // 2)),
+           long_skips=_stack_skips(push=lambda i, d: i < d // 2 - 1, pop=lambda i, d: i > d // 2),
+           models="HunyuanDiT 1.0-1.2"),
     # Hunyuan3D 2.1: a time token first, long skips as HunyuanDiT's (its own stack rule), MoE MLPs in the last blocks
     Family("Hunyuan3D 2.1", ("comfy.ldm.hunyuan3dv2_1.hunyuandit.HunYuanDiTPlain",), (("block", "blocks", None),),
            {"block": ("img",)}, adapter=ReplaceAdapter("x"), modulated_input=_hunyuan3d21_modulated,
@@ -449,22 +470,26 @@ FAMILIES = (
            attention_modules={"block": ("attn1", "attn2")}, mlp_modules={"block": ("mlp", "moe")},
            long_skips=_stack_skips(push=lambda i, d: i < d // 2, pop=lambda i, d: i > d // 2),
            cfg_pairs="swaps the text of the two halves of every batch (cond and uncond), so a call without the uncond "
-                     "half cannot run"),
+                     "half cannot run",
+           models="Hunyuan3D 2.1"),
     # ACE-Step: blocks on the audio latent's tokens; its forward ignores patches_replace, and its self attention is
     # a linear attention of its own (only the cross attention calls ComfyUI's kernel, so only it is cached)
     Family("ACE-Step", ("comfy.ldm.ace.model.ACEStepTransformer2DModel",), (("block", "transformer_blocks", None),),
            {"block": ("img",)}, route="forward",
            adapter=CallAdapter(hidden={"img": "hidden_states"}, returns=("img",)), modulated_input=_ace_modulated,
-           attention_kinds={"block": ("cross",)}, mlp_modules={"block": ("ff",)}),
+           attention_kinds={"block": ("cross",)}, mlp_modules={"block": ("ff",)},
+           models="ACE-Step"),
     # Stable Audio Open: the time (and seconds) embedding is prepended as a token, so block 0's input starts there
     Family("Stable Audio", ("comfy.ldm.audio.dit.AudioDiffusionTransformer",),
            (("double_block", "transformer.layers", None),), {"double_block": ("img",)},
            modulated_input=_stable_audio_modulated, image_first=False,
-           attention_kinds={"double_block": ("self", "cross")}, mlp_modules={"double_block": ("ff",)}),
+           attention_kinds={"double_block": ("self", "cross")}, mlp_modules={"double_block": ("ff",)},
+           models="Stable Audio Open 1.0"),
     Family("LTXV", ("comfy.ldm.lightricks.model.LTXVModel",),
            (("double_block", "transformer_blocks", None),), {"double_block": ("img",)},
            modulated_input=_ltxv_modulated, teacache_preset=_fixed("ltxv"),
-           attention_kinds={"double_block": ("self", "cross")}, mlp_modules={"double_block": ("ff",)}),
+           attention_kinds={"double_block": ("self", "cross")}, mlp_modules={"double_block": ("ff",)},
+           models="LTX-Video (0.9.x)"),
 )
 
 _CASCADE = ("(Stable Cascade) is a UNet of residual and attention blocks, not a diffusion transformer: these methods "

@@ -134,9 +134,15 @@ class Page:
         self.page.wait_for_timeout(500)
         return found
 
-    def shot(self, name):
+    def shot(self, name, around=None):
+        """A screenshot in output/browser/; `around`: a node id to center on and crop to (the docs' pictures)."""
         SHOTS.mkdir(parents=True, exist_ok=True)
-        self.page.screenshot(path=str(SHOTS / f"{name}.png"))
+        if around is None:
+            return self.page.screenshot(path=str(SHOTS / f"{name}.png"))
+        self.js("(id) => { const c = window.app.canvas; c.ds.scale = 1.1; c.centerOnNode(c.graph.getNodeById(Number(id)));"
+                " c.setDirty(true, true); }", around)
+        self.page.wait_for_timeout(500)
+        self.page.screenshot(path=str(SHOTS / f"{name}.png"), clip={"x": 380, "y": 120, "width": 880, "height": 760})
 
 
 def node_id(page, kind):
@@ -221,6 +227,8 @@ def test_the_node_shows_the_run_the_server_reported(server, browser, tmp_path, v
                        " window.LiteGraph.registered_node_types[n.type])")
         assert page.page.locator("text=/missing/i").count() == 0
         check_labels(page, vue)
+        page.js("() => window.app.extensionManager.command.execute('Comfy.Canvas.FitView')")
+        page.page.wait_for_timeout(500)
         page.shot(f"loaded_{'nodes2' if vue else 'classic'}")
         # the tiny workflow, loaded by file too, runs; the cache node shows what the server reported
         wf = tmp_path / "tiny.json"
@@ -248,6 +256,7 @@ def test_the_node_shows_the_run_the_server_reported(server, browser, tmp_path, v
         saved = page.js("(id) => document.querySelector(`.cachekit-panel[data-node-id=\"${id}\"]`).textContent", save)
         assert saved.startswith("saved browser/magcache_") and "cache_calibrations" in saved, saved
         page.shot(f"run_{'nodes2' if vue else 'classic'}")
+        page.shot(f"node_after_run_{'nodes2' if vue else 'classic'}", around=nid)
         # the timeline follows its setting
         page.js("() => window.app.extensionManager.setting.set('CacheKit.ShowTimeline', false)")
         page.page.wait_for_function("(id) => !document.querySelector(`.cachekit-panel[data-node-id=\"${id}\"] "
@@ -346,6 +355,9 @@ def test_a_run_shows_only_on_the_node_of_the_workflow_that_ran_it(server, browse
                                     "w => w.name === 'cachekit_panel').element.dataset.state === 'failed'",
                                     arg=nid, timeout=30_000)
         assert panel_text(page, nid) is None and panels(page)[str(nid)][1] == "did not run: an input was refused"
+        # one error, on the input that holds the bad value (what the frontend marks on the node)
+        errors = page.js("(id) => window.app.lastNodeErrors?.[String(id)]?.errors ?? null", nid)
+        assert [e["extra_info"]["input_name"] for e in errors] == ["residual_diff_threshold"], errors
         page.shot(f"refused_{'nodes2' if vue else 'classic'}")
         # a cache node replaced by a later one on the same MODEL: a warning on it, not a result
         load_graph(page, tiny_workflow(info, seed=50 + vue, replaced=True))

@@ -1,0 +1,25 @@
+"""The README's generated parts match what they are generated from: the supported-model list is the family table's
+(scripts/supported_models.py), and every picture and file it links to is in the repository."""
+import re
+
+import pytest
+
+from comfy_runtime import REPO
+
+import supported_models
+
+pytestmark = pytest.mark.fast
+
+
+def test_readme_lists_the_supported_models_of_the_family_table(ck):
+    readme = (REPO / "README.md").read_text()
+    assert supported_models.block() in readme, "run scripts/supported_models.py --write"
+    from cachekit.nodes.families import FAMILIES
+    assert all(f"- **{fam.name}**: {fam.models}." in readme for fam in FAMILIES)
+
+
+def test_readme_links_point_at_files_that_exist():
+    readme = (REPO / "README.md").read_text()
+    for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", readme):
+        if not target.startswith("http"):
+            assert (REPO / target).exists(), target
