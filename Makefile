@@ -7,7 +7,7 @@ RUNTIME ?= $(CURRENT)
 PY = CACHEKIT_COMFY=$(RUNTIME) .runtime/comfyui-$(RUNTIME)/venv/bin/python
 PYTEST = -m pytest -c tests/pytest.ini tests
 
-.PHONY: setup demo test test-current test-oldest check bench coverage clean
+.PHONY: setup demo test test-current test-oldest test-fast check bench coverage clean
 
 setup:
 	@bash scripts/setup_runtime.sh
@@ -31,9 +31,11 @@ test-current:
 test-oldest:
 	CACHEKIT_COMFY=$(OLDEST) .runtime/comfyui-$(OLDEST)/venv/bin/python $(PYTEST) -m every_runtime
 
-# the edit-test loop: the engine, the inputs, and every method on two families, current line (~2 min)
-check:
+# the edit-test loop: the engine, the inputs, the docs, and every method on two families, current line (~2 min)
+test-fast:
 	$(PY) $(PYTEST) -m fast -x -q
+
+check: test-fast
 
 bench: setup   # BENCHMARKS.md: trained models, quality at equal compute, speed against the ideal
 	$(PY) scripts/bench_report.py

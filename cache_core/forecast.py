@@ -10,7 +10,7 @@ import torch
 
 
 class TaylorForecaster:
-    """Taylor series in the step position (TaylorSeer, ICCV'25; methods.md §1.6).
+    """Taylor series in the step position (TaylorSeer, ICCV'25; docs/methods.md §1.6).
 
     At a computed step s with value Y, Δ = s - s_prev:  d0 = Y,  d_{i+1} = (d_i - d_i_old) / Δ  (up to
     max_order, and only as far as the previous update had orders). At step s + k the forecast is

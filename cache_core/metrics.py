@@ -8,7 +8,7 @@ def rel_l1(current: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
     """mean|current - previous| / mean|previous| as a 0-d fp32 tensor (no host sync): the ratio of
     rel_l1_parts, so a tuning records the very metric the decisions use.
 
-    The previous tensor is the denominator, as in every reference implementation (methods.md §0).
+    The previous tensor is the denominator, as in every reference implementation (docs/methods.md §0).
     """
     return ratio(rel_l1_parts(current, previous))
 

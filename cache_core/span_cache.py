@@ -6,7 +6,7 @@ The block stack is split as [front | span | back]:
          span residual cached on the stream's last computed call.
   back   (policy.back_blocks) always runs (DBCache's Bn blocks).
 The host calls run_block(p, args, original) in place of every block p. Only the last span block
-applies the residual, so it is added exactly once (pitfall 4 in methods.md).
+applies the residual, so it is added exactly once (pitfall 4 in docs/methods.md).
 
 Cond and uncond that arrive batched in one call each keep their own state and decision; the call
 reuses only when every stream in it agrees, otherwise the whole batch computes and every stream is

@@ -1,4 +1,4 @@
-"""Apply DBCache: MODEL in, MODEL out (cache-dit's dual block cache, methods.md §1.5)."""
+"""Apply DBCache: MODEL in, MODEL out (cache-dit's dual block cache, docs/methods.md §1.5)."""
 from __future__ import annotations
 
 from ..cache_core import DBCache

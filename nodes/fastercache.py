@@ -1,4 +1,4 @@
-"""Apply FasterCache: MODEL in, MODEL out (methods.md §1.8)."""
+"""Apply FasterCache: MODEL in, MODEL out (docs/methods.md §1.8)."""
 from __future__ import annotations
 
 from ..cache_core import FasterCache

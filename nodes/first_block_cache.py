@@ -1,4 +1,4 @@
-"""Apply First Block Cache: MODEL in, MODEL out (methods.md §1.1)."""
+"""Apply First Block Cache: MODEL in, MODEL out (docs/methods.md §1.1)."""
 from __future__ import annotations
 
 from ..cache_core import FirstBlockCache

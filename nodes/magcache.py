@@ -1,4 +1,4 @@
-"""Apply MagCache and Calibrate MagCache (methods.md §1.3)."""
+"""Apply MagCache and Calibrate MagCache (docs/methods.md §1.3)."""
 from __future__ import annotations
 
 from ..cache_core import MagCache, MagCacheCalibration, calibration_data, presets

@@ -1,4 +1,4 @@
-"""Calibrate SmoothCache, SmoothCache Schedule and Apply SmoothCache (methods.md §1.7)."""
+"""Calibrate SmoothCache, SmoothCache Schedule and Apply SmoothCache (docs/methods.md §1.7)."""
 from __future__ import annotations
 
 import json

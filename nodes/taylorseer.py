@@ -1,4 +1,4 @@
-"""Apply TaylorSeer Cache: MODEL in, MODEL out (methods.md §1.6)."""
+"""Apply TaylorSeer Cache: MODEL in, MODEL out (docs/methods.md §1.6)."""
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,4 @@
-"""Apply TeaCache: MODEL in, MODEL out (methods.md §1.2)."""
+"""Apply TeaCache: MODEL in, MODEL out (docs/methods.md §1.2)."""
 from __future__ import annotations
 
 import logging

@@ -2,6 +2,8 @@
 blocks would replay the hints of the step it was computed on. Calls that carry such hints compute, and
 families that inject on every call refuse span methods at the node; component methods stay exact."""
 import pytest
+
+from comfy_runtime import REPO
 import torch
 
 import tiny_models as tm
@@ -141,7 +143,9 @@ def test_few_step_runs_are_warned_about_on_the_node_and_in_the_log(ck, caplog):
     with caplog.at_level(logging.WARNING, logger="CacheKit"):
         tm.sample(fbc(ck, m, 0.5), lat, pos, neg, steps=4, cfg=3.0)
     notes = last_stats(ck)["notes"]
-    assert len(notes) == 1 and notes[0].startswith("4 steps: few-step (distilled) runs gain little")
+    assert len(notes) == 1 and notes[0].startswith("4 steps: few-step (distilled) models gain little")
+    assert notes[0].endswith("(README: few-step models)") and "#" not in notes[0]   # somewhere a user can follow
+    assert "### Few-step models" in (REPO / "README.md").read_text()
     assert "Apply First Block Cache: 4 steps: few-step" in caplog.text
     tm.sample(fbc(ck, m, 0.5), lat, pos, neg, steps=10, cfg=3.0)
     assert last_stats(ck)["notes"] == []

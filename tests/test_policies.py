@@ -1,4 +1,4 @@
-"""Decision rules worked out by hand from the published rules (methods.md §1.2, §1.3), on cache_core
+"""Decision rules worked out by hand from the published rules (docs/methods.md §1.2, §1.3), on cache_core
 alone: TeaCache and MagCache have their state machines checked call by call."""
 
 import pytest

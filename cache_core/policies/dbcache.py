@@ -1,4 +1,4 @@
-"""DBCache, cache-dit's dual block cache (vipshop/cache-dit; methods.md §1.5).
+"""DBCache, cache-dit's dual block cache (vipshop/cache-dit; docs/methods.md §1.5).
 
 The first Fn blocks always run and give the probe (their residual on the image stream); the last Bn
 blocks always run, on the approximation when the middle is reused, which lets them correct it. The

@@ -1,4 +1,4 @@
-"""FasterCache (ICLR'25; diffusers `faster_cache`; methods.md §1.8).
+"""FasterCache (ICLR'25; diffusers `faster_cache`; docs/methods.md §1.8).
 
 Two parts, as in the reference hooks:
   CFG cache: on computed steps keep the low/high frequency difference between the uncond and cond

@@ -1,4 +1,4 @@
-"""First Block Cache (ParaAttention / diffusers `first_block_cache`, methods.md §1.1).
+"""First Block Cache (ParaAttention / diffusers `first_block_cache`, docs/methods.md §1.1).
 
 Block 0 always runs. The rest of the stack is reused when the relative L1 change of block 0's
 residual, against the residual of the last *computed* call, is below the threshold.

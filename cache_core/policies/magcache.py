@@ -1,4 +1,4 @@
-"""MagCache (Zehong-Ma/MagCache, NeurIPS'25; diffusers `mag_cache`; methods.md §1.3).
+"""MagCache (Zehong-Ma/MagCache, NeurIPS'25; diffusers `mag_cache`; docs/methods.md §1.3).
 
 Per stream, per step t past the retention steps: acc_ratio *= gamma_t, acc_steps += 1,
 acc_err += |1 - acc_ratio|; reuse the whole-stack residual while acc_err <= threshold and

@@ -1,4 +1,4 @@
-"""Pyramid Attention Broadcast (diffusers `pyramid_attention_broadcast`; methods.md §1.8).
+"""Pyramid Attention Broadcast (diffusers `pyramid_attention_broadcast`; docs/methods.md §1.8).
 
 Inside the schedule window, the attention output of each block is computed on one step in every N
 and broadcast (reused) on the steps between, with a longer interval for less sensitive attention

@@ -1,4 +1,5 @@
-"""SeaCache (Spectral-Evolution-Aware Cache, CVPR'26, arXiv 2602.18993; public code jiwoogit/SeaCache).
+"""SeaCache (Spectral-Evolution-Aware Cache, CVPR'26, arXiv 2602.18993; public code jiwoogit/SeaCache;
+docs/methods.md §1.4).
 
 TeaCache's rule without its per-model polynomial: per stream, acc += relL1(G_t, G_prev) over block 0's
 modulated image tokens G after a spectral filter, reuse the whole-stack residual while acc < threshold,

@@ -1,4 +1,4 @@
-"""SmoothCache (Roblox/SmoothCache, CVPR-W'25; methods.md §1.7).
+"""SmoothCache (Roblox/SmoothCache, CVPR-W'25; docs/methods.md §1.7).
 
 Calibration: one run with no reuse records, per component kind (self/cross attention, MLP) and
 lookahead j = 1..n, the error e_j[s] = |Y_s - Y_{s+j}|_1 / |Y_{s+j}|_1 of every component output,

@@ -1,4 +1,5 @@
-"""Spectrum (Adaptive Spectral Feature Forecasting, CVPR'26, arXiv 2603.01623; public code hanjq17/Spectrum).
+"""Spectrum (Adaptive Spectral Feature Forecasting, CVPR'26, arXiv 2603.01623; public code hanjq17/Spectrum;
+docs/methods.md §1.9).
 
 The block stack's output feature (what the final layer reads) is treated as a function of time and
 forecast on skipped steps from every computed step (forecast.ChebyshevForecaster: Chebyshev ridge fit

@@ -1,4 +1,4 @@
-"""TaylorSeer (Shenyi-Z/TaylorSeer, ICCV'25; diffusers `taylorseer_cache`; methods.md §1.6).
+"""TaylorSeer (Shenyi-Z/TaylorSeer, ICCV'25; diffusers `taylorseer_cache`; docs/methods.md §1.6).
 
 A static schedule: the first `warmup_steps` steps compute, then one step in every `interval`
 (diffusers' rule: compute when (step - warmup - 1) % interval == 0), and the last `final_steps` (0 is

@@ -1,4 +1,4 @@
-"""TeaCache (ali-vilab/TeaCache, CVPR'25; methods.md §1.2).
+"""TeaCache (ali-vilab/TeaCache, CVPR'25; docs/methods.md §1.2).
 
 The indicator is block 0's timestep-modulated input. Per stream: acc += poly(relL1(F_t, F_prev));
 reuse the whole-stack residual while acc < threshold, else compute and reset acc. F_prev follows
