@@ -7,7 +7,7 @@ RUNTIME ?= $(CURRENT)
 PY = CACHEKIT_COMFY=$(RUNTIME) .runtime/comfyui-$(RUNTIME)/venv/bin/python
 PYTEST = -m pytest -c tests/pytest.ini tests
 
-.PHONY: setup demo test test-current test-oldest test-fast check bench coverage clean
+.PHONY: setup demo lint test test-current test-oldest test-fast check bench coverage clean
 
 setup:
 	@bash scripts/setup_runtime.sh
@@ -15,10 +15,13 @@ setup:
 demo: setup
 	$(PY) scripts/demo.py
 
+lint: setup   # pyflakes' and pycodestyle's checks, lines of 120 (pyproject.toml [tool.ruff])
+	.runtime/comfyui-$(CURRENT)/venv/bin/ruff check .
+
 # the whole suite on the current line and, beside it, on the oldest line the tests of what can differ between
 # versions (marked every_runtime: family x method, the server, workflows, calibration files): a core and a torch
 # thread each (13 min instead of 19 one after the other on 2 cores); the oldest line's output follows the current's
-test: setup
+test: setup lint
 	@mkdir -p output; status=0; \
 	OMP_NUM_THREADS=1 $(MAKE) --no-print-directory test-oldest > output/test-$(OLDEST).log 2>&1 & oldest=$$!; \
 	OMP_NUM_THREADS=1 $(MAKE) --no-print-directory test-current || status=1; \
@@ -32,7 +35,7 @@ test-oldest:
 	CACHEKIT_COMFY=$(OLDEST) .runtime/comfyui-$(OLDEST)/venv/bin/python $(PYTEST) -m every_runtime
 
 # the edit-test loop: the engine, the inputs, the docs, and every method on two families, current line (~2 min)
-test-fast:
+test-fast: lint
 	$(PY) $(PYTEST) -m fast -x -q
 
 check: test-fast

@@ -8,8 +8,9 @@ from .layout import BlockLayout
 from .metrics import rel_l1, to_floats
 from .policy import CachePolicy, CfgCache, ComponentPolicy, ReuseLimits, StepInfo
 from .forecast import ChebyshevForecaster, TaylorForecaster
-from .policies import (DBCache, FasterCache, FirstBlockCache, MagCache, MagCacheCalibration, PyramidAttentionBroadcast,
-                       SeaCache, SmoothCache, SmoothCacheCalibration, Spectrum, TaylorSeer, TeaCache, TeaCacheCalibration)
+from .policies import (DBCache, FasterCache, FirstBlockCache, MagCache, MagCacheCalibration,
+                       PyramidAttentionBroadcast, SeaCache, SmoothCache, SmoothCacheCalibration, Spectrum, TaylorSeer,
+                       TeaCache, TeaCacheCalibration)
 from . import calibration_data, presets, quality
 from .run import CacheRun
 from .streams import StreamState
@@ -18,9 +19,9 @@ from .span_cache import SpanCall
 from .stats import RunStats, StreamStats
 
 __all__ = [
-    "BlockLayout", "ChebyshevForecaster", "CachePolicy", "CfgCache", "CacheRun", "ComponentCall", "ComponentPolicy", "DBCache", "FasterCache", "FirstBlockCache", "MagCache",
-    "MagCacheCalibration", "PyramidAttentionBroadcast", "ReuseLimits", "RunStats", "SeaCache", "SmoothCache", "Spectrum",
-    "SmoothCacheCalibration", "SpanCall", "StepInfo",
-    "StreamState", "StreamStats", "TaylorForecaster", "TaylorSeer", "TeaCache", "TeaCacheCalibration", "calibration_data", "presets",
-    "quality", "rel_l1", "to_floats",
+    "BlockLayout", "ChebyshevForecaster", "CachePolicy", "CfgCache", "CacheRun", "ComponentCall", "ComponentPolicy",
+    "DBCache", "FasterCache", "FirstBlockCache", "MagCache", "MagCacheCalibration", "PyramidAttentionBroadcast",
+    "ReuseLimits", "RunStats", "SeaCache", "SmoothCache", "Spectrum", "SmoothCacheCalibration", "SpanCall", "StepInfo",
+    "StreamState", "StreamStats", "TaylorForecaster", "TaylorSeer", "TeaCache", "TeaCacheCalibration",
+    "calibration_data", "presets", "quality", "rel_l1", "to_floats",
 ]

@@ -145,7 +145,8 @@ def threshold_tuning(value) -> dict:
         n = len(idx)
         if n < 2:
             _fail(f"{where}['steps']", "at least 2 recorded steps", idx)
-        if any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < steps for i in idx) or idx != sorted(set(idx)):
+        if any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < steps for i in idx) \
+                or idx != sorted(set(idx)):
             _fail(f"{where}['steps']", f"increasing step indices below {steps}", idx)
         for i, g in enumerate(_list(t.get("sigmas"), f"{where}['sigmas']", n)):
             _number(g, f"{where}['sigmas'][{i}]")

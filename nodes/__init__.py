@@ -1,25 +1,26 @@
-"""ComfyUI glue: node classes, the family table, hook installation. The engine is ../cache_core."""
-from . import calibration_files
-from .calibration_nodes import LoadCacheCalibration, SaveCacheCalibration
-from .compare_quality import CompareCacheQuality
-from .dbcache import ApplyDBCache
-from .fastercache import ApplyFasterCache
-from .first_block_cache import ApplyFirstBlockCache
-from .magcache import ApplyMagCache, CalibrateMagCache
-from .pab import ApplyPyramidAttentionBroadcast
-from .ray_workers import CacheKitOnRayWorkers, RaylightCacheKit
-from .seacache import ApplySeaCache
-from .spectrum import ApplySpectrumCache
-from .smoothcache import ApplySmoothCache, CalibrateSmoothCache, SmoothCacheSchedule
-from .taylorseer import ApplyTaylorSeerCache
-from .teacache import ApplyTeaCache, CalibrateTeaCache
-from .tune_threshold import TuneCacheThreshold
+"""ComfyUI glue: node classes, the family table, hook installation. The engine is ../cache_core.
 
-_NODES = (ApplyFirstBlockCache, ApplyTeaCache, CalibrateTeaCache, ApplyMagCache, CalibrateMagCache,
-          ApplyTaylorSeerCache, ApplyDBCache, ApplyPyramidAttentionBroadcast, CalibrateSmoothCache, SmoothCacheSchedule,
-          ApplySmoothCache, ApplyFasterCache, SaveCacheCalibration, LoadCacheCalibration,
-          CompareCacheQuality, TuneCacheThreshold, ApplySeaCache,
-          ApplySpectrumCache, RaylightCacheKit, CacheKitOnRayWorkers)
+The nodes are registered from their classes: every concrete CacheKitNode subclass in this package's modules
+(a new node file needs no entry here)."""
+import importlib
+import inspect
+import pkgutil
+
+from . import calibration_files
+from .common import CacheKitNode
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+
+def _node_classes(base=CacheKitNode):
+    for cls in base.__subclasses__():
+        if not inspect.isabstract(cls) and hasattr(cls, "FUNCTION"):
+            yield cls
+        yield from _node_classes(cls)
+
+
+_NODES = sorted(set(_node_classes()), key=lambda cls: cls.__name__)
 calibration_files.register()
 NODE_CLASS_MAPPINGS = {cls.__name__: cls for cls in _NODES}
 NODE_DISPLAY_NAME_MAPPINGS = {cls.__name__: cls.NODE_NAME for cls in _NODES}

@@ -42,8 +42,8 @@ class SaveCacheCalibration(common.CacheKitNode):
             self.fail(str(e))
         _log.info("%s: wrote %s (%s)", self.NODE_NAME, name, files.summary(v["calibration"]))
         # the node says where the file went: Load Cache Calibration lists it under this name
-        return {"ui": {"cachekit_calibration": [name], "cachekit_saved": [{"name": name, "path": files.path_of(name),
-                                                                            "summary": files.summary(v["calibration"])}]}}
+        saved = {"name": name, "path": files.path_of(name), "summary": files.summary(v["calibration"])}
+        return {"ui": {"cachekit_calibration": [name], "cachekit_saved": [saved]}}
 
 
 class LoadCacheCalibration(common.CacheKitNode):

@@ -38,7 +38,8 @@ def chart(calibration: dict) -> dict | None:
                 "curve": [grid, [poly(x) for x in grid]]}
     if fmt == cd.THRESHOLD_TUNING:
         return {"kind": "Tuning: change per step against the previous step", "x": "step", "y": "change",
-                "series": {k: [row[0] if row else 0.0 for row in t["changes"]] for k, t in calibration["streams"].items()}}
+                "series": {k: [row[0] if row else 0.0 for row in t["changes"]]
+                           for k, t in calibration["streams"].items()}}
     return None
 
 

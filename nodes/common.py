@@ -60,7 +60,8 @@ def window_inputs(start_percent: float = 0.0, end_percent: float = 1.0) -> dict:
         "start_percent": ("FLOAT", {"default": start_percent, "min": 0.0, "max": 1.0, "step": 0.01,
                                     "tooltip": "Caching may start at this point of the denoising schedule."}),
         "end_percent": ("FLOAT", {"default": end_percent, "min": 0.0, "max": 1.0, "step": 0.01,
-                                  "tooltip": "Caching stops after this point of the schedule; later steps all compute."}),
+                                  "tooltip": "Caching stops after this point of the schedule; later steps all "
+                                             "compute."}),
     }
 
 
@@ -196,9 +197,10 @@ class CacheNode(CacheKitNode, ABC):
             return family.preset(method, model.model.diffusion_model)
         published_for = presets.family(method, choice)
         if not made_for(family, published_for):
+            calibrate = "Calibrate TeaCache" if method == "teacache" else "Calibrate MagCache"
             self.warn(f"the preset '{choice}' was published for {published_for}, and this model is {family.name}: "
                       f"its numbers do not describe this model, so reuse decisions will be off. Use 'auto', or "
-                      f"calibrate this model ({'Calibrate TeaCache' if method == 'teacache' else 'Calibrate MagCache'})")
+                      f"calibrate this model ({calibrate})")
         return choice
 
     def saved_calibration(self, fmt: str, model, calibrate_node: str) -> dict:

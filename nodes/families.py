@@ -431,7 +431,8 @@ FAMILIES = (
     # Mochi: asymmetric joint blocks (the last one leaves the text as it is and has no text MLP)
     Family("Mochi", ("comfy.ldm.genmo.joint_model.asymm_models_joint.AsymmDiTJoint",),
            (("double_block", "blocks", None),), {"double_block": ("img", "txt")},
-           modulated_input=_mochi_modulated, teacache_preset=_fixed("mochi"), attention_kinds={"double_block": ("self",)},
+           modulated_input=_mochi_modulated, teacache_preset=_fixed("mochi"),
+           attention_kinds={"double_block": ("self",)},
            mlp_modules={"double_block": ("mlp_x", "mlp_y")},
            models="Mochi 1"),
     # Hunyuan3D 2.0: Flux's double and single blocks on shape latents (no positional embedding), text first

@@ -53,7 +53,7 @@ class CacheSpec(SharedOnClone):
     end_percent: float = 1.0
     warmup_steps: int = 0
     max_consecutive: int = -1
-    node_class: str | None = None    # the node's class id (ApplyFirstBlockCache): the frontend shows a run on its node only
+    node_class: str | None = None    # the node's class id (ApplyFirstBlockCache): a run shows on its node only
     # (node name, node id, node class) of the CacheKit nodes before this one on the MODEL, which it replaced
     replaces: tuple[tuple[str, str | None, str | None], ...] = ()
     kernel_override: bool = False    # the method reaches attention kernels through ComfyUI's override (routes.py)

@@ -30,6 +30,7 @@ import comfy.ops
 import comfy.utils
 
 from ..cache_core import CfgCache, ComponentCall
+from ..cache_core.cfg_batch import run_cfg_batch
 from .live import SharedOnClone
 
 if TYPE_CHECKING:
@@ -277,31 +278,12 @@ def mlps(m, spec: CacheSpec, family: Family, positions) -> None:
 
 # --- CFG -----------------------------------------------------------------------------------------------
 def cfg_batch_wrapper(spec: CacheSpec, executor, model, conds, x_in, timestep, model_options, *args, **kwargs):
-    """CALC_COND_BATCH wrapper for CFG-level methods (FasterCache): may run the cond branch alone and
-    estimate the uncond output. ComfyUI returns denoised predictions here; the estimate works on the model
-    output (x - x0) / sigma, which is what the reference hooks see, and converts back."""
+    """CALC_COND_BATCH wrapper for CFG-level methods (FasterCache): the engine decides whether the uncond branch
+    runs (cache_core/cfg_batch.py); this forwards ComfyUI's batch to it."""
     run = spec.live.run
-    policy = run.policy if run is not None else None
-    if not isinstance(policy, CfgCache) or len(conds) != 2 or not conds[1]:
+    if run is None or not isinstance(run.policy, CfgCache) or len(conds) != 2 or not conds[1]:
         return executor(model, conds, x_in, timestep, model_options, *args, **kwargs)
-    sigma = timestep.reshape(-1, *([1] * (x_in.ndim - 1))).to(x_in.dtype)
-    step = run.step_at(float(timestep.max()))
-    if _skip_uncond(policy, step):
-        cond_out = executor(model, [conds[0], None], x_in, timestep, model_options, *args, **kwargs)[0]
-        uncond_v = policy.estimate_uncond((x_in - cond_out) / sigma, step)
-        for c in conds[1]:
-            run.record_estimated(c.get("uuid"), "uncond", step, x_in.device)
-        return [cond_out, x_in - sigma * uncond_v]
-    outs = executor(model, conds, x_in, timestep, model_options, *args, **kwargs)
-    _observe_cfg(policy, (x_in - outs[0]) / sigma, (x_in - outs[1]) / sigma)
-    return outs
 
-
-@torch.compiler.disable
-def _skip_uncond(policy: CfgCache, step) -> bool:
-    return policy.skip_uncond(step)
-
-
-@torch.compiler.disable
-def _observe_cfg(policy: CfgCache, cond_v, uncond_v) -> None:
-    policy.observe_cfg(cond_v, uncond_v)
+    def compute(both: bool):
+        return executor(model, conds if both else [conds[0], None], x_in, timestep, model_options, *args, **kwargs)
+    return run_cfg_batch(run, x_in, timestep, compute, [c.get("uuid") for c in conds[1]])

@@ -40,7 +40,8 @@ def main() -> int:
     from cachekit.nodes import stats_feed
 
     base_dir = args.out / "models"
-    unet = make_models.hunyuan_video(base_dir / "cachekit_demo_hunyuan_video.safetensors", hidden=384, depth=4, single=8)
+    unet = make_models.hunyuan_video(base_dir / "cachekit_demo_hunyuan_video.safetensors", hidden=384, depth=4,
+                                     single=8)
     clip_path = make_models.clip_l(base_dir / "cachekit_demo_clip_l.safetensors")
     model = comfy.sd.load_diffusion_model(str(unet))
     clip = comfy.sd.load_clip(ckpt_paths=[str(clip_path)], clip_type=comfy.sd.CLIPType.STABLE_DIFFUSION)

@@ -80,7 +80,8 @@ def methods(ck, cal):
             "ApplyPyramidAttentionBroadcast", model=m, self_attention_interval=v, cross_attention_interval=v + 2,
             start_percent=0.1, end_percent=0.95)),
         "SmoothCache (calibrated)": ("alpha", (0.02, 0.05, 0.1, 0.2, 0.4), lambda m, v: node(
-            "ApplySmoothCache", model=m, schedule=node("SmoothCacheSchedule", calibration=cal["smoothcache"], alpha=v))),
+            "ApplySmoothCache", model=m,
+            schedule=node("SmoothCacheSchedule", calibration=cal["smoothcache"], alpha=v))),
         # its saving is the CFG cache (attention extrapolates only on the steps whose uncond it skips)
         "FasterCache": ("uncond interval", (2, 3, 4, 6, 10), lambda m, v: node(
             "ApplyFasterCache", model=m, uncond_interval=v, attention_interval=2)),

@@ -120,8 +120,9 @@ def main() -> int:
         t0 = time.perf_counter()
         times = {}
         # the two families train side by side, a core each (nothing is timed there)
-        times["train wan + flux"] = run_side_by_side([["scripts/digits_models.py", "--family", family, "--grid",
-                                                        str(OUT / f"digits_{family}.png")] for family in ("wan", "flux")])
+        times["train wan + flux"] = run_side_by_side([
+            ["scripts/digits_models.py", "--family", family, "--grid", str(OUT / f"digits_{family}.png")]
+            for family in ("wan", "flux")])
         times["quality"] = _run(["scripts/bench_quality.py"])
         times["speed"] = _run(["scripts/bench_speed.py", "--reps", str(args.reps)])
         times["tuning"] = _run(["scripts/bench_tuning.py"])
@@ -140,7 +141,8 @@ def gaps(rows: list[dict]) -> str:
 
     def offset(family, method):
         """CacheKit's block-FLOP fraction minus its reference's, setting by setting (percentage points)."""
-        ref = {r["setting"]: r["block_flops"] for r in rows if r["family"] == family and r["method"] == bq.REFERENCES[method]}
+        ref = {r["setting"]: r["block_flops"] for r in rows
+               if r["family"] == family and r["method"] == bq.REFERENCES[method]}
         d = [100 * (r["block_flops"] - ref[r["setting"]]) for r in rows
              if r["family"] == family and r["method"] == method and r["setting"] in ref]
         return f"{min(d):+.1f} to {max(d):+.1f}" if d else "-"

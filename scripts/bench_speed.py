@@ -66,7 +66,8 @@ class BlockTimer:
     """Wall time spent inside the transformer blocks (forward pre/post hooks; CPU work is synchronous)."""
     def __init__(self, blocks):
         self.total, self._t = 0.0, None
-        self._h = [h for b in blocks for h in (b.register_forward_pre_hook(self._pre), b.register_forward_hook(self._post))]
+        self._h = [h for b in blocks
+                   for h in (b.register_forward_pre_hook(self._pre), b.register_forward_hook(self._post))]
 
     def _pre(self, *_):
         self._t = time.perf_counter()
@@ -167,7 +168,8 @@ def main() -> int:
         ideal = 1 / (1 - share * (1 - frac))
         measured = base / statistics.median(t_on)
         rows.append(dict(method=name, block_flops=frac, ideal=ideal, measured=measured, efficiency=measured / ideal,
-                         overhead=statistics.median(t_idle) / base - 1, held_mib={k: v / 2 ** 20 for k, v in held.items()},
+                         overhead=statistics.median(t_idle) / base - 1,
+                         held_mib={k: v / 2 ** 20 for k, v in held.items()},
                          host_syncs_per_call=(syncs["n"] - comfy_syncs["n"]) / args.steps, base_s=base))
         r = rows[-1]
         print(f"{name:18s} blocks {frac:6.1%}  ideal {ideal:5.2f}x  measured {measured:5.2f}x  efficiency "

@@ -66,7 +66,7 @@ def variant(graph: dict, *, cached: bool, seed: int, steps: int, prefix: str) ->
     return g
 
 
-def load_latent(server, entry) -> "torch.Tensor":
+def load_latent(server, entry):
     import safetensors.torch
     f = next(o["latents"][0] for o in entry["outputs"].values() if "latents" in o)
     return safetensors.torch.load_file(str(server.base / "output" / f["subfolder"] / f["filename"]))["latent_tensor"]
@@ -111,7 +111,8 @@ def main() -> int:
     report = {
         "comfyui": comfy_runtime.comfyui_version(),
         "workflow": str(WORKFLOW.relative_to(REPO)), "model": "HunyuanVideo (random weights, 45M params)",
-        "steps": args.steps, "cfg": node(graph, "KSampler")[1]["inputs"]["cfg"], "latent": f"16x1x{args.size // 8}x{args.size // 8}",
+        "steps": args.steps, "cfg": node(graph, "KSampler")[1]["inputs"]["cfg"],
+        "latent": f"16x1x{args.size // 8}x{args.size // 8}",
         "first_block_cache": {k: v for k, v in fbc.items() if k != "model"},
         "rounds": rounds,
         "median_speedup": median,

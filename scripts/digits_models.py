@@ -171,7 +171,6 @@ def train(r: Recipe, log=print):
 def _train(r: Recipe, log=print):
     import comfy.model_management as mm
     m = build(r)
-    base = m.model
     # as ComfyUI's own training node: in_training steps its kernels that have no backward aside (comfy-kitchen's
     # fused rope, after 0.3.75), and the model, built for inference with its gradients off there, gets them on
     in_training, mm.in_training = mm.in_training, True

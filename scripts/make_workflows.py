@@ -234,7 +234,8 @@ MODELS = {
     "flux_dev": "Flux.1-dev: models/diffusion_models/flux1-dev.safetensors, models/text_encoders/clip_l.safetensors "
                 "and t5xxl_fp16.safetensors, models/vae/ae.safetensors.",
     "wan21_t2v_1.3B": "Wan 2.1 T2V 1.3B: models/diffusion_models/wan2.1_t2v_1.3B_fp16.safetensors, "
-                      "models/text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors, models/vae/wan_2.1_vae.safetensors.",
+                      "models/text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors, "
+                      "models/vae/wan_2.1_vae.safetensors.",
     "hunyuan_video": "HunyuanVideo T2V 720p: models/diffusion_models/hunyuan_video_t2v_720p_bf16.safetensors, "
                      "models/text_encoders/clip_l.safetensors and llava_llama3_fp8_scaled.safetensors, "
                      "models/vae/hunyuan_video_vae_bf16.safetensors.",

@@ -100,12 +100,14 @@ def to_diffusers(model, family: str, recipe=None) -> torch.nn.Module:
         net = FluxTransformer2DModel(patch_size=1, in_channels=64, out_channels=64, num_layers=2,
                                      num_single_layers=r.blocks - 2, attention_head_dim=r.width // heads,
                                      num_attention_heads=heads, joint_attention_dim=r.text_dim,
-                                     pooled_projection_dim=r.text_dim, guidance_embeds=False, axes_dims_rope=(16, 24, 24))
+                                     pooled_projection_dim=r.text_dim, guidance_embeds=False,
+                                     axes_dims_rope=(16, 24, 24))
         state = _flux_state(sd, r.width)
     elif family == "wan":
         from diffusers import WanTransformer3DModel
         from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
-        net = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=heads, attention_head_dim=r.width // heads,
+        net = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=heads,
+                                    attention_head_dim=r.width // heads,
                                     in_channels=16, out_channels=16, text_dim=r.text_dim, freq_dim=256,
                                     ffn_dim=r.width * 4, num_layers=r.blocks, cross_attn_norm=True,
                                     qk_norm="rms_norm_across_heads", eps=1e-6)

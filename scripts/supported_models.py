@@ -27,12 +27,12 @@ def lines() -> list[str]:
     from cachekit.nodes.families import FAMILIES, made_for
     out = []
     for fam in FAMILIES:
-        shipped = [f"{NAMES[kind]} ({', '.join(n for n in presets.names(kind) if made_for(fam, presets.family(kind, n)))})"
-                   for kind in ("teacache", "magcache")
-                   if any(made_for(fam, presets.family(kind, n)) for n in presets.names(kind))]
+        fitting = {kind: [n for n in presets.names(kind) if made_for(fam, presets.family(kind, n))]
+                   for kind in ("teacache", "magcache")}
+        shipped = [f"{NAMES[kind]} ({', '.join(names)})" for kind, names in fitting.items() if names]
         line = f"- **{fam.name}**: {fam.models}."
         if fam.injects:          # TeaCache and MagCache do not apply: no presets to name
-            line += " Only the methods that cache inside blocks (PAB, SmoothCache, FasterCache): it " + fam.injects + "."
+            line += f" Only the methods that cache inside blocks (PAB, SmoothCache, FasterCache): it {fam.injects}."
         elif shipped:
             line += f" Published presets: {'; '.join(shipped)}."
         else:

@@ -139,8 +139,8 @@ class Page:
         SHOTS.mkdir(parents=True, exist_ok=True)
         if around is None:
             return self.page.screenshot(path=str(SHOTS / f"{name}.png"))
-        self.js("(id) => { const c = window.app.canvas; c.ds.scale = 1.1; c.centerOnNode(c.graph.getNodeById(Number(id)));"
-                " c.setDirty(true, true); }", around)
+        self.js("(id) => { const c = window.app.canvas; c.ds.scale = 1.1;"
+                " c.centerOnNode(c.graph.getNodeById(Number(id))); c.setDirty(true, true); }", around)
         self.page.wait_for_timeout(500)
         self.page.screenshot(path=str(SHOTS / f"{name}.png"), clip={"x": 380, "y": 120, "width": 880, "height": 760})
 
@@ -183,7 +183,8 @@ def check_shown(page, nid, run):
     # the legend names the colours the timeline uses, and only those
     shown = set("".join(s["timeline"] for s in run["streams"].values())) - {"-"}
     assert page.js("""(id) => [...document.querySelectorAll(
-        `.cachekit-panel[data-node-id="${id}"] .cachekit-legend span`)].map(s => s.dataset.state + ':' + s.textContent)""",
+        `.cachekit-panel[data-node-id="${id}"] .cachekit-legend span`)]
+        .map(s => s.dataset.state + ':' + s.textContent)""",
         nid) == [f"{c}:{name}" for c, name in (("C", "computed"), ("R", "reused"), ("E", "estimated")) if c in shown]
     # one summary: the server leaves ComfyUI's progress text (the same summary again) out for this page
     assert not page.js("(id) => window.app.graph.getNodeById(Number(id)).widgets.some("
@@ -214,7 +215,8 @@ def test_the_node_shows_the_run_the_server_reported(server, browser, tmp_path, v
         assert page.js("() => ['ApplyFirstBlockCache', 'ApplySeaCache', 'ApplySpectrumCache', 'TuneCacheThreshold']"
                        ".every(t => window.LiteGraph.registered_node_types[t])")
         found = page.search("Cache")
-        assert {"Apply SeaCache", "Apply Spectrum Cache", "Tune Cache Threshold", "Apply First Block Cache"} <= set(found)
+        assert {"Apply SeaCache", "Apply Spectrum Cache", "Tune Cache Threshold",
+                "Apply First Block Cache"} <= set(found)
         # the canvas search ranks node ids that start with the text first (the Ray node's old id did), then by
         # ComfyUI's popularity table: for "cache" CacheKit's first is an Apply node, never the raylight one
         ours = {n["display_name"] for n in server.get("/object_info").values() if n["category"].startswith("CacheKit")}
@@ -244,7 +246,8 @@ def test_the_node_shows_the_run_the_server_reported(server, browser, tmp_path, v
         page.page.wait_for_function("""(id) => document.querySelectorAll(
             `.cachekit-panel[data-node-id="${id}"] svg polyline`).length >= 2""", arg=cal, timeout=30_000)
         chart = page.js("""(id) => { const p = document.querySelector(`.cachekit-panel[data-node-id="${id}"]`);
-            return {x: p.querySelector('.cachekit-axis-x').textContent, y: p.querySelector('.cachekit-axis-y').textContent,
+            return {x: p.querySelector('.cachekit-axis-x').textContent,
+                    y: p.querySelector('.cachekit-axis-y').textContent,
                     legend: [...p.querySelectorAll('.cachekit-legend span')].map(s => s.textContent),
                     lines: [...p.querySelectorAll('polyline')].map(l => l.dataset.series)}; }""", cal)
         assert chart["x"] == "step →" and chart["y"].startswith("↑ residual magnitude ratio")
@@ -334,7 +337,8 @@ def test_a_run_shows_only_on_the_node_of_the_workflow_that_ran_it(server, browse
         check_shown(page, nid, run)
         states = page.js("() => window.__cachekitStates")
         assert {"queued", "running"} & set(states) and states[-1] == "run", states
-        assert set(panels(page)) == {str(nid), *(str(node_id(page, k)) for k in ("CalibrateMagCache", "SaveCacheCalibration"))}
+        others = (str(node_id(page, k)) for k in ("CalibrateMagCache", "SaveCacheCalibration"))
+        assert set(panels(page)) == {str(nid), *others}
         # ComfyUI's default workflow: its nodes take the same ids, and show nothing of CacheKit's
         page.js("async () => { await window.app.loadGraphData(); }")
         page.page.wait_for_timeout(500)
@@ -368,7 +372,8 @@ def test_a_run_shows_only_on_the_node_of_the_workflow_that_ran_it(server, browse
         assert panels(page)[str(nid)][1] == (f"not run: replaced by Apply TeaCache (#{tea}) after it on the same "
                                              f"MODEL")
         colour = page.js("""(id) => [...document.querySelectorAll('.cachekit-warning')]
-            .filter(e => e.closest('.cachekit-panel').dataset.nodeId === String(id)).map(e => getComputedStyle(e).color)""",
+            .filter(e => e.closest('.cachekit-panel').dataset.nodeId === String(id))
+            .map(e => getComputedStyle(e).color)""",
                          nid)
         assert colour == ["rgb(224, 192, 96)"], (colour, page.js("() => [...document.querySelectorAll("
                                                                  "'.cachekit-panel')].map(e => e.outerHTML)"))

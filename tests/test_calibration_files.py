@@ -12,7 +12,7 @@ import torch
 
 import pack
 import tiny_models as tm
-from test_first_block_cache import STEPS, last_stats
+from node_calls import STEPS, last_stats
 
 pytestmark = pytest.mark.every_runtime   # what can differ between ComfyUI versions: make test runs it on each
 
@@ -116,7 +116,8 @@ def test_bad_files_are_refused_naming_the_file(ck, folder, content, message):
     name = _write(folder, "bad.json", content)
     with pytest.raises(ValueError) as err:
         load(ck, name)
-    assert str(err.value).startswith("Load Cache Calibration: calibration file 'bad.json' ") and message in str(err.value)
+    text = str(err.value)
+    assert text.startswith("Load Cache Calibration: calibration file 'bad.json' ") and message in text
 
 
 def test_files_outside_the_folder_or_too_large_are_refused(ck, folder, tmp_path):

@@ -12,8 +12,7 @@ import pytest
 import torch
 
 import tiny_models as tm
-from test_first_block_cache import STEPS, block_attrs, fbc, last_stats
-from test_methods_comfy import _MODULATED_SITE, dbcache, seacache, teacache
+from node_calls import STEPS, block_attrs, dbcache, fbc, last_stats, seacache, teacache
 
 pytestmark = pytest.mark.every_runtime   # what can differ between ComfyUI versions: make test runs it on each
 
@@ -51,24 +50,14 @@ def test_span_reused_across_the_join_rebuilds_the_computed_output(ck, family, me
     torch.testing.assert_close(outs[1], outs[0], rtol=1e-4, atol=1e-4)
 
 
-def _with_references(build, *, both: bool = True, **extra):
-    """A family's tiny model with one reference latent in its conds, its tokens at timestep 0: Flux 2 / Klein and
-    Qwen-Image-Edit 2511 ("index_timestep_zero"), Z-Image omni (any reference latent). both: the negative cond
-    carries it too (then cond and uncond batch into one call)."""
-    m, lat, pos, neg = build()
-    ref = torch.randn((1, *lat.shape[1:]), generator=torch.Generator().manual_seed(5))
-    add = {"reference_latents": [ref], **extra}
-    return m, lat, [[pos[0][0], pos[0][1] | add]], ([[neg[0][0], neg[0][1] | add]] if both else neg)
-
-
 TIMESTEP_ZERO = {
     # Klein: Flux 2 without the guidance input (Flux 2 dev's guidance embedding cannot take the doubled time batch
     # of a batched cfg call in ComfyUI itself)
-    "flux2_klein": lambda **kw: _with_references(lambda: tm.flux2(guidance_embed=False),
-                                                 reference_latents_method="index_timestep_zero", **kw),
-    "qwen_image_edit_2511": lambda **kw: _with_references(tm.qwen_image, reference_latents_method="index_timestep_zero",
-                                                          **kw),
-    "z_image_omni": lambda **kw: _with_references(tm.z_image, **kw),
+    "flux2_klein": lambda **kw: tm.with_references(lambda: tm.flux2(guidance_embed=False),
+                                                   reference_latents_method="index_timestep_zero", **kw),
+    "qwen_image_edit_2511": lambda **kw: tm.with_references(tm.qwen_image,
+                                                            reference_latents_method="index_timestep_zero", **kw),
+    "z_image_omni": lambda **kw: tm.with_references(tm.z_image, **kw),
 }
 _SITE = {"flux2_klein": "flux2", "qwen_image_edit_2511": "qwen_image", "z_image_omni": "lumina2"}
 PROBES = {"teacache": lambda ck, m, thr: teacache(ck, m, thr), "seacache": lambda ck, m, thr: seacache(ck, m, thr)}
@@ -86,7 +75,7 @@ def test_modulated_input_probe_with_references_at_timestep_zero(ck, case, method
     m, lat, pos, neg = TIMESTEP_ZERO[case]()
     base = tm.sample(m, lat, pos, neg, steps=STEPS, cfg=cfg)
 
-    module, get = _MODULATED_SITE[_SITE[case]]
+    module, get = tm.MODULATED_SITE[_SITE[case]]
     block0 = tm.resolve(m.model.diffusion_model, block_attrs(ck, m)[0])[0]
     seen, probes = [], []
     hook = module(block0).register_forward_pre_hook(lambda mod, a, k: seen.append(get(a, k).clone()),

@@ -13,10 +13,8 @@ import threading
 import pytest
 import torch
 
-import pack
 import tiny_models as tm
-from test_first_block_cache import STEPS, fbc, last_stats
-from test_methods_comfy import METHODS, pab
+from node_calls import METHODS, STEPS, fbc, last_stats, pab
 
 CPU0, CPU1 = torch.device("cpu"), torch.device("cpu", 1)
 
@@ -150,10 +148,9 @@ def test_flux_kv_cache_drops_reference_tokens_after_the_first_call(ck, method):
     What a stream cached for the longer stream must not be reused on the shorter one: off is the node's own
     sample, and a caching setting reuses on a finite sample."""
     import comfy_extras.nodes_flux as nodes_flux
-    from test_comfy_changes import _with_references
     off, on = {"fbc": (lambda c, m: fbc(c, m, 0.0), lambda c, m: fbc(c, m, 1.0)),
                **{k: METHODS[k][:2] for k in ("pab", "smoothcache", "teacache")}}[method]
-    m, lat, pos, neg = _with_references(lambda: tm.flux2(guidance_embed=False))
+    m, lat, pos, neg = tm.with_references(lambda: tm.flux2(guidance_embed=False))
     m = nodes_flux.FluxKVCache.execute(m).result[0]
     base = tm.sample(m, lat, pos, neg, steps=STEPS, cfg=3.0)
     assert torch.equal(tm.sample(off(ck, m), lat, pos, neg, steps=STEPS, cfg=3.0), base)
@@ -208,7 +205,7 @@ def test_attention_tensor_containers_reach_the_override_as_tensors_and_a_reuse_f
             del q, k, v
             call = run.begin_call(torch.zeros(1, 4), torch.tensor(sigma), ["c"], ["cond"])
             hidden = {"img": torch.zeros(1, 8, 32), "txt": torch.zeros(1, 8, 32)}
-            call.run_block(0, hidden, lambda _: outs.append(optimized_attention(*containers, 2,
+            call.run_block(0, hidden, lambda _: outs.append(optimized_attention(*containers, 2,  # noqa: F821 (del'd after)
                                                                                 transformer_options=to)))
             run.end_call(call)
             assert all(c.tensor is None for c in containers)        # ComfyUI took the tensors out for the override

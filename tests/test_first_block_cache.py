@@ -5,42 +5,10 @@ import copy
 import pytest
 import torch
 
-import pack
 import tiny_models as tm
+from node_calls import FAMILIES, STEPS, block_attrs, block_count, block_marker, fbc, last_stats
 
 pytestmark = pytest.mark.every_runtime   # what can differ between ComfyUI versions: make test runs it on each
-
-FAMILIES = list(tm.FAMILIES)      # every family row, and the variants that share a row (Flux 2, ...)
-STEPS = 8
-
-
-def fbc(ck, model, threshold, start=0.0, end=1.0, max_skips=-1, warmup=0):
-    return pack.node(ck, "ApplyFirstBlockCache", model=model, residual_diff_threshold=threshold, start_percent=start,
-                     end_percent=end, max_consecutive_skips=max_skips, warmup_steps=warmup)[0]
-
-
-def last_stats(ck):
-    import importlib
-    return importlib.import_module("cachekit.nodes.stats_feed").recent()[-1]
-
-
-def block_attrs(ck, model):
-    from cachekit.nodes.families import detect
-    return [attr for _, attr, _ in detect(model, "test").blocks]
-
-
-def block_marker(ck, model):
-    """What BlockCounter hooks where the attention methods cache whole attention modules (PixArt, HunyuanDiT):
-    the MLP's input norm, which the block calls itself and TeaCache's probe does not."""
-    from cachekit.nodes.families import detect
-    return "norm2" if detect(model, "test").attention_modules else None
-
-
-def block_count(ck, model):
-    """Blocks one model call runs uncached (the family table's layout for this instance)."""
-    from cachekit.nodes.families import detect
-    return len(detect(model, "test").layout(model.model.diffusion_model)[1])
-
 
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("cfg", [1.0, 3.0])

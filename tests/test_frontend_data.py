@@ -9,7 +9,7 @@ import pytest
 
 import pack
 import tiny_models as tm
-from test_first_block_cache import last_stats
+from node_calls import last_stats
 
 
 def test_the_summary_also_goes_out_as_comfyui_progress_text(ck, monkeypatch):

@@ -1,13 +1,13 @@
 """Host syncs on the decision path: one per model call at most. The call's sigma is read in the same transfer
 as the decision metric (cache_core/steps.CallStep), so the span methods cost one value brought to the host per
-call (SeaCache two: its filter needs the sigma before it measures; Spectrum reads its CPU-side weights). Counted as bench_speed.py counts them:
-calls of Tensor.item / tolist / numpy / __bool__ / __float__ / __int__ beyond those of the uncached run."""
+call (SeaCache two: its filter needs the sigma before it measures; Spectrum reads its CPU-side weights). Counted as
+bench_speed.py counts them: calls of Tensor.item / tolist / numpy / __bool__ / __float__ / __int__ beyond those of
+the uncached run."""
 import pytest
 
 import tiny_models as tm
 from bench_speed import count_host_syncs
-from test_first_block_cache import STEPS, fbc
-from test_methods_comfy import dbcache, magcache, seacache, spectrum, taylorseer, teacache
+from node_calls import STEPS, dbcache, fbc, magcache, seacache, spectrum, taylorseer, teacache
 
 METHODS = {
     "fbc": (lambda ck, m: fbc(ck, m, 0.3), 1),

@@ -7,8 +7,7 @@ from comfy_runtime import REPO
 import torch
 
 import tiny_models as tm
-from test_first_block_cache import STEPS, fbc, last_stats
-from test_methods_comfy import METHODS, pab
+from node_calls import METHODS, STEPS, fbc, last_stats, pab
 
 pytestmark = pytest.mark.every_runtime   # what can differ between ComfyUI versions: make test runs it on each
 
@@ -77,7 +76,7 @@ def test_component_methods_keep_working_with_a_controlnet(ck):
 
 
 def test_wan_vace_refuses_span_methods_and_component_methods_skip_only_main_block_attention(ck):
-    from test_methods_comfy import smoothcache, teacache
+    from node_calls import smoothcache, teacache
     m, lat, pos, neg = tm.wan_vace()
     with pytest.raises(ValueError, match="Apply TeaCache: Wan VACE adds its VACE hints into the hidden state .* "
                                          "Use a method that caches inside the blocks"):

@@ -7,7 +7,7 @@ import pytest
 
 import pack
 import tiny_models as tm
-from test_first_block_cache import STEPS, last_stats
+from node_calls import STEPS, last_stats
 
 BAD_NUMBERS = [math.nan, math.inf, -math.inf, 1e30, -1e30, "1", None, True, [1]]
 

@@ -5,8 +5,7 @@ import pytest
 import torch
 
 import tiny_models as tm
-from test_first_block_cache import STEPS, last_stats
-from test_methods_comfy import dbcache
+from node_calls import STEPS, dbcache, last_stats
 
 pytestmark = pytest.mark.every_runtime   # what can differ between ComfyUI versions: make test runs it on each
 

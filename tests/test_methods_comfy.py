@@ -8,79 +8,10 @@ import torch
 
 import pack
 import tiny_models as tm
-from test_first_block_cache import FAMILIES, STEPS, block_attrs, block_count, block_marker, fbc, last_stats
+from node_calls import (FAMILIES, METHODS, STEPS, block_attrs, block_count, block_marker, dbcache, fastercache, fbc,
+                        last_stats, magcache, pab, smoothcache, taylorseer, teacache)
 
 pytestmark = pytest.mark.every_runtime   # what can differ between ComfyUI versions: make test runs it on each
-
-
-def teacache(ck, model, thr, coefficients="custom", custom="1.0, 0.0"):
-    return pack.node(ck, "ApplyTeaCache", model=model, rel_l1_thresh=thr, coefficients=coefficients,
-                     custom_coefficients=custom)[0]
-
-
-def magcache(ck, model, thr, k=3, r=0.2, ratios="flux_dev", calibration=None, final=None):
-    extra = {} if final is None else {"final_steps": final}      # None: the node's default
-    return pack.node(ck, "ApplyMagCache", model=model, threshold=thr, max_skips=k, retention_ratio=r, ratios=ratios,
-                     calibration=calibration, **extra)[0]
-
-
-def taylorseer(ck, model, interval, warmup=2, order=1, target="residual", dtype="float32", final=None):
-    extra = {} if final is None else {"final_steps": final}      # None: the node's default
-    return pack.node(ck, "ApplyTaylorSeerCache", model=model, cache_interval=interval, warmup_steps=warmup,
-                     max_order=order, target=target, factors_dtype=dtype, **extra)[0]
-
-
-def dbcache(ck, model, thr, fn=1, bn=1, warmup=0, interval=1, max_cached=-1, max_cont=-1, max_acc=0.0, order=0):
-    return pack.node(ck, "ApplyDBCache", model=model, Fn_compute_blocks=fn, Bn_compute_blocks=bn,
-                     residual_diff_threshold=thr, max_warmup_steps=warmup, warmup_interval=interval,
-                     max_cached_steps=max_cached, max_continuous_cached_steps=max_cont,
-                     max_accumulated_residual_diff=max_acc, taylorseer_order=order)[0]
-
-
-def pab(ck, model, self_n, cross_n, start=0.0, end=1.0):
-    return pack.node(ck, "ApplyPyramidAttentionBroadcast", model=model, self_attention_interval=self_n,
-                     cross_attention_interval=cross_n, start_percent=start, end_percent=end)[0]
-
-
-def smoothcache(ck, model, row):
-    sched = {"format": "cachekit.smoothcache_schedule", "version": 1, "steps": len(row),
-             "schedule": {"self": row, "cross": row, "mlp": row}}
-    return pack.node(ck, "ApplySmoothCache", model=model, schedule=sched)[0]
-
-
-def seacache(ck, model, thr, power=0.0):
-    return pack.node(ck, "ApplySeaCache", model=model, threshold=thr, spectral_power=power)[0]
-
-
-def spectrum(ck, model, base=2.0, growth=0.75, warmup=2, final=1, degree=1):
-    return pack.node(ck, "ApplySpectrumCache", model=model, gap_base=base, gap_growth=growth, warmup_steps=warmup,
-                     final_steps=final, degree=degree)[0]
-
-
-def fastercache(ck, model, uncond_n, attn_n, uncond_max=1.0, attn_max=1.0, w=0.5, a_low=1.1, a_high=1.1):
-    return pack.node(ck, "ApplyFasterCache", model=model, uncond_interval=uncond_n, uncond_max_sigma=uncond_max,
-                     attention_interval=attn_n, attention_weight=w, attention_max_sigma=attn_max,
-                     alpha_low=a_low, alpha_high=a_high)[0]
-
-
-# method -> (off setting, a setting that reuses, blocks that run even on a reused call; None = all)
-METHODS = {
-    "pab": (lambda ck, m: pab(ck, m, 1, 1), lambda ck, m: pab(ck, m, 2, 3), None),
-    "fastercache": (lambda ck, m: fastercache(ck, m, 1, 1), lambda ck, m: fastercache(ck, m, 5, 2), None),
-    "smoothcache": (lambda ck, m: smoothcache(ck, m, [1] * STEPS),
-                    lambda ck, m: smoothcache(ck, m, [1, 0, 1, 0, 0, 1, 0, 1]), None),
-    "teacache": (lambda ck, m: teacache(ck, m, 0.0), lambda ck, m: teacache(ck, m, 0.5), 0),
-    "magcache": (lambda ck, m: magcache(ck, m, 0.0), lambda ck, m: magcache(ck, m, 0.3), 0),
-    "taylorseer": (lambda ck, m: taylorseer(ck, m, 1), lambda ck, m: taylorseer(ck, m, 3), 0),
-    "taylorseer_output": (lambda ck, m: taylorseer(ck, m, 1, target="output"),
-                          lambda ck, m: taylorseer(ck, m, 3, target="output", order=2), 0),
-    # F2 B1: Hunyuan3D 2.1's last block takes block 1's output as a long skip, so block 1 must compute
-    "dbcache": (lambda ck, m: dbcache(ck, m, 0.0, fn=2), lambda ck, m: dbcache(ck, m, 0.99, fn=2), 3),
-    "dbcache_taylorseer": (lambda ck, m: dbcache(ck, m, 0.0, fn=2, order=1),
-                           lambda ck, m: dbcache(ck, m, 0.99, fn=2, bn=0, order=1), 2),
-    "seacache": (lambda ck, m: seacache(ck, m, 0.0), lambda ck, m: seacache(ck, m, 0.5), 0),
-    "spectrum": (lambda ck, m: spectrum(ck, m, base=1.0, growth=0.0), lambda ck, m: spectrum(ck, m), 0),
-}
 
 
 COMPONENT_METHODS = ["pab", "fastercache", "smoothcache"]
@@ -442,7 +373,8 @@ def test_taylorseer_schedule_and_forecast_in_comfy(ck):
      "Apply TeaCache: no published preset for this Chroma model and no saved calibration made on it"),
     (lambda ck, m: magcache(ck, m, -0.1), "Apply MagCache: threshold must be >= 0.0, got -0.1"),
     (lambda ck, m: magcache(ck, m, 0.1, k=-1), "Apply MagCache: max_skips must be >= 0, got -1"),
-    (lambda ck, m: magcache(ck, m, 0.1, ratios="auto"), "Apply MagCache: no published preset for this Wan model and no saved calibration made on it"),
+    (lambda ck, m: magcache(ck, m, 0.1, ratios="auto"),
+     "Apply MagCache: no published preset for this Wan model and no saved calibration made on it"),
     (lambda ck, m: magcache(ck, m, 0.1, calibration={"ratios": "x"}), "Apply MagCache: calibration is not a MagCache"),
     (lambda ck, m: magcache(ck, tm.sd15_unet(), 0.1), "Apply MagCache: model class 'UNetModel' is a UNet"),
     (lambda ck, m: taylorseer(ck, m, 0), "Apply TaylorSeer Cache: cache_interval must be >= 1, got 0"),
@@ -470,31 +402,6 @@ def test_bad_inputs_are_refused_clearly(ck, call, message):
     assert message in str(err.value)
 
 
-# Where each family's block 0 consumes its timestep-modulated image input (what TeaCache measures).
-_MODULATED_SITE = {
-    "flux": (lambda b: b.img_attn.qkv, lambda a, k: a[0]),
-    "chroma": (lambda b: b.img_attn.qkv, lambda a, k: a[0]),
-    "hunyuan_video": (lambda b: b.img_attn.qkv, lambda a, k: a[0]),
-    "qwen_image": (lambda b: b.attn, lambda a, k: k["hidden_states"]),
-    "ltxv": (lambda b: b.attn1, lambda a, k: a[0]),
-    "wan": (lambda b: b, lambda a, k: k["e"]),
-}
-_MODULATED_SITE |= {"flux2": _MODULATED_SITE["flux"], "chroma_radiance": _MODULATED_SITE["chroma"],
-                    "hunyuan_video15": _MODULATED_SITE["hunyuan_video"],
-                    "lumina2": (lambda b: b.attention, lambda a, k: a[0]),
-                    "sd3": (lambda b: b.x_block.attn.qkv, lambda a, k: a[0]),
-                    "omnigen2": (lambda b: b.attn, lambda a, k: a[0]),
-                    "cosmos_predict2": (lambda b: b.self_attn, lambda a, k: a[0]),
-                    "auraflow": (lambda b: b.attn.w2q, lambda a, k: a[0]),
-                    "mochi": (lambda b: b.attn.qkv_x, lambda a, k: a[0]),
-                    "hidream": (lambda b: b.block.attn1, lambda a, k: a[0]),
-                    "hunyuan3d": _MODULATED_SITE["flux"], "pixart": (lambda b: b.attn, lambda a, k: a[0]),
-                    "hunyuan_dit": (lambda b: b.attn1, lambda a, k: a[0]),
-                    "stable_audio": (lambda b: b.self_attn, lambda a, k: a[0]),
-                    "hunyuan3d21": (lambda b: b.attn1, lambda a, k: a[0]),
-                    "ace_step": (lambda b: b.attn, lambda a, k: k["hidden_states"])}
-
-
 @pytest.mark.parametrize("family", FAMILIES)
 def test_teacache_indicator_is_what_block0_consumes(ck, family):
     """The probe each family row computes equals the modulated input block 0 really feeds its attention
@@ -504,7 +411,7 @@ def test_teacache_indicator_is_what_block0_consumes(ck, family):
     m, lat, pos, neg = tm.FAMILIES[family]()
     patched = teacache(ck, m, 0.0)
     block0 = tm.resolve(patched.model.diffusion_model, block_attrs(ck, m)[0])[0]
-    module, get = _MODULATED_SITE[family]
+    module, get = tm.MODULATED_SITE[family]
     seen, probes = [], []
     hook = module(block0).register_forward_pre_hook(lambda mod, a, k: seen.append(get(a, k).clone()),
                                                     with_kwargs=True)

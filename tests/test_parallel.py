@@ -127,7 +127,7 @@ def test_methods_that_decide_from_tensors_agree_every_decision_and_the_others_ne
         ck, monkeypatch, node, inputs, collectives):
     import pack
     import tiny_models as tm
-    from test_first_block_cache import last_stats
+    from node_calls import last_stats
     sync = _Recording()
     import importlib
     monkeypatch.setattr(importlib.import_module("cachekit.nodes.parallel"), "decision_sync", lambda: sync)

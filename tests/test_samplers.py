@@ -10,8 +10,7 @@ import torch
 
 import pack
 import tiny_models as tm
-from test_first_block_cache import last_stats
-from test_methods_comfy import METHODS, smoothcache
+from node_calls import METHODS, last_stats, smoothcache
 
 pytestmark = pytest.mark.every_runtime   # what can differ between ComfyUI versions: make test runs it on each
 

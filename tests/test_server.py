@@ -19,7 +19,8 @@ def wan_graph(threshold=1.0, seed=1, with_cache=True):
             "max_consecutive_skips": -1, "warmup_steps": 0}},
         "3": {"class_type": "CacheKitTestConditioning", "inputs": {"seed": 1, "tokens": 8, "width": 4096}},
         "4": {"class_type": "CacheKitTestConditioning", "inputs": {"seed": 2, "tokens": 8, "width": 4096}},
-        "5": {"class_type": "EmptyHunyuanLatentVideo", "inputs": {"width": 64, "height": 64, "length": 1, "batch_size": 1}},
+        "5": {"class_type": "EmptyHunyuanLatentVideo",
+              "inputs": {"width": 64, "height": 64, "length": 1, "batch_size": 1}},
         "6": {"class_type": "KSampler", "inputs": {
             "model": ["2", 0], "seed": seed, "steps": 10, "cfg": 3.0, "sampler_name": "euler",
             "scheduler": "simple", "positive": ["3", 0], "negative": ["4", 0], "latent_image": ["5", 0],
@@ -103,7 +104,8 @@ def test_workflow_runs_and_reports_reused_steps(server):
 def test_threshold_zero_over_the_server_is_exact(server):
     def latent_of(entry):
         f = entry["outputs"]["7"]["latents"][0]
-        return safetensors.torch.load_file(str(server.base / "output" / f["subfolder"] / f["filename"]))["latent_tensor"]
+        path = server.base / "output" / f["subfolder"] / f["filename"]
+        return safetensors.torch.load_file(str(path))["latent_tensor"]
     plain = latent_of(server.run(wan_graph(seed=21, with_cache=False)))
     exact = latent_of(server.run(wan_graph(threshold=0.0, seed=21)))
     assert (plain == exact).all()
@@ -198,7 +200,8 @@ def test_compare_cache_quality_in_a_graph(server):
 
     def latent_of(node):
         f = entry["outputs"][node]["latents"][0]
-        return safetensors.torch.load_file(str(server.base / "output" / f["subfolder"] / f["filename"]))["latent_tensor"]
+        path = server.base / "output" / f["subfolder"] / f["filename"]
+        return safetensors.torch.load_file(str(path))["latent_tensor"]
     cached, plain = latent_of("7"), latent_of("9")
     mse = float(((cached.double() - plain.double()) ** 2).mean())
     assert mse > 0

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import tiny_models as tm
-from test_first_block_cache import STEPS, fbc, last_stats
+from node_calls import STEPS, fbc, last_stats
 
 
 def compiled(model, backend):
@@ -38,7 +38,7 @@ def test_compiled_cached_run_matches_uncompiled(ck, family, order):
                                     "smoothcache", "seacache", "spectrum"])
 def test_every_method_compiled_matches_uncompiled(ck, method):
     """Each method behind ComfyUI's compile wrapper (aot_eager on CPU): same decisions, same output."""
-    from test_methods_comfy import METHODS
+    from node_calls import METHODS
     torch._dynamo.reset()
     m, lat, pos, neg = tm.wan()
     apply = METHODS[method][1]

@@ -9,7 +9,7 @@ import torch
 
 import pack
 import tiny_models as tm
-from test_first_block_cache import last_stats
+from node_calls import last_stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import digits_models as dm  # noqa: E402

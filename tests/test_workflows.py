@@ -10,8 +10,7 @@ import safetensors.torch
 import torch
 
 import tiny_models as tm
-from test_first_block_cache import STEPS, last_stats
-from test_methods_comfy import METHODS
+from node_calls import METHODS, STEPS, last_stats
 
 pytestmark = pytest.mark.every_runtime   # what can differ between ComfyUI versions: make test runs it on each
 
@@ -157,7 +156,7 @@ def test_schedule_window_follows_the_model_sampling_the_sampler_uses(ck, order):
     """end_percent 0.5 is converted with the ModelSamplingSD3 patch (shift 1: sigma 0.5), not with the
     model's own (Wan: shift 8, sigma 0.89), whichever side of the cache node the patch sits."""
     from comfy_extras.nodes_model_advanced import ModelSamplingSD3
-    from test_first_block_cache import fbc
+    from node_calls import fbc
     m, lat, pos, neg = tm.wan()
     shift1 = lambda x: ModelSamplingSD3().patch(x, 1.0)[0]   # noqa: E731
     cache = lambda x: fbc(ck, x, 1.0, end=0.5)              # noqa: E731

@@ -215,7 +215,8 @@ def sd3(seed=0, batch=1, size=8):
     block 0 (SD3.5 medium), the last block dropping the text stream."""
     import comfy.supported_models as sm
     cfg = dict(in_channels=16, out_channels=16, patch_size=2, depth=2, num_blocks=4, adm_in_channels=32,
-               context_embedder_config={"target": "torch.nn.Linear", "params": {"in_features": 32, "out_features": 128}},
+               context_embedder_config={"target": "torch.nn.Linear",
+                                        "params": {"in_features": 32, "out_features": 128}},
                pos_embed_max_size=32, num_patches=1024, pos_embed_scaling_factor=None, qk_norm="rms",
                x_block_self_attn_layers=[0])
     m = _patcher(sm.SD3, cfg, seed)
@@ -318,8 +319,9 @@ def wan_s2v(seed=0, batch=1, size=8, frames=1):
     m = _patcher(sm.WAN22_S2V, cfg, seed)
     g = torch.Generator().manual_seed(seed + 1)
     audio = torch.randn(1, 25, 32, 4 * frames, generator=g)
-    return m, torch.zeros(batch, 16, frames, size, size), _cond(torch.randn(1, 8, 32, generator=g), audio_embed=audio), \
-        _cond(torch.randn(1, 8, 32, generator=g), audio_embed=torch.zeros_like(audio))
+    return (m, torch.zeros(batch, 16, frames, size, size),
+            _cond(torch.randn(1, 8, 32, generator=g), audio_embed=audio),
+            _cond(torch.randn(1, 8, 32, generator=g), audio_embed=torch.zeros_like(audio)))
 
 
 def sd15_unet(seed=0):
@@ -467,7 +469,8 @@ LABELS = {"flux": "Flux.1 (dev, schnell, Kontext)", "flux2": "Flux 2", "chroma":
           "lumina2": "Lumina 2 / Z-Image", "sd3": "SD3 / SD3.5", "omnigen2": "OmniGen2",
           "cosmos_predict2": "Cosmos Predict2", "auraflow": "AuraFlow", "mochi": "Mochi", "hidream": "HiDream-I1",
           "hunyuan3d": "Hunyuan3D 2.0", "pixart": "PixArt Alpha / Sigma", "hunyuan_dit": "HunyuanDiT 1.x",
-          "stable_audio": "Stable Audio Open", "hunyuan3d21": "Hunyuan3D 2.1", "ace_step": "ACE-Step", "cosmos1": "Cosmos 1", "wan_s2v": "Wan 2.2 S2V"}
+          "stable_audio": "Stable Audio Open", "hunyuan3d21": "Hunyuan3D 2.1", "ace_step": "ACE-Step",
+          "cosmos1": "Cosmos 1", "wan_s2v": "Wan 2.2 S2V"}
 FAMILIES = {"flux": flux, "chroma": chroma, "wan": wan, "qwen_image": qwen_image,
             "hunyuan_video": hunyuan_video, "ltxv": ltxv, "flux2": flux2, "chroma_radiance": chroma_radiance,
             "hunyuan_video15": hunyuan_video15, "lumina2": lumina2, "sd3": sd3, "omnigen2": omnigen2,
@@ -510,3 +513,38 @@ class BlockCounter:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def with_references(build, *, both: bool = True, **extra):
+    """A family's tiny model with one reference latent in its conds, its tokens at timestep 0: Flux 2 / Klein and
+    Qwen-Image-Edit 2511 ("index_timestep_zero"), Z-Image omni (any reference latent). both: the negative cond
+    carries it too (then cond and uncond batch into one call)."""
+    m, lat, pos, neg = build()
+    ref = torch.randn((1, *lat.shape[1:]), generator=torch.Generator().manual_seed(5))
+    add = {"reference_latents": [ref], **extra}
+    return m, lat, [[pos[0][0], pos[0][1] | add]], ([[neg[0][0], neg[0][1] | add]] if both else neg)
+
+
+# Where each family's block 0 consumes its timestep-modulated image input (what TeaCache measures).
+MODULATED_SITE = {
+    "flux": (lambda b: b.img_attn.qkv, lambda a, k: a[0]),
+    "chroma": (lambda b: b.img_attn.qkv, lambda a, k: a[0]),
+    "hunyuan_video": (lambda b: b.img_attn.qkv, lambda a, k: a[0]),
+    "qwen_image": (lambda b: b.attn, lambda a, k: k["hidden_states"]),
+    "ltxv": (lambda b: b.attn1, lambda a, k: a[0]),
+    "wan": (lambda b: b, lambda a, k: k["e"]),
+}
+MODULATED_SITE |= {"flux2": MODULATED_SITE["flux"], "chroma_radiance": MODULATED_SITE["chroma"],
+                    "hunyuan_video15": MODULATED_SITE["hunyuan_video"],
+                    "lumina2": (lambda b: b.attention, lambda a, k: a[0]),
+                    "sd3": (lambda b: b.x_block.attn.qkv, lambda a, k: a[0]),
+                    "omnigen2": (lambda b: b.attn, lambda a, k: a[0]),
+                    "cosmos_predict2": (lambda b: b.self_attn, lambda a, k: a[0]),
+                    "auraflow": (lambda b: b.attn.w2q, lambda a, k: a[0]),
+                    "mochi": (lambda b: b.attn.qkv_x, lambda a, k: a[0]),
+                    "hidream": (lambda b: b.block.attn1, lambda a, k: a[0]),
+                    "hunyuan3d": MODULATED_SITE["flux"], "pixart": (lambda b: b.attn, lambda a, k: a[0]),
+                    "hunyuan_dit": (lambda b: b.attn1, lambda a, k: a[0]),
+                    "stable_audio": (lambda b: b.self_attn, lambda a, k: a[0]),
+                    "hunyuan3d21": (lambda b: b.attn1, lambda a, k: a[0]),
+                    "ace_step": (lambda b: b.attn, lambda a, k: k["hidden_states"])}

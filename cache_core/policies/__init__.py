@@ -9,6 +9,7 @@ from .smoothcache import SmoothCache, SmoothCacheCalibration, make_schedule
 from .taylorseer import TaylorSeer
 from .teacache import TeaCache, TeaCacheCalibration
 
-__all__ = ["DBCache", "FasterCache", "FirstBlockCache", "MagCache", "MagCacheCalibration", "PyramidAttentionBroadcast", "SeaCache", "Spectrum",
-           "SmoothCache", "SmoothCacheCalibration", "TaylorSeer", "TeaCache", "TeaCacheCalibration",
+__all__ = ["DBCache", "FasterCache", "FirstBlockCache", "MagCache", "MagCacheCalibration", "PyramidAttentionBroadcast",
+           "SeaCache", "Spectrum", "SmoothCache", "SmoothCacheCalibration", "TaylorSeer", "TeaCache",
+           "TeaCacheCalibration",
            "make_schedule"]
