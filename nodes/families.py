@@ -15,7 +15,7 @@ import comfy.ops
 import comfy.utils
 
 from ..cache_core import BlockLayout
-from .routes import CallAdapter, ReplaceAdapter
+from .adapters import CallAdapter, ReplaceAdapter
 
 
 # --- block 0's timestep-modulated input (TeaCache's indicator), computed without touching args ---
@@ -221,7 +221,7 @@ class Family:
     classes: tuple[str, ...]                # "module.Class" of the diffusion_model, matched exactly
     blocks: tuple[tuple[str, str, str | None], ...]
     stream_keys: dict                       # block kind -> hidden-state tensors it takes and returns
-    route: str = "replace"                  # routes.BLOCK_ROUTES: how the blocks are reached
+    route: str = "replace"                  # routes.BLOCK_ROUTES (by name): how the blocks are reached
     # route "forward": the block's call as the engine's dict; route "replace": a ReplaceAdapter where the forward
     # names the hidden state its own way (either per kind as a dict)
     adapter: CallAdapter | ReplaceAdapter | dict | None = None

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import time
-from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -24,11 +22,10 @@ import torch
 import comfy.model_management
 from comfy.patcher_extension import CallbacksMP, WrappersMP
 
-from ..cache_core import CachePolicy, CacheRun, CfgCache, ComponentPolicy, ReuseLimits
-from ..cache_core.tuning import Targeted
-from . import parallel, routes, stats_feed
+from ..cache_core import CachePolicy, CacheRun, CfgCache, ComponentPolicy
+from . import routes, stats_feed
 from .families import Family, UnsupportedModelError, detect
-from .live import LiveRuns, SharedOnClone
+from .spec import CacheSpec
 from .validation import CacheKitInputError
 
 SPEC_KEY = "cachekit_spec"   # transformer_options: the installed method's settings (marks the MODEL as cached)
@@ -39,45 +36,6 @@ KERNELS_TAKEN = ("another node's attention override, installed after this node (
                  "put this node after that one")
 FEW_STEPS = 8     # runs this short are distilled (schnell, Turbo, Lightning, lightx2v): warn, see README
 _log = logging.getLogger("CacheKit")
-
-
-@dataclass(frozen=True, eq=False)
-class CacheSpec(SharedOnClone):
-    """What a node installed: settings only. The block layout (and block 0, which TeaCache's probe
-    reads) is resolved from the model each run, so weight patches added after the node (LoRA) count."""
-    node_name: str
-    node_id: str | None
-    family: Family
-    make_policy: Callable[[], CachePolicy]
-    start_percent: float = 0.0
-    end_percent: float = 1.0
-    warmup_steps: int = 0
-    max_consecutive: int = -1
-    node_class: str | None = None    # the node's class id (ApplyFirstBlockCache): a run shows on its node only
-    # (node name, node id, node class) of the CacheKit nodes before this one on the MODEL, which it replaced
-    replaces: tuple[tuple[str, str | None, str | None], ...] = ()
-    kernel_override: bool = False    # the method reaches attention kernels through ComfyUI's override (routes.py)
-    notes: tuple[str, ...] = ()      # what the node warned of when it was applied: shown with every run it makes
-    live: LiveRuns = field(default_factory=LiveRuns)
-
-    def new_run(self, model_patcher, sigmas: torch.Tensor) -> CacheRun:
-        # get_model_object: what the sampler will run, object patches (ModelSamplingSD3, ...) included;
-        # they are applied only when the model loads, after this wrapper starts
-        layout, _ = self.family.layout(model_patcher.get_model_object("diffusion_model"))
-        ms = model_patcher.get_model_object("model_sampling")
-        start = math.inf if self.start_percent <= 0.0 else float(ms.percent_to_sigma(self.start_percent))
-        end = -1.0 if self.end_percent >= 1.0 else float(ms.percent_to_sigma(self.end_percent))
-        limits = ReuseLimits(start_sigma=start, end_sigma=end, warmup_steps=self.warmup_steps,
-                             max_consecutive=self.max_consecutive)
-        notes, schedule = list(self.notes), sigmas.tolist()
-        if isinstance(self.make_policy, Targeted):   # a target instead of a threshold: picked for this run
-            policy, note = self.make_policy.at(schedule, limits, len(layout))
-            notes.append(note)
-        else:
-            policy = self.make_policy()
-        run = CacheRun(policy, layout, schedule, limits, sync=parallel.decision_sync())
-        run.stats.notes += notes
-        return run
 
 
 def install(model, spec_fields: dict, make_policy: Callable[[], CachePolicy], node_name: str,

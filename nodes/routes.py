@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import copy
 import inspect
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -34,29 +33,14 @@ from ..cache_core.cfg_batch import run_cfg_batch
 from .live import SharedOnClone
 
 if TYPE_CHECKING:
+    from .adapters import CallAdapter, ReplaceAdapter
     from .families import Family
-    from .hooks import CacheSpec
+    from .spec import CacheSpec
 
 ATTN_KEY = "optimized_attention_override"   # ComfyUI's attention-kernel hook in transformer_options
 
 
 # --- block routes --------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ReplaceAdapter:
-    """A patches_replace entry whose forward passes the hidden state under its own name and takes it back bare
-    (Hunyuan3D 2.1: {"x", "t", "cond", "skip"} in, the new x out): seen as the engine's {"img": ...} dict."""
-    hidden: str = "x"
-
-    def to_engine(self, args: dict) -> dict:
-        return args | {"img": args[self.hidden]}
-
-    def call(self, original: Callable, d: dict) -> dict:
-        return {"img": original({k: v for k, v in d.items() if k != "img"} | {self.hidden: d["img"]})}
-
-    def result(self, out: dict):
-        return out["img"]
-
-
 class _BlockPatch(SharedOnClone):
     """patches_replace entry for block position p: hands the block to the live call, if any."""
     def __init__(self, spec: CacheSpec, position: int, adapter: ReplaceAdapter | None = None):
@@ -76,28 +60,6 @@ def block_replace(m, spec: CacheSpec, family: Family, positions) -> None:
     for p, (kind, index) in enumerate(positions):
         m.set_model_patch_replace(_BlockPatch(spec, p, family.adapter_for(kind)), "dit", kind, index)
 
-
-@dataclass(frozen=True)
-class CallAdapter:
-    """A block's own call, seen as the engine's dict: its arguments by parameter name, the hidden-state
-    tensors also under the engine's keys, and its return value as {engine key: tensor}.
-    hidden: engine key -> the forward's parameter holding it; returns: engine keys of what it returns
-    (one key: a tensor; more: a tuple in that order)."""
-    hidden: dict[str, str] = field(default_factory=lambda: {"img": "x"})
-    returns: tuple[str, ...] = ("img",)
-
-    def to_engine(self, signature: inspect.Signature, args, kwargs) -> dict:
-        bound = dict(signature.bind(*args, **kwargs).arguments)
-        return bound | {key: bound[param] for key, param in self.hidden.items()}
-
-    def call(self, forward: Callable, d: dict) -> dict:
-        params = {k: v for k, v in d.items() if k not in self.hidden}
-        params |= {param: d[key] for key, param in self.hidden.items()}
-        out = forward(**params)
-        return dict(zip(self.returns, out if len(self.returns) > 1 else (out,)))
-
-    def result(self, out: dict):
-        return out[self.returns[0]] if len(self.returns) == 1 else tuple(out[k] for k in self.returns)
 
 
 class _ModulePatch:

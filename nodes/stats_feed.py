@@ -24,7 +24,7 @@ def client_has_extension(client_id: str) -> None:
 
 
 def publish(stats: RunStats, spec) -> dict:
-    """A finished run of the node `spec` describes (hooks.CacheSpec): logged, kept, and sent to the page that queued
+    """A finished run of the node `spec` describes (spec.CacheSpec): logged, kept, and sent to the page that queued
     it. The record names the prompt it ran in and the node (id and class) that made it, so the web extension shows
     it on that node of that workflow only."""
     node_name, node_id = spec.node_name, spec.node_id
