@@ -316,7 +316,7 @@ def markdown(rows, families) -> str:
 
 
 def main() -> int:
-    from bench_report import family_args, family_rows
+    from bench_stages import family_args, family_rows
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     family_args(ap, comfy_runtime.REPO / "output" / "bench" / "quality")
     ap.add_argument("--methods", nargs="+", help="measure only these methods and replace their rows in the "

@@ -79,7 +79,7 @@ def markdown(rows) -> str:
 
 
 def main() -> int:
-    from bench_report import family_args, family_rows
+    from bench_stages import family_args, family_rows
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     family_args(ap, comfy_runtime.REPO / "output" / "bench" / "tuning")
     args = ap.parse_args()
