@@ -7,7 +7,7 @@ RUNTIME ?= $(CURRENT)
 PY = CACHEKIT_COMFY=$(RUNTIME) .runtime/comfyui-$(RUNTIME)/venv/bin/python
 PYTEST = -m pytest -c tests/pytest.ini tests
 
-.PHONY: setup demo lint test test-current test-oldest test-fast check bench coverage clean
+.PHONY: setup demo lint test test-current test-oldest test-fast check bench bench-clones coverage clean
 
 setup:
 	@bash scripts/setup_runtime.sh
@@ -42,6 +42,9 @@ check: test-fast
 
 bench: setup   # BENCHMARKS.md: trained models, quality at equal compute, speed against the ideal
 	$(PY) scripts/bench_report.py
+
+bench-clones: setup   # what cloning a cached MODEL costs (memory, time), as LoRA loaders and ModelSampling clone it
+	$(PY) scripts/bench_clones.py
 
 coverage: setup   # docs/coverage.md, from the family x method tests that pass on each supported line
 	$(PY) scripts/coverage_table.py
