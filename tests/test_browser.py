@@ -45,7 +45,7 @@ def server(tmp_path_factory, comfy):
 def tiny_workflow(info: dict, seed: int, replaced: bool = False) -> dict:
     """Load the tiny Wan -> Apply First Block Cache -> KSampler (cfg 3: cond and uncond) -> SaveLatent, and a
     Calibrate MagCache on the same model whose calibration is saved (its node shows the chart). `replaced`: an
-    Apply TeaCache after the First Block Cache (which it replaces)."""
+    Apply TeaCache after the First Block Cache (which it replaces), with the Flux coefficients (on this Wan)."""
     import make_workflows as mw
     wf = mw.Workflow(info)
     unet = wf.add("UNETLoader", unet_name="tiny_wan.safetensors", weight_dtype="default")
@@ -54,7 +54,7 @@ def tiny_workflow(info: dict, seed: int, replaced: bool = False) -> dict:
     lat = wf.add("EmptyHunyuanLatentVideo", width=64, height=64, length=1, batch_size=1)
     fbc = wf.add("ApplyFirstBlockCache", model=unet[0], residual_diff_threshold=0.3, max_consecutive_skips=2)
     if replaced:
-        fbc = wf.add("ApplyTeaCache", model=fbc[0], rel_l1_thresh=0.3, coefficients="custom")
+        fbc = wf.add("ApplyTeaCache", model=fbc[0], rel_l1_thresh=0.3, coefficients="flux")
     ks = wf.add("KSampler", model=fbc[0], positive=pos[0], negative=neg[0], latent_image=lat[0], seed=seed, steps=8,
                 cfg=3.0, sampler_name="euler", scheduler="simple", denoise=1.0)
     wf.add("SaveLatent", samples=ks[0], filename_prefix="browser")
@@ -377,6 +377,12 @@ def test_a_run_shows_only_on_the_node_of_the_workflow_that_ran_it(server, browse
                          nid)
         assert colour == ["rgb(224, 192, 96)"], (colour, page.js("() => [...document.querySelectorAll("
                                                                  "'.cachekit-panel')].map(e => e.outerHTML)"))
+        # the TeaCache node that ran, with a preset published for another family: it says so, in the warning colour
+        warned = [n for n in notes(page, tea) if n.startswith("the preset 'flux' was published for Flux, and this "
+                                                                "model is Wan")]
+        assert warned and page.js("""(id) => getComputedStyle(document.querySelector(
+            `.cachekit-panel[data-node-id="${id}"] .cachekit-note`)).color""", tea) == "rgb(224, 192, 96)"
+        page.shot(f"warnings_{'nodes2' if vue else 'classic'}", around=tea)
         ours = [e for e in page.errors if "cachekit.js" in e or e.startswith("CacheKit")]
         assert not ours, ours
     finally:
