@@ -138,8 +138,7 @@ def save(calibration: dict, prefix: str) -> str:
 
 def load(name: str) -> dict:
     """Read and check one calibration file; ValueError saying what is wrong with it."""
-    import folder_paths
-    path = folder_paths.get_full_path(FOLDER, name) if isinstance(name, str) and name else None
+    path = path_of(name)
     if path is None:
         raise ValueError(missing(name))
     real = os.path.realpath(path)
@@ -157,10 +156,10 @@ def load(name: str) -> dict:
     return data | {"file": name}
 
 
-def path_of(name: str) -> str | None:
-    """Where a listed calibration lies on disk."""
+def path_of(name) -> str | None:
+    """Where a listed calibration lies on disk (None: not in the calibrations folders)."""
     import folder_paths
-    return folder_paths.get_full_path(FOLDER, name)
+    return folder_paths.get_full_path(FOLDER, name) if isinstance(name, str) and name else None
 
 
 WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"   # the shipped example workflows

@@ -74,8 +74,7 @@ class LoadCacheCalibration(common.CacheKitNode):
 
     @classmethod
     def IS_CHANGED(cls, calibration):
-        import folder_paths
-        path = folder_paths.get_full_path(files.FOLDER, calibration)
+        path = files.path_of(calibration)
         return f"{os.path.getmtime(path)}:{os.path.getsize(path)}" if path else calibration
 
     def load(self, **inputs):

@@ -190,7 +190,8 @@ class CacheNode(CacheKitNode, ABC):
 
     def resolve_preset(self, method: str, choice: str, model) -> str | None:
         """'auto': the published preset for the detected family/variant, or None where there is none;
-        otherwise the named one (checked against the declared choices)."""
+        otherwise the named one (checked against the declared choices), with a warning where it was published for
+        another family."""
         from .families import detect
         family = detect(model, self.NODE_NAME)
         if choice == "auto":

@@ -252,7 +252,7 @@ class Family:
     # why span methods (a reused run of blocks) cannot apply, in full: the model adds into the hidden state
     # between blocks on every call
     injects: str | None = None
-    models: str = ""               # what users load into this class, by name (README, docs/coverage.md)
+    models: str = ""               # what users load into this class, by name (README: scripts/supported_models.py)
 
     def block_path(self, kind: str, index: int) -> str:
         """"diffusion_model.<attribute>.<index>": the block's path in the BaseModel, for object patches."""
@@ -347,7 +347,7 @@ _WAN = dict(blocks=(("double_block", "blocks", None),), stream_keys={"double_blo
 
 
 FAMILIES = (
-    # Flux 1 dev/schnell, Kontext (its reference tokens ride in img) and Flux 2 (no presets: see _flux1)
+    # Kontext's reference tokens ride in img; Flux 2, LongCat and Ovis share the class (no presets: see _flux1)
     Family("Flux", ("comfy.ldm.flux.model.Flux",), _FLUX_BLOCKS, _DOUBLE_SINGLE, convert=_join_txt_img,
            modulated_input=_flux_modulated, teacache_preset=_flux1("flux"), magcache_preset=_flux1("flux_dev"),
            attention_kinds=_JOINT_ATTN, mlp_modules=_FLUX_MLPS, attention_inputs=_FLUX_QKV,
@@ -357,14 +357,13 @@ FAMILIES = (
     # Chroma's blocks in pixel space; its NeRF head runs after the blocks, outside the cached span
     Family("Chroma Radiance", ("comfy.ldm.chroma_radiance.model.ChromaRadiance",), **_CHROMA,
            models="Chroma Radiance (pixel space)"),
-    # HunyuanVideo 1.0 T2V/I2V/SkyReels, 1.5, HunyuanImage 2.1 (+ refiner): one class, one forward
+    # one class and one forward for all of them (presets: HunyuanVideo 1.0's only, see _hunyuan_video_1)
     Family("HunyuanVideo", ("comfy.ldm.hunyuan_video.model.HunyuanVideo",),
            (("double_block", "double_blocks", None), ("single_block", "single_blocks", None)), _DOUBLE_SINGLE,
            convert=_join_img_txt, modulated_input=_flux_modulated,
            teacache_preset=_hunyuan_video_1("hunyuan_video"), magcache_preset=_hunyuan_video_1("hunyuan_video_544p"),
            attention_kinds=_JOINT_ATTN, mlp_modules=_FLUX_MLPS, attention_inputs=_FLUX_QKV,
            models="HunyuanVideo 1.0 (T2V, I2V, SkyReels), HunyuanVideo 1.5, HunyuanImage 2.1 (and refiner)"),
-    # Wan 2.1 / 2.2 T2V, I2V, TI2V, FunControl, camera and HuMo
     Family("Wan", ("comfy.ldm.wan.model.WanModel", "comfy.ldm.wan.model.CameraWanModel",
                    "comfy.ldm.wan.model.HumoWanModel"),
            teacache_preset=_wan_teacache, magcache_preset=_wan_magcache, **_WAN,

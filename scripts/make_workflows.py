@@ -346,10 +346,6 @@ def order_key(entry: dict) -> tuple:
             list(METHOD_NAMES).index(entry["method"]), TASKS.index(entry["task"]))
 
 
-CACHEKIT_PREFIXES = ("Apply", "Calibrate", "Tune", "SmoothCacheSchedule", "SaveCacheCalibration",
-                     "LoadCacheCalibration", "CompareCacheQuality", "CacheKit")
-
-
 def wrapped(draw, text: str, font, width: float) -> list[str]:
     lines, words = [], text.split()
     while words:
@@ -360,11 +356,10 @@ def wrapped(draw, text: str, font, width: float) -> list[str]:
     return lines
 
 
-def thumbnail(graph: dict, heading: str, names: dict | None = None, caption: str = ""):
+def thumbnail(graph: dict, heading: str, looks: dict, caption: str = ""):
     """The workflow's node graph, drawn small between its title and its one-line description (CacheKit's nodes in
     green, notes in brown): the template browser's card picture, made from the file so it always shows what the
-    file holds (the browser shows an extension's templates by name alone). `names`: node type -> display name
-    (from /object_info)."""
+    file holds (the browser shows an extension's templates by name alone). `looks`: node_looks(/object_info)."""
     from PIL import Image, ImageDraw, ImageFont
     width, height, top, pad = 512, 512, 84, 14   # square: the browser shows its cards square
     img = Image.new("RGB", (width, height), "#1b1b1b")
@@ -394,13 +389,12 @@ def thumbnail(graph: dict, heading: str, names: dict | None = None, caption: str
     for n in nodes.values():
         bx0, by0 = at(*n["pos"])
         bx1, by1 = at(n["pos"][0] + n["size"][0], n["pos"][1] + n["size"][1])
-        ours = n["type"].startswith(CACHEKIT_PREFIXES)
+        name, ours = looks.get(n["type"], (n["type"], False))
         body, bar = (("#4a3c2a", "#6b5535") if n["type"] == "Note" else
                      ("#23402a", "#2f7d3f") if ours else ("#2c2c2c", "#3d3d3d"))
         draw.rounded_rectangle((bx0, by0, bx1, by1), radius=3, fill=body, outline="#555" if not ours else "#5fbf6f")
         draw.rectangle((bx0 + 1, by0 + 1, bx1 - 1, min(by1 - 1, by0 + max(4, 30 * scale))), fill=bar)
-        name = n.get("title") or (names or {}).get(n["type"]) or n["type"]
-        draw.text((bx0 + 3, by0 + 1), name, font=label, fill="#e8e8e8")
+        draw.text((bx0 + 3, by0 + 1), n.get("title") or name, font=label, fill="#e8e8e8")
     big = ImageFont.load_default(size=24)
     for i, line in enumerate(wrapped(draw, heading, big, width - 2 * pad)[:2]):
         draw.text((pad, 10 + 30 * i), line, font=big, fill="#ffffff")
@@ -411,22 +405,25 @@ def thumbnail(graph: dict, heading: str, names: dict | None = None, caption: str
     return img
 
 
-def display_names(info: dict) -> dict:
-    return {kind: node.get("display_name") or kind for kind, node in info.items()}
+def node_looks(info: dict) -> dict:
+    """Node type -> (its display name, whether it is CacheKit's), from /object_info."""
+    return {kind: (node.get("display_name") or kind, node.get("category", "").startswith("CacheKit"))
+            for kind, node in info.items()}
 
 
 class Templates:
     """The templates written in one build: each file, its thumbnail, and the index entry."""
 
-    def __init__(self):
-        self.entries = []
+    def __init__(self, info: dict):
+        self.entries, self.looks = [], node_looks(info)
 
     def write(self, family: str, method: str, task: str, wf: Workflow, note: str) -> None:
         name = title(family, method, task)
         graph = wf.to_json()
         (OUT / f"{name}.json").write_text(json.dumps(graph, indent=1) + "\n")
-        thumbnail(graph, name, display_names(wf.info), description(note)).save(OUT / f"{name}.jpg", quality=88)
-        self.entries.append({"file": f"{name}.json", "title": name, "description": description(note),
+        line = description(note)
+        thumbnail(graph, name, self.looks, line).save(OUT / f"{name}.jpg", quality=88)
+        self.entries.append({"file": f"{name}.json", "title": name, "description": line,
                              "family": family, "method": method, "task": task})
         print("wrote", (OUT / f"{name}.json").relative_to(comfy_server.REPO), "and its .jpg")
 
@@ -505,7 +502,7 @@ def main() -> int:
             info = server.get("/object_info")
     for old in [*OUT.glob("*.json"), *OUT.glob("*.jpg")]:   # names follow the titles: no stale file stays
         old.unlink()
-    out = Templates()
+    out = Templates(info)
     builders = {"flux_dev": flux, "wan21_t2v_1.3B": wan21}
     for family, build in builders.items():
         for method, (note, cache, sample, extra) in methods(family).items():

@@ -148,7 +148,7 @@ def test_thumbnail_is_made_from_the_file(server, path):
     from PIL import Image, ImageChops, ImageStat
     shipped = Image.open(path.with_suffix(".jpg")).convert("RGB")
     assert shipped.size == (512, 512)
-    drawn = mw.thumbnail(json.loads(path.read_text()), path.stem, mw.display_names(server.get("/object_info")),
+    drawn = mw.thumbnail(json.loads(path.read_text()), path.stem, mw.node_looks(server.get("/object_info")),
                          INDEX[path.name]["description"])
     diff = ImageStat.Stat(ImageChops.difference(shipped, drawn)).mean
     assert max(diff) < 2.0, diff           # JPEG's loss only

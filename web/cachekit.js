@@ -62,15 +62,16 @@ function addStyle() {
     .cachekit-legend { display: flex; gap: 8px; font-size: 9px; color: #aaa; margin: 2px 0 1px 46px; }
     .cachekit-legend span::before { content: ""; display: inline-block; width: 8px; height: 8px; margin-right: 3px;
                                     border-radius: 1px; vertical-align: -1px; background: var(--swatch); }
+    .cachekit-chart .cachekit-legend { margin-left: 0; }
     .cachekit-axis { font-size: 9px; color: #999; display: flex; justify-content: space-between; }
     .cachekit-saved { color: #8fd18f; white-space: normal; word-break: break-all; }
     .cachekit-state { color: #aaa; font-style: italic; margin-bottom: 3px; white-space: normal; }
     .cachekit-state.cachekit-failed { color: #e07a6a; font-style: normal; }
     .cachekit-row { display: flex; align-items: center; gap: 1px; height: 10px; margin: 1px 0; }
     .cachekit-label { width: 46px; flex: none; font-size: 9px; color: #aaa; }
-    .cachekit-cell { flex: 1; height: 8px; min-width: 2px; border-radius: 1px; }
-    .cachekit-C { background: #e0793c; } .cachekit-R { background: #4caf50; }
-    .cachekit-E { background: #c9b037; } .cachekit--  { background: #444; }
+    .cachekit-cell { flex: 1; height: 8px; min-width: 2px; border-radius: 1px; background: var(--swatch); }
+    .cachekit-C { --swatch: #e0793c; } .cachekit-R { --swatch: #4caf50; }
+    .cachekit-E { --swatch: #c9b037; } .cachekit--  { --swatch: #444; }
     .cachekit-chart-title { color: #aaa; font-size: 10px; }
     .cachekit-chart svg { width: 100%; height: 80px; background: #1b1b1b; }`;
   document.head.appendChild(s);
@@ -102,13 +103,10 @@ function fit(node, root, height) {   // make room for what the panel now shows
   setTimeout(grow, 300);   // and again once the frontend has added its own text under the node
 }
 
-const SWATCHES = { C: "#e0793c", R: "#4caf50", E: "#c9b037" };
-
-function legend(codes) {        // what the timeline's colours mean, for the ones it shows
+function legend(codes) {        // what the timeline's colours mean (the cells' own classes), for the ones it shows
   const row = el("div", "cachekit-legend");
-  for (const c of Object.keys(SWATCHES).filter((k) => codes.has(k))) {
-    const item = el("span", null, STEP_NAMES[c]);
-    item.style.setProperty("--swatch", SWATCHES[c]);
+  for (const c of Object.keys(STEP_NAMES).filter((k) => k !== "-" && codes.has(k))) {
+    const item = el("span", `cachekit-${c}`, STEP_NAMES[c]);
     item.dataset.state = c;
     row.appendChild(item);
   }
@@ -213,7 +211,6 @@ function showChart(node, chart) {
     names.appendChild(item);
   });
   if (chart.points) { const p = el("span", null, "measured"); p.style.setProperty("--swatch", "#ddd"); names.appendChild(p); }
-  names.style.marginLeft = "0";
   root.appendChild(names);
   fit(node, root, 134);
 }
