@@ -24,3 +24,5 @@ _NODES = sorted(set(_node_classes()), key=lambda cls: cls.__name__)
 calibration_files.register()
 NODE_CLASS_MAPPINGS = {cls.__name__: cls for cls in _NODES}
 NODE_DISPLAY_NAME_MAPPINGS = {cls.__name__: cls.NODE_NAME for cls in _NODES}
+# the Apply nodes with example settings, in their tables' order: what tests, benchmarks and workflows iterate
+METHOD_NODES = sorted((cls for cls in _NODES if getattr(cls, "EXAMPLES", None)), key=lambda cls: cls.RANK)

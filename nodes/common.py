@@ -11,6 +11,7 @@ from typing import Callable
 
 from ..cache_core import calibration_data, presets
 from . import charts, validation
+from .examples import Examples
 from .families import SUPPORTED_NAMES, made_for
 
 _log = logging.getLogger("CacheKit")
@@ -125,6 +126,11 @@ class CacheNode(CacheKitNode, ABC):
     WINDOW: dict | None = {}          # defaults for window_inputs(); None = no window inputs
     OPTIONAL: dict = {}
     THRESHOLD: str | None = None
+    # the method as tests, benchmarks, workflows and the coverage table name and run it (examples.py)
+    METHOD = ""                       # its name in workflow titles ("Pyramid Attention Broadcast")
+    SHORT = ""                        # in tables and benchmark rows ("PAB"); empty = METHOD
+    RANK = 100                        # its place in those tables (the order the methods were added)
+    EXAMPLES: Examples | None = None
 
     @classmethod
     def own_inputs(cls) -> dict:

@@ -3,7 +3,12 @@ from __future__ import annotations
 
 from ..cache_core import DBCache
 from . import common
+from .examples import Case, Examples, Sweep, Template
 
+
+_TEST = dict(Fn_compute_blocks=2, Bn_compute_blocks=1, max_warmup_steps=0, warmup_interval=1,   # the tests'
+             max_cached_steps=-1, max_continuous_cached_steps=-1, max_accumulated_residual_diff=0.0,
+             taylorseer_order=0)
 
 class ApplyDBCache(common.CacheNode):
     NODE_NAME = "Apply DBCache"
@@ -49,3 +54,27 @@ class ApplyDBCache(common.CacheNode):
                     max_continuous_cached_steps=v["max_continuous_cached_steps"],
                     max_accumulated_diff=v["max_accumulated_residual_diff"], taylorseer_order=v["taylorseer_order"])
         return (lambda: DBCache(**args)), {}
+
+    METHOD, RANK = "DBCache", 5
+    # F2 B1 in the tests: Hunyuan3D 2.1's last block takes block 1's output as a long skip, so block 1 must compute
+    EXAMPLES = Examples(
+        cases={"dbcache": Case(off=dict(_TEST, residual_diff_threshold=0.0),
+                               on=dict(_TEST, residual_diff_threshold=0.99), runs_on_reuse=3),
+               "dbcache_taylorseer": Case(off=dict(_TEST, residual_diff_threshold=0.0, taylorseer_order=1),
+                                          on=dict(_TEST, residual_diff_threshold=0.99, Bn_compute_blocks=0,
+                                                  taylorseer_order=1), runs_on_reuse=2)},
+        speed=(dict(Fn_compute_blocks=1, Bn_compute_blocks=0, residual_diff_threshold=0.6, max_warmup_steps=2),
+               dict(Fn_compute_blocks=1, Bn_compute_blocks=0, residual_diff_threshold=0.0)),
+        sweeps={"DBCache (F1 B1)": Sweep("threshold", (0.03, 0.06, 0.1, 0.15, 0.25), lambda v, *_: dict(
+            Fn_compute_blocks=1, Bn_compute_blocks=1, residual_diff_threshold=v, max_warmup_steps=2),
+            reference="DBCache (cache-dit)")},
+        templates={
+            "flux_dev": Template("Apply DBCache (cache-dit): the first Fn blocks always run and decide; the middle is "
+                                 "reused while their residual barely changes. F4 B0 W4 MC4 R0.12 is cache-dit's Flux "
+                                 "DrawBench 'S' setting.",
+                                 dict(Fn_compute_blocks=4, Bn_compute_blocks=0, residual_diff_threshold=0.12,
+                                      max_warmup_steps=4, max_continuous_cached_steps=4)),
+            "*": Template("Apply DBCache (cache-dit): the first Fn blocks always run and decide; the middle is reused "
+                          "while their residual barely changes. F8 B0 R0.08 W8 are cache-dit's defaults.",
+                          dict(Fn_compute_blocks=8, Bn_compute_blocks=0, residual_diff_threshold=0.08,
+                               max_warmup_steps=8, max_continuous_cached_steps=-1))})

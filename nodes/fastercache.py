@@ -3,7 +3,11 @@ from __future__ import annotations
 
 from ..cache_core import FasterCache
 from . import common
+from .examples import Case, Examples, Sweep, Template
 
+
+_TEST = dict(uncond_max_sigma=1.0, attention_max_sigma=1.0, attention_weight=0.5, alpha_low=1.1,   # the tests'
+             alpha_high=1.1)
 
 class ApplyFasterCache(common.CacheNode):
     NODE_NAME = "Apply FasterCache"
@@ -44,3 +48,18 @@ class ApplyFasterCache(common.CacheNode):
         args = {k: v[k] for k in ("uncond_interval", "uncond_max_sigma", "attention_interval", "attention_weight",
                                   "attention_max_sigma", "alpha_low", "alpha_high")}
         return (lambda: FasterCache(**args)), {}
+
+    METHOD, RANK = "FasterCache", 8
+    EXAMPLES = Examples(
+        cases={"fastercache": Case(off=dict(uncond_interval=1, attention_interval=1, **_TEST),
+                                   on=dict(uncond_interval=5, attention_interval=2, **_TEST), runs_on_reuse=None)},
+        speed=(dict(attention_interval=3, uncond_interval=3), dict(attention_interval=1, uncond_interval=1)),
+        # its saving is the CFG cache (attention extrapolates only on the steps whose uncond it skips)
+        sweeps={"FasterCache": Sweep("uncond interval", (2, 3, 4, 6, 10), lambda v, *_: dict(
+            uncond_interval=v, attention_interval=2), reference="FasterCache (diffusers)")},
+        templates={
+            "flux_dev": Template("Apply FasterCache: on most steps the uncond branch is not run but estimated from the "
+                                 "cond one. It needs real CFG: this Flux.1-dev example uses cfg 2.0 (Flux-dev usually "
+                                 "runs at cfg 1, where there is no uncond to skip).", sampler={"cfg": 2.0}),
+            "*": Template("Apply FasterCache: on most steps the uncond branch is not run but estimated from the cond "
+                          "one. Wan runs with cfg 6: about half of each step is the uncond branch.")})

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ..cache_core import FirstBlockCache
 from . import common
+from .examples import Examples, Sweep, Template
 
 
 class ApplyFirstBlockCache(common.CacheNode):
@@ -33,3 +34,18 @@ class ApplyFirstBlockCache(common.CacheNode):
         thr = v["residual_diff_threshold"]
         return (lambda: FirstBlockCache(thr)), dict(warmup_steps=v["warmup_steps"],
                                                      max_consecutive=v["max_consecutive_skips"])
+
+    METHOD, RANK = "First Block Cache", 1
+    EXAMPLES = Examples(
+        cases={}, tested_as=("fbc",),       # tests/test_first_block_cache.py runs it on every family
+        speed=(dict(residual_diff_threshold=0.6, max_consecutive_skips=3), dict(residual_diff_threshold=0.0)),
+        sweeps={
+            "First Block Cache": Sweep("threshold", (0.03, 0.06, 0.1, 0.15, 0.25), lambda v, *_: dict(
+                residual_diff_threshold=v, max_consecutive_skips=5), reference="First Block Cache (diffusers)"),
+            # diffusers' rule exactly (no forced computes): the same decisions as its hook
+            "First Block Cache (no skip limit)": Sweep("threshold", (0.03, 0.06, 0.1, 0.15, 0.25), lambda v, *_: dict(
+                residual_diff_threshold=v, max_consecutive_skips=-1), reference="First Block Cache (diffusers)")},
+        templates={"*": Template(
+            "Apply First Block Cache: block 0 runs every step; the other blocks are reused while block 0's residual "
+            "changes by less than the threshold. 0.08 is ParaAttention's Flux value; raise it for speed, lower it "
+            "for fidelity.", dict(residual_diff_threshold=0.08, max_consecutive_skips=3))})

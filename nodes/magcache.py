@@ -4,6 +4,7 @@ from __future__ import annotations
 from ..cache_core import MagCache, MagCacheCalibration, calibration_data, presets
 from ..cache_core.policies.magcache import split_interleaved
 from . import common
+from .examples import Case, Examples, Sweep, Template
 from .calibration_files import SOCKET_TYPES
 
 RATIOS_TYPE = SOCKET_TYPES[calibration_data.MAGCACHE_RATIOS]
@@ -14,6 +15,8 @@ def preset_ratios(name: str) -> dict[str, list[float]]:
     p = presets.magcache(name)
     return split_interleaved(p["ratios"]) if p["interleaved"] else {"cond": p["ratios"]}
 
+
+_TEST = dict(max_skips=3, retention_ratio=0.2, ratios="flux_dev", calibration=None)   # the tests' fixed inputs
 
 class ApplyMagCache(common.CacheNode):
     NODE_NAME = "Apply MagCache"
@@ -57,6 +60,23 @@ class ApplyMagCache(common.CacheNode):
             gammas = calibration_data.magcache_ratios(self.saved_calibration(fmt, model, "Calibrate MagCache"))
         args = (gammas, v["threshold"], v["max_skips"], v["retention_ratio"], v["final_steps"])
         return (lambda: MagCache(*args)), {}
+
+    METHOD, RANK = "MagCache", 3
+    EXAMPLES = Examples(
+        cases={"magcache": Case(off=dict(threshold=0.0, **_TEST), on=dict(threshold=0.3, **_TEST), runs_on_reuse=0)},
+        speed=(dict(threshold=0.3, max_skips=3, ratios="wan2.1_t2v_1.3B"),
+               dict(threshold=0.0, ratios="wan2.1_t2v_1.3B")),
+        sweeps={"MagCache (calibrated)": Sweep(
+            "threshold", (0.01, 0.03, 0.06, 0.12, 0.18, 0.25), lambda v, cal, _: dict(
+                threshold=v, max_skips=5, retention_ratio=0.2, final_steps=2, calibration=cal),
+            reference="MagCache (diffusers)")},
+        templates={
+            "flux_dev": Template("Apply MagCache: 'auto' uses the published magnitude ratios of this model. Settings: "
+                                 "the MagCache repository's recipe for Flux (0.24, K 5, retention 0.1).",
+                                 dict(threshold=0.24, max_skips=5, retention_ratio=0.1, ratios="auto")),
+            "*": Template("Apply MagCache: 'auto' uses the published magnitude ratios of this model. Settings: the "
+                          "MagCache repository's recipe for Wan (0.12, K 3, retention 0.2).",
+                          dict(threshold=0.12, max_skips=3, retention_ratio=0.2, ratios="auto"))})
 
 
 class CalibrateMagCache(common.CalibrateNode):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ..cache_core import SeaCache
 from . import common
+from .examples import Case, Examples, Sweep, Template
 
 
 class ApplySeaCache(common.CacheNode):
@@ -35,3 +36,17 @@ class ApplySeaCache(common.CacheNode):
         args = dict(threshold=v["threshold"], power=v["spectral_power"] or None,
                     retention_steps=v["retention_steps"], final_steps=v["final_steps"])
         return (lambda: SeaCache(**args)), {}
+
+    METHOD, RANK = "SeaCache", 9
+    EXAMPLES = Examples(
+        cases={"seacache": Case(off=dict(threshold=0.0, spectral_power=0.0), on=dict(threshold=0.5, spectral_power=0.0),
+                                runs_on_reuse=0)},
+        speed=(dict(threshold=1.0), dict(threshold=0.0)),
+        sweeps={"SeaCache": Sweep("threshold", (0.1, 0.2, 0.4, 0.7, 1.2), lambda v, *_: dict(threshold=v))},
+        templates={
+            "flux_dev": Template("Apply SeaCache: TeaCache's accumulate-until-threshold rule on a spectrally weighted "
+                                 "change of block 0's image tokens, with no per-model coefficients. 0.3 is the "
+                                 "authors' Flux value.", dict(threshold=0.3)),
+            "*": Template("Apply SeaCache: TeaCache's accumulate-until-threshold rule on a spectrally weighted change "
+                          "of block 0's image tokens, with no per-model coefficients. 0.2 is the authors' Wan value "
+                          "(about 3x; 0.1 about 2x).", dict(threshold=0.2))})

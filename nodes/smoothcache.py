@@ -6,6 +6,7 @@ import json
 from ..cache_core import SmoothCache, SmoothCacheCalibration, calibration_data
 from ..cache_core.policies.smoothcache import make_schedule
 from . import common
+from .examples import Case, Examples, Sweep, Template
 from .calibration_files import SOCKET_TYPES, source_name
 
 ERRORS_TYPE = SOCKET_TYPES[calibration_data.SMOOTHCACHE_ERRORS]
@@ -55,6 +56,12 @@ class SmoothCacheSchedule(common.CacheKitNode):
         return (schedule, json.dumps(schedule["schedule"]))
 
 
+def _schedule(row: list[int]) -> dict:
+    """The same row for every component kind (the tests' schedules)."""
+    return {"format": calibration_data.SMOOTHCACHE_SCHEDULE, "version": 1, "steps": len(row),
+            "schedule": {"self": row, "cross": row, "mlp": row}}
+
+
 class ApplySmoothCache(common.CacheNode):
     DESCRIPTION = "Reuses component outputs (attention, MLP) on the steps where the schedule has 0."
     NODE_NAME = "Apply SmoothCache"
@@ -71,3 +78,17 @@ class ApplySmoothCache(common.CacheNode):
         rows = schedule["schedule"]
         source = (schedule["errors"], schedule["alpha"]) if "errors" in schedule else None
         return (lambda: SmoothCache(rows, source)), {}
+
+    METHOD, RANK = "SmoothCache", 7
+    EXAMPLES = Examples(
+        cases={"smoothcache": Case(off=dict(schedule=_schedule([1] * 8)),
+                                   on=dict(schedule=_schedule([1, 0, 1, 0, 0, 1, 0, 1])), runs_on_reuse=None)},
+        speed=None,        # a schedule is made for one step count: the speed benchmark's is an argument
+        sweeps={"SmoothCache (calibrated)": Sweep("alpha", (0.02, 0.05, 0.1, 0.2, 0.4), lambda v, cal, node: dict(
+            schedule=node("SmoothCacheSchedule", calibration=cal, alpha=v)))},
+        # a graph of its own (calibrate, schedule, sample): scripts/make_workflows.py draws it
+        templates={"*": Template(
+            "SmoothCache in one graph: Calibrate SmoothCache samples once uncached and records how much each "
+            "component changes; SmoothCache Schedule turns that into a reuse schedule (alpha 0.18); the second "
+            "KSampler runs with it. Save the schedule (see the calibrate/load examples) to skip the calibration "
+            "next time.")})

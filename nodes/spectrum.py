@@ -3,7 +3,10 @@ from __future__ import annotations
 
 from ..cache_core import Spectrum
 from . import common
+from .examples import Case, Examples, Sweep, Template
 
+
+_TEST = dict(gap_base=2.0, gap_growth=0.75, warmup_steps=2, final_steps=1, degree=1)   # the tests' fixed inputs
 
 class ApplySpectrumCache(common.CacheNode):
     NODE_NAME = "Apply Spectrum Cache"
@@ -43,3 +46,13 @@ class ApplySpectrumCache(common.CacheNode):
                     gap_growth=v["gap_growth"], degree=v["degree"], ridge=v["ridge"], blend=v["blend"],
                     history_on_cpu=v["history_on_cpu"])
         return (lambda: Spectrum(**args)), {}
+
+    METHOD, RANK = "Spectrum", 10
+    EXAMPLES = Examples(
+        cases={"spectrum": Case(off=dict(_TEST, gap_base=1.0, gap_growth=0.0), on=dict(_TEST), runs_on_reuse=0)},
+        speed=(dict(warmup_steps=2, final_steps=1), dict(gap_base=1.0, gap_growth=0.0)),
+        sweeps={"Spectrum": Sweep("gap_growth", (0.0, 0.25, 0.5, 0.75, 1.5), lambda v, *_: dict(gap_growth=v))},
+        templates={"*": Template(
+            "Apply Spectrum Cache: computes the first 5 steps, then steps with widening gaps (2, 2, 3, 4, 5, ...) and "
+            "the last 3, and forecasts the others from every computed step (Chebyshev ridge fit blended with a Taylor "
+            "step); the published defaults.")})

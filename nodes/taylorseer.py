@@ -6,9 +6,12 @@ import torch
 from ..cache_core import TaylorSeer
 from ..cache_core.policies.taylorseer import TARGETS
 from . import common
+from .examples import Case, Examples, Sweep, Template
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
+
+_TEST = dict(warmup_steps=2, max_order=1, target="residual", factors_dtype="float32")   # the tests' fixed inputs
 
 class ApplyTaylorSeerCache(common.CacheNode):
     NODE_NAME = "Apply TaylorSeer Cache"
@@ -47,3 +50,21 @@ class ApplyTaylorSeerCache(common.CacheNode):
         args = (v["cache_interval"], v["warmup_steps"], v["max_order"], v["target"], DTYPES[v["factors_dtype"]],
                 v["final_steps"])
         return (lambda: TaylorSeer(*args)), {}
+
+    METHOD, SHORT, RANK = "TaylorSeer", "TaylorSeer", 4
+    EXAMPLES = Examples(
+        cases={"taylorseer": Case(off=dict(cache_interval=1, **_TEST), on=dict(cache_interval=3, **_TEST),
+                                  runs_on_reuse=0),
+               "taylorseer_output": Case(off=dict(_TEST, cache_interval=1, target="output"),
+                                         on=dict(_TEST, cache_interval=3, target="output", max_order=2),
+                                         runs_on_reuse=0)},
+        speed=(dict(cache_interval=3, warmup_steps=2, max_order=1, final_steps=0), dict(cache_interval=1)),
+        sweeps={"TaylorSeer (order 1)": Sweep("interval", (2, 3, 4, 5, 6), lambda v, *_: dict(
+            cache_interval=v, warmup_steps=2, max_order=1, final_steps=2), reference="TaylorSeer (diffusers)")},
+        templates={
+            "flux_dev": Template("Apply TaylorSeer Cache: computes every N-th step after the warmup and forecasts the "
+                                 "others with a first-order Taylor series. N 6 is TaylorSeer's Flux setting.",
+                                 dict(cache_interval=6, warmup_steps=3, max_order=1)),
+            "*": Template("Apply TaylorSeer Cache: computes every N-th step after the warmup and forecasts the others "
+                          "with a first-order Taylor series. N 5 is TaylorSeer's Wan setting (2-3 is more "
+                          "conservative).", dict(cache_interval=5, warmup_steps=3, max_order=1))})

@@ -6,6 +6,7 @@ import math
 
 from ..cache_core import TeaCache, TeaCacheCalibration, calibration_data, presets
 from . import common
+from .examples import Case, Examples, Sweep, Template
 from .calibration_files import SOCKET_TYPES
 
 PRESETS = presets.names("teacache")
@@ -28,6 +29,8 @@ def parse_coefficients(text: str) -> list[float]:
 
 COEFFICIENTS_TYPE = SOCKET_TYPES[calibration_data.TEACACHE_COEFFICIENTS]
 
+
+_IDENTITY = dict(coefficients="custom", custom_coefficients="1.0, 0.0")   # the tests' and benchmark's: no model's
 
 class ApplyTeaCache(common.CacheNode):
     NODE_NAME = "Apply TeaCache"
@@ -81,6 +84,23 @@ class ApplyTeaCache(common.CacheNode):
                           f"got {thr}")
             thr = suggested
         return (lambda: TeaCache(thr, coefs, retention, final)), {}
+
+    METHOD, RANK = "TeaCache", 2
+    EXAMPLES = Examples(
+        cases={"teacache": Case(off=dict(rel_l1_thresh=0.0, **_IDENTITY), on=dict(rel_l1_thresh=0.5, **_IDENTITY),
+                                runs_on_reuse=0)},
+        speed=(dict(rel_l1_thresh=1.0, **_IDENTITY), dict(rel_l1_thresh=0.0, **_IDENTITY)),
+        sweeps={"TeaCache (calibrated)": Sweep("rel_l1_thresh", (0.01, 0.02, 0.04, 0.07, 0.12),
+                                               lambda v, cal, _: dict(rel_l1_thresh=v, calibration=cal))},
+        templates={
+            "flux_dev": Template(
+                "Apply TeaCache: 'auto' picks the published coefficients for this model and threshold -1 their "
+                "published 'slow' value (Flux 0.25; 0.4 / 0.6 are faster, ali-vilab/TeaCache).",
+                dict(rel_l1_thresh=-1.0, coefficients="auto")),
+            "*": Template(
+                "Apply TeaCache: 'auto' picks the published coefficients for this model and threshold -1 their "
+                "published 'slow' value (Wan 1.3B 0.05; 0.10 is faster, ali-vilab/TeaCache).",
+                dict(rel_l1_thresh=-1.0, coefficients="auto"))})
 
 
 class CalibrateTeaCache(common.CalibrateNode):

@@ -31,17 +31,26 @@ STEPS, CFG = 30, 4.0
 SAMPLERS = ("euler", "dpmpp_2m")
 LABELS = (0, 4, 8)
 SEEDS = (1, 2)
-# CacheKit's method -> its reference implementation's rows
-REFERENCES = {"First Block Cache": "First Block Cache (diffusers)",
-              "First Block Cache (no skip limit)": "First Block Cache (diffusers)",
-              "MagCache (calibrated)": "MagCache (diffusers)", "DBCache (F1 B1)": "DBCache (cache-dit)",
-              "TaylorSeer (order 1)": "TaylorSeer (diffusers)", "PAB": "PAB (diffusers)",
-              "FasterCache": "FasterCache (diffusers)"}
 UNCACHED_REFERENCE = "diffusers model, no cache"
 
 
+def method_nodes(ck):
+    """(Apply node class, its key: its module's name, what calibrations() keys by) in the tables' order."""
+    return [(cls, cls.__module__.rsplit(".", 1)[1]) for cls in ck.nodes.METHOD_NODES]
+
+
+def references(rows: list[dict]) -> dict[str, str]:
+    """CacheKit's method -> its reference implementation's, as the rows recorded it (the sweeps that name one)."""
+    return {r["method"]: r["reference"] for r in rows if r.get("reference")}
+
+
+def sweep_of(cls, sweep, calibration, node):
+    return lambda m, v: node(cls.__name__, model=m, **sweep.inputs(v, calibration, node))
+
+
 def methods(ck, cal):
-    """method -> (knob name, settings, apply(model, setting)). Settings go from little to much saving."""
+    """method -> (knob name, settings, apply(model, setting), its reference's rows or None): every Apply node's
+    EXAMPLES.sweeps, then ComfyUI's built-in caches. Settings go from little to much saving."""
     import pack
     from comfy_extras import nodes_easycache as ec
 
@@ -56,40 +65,15 @@ def methods(ck, cal):
         patched.model_options["transformer_options"]["easycache"].__class__ = easycache_copy_fix()
         return patched
 
+    rows = {label: (sweep.knob, sweep.values, sweep_of(cls, sweep, cal.get(key), node), sweep.reference)
+            for cls, key in method_nodes(ck) for label, sweep in cls.EXAMPLES.sweeps.items()}
     return {
-        "First Block Cache": ("threshold", (0.03, 0.06, 0.1, 0.15, 0.25), lambda m, v: node(
-            "ApplyFirstBlockCache", model=m, residual_diff_threshold=v, max_consecutive_skips=5)),
-        # diffusers' rule exactly (no forced computes): the same decisions as its hook
-        "First Block Cache (no skip limit)": ("threshold", (0.03, 0.06, 0.1, 0.15, 0.25), lambda m, v: node(
-            "ApplyFirstBlockCache", model=m, residual_diff_threshold=v, max_consecutive_skips=-1)),
-        "TeaCache (calibrated)": ("rel_l1_thresh", (0.01, 0.02, 0.04, 0.07, 0.12), lambda m, v: node(
-            "ApplyTeaCache", model=m, rel_l1_thresh=v, calibration=cal["teacache"])),
-        "MagCache (calibrated)": ("threshold", (0.01, 0.03, 0.06, 0.12, 0.18, 0.25), lambda m, v: node(
-            "ApplyMagCache", model=m, threshold=v, max_skips=5, retention_ratio=0.2, final_steps=2,
-            calibration=cal["magcache"])),
-        "DBCache (F1 B1)": ("threshold", (0.03, 0.06, 0.1, 0.15, 0.25), lambda m, v: node(
-            "ApplyDBCache", model=m, Fn_compute_blocks=1, Bn_compute_blocks=1, residual_diff_threshold=v,
-            max_warmup_steps=2)),
-        "SeaCache": ("threshold", (0.1, 0.2, 0.4, 0.7, 1.2), lambda m, v: node(
-            "ApplySeaCache", model=m, threshold=v)),
-        "Spectrum": ("gap_growth", (0.0, 0.25, 0.5, 0.75, 1.5), lambda m, v: node(
-            "ApplySpectrumCache", model=m, gap_growth=v)),
-        "TaylorSeer (order 1)": ("interval", (2, 3, 4, 5, 6), lambda m, v: node(
-            "ApplyTaylorSeerCache", model=m, cache_interval=v, warmup_steps=2, max_order=1, final_steps=2)),
-        "PAB": ("self interval", (2, 3, 4, 6, 8), lambda m, v: node(
-            "ApplyPyramidAttentionBroadcast", model=m, self_attention_interval=v, cross_attention_interval=v + 2,
-            start_percent=0.1, end_percent=0.95)),
-        "SmoothCache (calibrated)": ("alpha", (0.02, 0.05, 0.1, 0.2, 0.4), lambda m, v: node(
-            "ApplySmoothCache", model=m,
-            schedule=node("SmoothCacheSchedule", calibration=cal["smoothcache"], alpha=v))),
-        # its saving is the CFG cache (attention extrapolates only on the steps whose uncond it skips)
-        "FasterCache": ("uncond interval", (2, 3, 4, 6, 10), lambda m, v: node(
-            "ApplyFasterCache", model=m, uncond_interval=v, attention_interval=2)),
+        **rows,
         "EasyCache (ComfyUI)": ("reuse_threshold", (0.02, 0.05, 0.1, 0.2, 0.4),
-                                lambda m, v: builtin(ec.EasyCacheNode, m, v)),
-        "EasyCache (ComfyUI, copy fix)": ("reuse_threshold", (0.02, 0.05, 0.1, 0.2, 0.4), easycache_fixed),
+                                lambda m, v: builtin(ec.EasyCacheNode, m, v), None),
+        "EasyCache (ComfyUI, copy fix)": ("reuse_threshold", (0.02, 0.05, 0.1, 0.2, 0.4), easycache_fixed, None),
         "LazyCache (ComfyUI)": ("reuse_threshold", (0.02, 0.05, 0.1, 0.2, 0.4),
-                                lambda m, v: builtin(ec.LazyCacheNode, m, v)),
+                                lambda m, v: builtin(ec.LazyCacheNode, m, v), None),
     }
 
 
@@ -185,7 +169,7 @@ def run_family(ck, family: str, log, only: list[str] | None = None) -> list[dict
         assert f == full, "uncached runs must spend the same block FLOPs"
     rows = []
 
-    def measure(name, knob, v, patched, counted, full):
+    def measure(name, knob, v, patched, counted, full, reference=None):
         fracs, ps, ss = [], [], []
         t0 = time.perf_counter()
         for case in cases:
@@ -194,7 +178,8 @@ def run_family(ck, family: str, log, only: list[str] | None = None) -> list[dict
             ps.append(psnr(out, refs[case]))
             ss.append(ssim(out, refs[case]))
         row = dict(family=family, method=name, knob=knob, setting=v, block_flops=statistics.mean(fracs),
-                   psnr=statistics.mean(ps), psnr_min=min(ps), ssim=statistics.mean(ss), images=len(cases))
+                   psnr=statistics.mean(ps), psnr_min=min(ps), ssim=statistics.mean(ss), images=len(cases),
+                   reference=reference)
         rows.append(row)
         log(f"[{family}] {name:29s} {knob}={v:<6} block FLOPs {row['block_flops']:6.1%}  "
             f"PSNR {row['psnr']:6.2f} dB (min {row['psnr_min']:5.2f})  SSIM {row['ssim']:.4f}  "
@@ -202,11 +187,12 @@ def run_family(ck, family: str, log, only: list[str] | None = None) -> list[dict
 
     cal = calibrations(ck, model, family)
     log(f"[{family}] EasyCache evidence: {easycache_evidence(model, family)}")
-    for name, (knob, settings, apply) in methods(ck, cal).items():
+    measured = methods(ck, cal)
+    for name, (knob, settings, apply, reference) in measured.items():
         if not only or name in only:
             for v in settings:
-                measure(name, knob, v, apply(model, v), net, full)
-    wanted = [n for n in dict.fromkeys(REFERENCES.values()) if not only or n in only]
+                measure(name, knob, v, apply(model, v), net, full, reference)
+    wanted = [n for n in dict.fromkeys(m[3] for m in measured.values() if m[3]) if not only or n in only]
     if not only or wanted or UNCACHED_REFERENCE in only:
         references = reference_models.References(model, family, STEPS)
         # the diffusers model without a cache: its own block FLOPs, and how close it computes to ComfyUI's
@@ -250,7 +236,7 @@ def rises(rows, family, method) -> list[tuple[dict, dict, bool]]:
 def vs_reference(rows, family, method) -> str:
     """CacheKit's PSNR minus its reference's at equal compute: at each of CacheKit's settings whose fraction the
     reference's curve spans, the reference's PSNR interpolated there; the range of the differences."""
-    ref = REFERENCES.get(method)
+    ref = references(rows).get(method)
     ref_pts = curve(rows, family, ref) if ref else []
     deltas = [y - r for x, y in curve(rows, family, method) if (r := psnr_at(ref_pts, x)) is not None]
     if not ref or not ref_pts:
@@ -266,15 +252,16 @@ def chart(rows, families, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     names = [m for m in dict.fromkeys(r["method"] for r in rows) if m != UNCACHED_REFERENCE]
-    own = [m for m in names if m not in REFERENCES.values()]
+    refs = references(rows)
+    own = [m for m in names if m not in refs.values()]
     color = {m: plt.cm.tab20(i % 20) for i, m in enumerate(own)}
-    for mine, ref in REFERENCES.items():
+    for mine, ref in refs.items():
         color.setdefault(ref, color.get(mine, "black"))     # a reference takes its first CacheKit method's colour
     fig, axes = plt.subplots(1, len(families), figsize=(7.5 * len(families), 7.5), squeeze=False)
     for ax, family in zip(axes[0], families):
         for method in names:
             pts = curve(rows, family, method)
-            style = ":" if method in REFERENCES.values() else "--" if "ComfyUI" in method else "-"
+            style = ":" if method in refs.values() else "--" if "ComfyUI" in method else "-"
             ax.plot([p[0] * 100 for p in pts], [p[1] for p in pts], style, marker="o", ms=3, label=method,
                     color=color[method])
         ax.set(title=f"{family} (digits, {STEPS} steps, cfg {CFG}, euler + dpmpp_2m)",

@@ -95,7 +95,7 @@ def gaps(rows: list[dict]) -> str:
     def offset(family, method):
         """CacheKit's block-FLOP fraction minus its reference's, setting by setting (percentage points)."""
         ref = {r["setting"]: r["block_flops"] for r in rows
-               if r["family"] == family and r["method"] == bq.REFERENCES[method]}
+               if r["family"] == family and r["method"] == refs[method]}
         d = [100 * (r["block_flops"] - ref[r["setting"]]) for r in rows
              if r["family"] == family and r["method"] == method and r["setting"] in ref]
         return f"{min(d):+.1f} to {max(d):+.1f}" if d else "-"
@@ -104,6 +104,7 @@ def gaps(rows: list[dict]) -> str:
         a = [(r["psnr"], r["psnr_min"]) for r in rows if r["family"] == family and r["method"] == mine]
         b = [(r["psnr"], r["psnr_min"]) for r in rows if r["family"] == family and r["method"] == ref]
         return len(a) == len(b) and all(abs(x - y) < 0.01 for p, q in zip(a, b) for x, y in zip(p, q))
+    refs = bq.references(rows)
     families = sorted({r["family"] for r in rows}, key=["wan", "flux"].index)
     adaptive = ("First Block Cache", "TeaCache (calibrated)", "MagCache (calibrated)", "SeaCache", "DBCache (F1 B1)")
     held, missed = [], []
@@ -125,7 +126,7 @@ def gaps(rows: list[dict]) -> str:
         out = []
         for family in families:
             for method in dict.fromkeys(r["method"] for r in rows if r["family"] == family):
-                if method in bq.REFERENCES.values() or "ComfyUI" in method or method == bq.UNCACHED_REFERENCE:
+                if method in refs.values() or "ComfyUI" in method or method == bq.UNCACHED_REFERENCE:
                     continue
                 out += [f"{method} on {family} {a['setting']}->{b['setting']} (+{b['psnr'] - a['psnr']:.1f} dB, "
                         f"{a['block_flops']:.1%} -> {b['block_flops']:.1%} of block FLOPs)"

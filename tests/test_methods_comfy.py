@@ -8,13 +8,12 @@ import torch
 
 import pack
 import tiny_models as tm
-from node_calls import (FAMILIES, METHODS, STEPS, block_attrs, block_count, block_marker, dbcache, fastercache, fbc,
-                        last_stats, magcache, pab, smoothcache, taylorseer, teacache)
+from node_calls import (COMPONENT_METHODS, FAMILIES, METHODS, STEPS, block_attrs, block_count, block_marker, dbcache,
+                        fastercache, fbc, last_stats, magcache, pab, smoothcache, taylorseer, teacache)
 
 pytestmark = pytest.mark.every_runtime   # what can differ between ComfyUI versions: make test runs it on each
 
 
-COMPONENT_METHODS = ["pab", "fastercache", "smoothcache"]
 SPAN_METHODS = [m for m in METHODS if m not in COMPONENT_METHODS]
 # every method on every family; families that add into the hidden state between blocks on every call (Wan VACE,
 # Cosmos 1) take the component methods only, and refuse the span ones (test_span_methods_refused_where_blocks_get_hints)
@@ -91,11 +90,14 @@ def test_coverage_table_claims_only_what_the_tests_run():
     labels = {label: key for key, label in tm.LABELS.items()}
     text = (Path(__file__).resolve().parents[1] / "docs" / "coverage.md").read_text()
     rows = [line.split("|")[1:-1] for line in text.splitlines() if line.startswith("| ") and "`" in line]
+    columns = coverage_table.columns()
+    header = next(line for line in text.splitlines() if line.startswith("| family |"))
+    assert [c.strip() for c in header.split("|")[3:-1]] == list(columns)     # the doc's columns are the methods'
     assert {labels[r[0].strip()] for r in rows} == set(BUILD)
     for r in rows:
         family = labels[r[0].strip()]
-        for column, cell in zip(coverage_table.COLUMNS, r[2:]):
-            for key in coverage_table.COLUMNS[column]:
+        for column, cell in zip(columns, r[2:]):
+            for key in columns[column]:
                 if cell.strip() == "works":
                     assert (key, family) in MATRIX or (key == "fbc" and family in FAMILIES), (column, family)
                 elif cell.strip().startswith("n/a"):
