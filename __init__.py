@@ -14,7 +14,7 @@ _server = sys.modules.get("server")
 _instance = getattr(getattr(_server, "PromptServer", None), "instance", None)
 if _instance is not None:
     try:
-        from .nodes.server_routes import register
+        from .nodes.host.http_routes import register
         register(_instance)
     except Exception:  # noqa: BLE001 - a route failing to register must not take the nodes down
         logging.getLogger("CacheKit").exception("CacheKit: could not register /cachekit/stats")

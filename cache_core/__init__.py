@@ -8,20 +8,18 @@ from .layout import BlockLayout
 from .metrics import rel_l1, to_floats
 from .policy import CachePolicy, CfgCache, ComponentPolicy, ReuseLimits, StepInfo
 from .forecast import ChebyshevForecaster, TaylorForecaster
-from .policies import (DBCache, FasterCache, FirstBlockCache, MagCache, MagCacheCalibration,
-                       PyramidAttentionBroadcast, SeaCache, SmoothCache, SmoothCacheCalibration, Spectrum, TaylorSeer,
-                       TeaCache, TeaCacheCalibration)
-from . import calibration_data, presets, quality
+from . import calibration_data, policies, presets, quality
 from .run import CacheRun
 from .streams import StreamState
 from .component_cache import ComponentCall
 from .span_cache import SpanCall
 from .stats import RunStats, StreamStats
 
+# every method's policy classes, as cache_core.<Name> (each policy module's __all__)
+globals().update({name: getattr(policies, name) for name in policies.__all__})
+
 __all__ = [
     "BlockLayout", "ChebyshevForecaster", "CachePolicy", "CfgCache", "CacheRun", "ComponentCall", "ComponentPolicy",
-    "DBCache", "FasterCache", "FirstBlockCache", "MagCache", "MagCacheCalibration", "PyramidAttentionBroadcast",
-    "ReuseLimits", "RunStats", "SeaCache", "SmoothCache", "Spectrum", "SmoothCacheCalibration", "SpanCall", "StepInfo",
-    "StreamState", "StreamStats", "TaylorForecaster", "TaylorSeer", "TeaCache", "TeaCacheCalibration",
-    "calibration_data", "presets", "quality", "rel_l1", "to_floats",
+    "ReuseLimits", "RunStats", "SpanCall", "StepInfo", "StreamState", "StreamStats", "TaylorForecaster",
+    "calibration_data", "presets", "quality", "rel_l1", "to_floats", *policies.__all__,
 ]

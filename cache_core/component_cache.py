@@ -101,7 +101,7 @@ class ComponentCall:
     @torch.compiler.disable
     def _can_reuse(self, key, kind: str) -> bool:
         return (all(st.components.get(key) for st in self.streams)
-                and self.limits.allow(self.step, 0)
+                and self.limits.allow(self.step, 0, self.policy)
                 and self.policy.component_reuse(kind, key[0], self.step))
 
     @torch.compiler.disable

@@ -30,17 +30,24 @@ class StepInfo:
         if self.position is None:
             object.__setattr__(self, "position", float(self.index))
 
+    def at_edge(self, first: int, last: int) -> bool:
+        """Among the first `first` or the last `last` steps of the run."""
+        return self.index < first or self.index >= self.total - last
+
 
 @dataclass(frozen=True)
 class ReuseLimits:
-    """Schedule limits every method shares: outside them the stream always computes."""
+    """Schedule limits every method shares: outside them the stream always computes. The first and last steps
+    compute by the node's settings and by the method's own published rule (its edges()), whichever asks more."""
     start_sigma: float = math.inf   # reuse allowed only while sigma <= start_sigma ...
     end_sigma: float = -1.0         # ... and sigma > end_sigma (ComfyUI start/end percent, as sigmas)
     warmup_steps: int = 0           # the first steps always compute
     max_consecutive: int = -1       # reuses in a row before a forced compute; -1 = no cap
+    final_steps: int = 0            # the last steps always compute
 
-    def allow(self, step: StepInfo, consecutive_reuses: int) -> bool:
-        if step.index < self.warmup_steps:
+    def allow(self, step: StepInfo, consecutive_reuses: int, policy=None) -> bool:
+        first, last = policy.edges(step.total) if policy is not None else (0, 0)
+        if step.at_edge(max(first, self.warmup_steps), max(last, self.final_steps)):
             return False
         if not (self.end_sigma < step.sigma <= self.start_sigma):
             return False
@@ -66,6 +73,11 @@ class CachePolicy(ABC):
 
     def new_state(self, label: str) -> Any:
         return {}
+
+    def edges(self, total_steps: int) -> tuple[int, int]:
+        """(first, last): how many steps at each end of a run always compute by the method's published rule
+        (its own names for them: warmup, retention, final steps). The engine's limits apply them."""
+        return (0, 0)
 
     def prepare(self, total_steps: int) -> list[str]:
         """Once at the start of a run, with its step count: adapt to it and say how (notes for the log),
@@ -139,6 +151,10 @@ class ComponentPolicy(ABC):
 
     def new_state(self, label: str) -> Any:
         return None
+
+    def edges(self, total_steps: int) -> tuple[int, int]:
+        """As CachePolicy.edges."""
+        return (0, 0)
 
     def prepare(self, total_steps: int) -> list[str]:
         """As CachePolicy.prepare."""

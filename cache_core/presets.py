@@ -26,5 +26,5 @@ def names(kind: str) -> list[str]:
 
 
 def family(kind: str, name: str) -> str:
-    """The model family a preset was published for (a name of the family table, nodes/families.py)."""
+    """The model family a preset was published for (a name of the family table, nodes/host/families.py)."""
     return _load(kind)[name]["family"]

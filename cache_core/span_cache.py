@@ -117,7 +117,7 @@ class SpanCall:
                                 probe)
         wants = [
             st.residual is not None and st.anchor_shapes == shp
-            and self.limits.allow(self.step, st.consecutive_reuses)
+            and self.limits.allow(self.step, st.consecutive_reuses, self.policy)
             and self.policy.wants_reuse(st.policy_state, m, self.step)
             for st, m, shp in zip(self.streams, metrics, shapes)
         ]

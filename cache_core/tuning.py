@@ -58,7 +58,7 @@ def replay(policy: CachePolicy, traces: Mapping[str, Trace], total: int, limits:
         step = StepInfo(index, total, sigma)
         ref = i - 1 if policy.reference == "previous_call" else last
         metrics = {label: traces[label].change(i, ref) if i < len(traces[label].steps) else None for label in labels}
-        reusing = last is not None and limits.allow(step, consecutive) and all(
+        reusing = last is not None and limits.allow(step, consecutive, policy) and all(
             policy.wants_reuse(states[label], metrics[label], step) for label in labels)
         for label in labels:
             policy.commit(states[label], reusing, _PLACEHOLDER, metrics[label], step)

@@ -1,4 +1,5 @@
-"""ComfyUI glue: node classes, the family table, hook installation. The engine is ../cache_core.
+"""ComfyUI glue: the node classes, on top of the host layer (host/: the family table, installation, the hooks).
+The engine is ../cache_core.
 
 The nodes are registered from their classes: every concrete CacheKitNode subclass in this package's modules
 (a new node file needs no entry here)."""
@@ -6,7 +7,7 @@ import importlib
 import inspect
 import pkgutil
 
-from . import calibration_files
+from .host import calibration_files
 from .common import CacheKitNode
 
 for _module in pkgutil.iter_modules(__path__):

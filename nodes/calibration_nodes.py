@@ -5,7 +5,7 @@ import logging
 import os
 
 from ..cache_core.calibration_data import check_any
-from . import calibration_files as files
+from .host import calibration_files as files
 from . import common
 from .charts import ui
 

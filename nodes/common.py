@@ -5,14 +5,16 @@ reach only the node function), MODEL in/out with the schedule window, and KSampl
 nodes."""
 from __future__ import annotations
 
+import importlib
 import logging
 from abc import ABC, abstractmethod
 from typing import Callable
 
 from ..cache_core import calibration_data, presets
-from . import charts, validation
+from .charts import ui as chart_ui
+from .host import validation
 from .examples import Examples
-from .families import SUPPORTED_NAMES, made_for
+from .host.families import SUPPORTED_NAMES, made_for
 
 _log = logging.getLogger("CacheKit")
 
@@ -152,7 +154,7 @@ class CacheNode(CacheKitNode, ABC):
         """(policy factory, engine limits such as warmup_steps / max_consecutive) from checked values."""
 
     def apply(self, model, unique_id=None, **inputs):
-        from .hooks import install
+        from .host.install import install
         # an optional input a workflow does not carry (saved before it existed, or an API prompt) takes its default
         optional = {name: decl[1]["default"] for name, decl in self.INPUT_TYPES().get("optional", {}).items()
                     if len(decl) > 1 and "default" in decl[1]}
@@ -173,7 +175,7 @@ class CacheNode(CacheKitNode, ABC):
     def targeted(self, model, target: float, policy, tuning: dict | None):
         """The method aimed at `target`: from a tuning made for it, or from its schedule when it has no probe."""
         from ..cache_core.tuning import Targeted, traces_from
-        from . import calibration_files as files
+        from .host import calibration_files as files
         if policy.probe is None:
             return Targeted(policy, target)
         fmt = calibration_data.THRESHOLD_TUNING
@@ -198,7 +200,7 @@ class CacheNode(CacheKitNode, ABC):
         """'auto': the published preset for the detected family/variant, or None where there is none;
         otherwise the named one (checked against the declared choices), with a warning where it was published for
         another family."""
-        from .families import detect
+        from .host.families import detect
         family = detect(model, self.NODE_NAME)
         if choice == "auto":
             return family.preset(method, model.model.diffusion_model)
@@ -212,8 +214,8 @@ class CacheNode(CacheKitNode, ABC):
 
     def saved_calibration(self, fmt: str, model, calibrate_node: str) -> dict:
         """For 'auto' without a published preset: the newest saved calibration made on this very model."""
-        from . import calibration_files as files
-        from .families import detect
+        from .host import calibration_files as files
+        from .host.families import detect
         found = files.find_matching(fmt, model)
         if found is None:
             self.fail(f"no published preset for this {detect(model, self.NODE_NAME).name} model and no saved "
@@ -224,7 +226,7 @@ class CacheNode(CacheKitNode, ABC):
 
     def calibration(self, fmt: str, value: dict, model, input_name: str = "calibration"):
         """A connected calibration (from a calibrate node or a file), checked and matched to the model."""
-        from . import calibration_files as files
+        from .host import calibration_files as files
         try:
             checked = calibration_data.CHECKS[fmt](value)
         except ValueError as e:
@@ -233,10 +235,15 @@ class CacheNode(CacheKitNode, ABC):
         return checked
 
 
+def comfy_nodes():
+    """ComfyUI's own nodes.py (KSampler), looked up by name at run time: this package is called nodes too, and an
+    import statement of that name reads as one of this package."""
+    return importlib.import_module("nodes")
+
+
 def sampler_inputs() -> dict:
-    """KSampler's own inputs (ComfyUI's nodes.py), for the calibration nodes that sample like it."""
-    import nodes as comfy_nodes
-    spec = dict(comfy_nodes.KSampler.INPUT_TYPES()["required"])
+    """KSampler's own inputs, for the calibration nodes that sample like it."""
+    spec = dict(comfy_nodes().KSampler.INPUT_TYPES()["required"])
     spec["model"] = MODEL_INPUT
     return spec
 
@@ -262,13 +269,12 @@ class CalibrateNode(CacheKitNode, ABC):
         """The recording policy for one calibration run, from the checked values."""
 
     def calibrate(self, model, positive, negative, latent_image, **inputs):
-        import nodes as comfy_nodes
-        from . import calibration_files as files
-        from .hooks import install
+        from .host import calibration_files as files
+        from .host.install import install
         v = self.checked(inputs)
         recorder = self.recorder(v, model)
         patched = install(model, {}, lambda: recorder, self.NODE_NAME, replacing=False)
-        (latent,) = comfy_nodes.common_ksampler(patched, v["seed"], v["steps"], v["cfg"], v["sampler_name"],
+        (latent,) = comfy_nodes().common_ksampler(patched, v["seed"], v["steps"], v["cfg"], v["sampler_name"],
                                                 v["scheduler"], positive, negative, latent_image,
                                                 denoise=v.get("denoise", 1.0))
         try:
@@ -280,4 +286,4 @@ class CalibrateNode(CacheKitNode, ABC):
         result["sampling"] = {"steps": v["steps"], "sampler": v["sampler_name"], "scheduler": v["scheduler"],
                               "cfg": v["cfg"], "denoise": v.get("denoise", 1.0),
                               "shift": float(shift) if shift is not None else None}
-        return {"ui": charts.ui(result), "result": (result, latent)}
+        return {"ui": chart_ui(result), "result": (result, latent)}

@@ -1,7 +1,7 @@
 """Apply DBCache: MODEL in, MODEL out (cache-dit's dual block cache, docs/methods.md §1.5)."""
 from __future__ import annotations
 
-from ..cache_core import DBCache
+from ..cache_core.policies.dbcache import DBCache
 from . import common
 from .examples import Case, Examples, Sweep, Template
 

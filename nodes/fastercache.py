@@ -1,7 +1,7 @@
 """Apply FasterCache: MODEL in, MODEL out (docs/methods.md §1.8)."""
 from __future__ import annotations
 
-from ..cache_core import FasterCache
+from ..cache_core.policies.fastercache import FasterCache
 from . import common
 from .examples import Case, Examples, Sweep, Template
 

@@ -1,7 +1,7 @@
 """Apply First Block Cache: MODEL in, MODEL out (docs/methods.md §1.1)."""
 from __future__ import annotations
 
-from ..cache_core import FirstBlockCache
+from ..cache_core.policies.first_block import FirstBlockCache
 from . import common
 from .examples import Examples, Sweep, Template
 

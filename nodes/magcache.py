@@ -1,11 +1,11 @@
 """Apply MagCache and Calibrate MagCache (docs/methods.md §1.3)."""
 from __future__ import annotations
 
-from ..cache_core import MagCache, MagCacheCalibration, calibration_data, presets
-from ..cache_core.policies.magcache import split_interleaved
+from ..cache_core import calibration_data, presets
+from ..cache_core.policies.magcache import MagCache, MagCacheCalibration, split_interleaved
 from . import common
 from .examples import Case, Examples, Sweep, Template
-from .calibration_files import SOCKET_TYPES
+from .host.calibration_files import SOCKET_TYPES
 
 RATIOS_TYPE = SOCKET_TYPES[calibration_data.MAGCACHE_RATIOS]
 PRESETS = presets.names("magcache")

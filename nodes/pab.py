@@ -1,7 +1,7 @@
 """Apply Pyramid Attention Broadcast: MODEL in, MODEL out (docs/methods.md §1.8)."""
 from __future__ import annotations
 
-from ..cache_core import PyramidAttentionBroadcast
+from ..cache_core.policies.pab import PyramidAttentionBroadcast
 from . import common
 from .examples import Case, Examples, Sweep, Template
 

@@ -1,7 +1,7 @@
 """Apply SeaCache: MODEL in, MODEL out (cache_core/policies/seacache.py)."""
 from __future__ import annotations
 
-from ..cache_core import SeaCache
+from ..cache_core.policies.seacache import SeaCache
 from . import common
 from .examples import Case, Examples, Sweep, Template
 

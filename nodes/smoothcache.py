@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import json
 
-from ..cache_core import SmoothCache, SmoothCacheCalibration, calibration_data
-from ..cache_core.policies.smoothcache import make_schedule
+from ..cache_core import calibration_data
+from ..cache_core.policies.smoothcache import SmoothCache, SmoothCacheCalibration, make_schedule
 from . import common
 from .examples import Case, Examples, Sweep, Template
-from .calibration_files import SOCKET_TYPES, source_name
+from .host.calibration_files import SOCKET_TYPES, source_name
 
 ERRORS_TYPE = SOCKET_TYPES[calibration_data.SMOOTHCACHE_ERRORS]
 SCHEDULE_TYPE = SOCKET_TYPES[calibration_data.SMOOTHCACHE_SCHEDULE]

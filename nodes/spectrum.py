@@ -1,7 +1,7 @@
 """Apply Spectrum Cache: MODEL in, MODEL out (cache_core/policies/spectrum.py)."""
 from __future__ import annotations
 
-from ..cache_core import Spectrum
+from ..cache_core.policies.spectrum import Spectrum
 from . import common
 from .examples import Case, Examples, Sweep, Template
 

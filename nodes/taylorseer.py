@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ..cache_core import TaylorSeer
-from ..cache_core.policies.taylorseer import TARGETS
+from ..cache_core.policies.taylorseer import TARGETS, TaylorSeer
 from . import common
 from .examples import Case, Examples, Sweep, Template
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 import logging
 import math
 
-from ..cache_core import TeaCache, TeaCacheCalibration, calibration_data, presets
+from ..cache_core import calibration_data, presets
+from ..cache_core.policies.teacache import TeaCache, TeaCacheCalibration
 from . import common
 from .examples import Case, Examples, Sweep, Template
-from .calibration_files import SOCKET_TYPES
+from .host.calibration_files import SOCKET_TYPES
 
 PRESETS = presets.names("teacache")
 _log = logging.getLogger("CacheKit")

@@ -20,7 +20,7 @@ class TuneCacheThreshold(common.CalibrateNode):
     RETURN_NAMES = ("tuning", "latent")
 
     def recorder(self, v, model):
-        from .hooks import SPEC_KEY
+        from .host.install import SPEC_KEY
         spec = model.model_options.get("transformer_options", {}).get(SPEC_KEY)
         if spec is None:
             self.fail("the model has no CacheKit node applied: put Apply First Block Cache, Apply TeaCache or "

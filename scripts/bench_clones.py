@@ -32,7 +32,7 @@ def main() -> int:
     import tiny_models as tm
     ck = pack.load()
     import importlib
-    core, install = ck.cache_core, importlib.import_module("cachekit.nodes.hooks").install
+    core, install = ck.cache_core, importlib.import_module("cachekit.nodes.host.install").install
 
     cfg = dict(image_model="wan2.1", model_type="t2v", patch_size=(1, 2, 2), text_len=16, in_dim=16, dim=args.dim,
                ffn_dim=args.dim * 4, freq_dim=256, text_dim=32, out_dim=16, num_heads=args.dim // 128,

@@ -104,7 +104,7 @@ def main() -> int:
     import tiny_models as tm
     from block_flops import block_flops
     ck = pack.load()
-    from cachekit.nodes import stats_feed
+    from cachekit.nodes.host import stats_feed
 
     def node(name, **inputs):
         return pack.node(ck, name, **inputs)[0]

@@ -44,7 +44,7 @@ def run_family(ck, family: str, log) -> list[dict]:
     import bench_quality as bq
     import digits_models as dm
     import importlib
-    stats_feed = importlib.import_module("cachekit.nodes.stats_feed")
+    stats_feed = importlib.import_module("cachekit.nodes.host.stats_feed")
     model = dm.load(family, log)
     cases = [(s, lab, seed) for s in bq.SAMPLERS for lab in bq.LABELS for seed in bq.SEEDS]
     refs = {c: dm.sample(model, family, c[1], c[2], steps=bq.STEPS, cfg=bq.CFG, sampler=c[0]) for c in cases}

@@ -103,7 +103,7 @@ def main() -> int:
     import pack
     import tiny_models as tm
     ck = pack.load()
-    families = ck.nodes.families
+    families = ck.nodes.host.families
     builders = {**tm.FAMILIES, **tm.COMPONENT_ONLY}
     lines = [
         "# Which method works on which model family",

@@ -1,4 +1,4 @@
-"""The README's list of supported models, from the family table (nodes/families.py) and the presets'
+"""The README's list of supported models, from the family table (nodes/host/families.py) and the presets'
 families (cache_core/presets/*.json): one line per family, with what ComfyUI loads into it, the published
 presets that ship for it, and what it cannot take. tests/test_docs.py checks that the README holds it.
 
@@ -24,7 +24,7 @@ def lines() -> list[str]:
     import pack
     ck = pack.load()
     from cachekit.cache_core import presets
-    from cachekit.nodes.families import FAMILIES, made_for
+    from cachekit.nodes.host.families import FAMILIES, made_for
     out = []
     for fam in FAMILIES:
         fitting = {kind: [n for n in presets.names(kind) if made_for(fam, presets.family(kind, n))]

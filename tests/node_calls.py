@@ -18,24 +18,24 @@ def fbc(ck, model, threshold, start=0.0, end=1.0, max_skips=-1, warmup=0):
 
 def last_stats(ck):
     import importlib
-    return importlib.import_module("cachekit.nodes.stats_feed").recent()[-1]
+    return importlib.import_module("cachekit.nodes.host.stats_feed").recent()[-1]
 
 
 def block_attrs(ck, model):
-    from cachekit.nodes.families import detect
+    from cachekit.nodes.host.families import detect
     return [attr for _, attr, _ in detect(model, "test").blocks]
 
 
 def block_marker(ck, model):
     """What BlockCounter hooks where the attention methods cache whole attention modules (PixArt, HunyuanDiT):
     the MLP's input norm, which the block calls itself and TeaCache's probe does not."""
-    from cachekit.nodes.families import detect
+    from cachekit.nodes.host.families import detect
     return "norm2" if detect(model, "test").attention_modules else None
 
 
 def block_count(ck, model):
     """Blocks one model call runs uncached (the family table's layout for this instance)."""
-    from cachekit.nodes.families import detect
+    from cachekit.nodes.host.families import detect
     return len(detect(model, "test").layout(model.model.diffusion_model)[1])
 
 

@@ -49,7 +49,7 @@ def main() -> int:
 
     m, lat, pos, _ = tm.wan(seed=3, size=16)
     dm = m.model.diffusion_model
-    wan = next(f for f in ck.nodes.families.FAMILIES if f.name == "Wan")
+    wan = next(f for f in ck.nodes.host.families.FAMILIES if f.name == "Wan")
     layout, positions = wan.layout(dm)
     blocks = [wan.block(dm, *kp) for kp in positions]
 

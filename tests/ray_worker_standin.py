@@ -21,5 +21,5 @@ loaded_before = sorted(k for k in sys.modules if "cachekit" in k)
 m, lat, pos, neg = tm.wan()
 patched = fn(m, *args)
 tm.sample(patched, lat, pos, neg, steps=8, cfg=3.0)
-stats = sys.modules["cachekit_ray_worker.nodes.stats_feed"].recent()[-1]
+stats = sys.modules["cachekit_ray_worker.nodes.host.stats_feed"].recent()[-1]
 print(json.dumps({"loaded_before": loaded_before, "stats": stats, "input_untouched": patched is not m}))

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.every_runtime   # what can differ between ComfyUI versi
 @pytest.fixture
 def folder(ck):
     """An empty calibrations folder for each test."""
-    from cachekit.nodes import calibration_files as files
+    from cachekit.nodes.host import calibration_files as files
     path = files.folders()[0]
     os.makedirs(path, exist_ok=True)
     for root, _, names in os.walk(path, topdown=False):
@@ -66,7 +66,7 @@ def test_save_then_load_gives_back_the_calibration_and_drives_apply_the_same(ck,
         "class", "blocks", "hidden", "shapes", "weights"}
     assert on_disk["sampling"] == {"steps": STEPS, "sampler": "euler", "scheduler": "simple", "cfg": 3.0,
                                    "denoise": 1.0, "shift": 8.0}
-    assert on_disk["cachekit_version"] == ck.nodes.calibration_files.CACHEKIT_VERSION and on_disk["created"]
+    assert on_disk["cachekit_version"] == ck.nodes.host.calibration_files.CACHEKIT_VERSION and on_disk["created"]
     assert {k: v for k, v in loaded.items() if k not in ("file", "cachekit_version", "created")} == cal
     direct = tm.sample(magcache(ck, m, cal), lat, pos, neg, steps=STEPS, cfg=3.0)
     direct_streams = last_stats(ck)["streams"]

@@ -188,7 +188,7 @@ def test_attention_tensor_containers_reach_the_override_as_tensors_and_a_reuse_f
     a reused call returns the cached one and drops q, k, v without computing."""
     import weakref
     from comfy.ldm.modules.attention import AttentionTensorContainer, optimized_attention
-    from cachekit.nodes.hooks import SPEC_KEY
+    from cachekit.nodes.host.install import SPEC_KEY
     m = pab(ck, tm.flux()[0], 2, 3)                     # PAB reaches Flux's kernels through the override
     to = m.model_options["transformer_options"]
     spec = to[SPEC_KEY]

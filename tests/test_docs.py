@@ -14,7 +14,7 @@ pytestmark = pytest.mark.fast
 def test_readme_lists_the_supported_models_of_the_family_table(ck):
     readme = (REPO / "README.md").read_text()
     assert supported_models.block() in readme, "run scripts/supported_models.py --write"
-    from cachekit.nodes.families import FAMILIES
+    from cachekit.nodes.host.families import FAMILIES
     assert all(f"- **{fam.name}**: {fam.models}." in readme for fam in FAMILIES)
 
 

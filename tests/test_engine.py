@@ -151,7 +151,7 @@ def test_two_threads_calling_one_run_keep_their_own_call_and_streams():
                 h = {"img": x, "scale": torch.tensor(s)}
                 for p in range(3):
                     turn.wait(timeout=5)              # the other thread runs its block p in between
-                    # the host's hooks find the call through the run, as nodes/live.py does
+                    # the host's hooks find the call through the run, as nodes/host/live.py does
                     h = {**h, **run.current.run_block(p, h, Stack().block(p))}
                 run.end_call(c)
                 outs.append(h["img"])

@@ -248,7 +248,7 @@ def test_reused_call_on_unchanged_input_reproduces_computed_output(ck, family):
 @pytest.mark.parametrize("kind", ["error", "interrupted"])
 def test_error_or_interrupt_ends_the_run_and_the_next_run_starts_clean(ck, kind):
     import comfy.model_management as mm
-    from cachekit.nodes.hooks import SPEC_KEY
+    from cachekit.nodes.host.install import SPEC_KEY
     m, lat, pos, neg = tm.wan()
     patched = fbc(ck, m, 1.0)
     clean = tm.sample(patched, lat, pos, neg, steps=STEPS, cfg=3.0)

@@ -28,7 +28,7 @@ def test_the_summary_also_goes_out_as_comfyui_progress_text(ck, monkeypatch):
     run = last_stats(ck)
     assert run["notes"] and run["notes"][0].startswith("8 steps: few-step")   # shown under the summary
     assert sent == [("\n".join([run["summary"], *run["notes"]]), "42", "page-a")]
-    ck.nodes.stats_feed.client_has_extension("page-a")
+    ck.nodes.host.stats_feed.client_has_extension("page-a")
     tm.sample(patched, lat, pos, neg, steps=8, cfg=3.0)
     assert len(sent) == 1 and last_stats(ck)["run"] > run["run"]       # ran, and printed no second summary
     cond = run["streams"]["cond"]

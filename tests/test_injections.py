@@ -121,7 +121,7 @@ def test_wan22_two_experts_each_count_their_own_steps(ck):
                                                10000, "disable")[0]["samples"]
     base = chain(high, low)
     assert torch.equal(chain(fbc(ck, high, 0.0), fbc(ck, low, 0.0)), base)
-    from cachekit.nodes import stats_feed
+    from cachekit.nodes.host import stats_feed
 
     def runs_since(mark):
         return [r for r in stats_feed.recent() if r["run"] > mark]

@@ -46,7 +46,7 @@ def test_reuse_matches_stats_and_counted_blocks_and_repeats(ck, method, family):
     cond = stats["streams"]["cond"]
     # FasterCache reuses self attention on cond; ACE-Step computes its self attention its own way (a run note says
     # so): there only the uncond pass is estimated
-    kinds = {k for ks in ck.nodes.families.detect(m, "t").attention_kinds.values() for k in ks}
+    kinds = {k for ks in ck.nodes.host.families.detect(m, "t").attention_kinds.values() for k in ks}
     if method == "fastercache" and "self" not in kinds:
         assert stats["streams"]["uncond"]["reused_steps"] and any("no self attention call" in n for n in stats["notes"])
     else:
@@ -66,7 +66,7 @@ REFUSED = [(m, f) for f in tm.COMPONENT_ONLY for m in ["fbc", *SPAN_METHODS]]
 @pytest.mark.parametrize("method, family", REFUSED)
 def test_span_methods_refused_where_blocks_get_hints(ck, method, family):
     """What the coverage table lists as not applicable, with the family row's reason."""
-    family_row = ck.nodes.families.detect(BUILD[family]()[0], "t")
+    family_row = ck.nodes.host.families.detect(BUILD[family]()[0], "t")
     apply = (lambda ck_, m: fbc(ck_, m, 0.5)) if method == "fbc" else METHODS[method][1]
     with pytest.raises(ValueError) as err:
         apply(ck, BUILD[family]()[0])
@@ -77,7 +77,7 @@ def test_span_methods_refused_where_blocks_get_hints(ck, method, family):
 def test_cfg_cache_refused_where_the_model_pairs_the_halves(ck, method, family):
     """What the coverage table lists as not applicable for the CFG cache, with the family row's reason."""
     model = BUILD[family]()[0]
-    row = ck.nodes.families.detect(model, "t")
+    row = ck.nodes.host.families.detect(model, "t")
     with pytest.raises(ValueError) as err:
         METHODS[method][1](ck, model)
     assert row.cfg_pairs and row.cfg_pairs in str(err.value) and "Apply FasterCache" in str(err.value)
@@ -109,7 +109,7 @@ def count_attention(ck, m, calls: list):
     """Record every attention that really computes: an attention override installed before the method sees
     each kernel call; where a family's attention gets no transformer_options (PixArt, HunyuanDiT), a hook on
     each attention module's first Linear, which runs only when the module computes. Returns (model, hooks)."""
-    family = ck.nodes.families.detect(m, "t")
+    family = ck.nodes.host.families.detect(m, "t")
     if not family.attention_modules:
         m = m.clone()
         m.model_options["transformer_options"]["optimized_attention_override"] = \
@@ -139,7 +139,7 @@ def test_pab_reuses_attention_outputs_and_counts_kernel_calls(ck, family):
     assert s["components_reused"] > 0 and torch.isfinite(out).all() and not torch.equal(out, base)
     # self every 2nd step, cross every 3rd: a step reuses where any attention kind the model calls is not due
     # (joint-attention families call only self, ACE-Step's kernel only cross); 0 and 6 compute everything
-    kinds = {k for ks in ck.nodes.families.detect(m, "t").attention_kinds.values() for k in ks}
+    kinds = {k for ks in ck.nodes.host.families.detect(m, "t").attention_kinds.values() for k in ks}
     due = {"self": 2, "cross": 3}
     assert s["reused_steps"] == [i for i in range(STEPS) if any(i % due[k] for k in kinds)]
 
@@ -159,7 +159,7 @@ def test_reused_attention_skips_the_projections_computing_its_qkv(ck, family, mo
         return out, counter.get_total_flops()
     out, flops = run()
     assert last_stats(ck)["streams"]["cond"]["components_reused"] > 0
-    monkeypatch.setattr(ck.nodes.routes, "attention_inputs", lambda *a: None)      # the kernel alone
+    monkeypatch.setattr(ck.nodes.host.patches, "attention_inputs", lambda *a: None)      # the kernel alone
     kernel_only, kernel_flops = run()
     torch.testing.assert_close(out, kernel_only, rtol=0, atol=1e-6)
     assert flops < kernel_flops
@@ -186,7 +186,7 @@ def test_qkv_projections_compute_when_another_override_takes_the_kernels(ck, mon
         to["optimized_attention_override"] = Foreign(to["optimized_attention_override"])
         return tm.sample(patched, lat, pos, neg, steps=STEPS, cfg=3.0)
     out = run()
-    monkeypatch.setattr(ck.nodes.routes, "attention_inputs", lambda *a: None)      # the kernel alone
+    monkeypatch.setattr(ck.nodes.host.patches, "attention_inputs", lambda *a: None)      # the kernel alone
     assert torch.equal(out, run())
 
 
@@ -210,11 +210,11 @@ def test_smoothcache_calibrate_schedule_apply_chain(ck, family):
     cal, latent = out["result"]
     assert out["ui"]["cachekit_chart"][0]["series"]["mlp"] == [e or 0.0 for e in cal["errors"]["mlp"]["1"]]
     assert torch.equal(latent["samples"], base)
-    kinds = {k for ks in ck.nodes.families.detect(m, "t").attention_kinds.values() for k in ks}
+    kinds = {k for ks in ck.nodes.host.families.detect(m, "t").attention_kinds.values() for k in ks}
     assert kinds | {"mlp"} <= set(cal["errors"]) and len(cal["errors"]["mlp"]["1"]) == STEPS - 1
     schedule, text = N["SmoothCacheSchedule"]().build(calibration=cal, alpha=10.0)   # generous alpha: max gaps
     assert all(row == [1, 0, 0, 0, 1, 0, 0, 1] for row in schedule["schedule"].values()), text
-    family = ck.nodes.families.detect(m, "t")
+    family = ck.nodes.host.families.detect(m, "t")
     paths = [path for _, path, _ in family.mlp_paths(family.layout(m.model.diffusion_model)[1])]
     mlps = [mod for mod in (_get(m.model, path) for path in paths) if mod is not None]
     forwards = []   # an MLP's first linear (or conv: ACE-Step's) runs only when the MLP is really computed
@@ -329,7 +329,7 @@ def test_calibrate_magcache_records_residual_norm_ratios(ck, family):
 
 
 def test_auto_presets_follow_the_detected_variant(ck):
-    fams = {f.name: f for f in ck.nodes.families.FAMILIES}
+    fams = {f.name: f for f in ck.nodes.host.families.FAMILIES}
     wan = fams["Wan"]
     dm = lambda dim, mt="t2v": types.SimpleNamespace(dim=dim, model_type=mt)   # noqa: E731
     assert wan.preset("teacache", dm(1536)) == "wan2.1_t2v_1.3B"

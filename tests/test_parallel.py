@@ -130,7 +130,7 @@ def test_methods_that_decide_from_tensors_agree_every_decision_and_the_others_ne
     from node_calls import last_stats
     sync = _Recording()
     import importlib
-    monkeypatch.setattr(importlib.import_module("cachekit.nodes.parallel"), "decision_sync", lambda: sync)
+    monkeypatch.setattr(importlib.import_module("cachekit.nodes.host.parallel"), "decision_sync", lambda: sync)
     m, lat, pos, neg = tm.wan()
     tm.sample(pack.node(ck, node, model=m, **inputs)[0], lat, pos, neg, steps=8, cfg=3.0)
     if collectives:    # one sum of the stacked streams and one verdict per decision: 8 steps, cond+uncond batched

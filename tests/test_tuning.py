@@ -77,7 +77,7 @@ def test_magcache_aims_from_its_ratios_without_a_tuning_run(ck, trained):
 
 
 def test_tuning_saved_and_loaded_as_a_calibration_file(ck, trained, tmp_path):
-    files = ck.nodes.calibration_files
+    files = ck.nodes.host.calibration_files
     m, lat, pos, neg = trained
     name, settings = NODES["fbc"]
     tuning = tune(ck, pack.node(ck, name, model=m, **settings)[0], lat, pos, neg, steps=12)

@@ -17,6 +17,8 @@ from ..forecast import TaylorForecaster
 from ..metrics import rel_l1_parts
 from ..policy import CachePolicy, Tunable, Hidden, StepInfo
 
+__all__ = ["DBCache"]   # what cache_core exports (policies/__init__.py)
+
 
 @dataclass
 class _State:

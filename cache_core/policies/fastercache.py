@@ -16,6 +16,8 @@ import torch
 
 from ..policy import CfgCache, ComponentPolicy, StepInfo
 
+__all__ = ["FasterCache"]   # what cache_core exports (policies/__init__.py)
+
 
 def split_low_high(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Shifted 2-D spectrum of x split by a centred disc of radius min(H, W) // 5 (FasterCache paper)."""

@@ -12,6 +12,8 @@ import torch
 from ..metrics import rel_l1_parts
 from ..policy import CachePolicy, Tunable, StepInfo
 
+__all__ = ["FirstBlockCache"]   # what cache_core exports (policies/__init__.py)
+
 
 @dataclass
 class _State:

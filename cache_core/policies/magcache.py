@@ -18,6 +18,8 @@ import torch
 from ..calibration_data import MAGCACHE_RATIOS
 from ..policy import CachePolicy, Tunable, Hidden, StepInfo
 
+__all__ = ["MagCache", "MagCacheCalibration"]   # what cache_core exports (policies/__init__.py)
+
 
 def resample(values: list[float], steps: int) -> list[float]:
     """Nearest-index resampling: idx = round(i*(L-1)/(T-1)), half to even (as the reference code)."""
@@ -84,8 +86,11 @@ class MagCache(CachePolicy, Tunable):
         source = self.ratios.get(stream_kind(label)) or self.ratios.get("cond") or next(iter(self.ratios.values()))
         return _State(source=source)
 
+    def edges(self, total_steps: int) -> tuple[int, int]:
+        return int(self.retention_ratio * total_steps + 0.5), self.final_steps
+
     def retained(self, step: StepInfo) -> bool:
-        return step.index < int(self.retention_ratio * step.total + 0.5)
+        return step.index < self.edges(step.total)[0]
 
     def _tentative(self, state: _State, step: StepInfo) -> tuple[float, int, float]:
         ratio = state.acc_ratio * state.gamma(step)
@@ -93,8 +98,6 @@ class MagCache(CachePolicy, Tunable):
 
     def wants_reuse(self, state: _State, metric, step: StepInfo) -> bool:
         if self.threshold <= 0:   # 0 = off: an accumulator can be <= 0 (negative polynomial, gamma = 1)
-            return False
-        if self.retained(step) or step.index >= step.total - self.final_steps:
             return False
         if step.index <= state.decided_step:
             return state.decided_reuse

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from ..policy import ComponentPolicy, StepInfo
 
+__all__ = ["PyramidAttentionBroadcast"]   # what cache_core exports (policies/__init__.py)
+
 
 class PyramidAttentionBroadcast(ComponentPolicy):
     name = "PyramidAttentionBroadcast"

@@ -19,6 +19,8 @@ import torch
 from ..policy import StepInfo
 from .teacache import TeaCache
 
+__all__ = ["SeaCache"]   # what cache_core exports (policies/__init__.py)
+
 _PATCHES = (2, 1, 4)   # spatial patch sizes DiTs use, tried in this order to lay the tokens out as the grid
 
 

@@ -15,6 +15,8 @@ import torch
 from ..calibration_data import SMOOTHCACHE_ERRORS, SMOOTHCACHE_SCHEDULE
 from ..policy import ComponentPolicy, StepInfo
 
+__all__ = ["SmoothCache", "SmoothCacheCalibration", "make_schedule"]   # what cache_core exports (policies/__init__.py)
+
 
 class SmoothCacheCalibration(ComponentPolicy):
     name = "SmoothCache calibration"

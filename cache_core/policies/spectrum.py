@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from ..forecast import ChebyshevForecaster
 from ..policy import CachePolicy, Hidden, StepInfo
 
+__all__ = ["Spectrum"]   # what cache_core exports (policies/__init__.py)
+
 
 @functools.lru_cache(maxsize=64)
 def compute_steps(total: int, warmup: int, final: int, base: float, growth: float) -> frozenset[int]:
@@ -61,6 +63,9 @@ class Spectrum(CachePolicy):
     def tau(step: StepInfo) -> float:
         # the authors map step t of their 50-step runs to (t - 25) / 25; t / total generalizes it
         return 2.0 * step.position / max(step.total, 1) - 1.0
+
+    def edges(self, total_steps: int) -> tuple[int, int]:
+        return self.warmup, self.final     # also where compute_steps starts and ends its gaps
 
     def scheduled_compute(self, step: StepInfo) -> bool:
         return step.index in compute_steps(step.total, self.warmup, self.final, self.base, self.growth)

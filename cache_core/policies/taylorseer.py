@@ -20,6 +20,8 @@ import torch
 from ..forecast import TaylorForecaster
 from ..policy import CachePolicy, Hidden, StepInfo
 
+__all__ = ["TaylorSeer"]   # what cache_core exports (policies/__init__.py)
+
 TARGETS = ("residual", "output")
 
 
@@ -48,9 +50,11 @@ class TaylorSeer(CachePolicy):
     def new_state(self, label: str) -> _State:
         return _State(TaylorForecaster(self.max_order, self.factors_dtype))
 
+    def edges(self, total_steps: int) -> tuple[int, int]:
+        return self.warmup_steps, self.final_steps
+
     def scheduled_compute(self, step: StepInfo) -> bool:
-        return (step.index < self.warmup_steps or (step.index - self.warmup_steps - 1) % self.interval == 0
-                or step.index >= step.total - self.final_steps)
+        return step.at_edge(*self.edges(step.total)) or (step.index - self.warmup_steps - 1) % self.interval == 0
 
     def wants_reuse(self, state: _State, metric, step: StepInfo) -> bool:
         return state.forecaster.ready and not self.scheduled_compute(step)

@@ -15,6 +15,8 @@ from ..calibration_data import TEACACHE_COEFFICIENTS
 from ..metrics import rel_l1, rel_l1_parts
 from ..policy import CachePolicy, Tunable, StepInfo
 
+__all__ = ["TeaCache", "TeaCacheCalibration"]   # what cache_core exports (policies/__init__.py)
+
 
 def poly(coefficients: Sequence[float], x: float) -> float:
     """np.poly1d semantics: coefficients highest degree first (Horner)."""
@@ -50,8 +52,8 @@ class TeaCache(CachePolicy, Tunable):
     def new_state(self, label: str) -> _State:
         return _State()
 
-    def forced(self, step: StepInfo) -> bool:
-        return step.index < self.retention_steps or step.index >= step.total - self.final_steps
+    def edges(self, total_steps: int) -> tuple[int, int]:
+        return self.retention_steps, self.final_steps
 
     def measure(self, state: _State, probe):
         if state.prev is None or state.prev.shape != probe.shape:
@@ -64,7 +66,7 @@ class TeaCache(CachePolicy, Tunable):
     def wants_reuse(self, state: _State, metric, step: StepInfo) -> bool:
         if self.threshold <= 0:   # 0 = off: an accumulator can be <= 0 (negative polynomial, gamma = 1)
             return False
-        if metric is None or self.forced(step):
+        if metric is None:
             return False
         return self._accumulated(state, metric) < self.threshold
 

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Callable
 
 import torch
 
-from ..cache_core import CachePolicy, CacheRun, ReuseLimits
-from ..cache_core.tuning import Targeted
+from ...cache_core import CachePolicy, CacheRun, ReuseLimits
+from ...cache_core.tuning import Targeted
 from . import parallel
 from .live import LiveRuns, SharedOnClone
 
@@ -32,7 +32,7 @@ class CacheSpec(SharedOnClone):
     node_class: str | None = None    # the node's class id (ApplyFirstBlockCache): a run shows on its node only
     # (node name, node id, node class) of the CacheKit nodes before this one on the MODEL, which it replaced
     replaces: tuple[tuple[str, str | None, str | None], ...] = ()
-    kernel_override: bool = False    # the method reaches attention kernels through ComfyUI's override (routes.py)
+    kernel_override: bool = False    # the method reaches attention kernels through ComfyUI's override (patches.py)
     notes: tuple[str, ...] = ()      # what the node warned of when it was applied: shown with every run it makes
     live: LiveRuns = field(default_factory=LiveRuns)
 

@@ -7,7 +7,7 @@ import itertools
 import logging
 import sys
 
-from ..cache_core import RunStats
+from ...cache_core import RunStats
 
 _log = logging.getLogger("CacheKit")
 _RECENT: collections.deque = collections.deque(maxlen=64)

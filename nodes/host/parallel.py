@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from ..cache_core.decision_sync import DecisionSync, DistributedSync
+from ...cache_core.decision_sync import DecisionSync, DistributedSync
 
 _log = logging.getLogger("CacheKit")
 

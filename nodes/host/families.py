@@ -14,7 +14,7 @@ import torch
 import comfy.ops
 import comfy.utils
 
-from ..cache_core import BlockLayout
+from ...cache_core import BlockLayout
 from .adapters import CallAdapter, ReplaceAdapter
 
 
@@ -221,7 +221,7 @@ class Family:
     classes: tuple[str, ...]                # "module.Class" of the diffusion_model, matched exactly
     blocks: tuple[tuple[str, str, str | None], ...]
     stream_keys: dict                       # block kind -> hidden-state tensors it takes and returns
-    route: str = "replace"                  # routes.BLOCK_ROUTES (by name): how the blocks are reached
+    route: str = "replace"                  # patches.BLOCK_ROUTES (by name): how the blocks are reached
     # route "forward": the block's call as the engine's dict; route "replace": a ReplaceAdapter where the forward
     # names the hidden state its own way (either per kind as a dict)
     adapter: CallAdapter | ReplaceAdapter | dict | None = None

@@ -28,8 +28,8 @@ import torch
 import comfy.ops
 import comfy.utils
 
-from ..cache_core import CfgCache, ComponentCall
-from ..cache_core.cfg_batch import run_cfg_batch
+from ...cache_core import CfgCache, ComponentCall
+from ...cache_core.cfg_batch import run_cfg_batch
 from .live import SharedOnClone
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ import threading
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..cache_core import CacheRun
+    from ...cache_core import CacheRun
 
 
 class SharedOnClone:

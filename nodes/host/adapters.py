@@ -1,5 +1,5 @@
 """How a block's call is seen by the engine: the hidden-state tensors under the engine's keys ("img", "txt") and
-back. A family row (families.py) names the adapter its blocks need; the block routes (routes.py) use it."""
+back. A family row (families.py) names the adapter its blocks need; the block routes (patches.py) use it."""
 from __future__ import annotations
 
 import inspect

@@ -4,7 +4,7 @@
                          hook finds it there, live.py), and drops every cached tensor in `finally`.
   APPLY_MODEL wrapper    once per model call, for every family: tells the run which cond streams are in
                          the batch and at which sigma (the step, cache_core/steps.py).
-  routes (routes.py)     where the method reaches into the model: the family's block route, and the
+  patches (patches.py)   where the method reaches into the model: the family's block route, and the
                          attention, MLP and CFG routes the method's components need.
   ON_CLONE callback      a clone holding another instance of the model gets the object patches bound to its modules.
 
@@ -22,8 +22,8 @@ import torch
 import comfy.model_management
 from comfy.patcher_extension import CallbacksMP, WrappersMP
 
-from ..cache_core import CachePolicy, CacheRun, CfgCache, ComponentPolicy
-from . import routes, stats_feed
+from ...cache_core import CachePolicy, CacheRun, CfgCache, ComponentPolicy
+from . import patches, stats_feed
 from .families import Family, UnsupportedModelError, detect
 from .spec import CacheSpec
 from .validation import CacheKitInputError
@@ -72,24 +72,24 @@ def install(model, spec_fields: dict, make_policy: Callable[[], CachePolicy], no
     spec = CacheSpec(node_name=node_name, node_id=node_id, node_class=node_class, family=family,
                      make_policy=make_policy, replaces=replaces,
                      kernel_override="attention" in policy.components and not by_module, **spec_fields)
-    routes.BLOCK_ROUTES[family.route](m, spec, family, positions)
+    patches.BLOCK_ROUTES[family.route](m, spec, family, positions)
     if "mlp" in policy.components:
-        routes.mlps(m, spec, family, positions)
+        patches.mlps(m, spec, family, positions)
     if by_module:
-        routes.attention_modules(m, spec, family, positions)
+        patches.attention_modules(m, spec, family, positions)
     elif "attention" in policy.components and family.attention_inputs:
-        routes.attention_inputs(m, spec, family, positions)
+        patches.attention_inputs(m, spec, family, positions)
     to = m.model_options["transformer_options"]   # after the block routes: set_model_patch_replace copies it
-    routes.attention(to, spec if spec.kernel_override else None)
+    patches.attention(to, spec if spec.kernel_override else None)
     to[SPEC_KEY] = spec
     wrappers = [(WrappersMP.OUTER_SAMPLE, _outer_sample_wrapper), (WrappersMP.APPLY_MODEL, _apply_model_wrapper),
-                (WrappersMP.CALC_COND_BATCH, routes.cfg_batch_wrapper if isinstance(policy, CfgCache) else None)]
+                (WrappersMP.CALC_COND_BATCH, patches.cfg_batch_wrapper if isinstance(policy, CfgCache) else None)]
     for wrapper_type, fn in wrappers:
         m.remove_wrappers_with_key(wrapper_type, WRAPPER_KEY)
         if fn is not None:
             m.add_wrapper_with_key(wrapper_type, WRAPPER_KEY, functools.partial(fn, spec))
     m.remove_callbacks_with_key(CallbacksMP.ON_CLONE, WRAPPER_KEY)
-    m.add_callback_with_key(CallbacksMP.ON_CLONE, WRAPPER_KEY, routes.rebind_object_patches)
+    m.add_callback_with_key(CallbacksMP.ON_CLONE, WRAPPER_KEY, patches.rebind_object_patches)
     return m
 
 
@@ -171,7 +171,7 @@ def _apply_model_wrapper(spec: CacheSpec, executor, x, t, c_concat, c_crossattn,
     if run is None:
         return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
     call = _begin_call(run, x, transformer_options, control)
-    spec.live.kernels_reached = routes.reaches_kernels(transformer_options, spec)
+    spec.live.kernels_reached = patches.reaches_kernels(transformer_options, spec)
     if spec.kernel_override and not spec.live.kernels_reached and KERNELS_TAKEN not in run.stats.notes:
         run.stats.notes.append(KERNELS_TAKEN)
     done = False

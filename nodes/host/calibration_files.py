@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from ..cache_core import calibration_data as cd
+from ...cache_core import calibration_data as cd
 from .families import detect
 from .validation import CacheKitInputError
 
@@ -37,7 +37,7 @@ _log = logging.getLogger("CacheKit")
 
 
 def _pack_version() -> str:
-    text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    text = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()   # the pack root
     return re.search(r'^version\s*=\s*"([^"]+)"', text, re.M).group(1)
 
 
