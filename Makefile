@@ -5,7 +5,8 @@ CURRENT := 0.33.0
 OLDEST := 0.3.75
 RUNTIME ?= $(CURRENT)
 PY = CACHEKIT_COMFY=$(RUNTIME) .runtime/comfyui-$(RUNTIME)/venv/bin/python
-PYTEST = -m pytest -c tests/pytest.ini tests
+TESTS ?= tests   # one level: tests/engine (no ComfyUI), tests/comfy (in process), tests/server, tests/browser
+PYTEST = -m pytest -c tests/pytest.ini $(TESTS)
 
 .PHONY: setup demo lint test test-current test-oldest test-fast check bench bench-clones coverage clean
 

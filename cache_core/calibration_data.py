@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
+from typing import Any, Callable
 
 MAGCACHE_RATIOS = "cachekit.magcache_ratios"
 SMOOTHCACHE_ERRORS = "cachekit.smoothcache_errors"
@@ -161,9 +163,25 @@ def threshold_tuning(value) -> dict:
     return value
 
 
-CHECKS = {MAGCACHE_RATIOS: magcache_ratios, SMOOTHCACHE_ERRORS: smoothcache_errors,
-          SMOOTHCACHE_SCHEDULE: smoothcache_schedule, TEACACHE_COEFFICIENTS: teacache_coefficients,
-          THRESHOLD_TUNING: threshold_tuning}
+@dataclass(frozen=True)
+class Format:
+    """One calibration format: the tag in its "format" field, how messages name it, the socket type nodes pass it
+    on (a name the host declares to ComfyUI), and its check. A new format is its check and one row below (and a
+    chart, nodes/charts.py)."""
+    tag: str
+    what: str
+    socket: str
+    check: Callable[[Any], Any]
+
+
+FORMATS = {f.tag: f for f in (
+    Format(MAGCACHE_RATIOS, "MagCache ratios", "MAGCACHE_RATIOS", magcache_ratios),
+    Format(SMOOTHCACHE_ERRORS, "SmoothCache calibration", "SMOOTHCACHE_CALIBRATION", smoothcache_errors),
+    Format(SMOOTHCACHE_SCHEDULE, "SmoothCache schedule", "SMOOTHCACHE_SCHEDULE", smoothcache_schedule),
+    Format(TEACACHE_COEFFICIENTS, "TeaCache coefficients", "TEACACHE_COEFFICIENTS", teacache_coefficients),
+    Format(THRESHOLD_TUNING, "threshold tuning", "CACHE_TUNING", threshold_tuning),
+)}
+CHECKS = {tag: f.check for tag, f in FORMATS.items()}
 
 
 def check_any(value) -> dict:

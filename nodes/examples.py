@@ -11,7 +11,7 @@ from typing import Callable
 
 @dataclass(frozen=True)
 class Case:
-    """Two settings for the family x method tests (tiny random-weight models, 8 steps, tests/node_calls.py)."""
+    """Two settings for the family x method tests (tiny random-weight models, 8 steps; harness/node_calls.py)."""
     off: dict                   # never reuses: bit-identical to the uncached model
     on: dict                    # reuses on those models
     runs_on_reuse: int | None   # blocks a reused call still runs (front + back); None: all (component methods)

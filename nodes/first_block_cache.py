@@ -37,7 +37,7 @@ class ApplyFirstBlockCache(common.CacheNode):
 
     METHOD, RANK = "First Block Cache", 1
     EXAMPLES = Examples(
-        cases={}, tested_as=("fbc",),       # tests/test_first_block_cache.py runs it on every family
+        cases={}, tested_as=("fbc",),       # tests/comfy/test_first_block_cache.py runs it on every family
         speed=(dict(residual_diff_threshold=0.6, max_consecutive_skips=3), dict(residual_diff_threshold=0.0)),
         sweeps={
             "First Block Cache": Sweep("threshold", (0.03, 0.06, 0.1, 0.15, 0.25), lambda v, *_: dict(

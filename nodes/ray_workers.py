@@ -10,7 +10,7 @@ sampler that raylight runs in every worker runs the cache there, and nodes/paral
 sequence-parallel group in the worker: every rank takes the same decision.
 
 Written against raylight's public contract; raylight itself needs CUDA and Ray and is not installed here
-(tests/test_ray_workers.py drives this node with stand-ins for `ray` and the workers).
+(tests/comfy/test_ray_workers.py drives this node with stand-ins for `ray` and the workers).
 """
 from __future__ import annotations
 

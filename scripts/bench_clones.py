@@ -11,11 +11,8 @@ import argparse
 import gc
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-import comfy_runtime  # noqa: E402
+from harness import comfy_runtime
 
 
 def main() -> int:
@@ -28,8 +25,8 @@ def main() -> int:
     comfy_runtime.load()
     import psutil
     import comfy.supported_models as sm
-    import pack
-    import tiny_models as tm
+    from harness import pack
+    from harness import tiny_models as tm
     ck = pack.load()
     import importlib
     core, install = ck.cache_core, importlib.import_module("cachekit.nodes.host.install").install
@@ -37,7 +34,7 @@ def main() -> int:
     cfg = dict(image_model="wan2.1", model_type="t2v", patch_size=(1, 2, 2), text_len=16, in_dim=16, dim=args.dim,
                ffn_dim=args.dim * 4, freq_dim=256, text_dim=32, out_dim=16, num_heads=args.dim // 128,
                num_layers=args.layers)
-    model = tm._patcher(sm.WAN21_T2V, cfg, 0)
+    model = tm.patcher(sm.WAN21_T2V, cfg, 0)
     rows = {"self": [1, 0, 1], "cross": [1, 0, 1], "mlp": [1, 0, 1]}
     methods = {
         "uncached": lambda: model,

@@ -1,13 +1,13 @@
-"""Quality at equal compute, on models that learned something (scripts/digits_models.py: Wan 2.1 and Flux
+"""Quality at equal compute, on models that learned something (scripts/harness/digits_models.py: Wan 2.1 and Flux
 classes trained on scikit-learn's digits), every CacheKit method beside ComfyUI's built-in EasyCache and
 LazyCache, in one run, through ComfyUI's own sampling path (comfy.sample.sample).
 
 For each method and each setting of its main knob: the fraction of the transformer blocks' FLOPs that really
-ran (counted op by op inside the block modules, scripts/block_flops.py, the same way for every method: span
+ran (counted op by op inside the block modules, scripts/harness/block_flops.py, the same way for every method: span
 methods skip blocks, PAB/SmoothCache/FasterCache skip attention, MLPs or the uncond pass inside them), and
 PSNR / SSIM of the output image against the uncached output at the same seed and label, averaged over seeds x
 labels x samplers. The reference implementations (diffusers 0.39's hooks, cache-dit 1.5.3's DBCache) run on
-the same weights moved into diffusers' classes (scripts/reference_models.py), through the same sampler and
+the same weights moved into diffusers' classes (scripts/harness/reference_models.py), through the same sampler and
 cases. Writes a table (JSON + markdown) and one chart (PSNR against block-FLOP fraction, a curve per method).
 
     .runtime/comfyui-0.33.0/venv/bin/python scripts/bench_quality.py [--families wan flux] [--out output/bench/quality]
@@ -22,10 +22,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-import comfy_runtime  # noqa: E402
-from block_flops import block_flops  # noqa: E402
+from harness import comfy_runtime
+from harness.block_flops import block_flops
 
 STEPS, CFG = 30, 4.0
 SAMPLERS = ("euler", "dpmpp_2m")
@@ -51,7 +49,7 @@ def sweep_of(cls, sweep, calibration, node):
 def methods(ck, cal):
     """method -> (knob name, settings, apply(model, setting), its reference's rows or None): every Apply node's
     EXAMPLES.sweeps, then ComfyUI's built-in caches. Settings go from little to much saving."""
-    import pack
+    from harness import pack
     from comfy_extras import nodes_easycache as ec
 
     def node(name, **inputs):
@@ -103,7 +101,7 @@ def easycache_evidence(model, family: str) -> dict:
     import comfy.patcher_extension
     import torch
     from comfy_extras import nodes_easycache as ec
-    import digits_models as dm
+    from harness import digits_models as dm
     seen = {}
 
     def spy(executor, *args, **kwargs):
@@ -133,16 +131,16 @@ def ssim(a, b) -> float:
 
 
 def quality():
-    """cache_core's measures (the Compare Cache Quality node's; tests/test_quality.py checks them against
+    """cache_core's measures (the Compare Cache Quality node's; tests/comfy/test_quality.py checks them against
     scikit-image's SSIM and the PSNR formula)."""
-    import pack
+    from harness import pack
     return pack.load().cache_core.quality
 
 
 def calibrations(ck, model, family):
     """The calibrate nodes run once on the trained model (euler, 30 steps, cfg, one label)."""
-    import pack
-    import digits_models as dm
+    from harness import pack
+    from harness import digits_models as dm
     pos, neg = dm.conditioning(family, 3)
     sampling = dict(seed=0, steps=STEPS, cfg=CFG, sampler_name="euler", scheduler="simple", positive=pos,
                     negative=neg, latent_image={"samples": dm.empty_latent(family)}, denoise=1.0)
@@ -152,8 +150,8 @@ def calibrations(ck, model, family):
 
 
 def run_family(ck, family: str, log, only: list[str] | None = None) -> list[dict]:
-    import digits_models as dm
-    import reference_models
+    from harness import digits_models as dm
+    from harness import reference_models
     model = dm.load(family, log)
     net = model.model.diffusion_model
     cases = [(s, lab, seed) for s in SAMPLERS for lab in LABELS for seed in SEEDS]
@@ -303,7 +301,7 @@ def markdown(rows, families) -> str:
 
 
 def main() -> int:
-    from bench_stages import family_args, family_rows
+    from harness.bench_stages import family_args, family_rows
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     family_args(ap, comfy_runtime.REPO / "output" / "bench" / "quality")
     ap.add_argument("--methods", nargs="+", help="measure only these methods and replace their rows in the "

@@ -26,9 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-import comfy_runtime  # noqa: E402
+from harness import comfy_runtime
 
 CFG = 4.0
 
@@ -100,9 +98,9 @@ def main() -> int:
     import logging
     logging.disable(logging.WARNING)     # the few-step note of the 50-run memory loop, the sampler's chatter
     import torch
-    import pack
-    import tiny_models as tm
-    from block_flops import block_flops
+    from harness import pack
+    from harness import tiny_models as tm
+    from harness.block_flops import block_flops
     ck = pack.load()
     from cachekit.nodes.host import stats_feed
 
@@ -112,9 +110,9 @@ def main() -> int:
     import comfy.supported_models as sm
     cfg = dict(image_model="wan2.1", model_type="t2v", patch_size=(1, 2, 2), text_len=16, in_dim=16, dim=512,
                ffn_dim=2048, freq_dim=256, text_dim=256, out_dim=16, num_heads=4, num_layers=8)
-    model = tm._patcher(sm.WAN21_T2V, cfg, seed=0)
+    model = tm.patcher(sm.WAN21_T2V, cfg, seed=0)
     g = torch.Generator().manual_seed(1)
-    pos, neg = tm._cond(torch.randn(1, 16, 256, generator=g)), tm._cond(torch.randn(1, 16, 256, generator=g))
+    pos, neg = (tm.conditioning(torch.randn(1, 16, 256, generator=g)) for _ in range(2))
     lat = torch.zeros(1, 16, 1, args.size, args.size)
     blocks = list(model.model.diffusion_model.blocks)
 
@@ -158,7 +156,7 @@ def main() -> int:
               f"syncs/call {r['host_syncs_per_call']:.2f}", flush=True)
 
     # memory over 50 runs with changing sizes (FBC reusing, the cache holding tensors of each size in turn)
-    patched = methods(node)["First Block Cache"][0](model)
+    patched = methods(ck, node)["First Block Cache"][0](model)
     sizes = (16, 24, 32, 20)
     rss = []
     for i in range(50):

@@ -13,11 +13,8 @@ import json
 import statistics
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-import comfy_runtime  # noqa: E402
+from harness import comfy_runtime
 
 TARGETS = (0.3, 0.5, 0.7)
 
@@ -26,7 +23,7 @@ def methods(ck, cal, model):
     """method -> (node, settings at target_compute 0, whether it needs a tuning run): the first sweep of every Apply
     node whose threshold a target can replace (its THRESHOLD), at 0. A method without a probe aims at the target
     from its own schedule (MagCache) and needs no tuning run."""
-    import pack
+    from harness import pack
     import bench_quality as bq
     out = {}
     for cls, key in bq.method_nodes(ck):
@@ -40,9 +37,9 @@ def methods(ck, cal, model):
 
 
 def run_family(ck, family: str, log) -> list[dict]:
-    import pack
+    from harness import pack
     import bench_quality as bq
-    import digits_models as dm
+    from harness import digits_models as dm
     import importlib
     stats_feed = importlib.import_module("cachekit.nodes.host.stats_feed")
     model = dm.load(family, log)
@@ -84,7 +81,7 @@ def markdown(rows) -> str:
 
 
 def main() -> int:
-    from bench_stages import family_args, family_rows
+    from harness.bench_stages import family_args, family_rows
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     family_args(ap, comfy_runtime.REPO / "output" / "bench" / "tuning")
     args = ap.parse_args()

@@ -18,14 +18,12 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-sys.path.insert(0, str(ROOT / "tests"))
 
 def columns() -> dict[str, list[str]]:
     """table column -> the test ids' method keys that must all pass (a method's variants included): every Apply
     node's EXAMPLES, in the tables' order."""
-    import comfy_runtime
-    import pack
+    from harness import comfy_runtime
+    from harness import pack
     comfy_runtime.load()
     return {cls.SHORT or cls.METHOD: list(cls.EXAMPLES.test_ids) for cls in pack.load().nodes.METHOD_NODES}
 
@@ -38,7 +36,7 @@ TESTS = ("test_off_is_bit_identical or test_reuse_matches_stats or test_span_met
 def passed_tests(versions: tuple[str, ...]) -> dict[str, list[str]]:
     """The family x method tests that pass on each ComfyUI line, run in that line's own venv, the lines side by
     side (a core and a torch thread each)."""
-    import comfy_runtime
+    from harness import comfy_runtime
     with tempfile.TemporaryDirectory() as tmp:
         runs = {}
         for v in versions:
@@ -46,8 +44,8 @@ def passed_tests(versions: tuple[str, ...]) -> dict[str, list[str]]:
                        OMP_NUM_THREADS="1")
             env.pop("CACHEKIT_COMFY_DIR", None)
             runs[v] = subprocess.Popen([str(comfy_runtime.python(v)), "-m", "pytest", "-c", "tests/pytest.ini", "-q",
-                                        "-p", "no:cacheprovider", "tests/test_methods_comfy.py",
-                                        "tests/test_first_block_cache.py", "-k", TESTS], cwd=ROOT, env=env)
+                                        "-p", "no:cacheprovider", "tests/comfy/test_methods_comfy.py",
+                                        "tests/comfy/test_first_block_cache.py", "-k", TESTS], cwd=ROOT, env=env)
         for proc in runs.values():
             proc.wait()
         return {v: json.loads((Path(tmp) / f"{v}.json").read_text())["passed"] for v in versions}
@@ -98,10 +96,10 @@ def table(found: dict, builders: dict, labels: dict, families, reasons: dict, cf
 
 
 def main() -> int:
-    import comfy_runtime
+    from harness import comfy_runtime
     comfy_runtime.load()
-    import pack
-    import tiny_models as tm
+    from harness import pack
+    from harness import tiny_models as tm
     ck = pack.load()
     families = ck.nodes.host.families
     builders = {**tm.FAMILIES, **tm.COMPONENT_ONLY}

@@ -23,10 +23,9 @@ import statistics
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import comfy_runtime  # noqa: E402
-import comfy_server  # noqa: E402
-import make_workflows  # noqa: E402
+from harness import comfy_runtime
+from harness import comfy_server
+import make_workflows
 
 REPO = comfy_runtime.REPO
 WORKFLOW = make_workflows.DEMO
@@ -45,7 +44,7 @@ def parse_args():
 
 def make_models(base: Path) -> None:
     comfy_runtime.load()
-    import make_models
+    from harness import make_models
     make_models.hunyuan_video(base / "models" / "diffusion_models" / "cachekit_demo_hunyuan_video.safetensors",
                               hidden=384, depth=4, single=8)
     make_models.clip_l(base / "models" / "text_encoders" / "cachekit_demo_clip_l.safetensors")

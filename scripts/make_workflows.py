@@ -11,7 +11,7 @@ does and what to expect. Each is named by its title (the template browser shows 
 file name) and gets a thumbnail of its node graph (<name>.jpg, the browser's card picture); web/templates.json
 lists them in the browser's order ("start here" first, then by family: apply, calibrate then load, compare),
 which the web extension applies and the tests find files by. workflows/demo/ holds make demo's workflow.
-tests/test_example_workflows.py checks every file against a real server and runs the Wan and HunyuanVideo ones
+tests/server/test_example_workflows.py checks every file against a real server and runs the Wan and HunyuanVideo ones
 on tiny models.
 """
 from __future__ import annotations
@@ -21,8 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import comfy_server  # noqa: E402
+from harness import comfy_server
 
 OUT = comfy_server.REPO / "workflows"
 IMAGE_PROMPT = "a lighthouse on a rocky cliff at sunset, waves crashing, dramatic sky, detailed photograph"
@@ -252,8 +251,8 @@ AFTER = ("After the run the cache node shows the steps it computed and reused pe
 def method_nodes() -> dict:
     """key -> Apply node class with example settings, in the tables' order; the key (the node's module name) is what
     the files and the index call the method."""
-    import comfy_runtime
-    import pack
+    from harness import comfy_runtime
+    from harness import pack
     comfy_runtime.load()
     return {cls.__module__.rsplit(".", 1)[1]: cls for cls in pack.load().nodes.METHOD_NODES}
 

@@ -92,7 +92,7 @@ setup_runtime() {
 
 for v in "${VERSIONS[@]}"; do setup_runtime "$v"; done
 
-# The browser test drives Debian's Chromium (tests/test_browser.py); Playwright's own browser download is not
+# The browser test drives Debian's Chromium (tests/browser/test_browser.py); Playwright's own browser download is not
 # reachable from the build machines, so it runs the system one.
 if [ ! -x /usr/bin/chromium ]; then
   echo "[setup] installing Debian's chromium for the browser test"

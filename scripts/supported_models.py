@@ -1,6 +1,6 @@
 """The README's list of supported models, from the family table (nodes/host/families.py) and the presets'
 families (cache_core/presets/*.json): one line per family, with what ComfyUI loads into it, the published
-presets that ship for it, and what it cannot take. tests/test_docs.py checks that the README holds it.
+presets that ship for it, and what it cannot take. tests/comfy/test_docs.py checks that the README holds it.
 
     .runtime/comfyui-0.33.0/venv/bin/python scripts/supported_models.py --write
 """
@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-import comfy_runtime  # noqa: E402
+from harness import comfy_runtime
 
 README = comfy_runtime.REPO / "README.md"
 NAMES = {"teacache": "TeaCache", "magcache": "MagCache"}
@@ -21,7 +18,7 @@ START, END = "<!-- supported models: scripts/supported_models.py -->", "<!-- end
 
 def lines() -> list[str]:
     comfy_runtime.load()
-    import pack
+    from harness import pack
     ck = pack.load()
     from cachekit.cache_core import presets
     from cachekit.nodes.host.families import FAMILIES, made_for

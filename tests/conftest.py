@@ -1,12 +1,8 @@
 import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-
-import comfy_runtime  # noqa: E402
+from harness import comfy_runtime   # scripts/harness: pytest.ini puts scripts/ on the path
 
 
 @pytest.fixture(scope="session")
@@ -20,7 +16,7 @@ def comfy():
 @pytest.fixture(scope="session")
 def ck(comfy):
     """This repository loaded as a ComfyUI custom node package."""
-    import pack
+    from harness import pack
     return pack.load()
 
 

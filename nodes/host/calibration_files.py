@@ -26,18 +26,15 @@ from .validation import CacheKitInputError
 FOLDER = "cache_calibrations"
 MAX_BYTES = 16 * 2**20
 # ComfyUI socket type of each calibration format, and the union a loaded file comes out as
-SOCKET_TYPES = {cd.MAGCACHE_RATIOS: "MAGCACHE_RATIOS", cd.SMOOTHCACHE_ERRORS: "SMOOTHCACHE_CALIBRATION",
-                cd.SMOOTHCACHE_SCHEDULE: "SMOOTHCACHE_SCHEDULE", cd.TEACACHE_COEFFICIENTS: "TEACACHE_COEFFICIENTS",
-                cd.THRESHOLD_TUNING: "CACHE_TUNING"}
+SOCKET_TYPES = {tag: f.socket for tag, f in cd.FORMATS.items()}
 ANY_CALIBRATION = ",".join(SOCKET_TYPES.values())
-WHAT = {cd.MAGCACHE_RATIOS: "MagCache ratios", cd.SMOOTHCACHE_ERRORS: "SmoothCache calibration",
-        cd.SMOOTHCACHE_SCHEDULE: "SmoothCache schedule", cd.TEACACHE_COEFFICIENTS: "TeaCache coefficients",
-        cd.THRESHOLD_TUNING: "threshold tuning"}
+WHAT = {tag: f.what for tag, f in cd.FORMATS.items()}
 _log = logging.getLogger("CacheKit")
+PACK_ROOT = Path(__file__).resolve().parents[2]     # the pack's folder (custom_nodes/<pack>)
 
 
 def _pack_version() -> str:
-    text = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()   # the pack root
+    text = (PACK_ROOT / "pyproject.toml").read_text()
     return re.search(r'^version\s*=\s*"([^"]+)"', text, re.M).group(1)
 
 
@@ -162,7 +159,7 @@ def path_of(name) -> str | None:
     return folder_paths.get_full_path(FOLDER, name) if isinstance(name, str) and name else None
 
 
-WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"   # the shipped example workflows
+WORKFLOWS = PACK_ROOT / "workflows"   # the shipped example workflows
 
 
 def missing(name) -> str:

@@ -1,0 +1,106 @@
+"""The CacheKit nodes as the ComfyUI-level tests call them: one short helper per Apply node (through the node
+function, as ComfyUI calls it), the method table the family x method tests read (off setting, a setting that
+reuses, the blocks that run even on a reused call), and the run stats the tests read back."""
+import copy
+
+from harness import comfy_runtime
+from harness import pack
+from harness import tiny_models as tm
+
+FAMILIES = list(tm.FAMILIES)      # every family row, and the variants that share a row (Flux 2, ...)
+STEPS = 8
+
+
+def fbc(ck, model, threshold, start=0.0, end=1.0, max_skips=-1, warmup=0):
+    return pack.node(ck, "ApplyFirstBlockCache", model=model, residual_diff_threshold=threshold, start_percent=start,
+                     end_percent=end, max_consecutive_skips=max_skips, warmup_steps=warmup)[0]
+
+
+def last_stats(ck):
+    import importlib
+    return importlib.import_module("cachekit.nodes.host.stats_feed").recent()[-1]
+
+
+def block_attrs(ck, model):
+    from cachekit.nodes.host.families import detect
+    return [attr for _, attr, _ in detect(model, "test").blocks]
+
+
+def block_marker(ck, model):
+    """What BlockCounter hooks where the attention methods cache whole attention modules (PixArt, HunyuanDiT):
+    the MLP's input norm, which the block calls itself and TeaCache's probe does not."""
+    from cachekit.nodes.host.families import detect
+    return "norm2" if detect(model, "test").attention_modules else None
+
+
+def block_count(ck, model):
+    """Blocks one model call runs uncached (the family table's layout for this instance)."""
+    from cachekit.nodes.host.families import detect
+    return len(detect(model, "test").layout(model.model.diffusion_model)[1])
+
+
+def teacache(ck, model, thr, coefficients="custom", custom="1.0, 0.0"):
+    return pack.node(ck, "ApplyTeaCache", model=model, rel_l1_thresh=thr, coefficients=coefficients,
+                     custom_coefficients=custom)[0]
+
+
+def magcache(ck, model, thr, k=3, r=0.2, ratios="flux_dev", calibration=None, final=None):
+    extra = {} if final is None else {"final_steps": final}      # None: the node's default
+    return pack.node(ck, "ApplyMagCache", model=model, threshold=thr, max_skips=k, retention_ratio=r, ratios=ratios,
+                     calibration=calibration, **extra)[0]
+
+
+def taylorseer(ck, model, interval, warmup=2, order=1, target="residual", dtype="float32", final=None):
+    extra = {} if final is None else {"final_steps": final}      # None: the node's default
+    return pack.node(ck, "ApplyTaylorSeerCache", model=model, cache_interval=interval, warmup_steps=warmup,
+                     max_order=order, target=target, factors_dtype=dtype, **extra)[0]
+
+
+def dbcache(ck, model, thr, fn=1, bn=1, warmup=0, interval=1, max_cached=-1, max_cont=-1, max_acc=0.0, order=0):
+    return pack.node(ck, "ApplyDBCache", model=model, Fn_compute_blocks=fn, Bn_compute_blocks=bn,
+                     residual_diff_threshold=thr, max_warmup_steps=warmup, warmup_interval=interval,
+                     max_cached_steps=max_cached, max_continuous_cached_steps=max_cont,
+                     max_accumulated_residual_diff=max_acc, taylorseer_order=order)[0]
+
+
+def pab(ck, model, self_n, cross_n, start=0.0, end=1.0):
+    return pack.node(ck, "ApplyPyramidAttentionBroadcast", model=model, self_attention_interval=self_n,
+                     cross_attention_interval=cross_n, start_percent=start, end_percent=end)[0]
+
+
+def smoothcache(ck, model, row):
+    sched = {"format": "cachekit.smoothcache_schedule", "version": 1, "steps": len(row),
+             "schedule": {"self": row, "cross": row, "mlp": row}}
+    return pack.node(ck, "ApplySmoothCache", model=model, schedule=sched)[0]
+
+
+def seacache(ck, model, thr, power=0.0):
+    return pack.node(ck, "ApplySeaCache", model=model, threshold=thr, spectral_power=power)[0]
+
+
+def spectrum(ck, model, base=2.0, growth=0.75, warmup=2, final=1, degree=1):
+    return pack.node(ck, "ApplySpectrumCache", model=model, gap_base=base, gap_growth=growth, warmup_steps=warmup,
+                     final_steps=final, degree=degree)[0]
+
+
+def fastercache(ck, model, uncond_n, attn_n, uncond_max=1.0, attn_max=1.0, w=0.5, a_low=1.1, a_high=1.1):
+    return pack.node(ck, "ApplyFasterCache", model=model, uncond_interval=uncond_n, uncond_max_sigma=uncond_max,
+                     attention_interval=attn_n, attention_weight=w, attention_max_sigma=attn_max,
+                     alpha_low=a_low, alpha_high=a_high)[0]
+
+
+def _applied(name: str, inputs: dict):
+    return lambda ck, m: pack.node(ck, name, model=m, **copy.deepcopy(inputs))[0]
+
+
+def method_nodes():
+    """The Apply nodes with example settings (nodes/examples.py), in their tables' order."""
+    comfy_runtime.load()        # the test ids come from the node classes, at collection
+    return pack.load().nodes.METHOD_NODES
+
+
+# test id -> (off setting, a setting that reuses, blocks that run even on a reused call; None = all): each Apply
+# node's EXAMPLES.cases, so a new method's node brings its own
+METHODS = {key: (_applied(cls.__name__, case.off), _applied(cls.__name__, case.on), case.runs_on_reuse)
+           for cls in method_nodes() for key, case in cls.EXAMPLES.cases.items()}
+COMPONENT_METHODS = [key for key, (_, _, runs) in METHODS.items() if runs is None]

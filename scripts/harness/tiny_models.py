@@ -1,0 +1,551 @@
+"""Tiny, seeded instances of the real ComfyUI model classes, one per supported DiT family.
+
+ComfyUI's ops skip weight init, so every parameter is filled from a seeded generator.
+Each builder returns (ModelPatcher, latent, positive, negative) ready for comfy.sample.sample.
+"""
+from __future__ import annotations
+
+import torch
+
+from harness.comfy_runtime import with_fields_since
+
+
+def fill_weights(model, seed: int, scale: float = 0.05):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in sorted(model.named_parameters()):
+            if name.endswith("scale_shift_table"):
+                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+            elif p.ndim >= 2:
+                p.copy_(torch.randn(p.shape, generator=g) * (scale if p.shape[-1] > 16 else 0.2))
+            elif "norm" in name and "weight" in name or name.endswith(".scale"):
+                p.fill_(1.0)
+            else:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.02)
+
+
+_FILLED: dict = {}   # (class, seed) -> filled weights, for builders too big to fill on every call (ACE-Step)
+
+
+def patcher(family_cls, unet_config, seed, keep_weights=False):
+    import comfy.model_management
+    import comfy.model_patcher
+    cfg = family_cls(unet_config)
+    cfg.set_inference_dtype(torch.float32, None)
+    model = cfg.get_model({})
+    key = (family_cls.__name__, seed)
+    if keep_weights and key in _FILLED:
+        model.diffusion_model.load_state_dict(_FILLED[key])
+    else:
+        fill_weights(model.diffusion_model, seed)
+        if keep_weights:
+            _FILLED[key] = {k: v.clone() for k, v in model.diffusion_model.state_dict().items()}
+    model.eval()
+    return comfy.model_patcher.ModelPatcher(model, load_device=comfy.model_management.get_torch_device(),
+                                            offload_device=comfy.model_management.unet_offload_device())
+
+
+def resolve(obj, dotted: str):
+    """The attribute at a dotted path (Stable Audio keeps its blocks at transformer.layers)."""
+    import comfy.utils
+    return comfy.utils.get_attr(obj, dotted)
+
+
+def _modules(container):
+    """A block container's blocks (Cosmos 1 keeps them in a ModuleDict)."""
+    return container.values() if isinstance(container, torch.nn.ModuleDict) else container
+
+
+def conditioning(ctx, **extra):
+    return [[ctx, dict(extra)]]
+
+
+def flux(seed=0, batch=1, size=16):
+    import comfy.supported_models as sm
+    cfg = dict(image_model="flux", in_channels=16, out_channels=16, vec_in_dim=32, context_in_dim=32,
+               hidden_size=64, mlp_ratio=2.0, num_heads=2, depth=2, depth_single_blocks=2,
+               axes_dim=[8, 12, 12], theta=10000, patch_size=2, qkv_bias=True, guidance_embed=True)
+    m = patcher(sm.Flux, with_fields_since("comfy.ldm.flux.model:FluxParams", cfg, txt_ids_dims=[]), seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    pos = conditioning(torch.randn(1, 8, 32, generator=g), pooled_output=torch.randn(1, 32, generator=g), guidance=3.5)
+    neg = conditioning(torch.randn(1, 8, 32, generator=g), pooled_output=torch.randn(1, 32, generator=g), guidance=3.5)
+    return m, torch.zeros(batch, 16, size, size), pos, neg
+
+
+def chroma(seed=0, batch=1, size=16):
+    import comfy.supported_models as sm
+    cfg = dict(image_model="chroma", in_channels=64, out_channels=64, context_in_dim=32, hidden_size=64,
+               mlp_ratio=2.0, num_heads=2, depth=2, depth_single_blocks=2, axes_dim=[8, 12, 12], theta=10000,
+               patch_size=2, qkv_bias=True, in_dim=64, out_dim=64, hidden_dim=64, n_layers=2)
+    cfg = with_fields_since("comfy.ldm.chroma.model:ChromaParams", cfg, txt_ids_dims=[], vec_in_dim=None)
+    m = patcher(sm.Chroma, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    # Chroma has no pooled text vector, but its model_base still reads the key.
+    pos = conditioning(torch.randn(1, 8, 32, generator=g), pooled_output=torch.zeros(1, 32))
+    neg = conditioning(torch.randn(1, 8, 32, generator=g), pooled_output=torch.zeros(1, 32))
+    return m, torch.zeros(batch, 16, size, size), pos, neg
+
+
+def wan(seed=0, batch=1, size=16, frames=1):
+    import comfy.supported_models as sm
+    cfg = dict(image_model="wan2.1", model_type="t2v", patch_size=(1, 2, 2), text_len=16, in_dim=16, dim=64,
+               ffn_dim=128, freq_dim=32, text_dim=32, out_dim=16, num_heads=2, num_layers=4)
+    m = patcher(sm.WAN21_T2V, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    pos = conditioning(torch.randn(1, 8, 32, generator=g))
+    neg = conditioning(torch.randn(1, 8, 32, generator=g))
+    return m, torch.zeros(batch, 16, frames, size, size), pos, neg
+
+
+def qwen_image(seed=0, batch=1, size=16):
+    import comfy.supported_models as sm
+    cfg = dict(image_model="qwen_image", patch_size=2, in_channels=64, out_channels=16, num_layers=4,
+               attention_head_dim=32, num_attention_heads=2, joint_attention_dim=32, axes_dims_rope=(8, 12, 12))
+    m = patcher(sm.QwenImage, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    pos = conditioning(torch.randn(1, 8, 32, generator=g))
+    neg = conditioning(torch.randn(1, 8, 32, generator=g))
+    return m, torch.zeros(batch, 16, 1, size, size), pos, neg
+
+
+def hunyuan_video(seed=0, batch=1, size=16, frames=1):
+    import comfy.supported_models as sm
+    cfg = dict(image_model="hunyuan_video", in_channels=16, out_channels=16, vec_in_dim=32, context_in_dim=32,
+               hidden_size=64, mlp_ratio=2.0, num_heads=2, depth=2, depth_single_blocks=2, axes_dim=[8, 12, 12],
+               theta=256, patch_size=[1, 2, 2], qkv_bias=True, guidance_embed=True, byt5=False, meanflow=False,
+               use_cond_type_embedding=False, vision_in_dim=None)
+    cfg = with_fields_since("comfy.ldm.hunyuan_video.model:HunyuanVideoParams", cfg, meanflow_sum=False)
+    m = patcher(sm.HunyuanVideo, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    pos = conditioning(torch.randn(1, 8, 32, generator=g), pooled_output=torch.randn(1, 32, generator=g), guidance=6.0)
+    neg = conditioning(torch.randn(1, 8, 32, generator=g), pooled_output=torch.randn(1, 32, generator=g), guidance=6.0)
+    return m, torch.zeros(batch, 16, frames, size, size), pos, neg
+
+
+def ltxv(seed=0, batch=1, size=4, frames=2):
+    import comfy.supported_models as sm
+    cfg = dict(image_model="ltxv", in_channels=128, cross_attention_dim=128, attention_head_dim=64,
+               num_attention_heads=2, caption_channels=64, num_layers=4)
+    m = patcher(sm.LTXV, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    mask = torch.ones(1, 8, dtype=torch.long)
+    pos = conditioning(torch.randn(1, 8, 64, generator=g), attention_mask=mask, frame_rate=25)
+    neg = conditioning(torch.randn(1, 8, 64, generator=g), attention_mask=mask, frame_rate=25)
+    return m, torch.zeros(batch, 128, frames, size, size), pos, neg
+
+
+def flux2(seed=0, batch=1, size=8, guidance_embed=True):
+    """Flux 2's layout (one global modulation, no biases, 4 rope axes, 128 latent channels) in the Flux class;
+    guidance_embed=False: Klein's (distilled, no guidance input)."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="flux2", in_channels=128, out_channels=128, vec_in_dim=None, context_in_dim=32,
+               hidden_size=64, mlp_ratio=3.0, num_heads=2, depth=2, depth_single_blocks=2, axes_dim=[8, 8, 8, 8],
+               theta=2000, patch_size=1, qkv_bias=False, guidance_embed=guidance_embed, global_modulation=True,
+               mlp_silu_act=True, ops_bias=False, default_ref_method="index", ref_index_scale=10.0)
+    m = patcher(sm.Flux2, with_fields_since("comfy.ldm.flux.model:FluxParams", cfg, txt_ids_dims=[3]), seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    pos = conditioning(torch.randn(1, 8, 32, generator=g), guidance=4.0, pooled_output=None)
+    neg = conditioning(torch.randn(1, 8, 32, generator=g), guidance=4.0, pooled_output=None)
+    return m, torch.zeros(batch, 128, size, size), pos, neg
+
+
+def chroma_radiance(seed=0, batch=1, size=16):
+    """Chroma's blocks on pixel-space input (3 channels, 16x16 -> 16 tokens with patch 4)."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="chroma_radiance", in_channels=3, out_channels=3, context_in_dim=32, hidden_size=64,
+               mlp_ratio=2.0, num_heads=2, depth=2, depth_single_blocks=2, axes_dim=[8, 12, 12], theta=10000,
+               patch_size=4, qkv_bias=True, in_dim=64, out_dim=64, hidden_dim=64, n_layers=2, nerf_hidden_size=16,
+               nerf_mlp_ratio=2, nerf_depth=2, nerf_max_freqs=4, nerf_tile_size=512, nerf_final_head_type="conv",
+               nerf_embedder_dtype=torch.float32)
+    cfg = with_fields_since("comfy.ldm.chroma_radiance.model:ChromaRadianceParams", cfg, txt_ids_dims=[],
+                            vec_in_dim=None, use_x0=False, use_sequential_txt_ids=False)
+    m = patcher(sm.ChromaRadiance, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    pos = conditioning(torch.randn(1, 8, 32, generator=g), pooled_output=None)
+    neg = conditioning(torch.randn(1, 8, 32, generator=g), pooled_output=None)
+    return m, torch.zeros(batch, 3, size, size), pos, neg
+
+
+def hunyuan_video15(seed=0, batch=1, size=4, frames=2):
+    """HunyuanVideo 1.5's configuration (vision and byT5 tokens, cond type embedding) in the HunyuanVideo class."""
+    import types
+    import comfy.supported_models as sm
+    cfg = dict(image_model="hunyuan_video", in_channels=65, out_channels=32, vec_in_dim=None, context_in_dim=32,
+               hidden_size=64, mlp_ratio=2.0, num_heads=2, depth=2, depth_single_blocks=2, axes_dim=[8, 12, 12],
+               theta=256, patch_size=[1, 1, 1], qkv_bias=True, guidance_embed=False, byt5=True, meanflow=False,
+               use_cond_type_embedding=True, vision_in_dim=48)
+    cfg = with_fields_since("comfy.ldm.hunyuan_video.model:HunyuanVideoParams", cfg, meanflow_sum=True)
+    m = patcher(sm.HunyuanVideo15, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    extra = lambda: dict(pooled_output=None, conditioning_byt5small=torch.randn(1, 3, 1472, generator=g),  # noqa
+                         clip_vision_output=types.SimpleNamespace(last_hidden_state=torch.randn(1, 4, 48, generator=g)))
+    pos = conditioning(torch.randn(1, 8, 32, generator=g), **extra())
+    neg = conditioning(torch.randn(1, 8, 32, generator=g), **extra())
+    return m, torch.zeros(batch, 32, frames, size, size), pos, neg
+
+
+def wan_vace(seed=0, batch=1, size=8, frames=2):
+    """Wan VACE: 4 blocks, VACE hints after blocks 0 and 2, a VACE control in both conds."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="wan2.1", model_type="vace", patch_size=(1, 2, 2), text_len=16, in_dim=16, dim=64,
+               ffn_dim=128, freq_dim=32, text_dim=32, out_dim=16, num_heads=2, num_layers=4, vace_layers=2,
+               vace_in_dim=96)
+    m = patcher(sm.WAN21_Vace, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    vace = lambda: dict(vace_frames=[torch.randn(1, 32, frames, size, size, generator=g)],  # noqa: E731
+                        vace_mask=[torch.ones(1, 64, frames, size, size)], vace_strength=[1.0])
+    pos = conditioning(torch.randn(1, 8, 32, generator=g), **vace())
+    neg = conditioning(torch.randn(1, 8, 32, generator=g), **vace())
+    return m, torch.zeros(batch, 16, frames, size, size), pos, neg
+
+
+
+def sample(model, latent, pos, neg, *, steps=8, cfg=1.0, seed=0, sampler="euler", scheduler="simple", denoise=1.0,
+           callback=None):
+    """One run through ComfyUI's own sampling path; returns the latent (fp32, CPU)."""
+    import comfy.sample
+    noise = comfy.sample.prepare_noise(latent, seed)
+    out = comfy.sample.sample(model, noise, steps, cfg, sampler, scheduler, pos, neg, latent,
+                              denoise=denoise, seed=seed, disable_pbar=True, callback=callback)
+    return out.float().cpu()
+
+
+def sd3(seed=0, batch=1, size=8):
+    """SD3.5's MMDiT: hidden 64*depth (128), 4 joint blocks, RMS qk-norm, an extra image self attention in
+    block 0 (SD3.5 medium), the last block dropping the text stream."""
+    import comfy.supported_models as sm
+    cfg = dict(in_channels=16, out_channels=16, patch_size=2, depth=2, num_blocks=4, adm_in_channels=32,
+               context_embedder_config={"target": "torch.nn.Linear",
+                                        "params": {"in_features": 32, "out_features": 128}},
+               pos_embed_max_size=32, num_patches=1024, pos_embed_scaling_factor=None, qk_norm="rms",
+               x_block_self_attn_layers=[0])
+    m = patcher(sm.SD3, cfg, seed)
+    from comfy.ldm.modules.diffusionmodules.mmdit import get_2d_sincos_pos_embed
+    with torch.no_grad():   # a buffer the checkpoint brings, not a parameter: left empty by the build
+        m.model.diffusion_model.pos_embed.copy_(torch.from_numpy(get_2d_sincos_pos_embed(128, 32))[None])
+    g = torch.Generator().manual_seed(seed + 1)
+    pos = conditioning(torch.randn(1, 8, 32, generator=g), pooled_output=torch.randn(1, 32, generator=g))
+    neg = conditioning(torch.randn(1, 8, 32, generator=g), pooled_output=torch.randn(1, 32, generator=g))
+    return m, torch.zeros(batch, 16, size, size), pos, neg
+
+
+def omnigen2(seed=0, batch=1, size=16):
+    """OmniGen2: its model_base reads the token count from an attention mask in the cond."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="omnigen2", patch_size=2, in_channels=16, out_channels=None, hidden_size=64, num_layers=4,
+               num_refiner_layers=1, num_attention_heads=2, num_kv_heads=1, multiple_of=16, ffn_dim_multiplier=None,
+               norm_eps=1e-5, axes_dim_rope=[8, 12, 12], axes_lens=[64, 16, 16], text_feat_dim=32,
+               timestep_scale=1000.0)
+    m = patcher(sm.Omnigen2, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    mask = torch.ones(1, 8, dtype=torch.long)
+    pos = conditioning(torch.randn(1, 8, 32, generator=g), attention_mask=mask)
+    neg = conditioning(torch.randn(1, 8, 32, generator=g), attention_mask=mask)
+    return m, torch.zeros(batch, 16, size, size), pos, neg
+
+
+def cosmos_predict2(seed=0, batch=1, size=8, frames=1):
+    import comfy.supported_models as sm
+    cfg = dict(image_model="cosmos_predict2", max_img_h=64, max_img_w=64, max_frames=16, in_channels=16,
+               out_channels=16, patch_spatial=2, patch_temporal=1, concat_padding_mask=True, model_channels=64,
+               num_blocks=4, num_heads=2, crossattn_emb_channels=32, pos_emb_cls="rope3d", pos_emb_learnable=True,
+               pos_emb_interpolation="crop", min_fps=1, max_fps=30, use_adaln_lora=True, adaln_lora_dim=16,
+               extra_per_block_abs_pos_emb=False, rope_enable_fps_modulation=False)
+    m = patcher(sm.CosmosT2IPredict2, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    pos = conditioning(torch.randn(1, 8, 32, generator=g))
+    neg = conditioning(torch.randn(1, 8, 32, generator=g))
+    return m, torch.zeros(batch, 16, frames, size, size), pos, neg
+
+
+def auraflow(seed=0, batch=1, size=16):
+    import comfy.supported_models as sm
+    cfg = dict(in_channels=4, out_channels=4, patch_size=2, dim=64, n_layers=4, n_double_layers=2, n_heads=2,
+               global_conddim=64, cond_seq_dim=32, max_seq=64)
+    m = patcher(sm.AuraFlow, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    return m, torch.zeros(batch, 4, size, size), conditioning(torch.randn(1, 8, 32, generator=g)), \
+        conditioning(torch.randn(1, 8, 32, generator=g))
+
+
+def mochi(seed=0, batch=1, size=8, frames=2):
+    """Mochi's asymmetric DiT (hidden_size_x * mlp_ratio_x must be 12288 in ComfyUI's class)."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="mochi_preview", depth=4, patch_size=2, num_heads=2, hidden_size_x=64, hidden_size_y=32,
+               mlp_ratio_x=192.0, mlp_ratio_y=2.0, learn_sigma=False, in_channels=12, qk_norm=True, qkv_bias=False,
+               out_bias=True, attn_drop=0.0, patch_embed_bias=True, posenc_preserve_area=True,
+               timestep_mlp_bias=True, attend_to_padding=False, timestep_scale=1000.0, use_t5=True, t5_feat_dim=32,
+               t5_token_length=8, rope_theta=10000.0)
+    m = patcher(sm.GenmoMochi, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    mask = torch.ones(1, 8, dtype=torch.long)
+    pos = conditioning(torch.randn(1, 8, 32, generator=g), attention_mask=mask)
+    neg = conditioning(torch.randn(1, 8, 32, generator=g), attention_mask=mask)
+    return m, torch.zeros(batch, 12, frames, size, size), pos, neg
+
+
+def hunyuan3d(seed=0, batch=1, tokens=32):
+    """Hunyuan3D 2.0's DiT (Flux blocks) on shape latents: (batch, 64 channels, tokens)."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="hunyuan3d2", in_channels=64, context_in_dim=32, hidden_size=64, mlp_ratio=2.0,
+               num_heads=2, depth=2, depth_single_blocks=2, qkv_bias=True, guidance_embed=False)
+    m = patcher(sm.Hunyuan3Dv2, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    return m, torch.zeros(batch, 64, tokens), conditioning(torch.randn(1, 8, 32, generator=g)), \
+        conditioning(torch.randn(1, 8, 32, generator=g))
+
+
+def cosmos1(seed=0, batch=1, size=8, frames=2):
+    """Cosmos 1's GeneralDIT as ComfyUI detects the 7B (extra per-block positional embedding, T H W B D tokens)."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="cosmos", max_img_h=64, max_img_w=64, max_frames=16, in_channels=16, out_channels=16,
+               patch_spatial=2, patch_temporal=1, concat_padding_mask=True, model_channels=64, block_config="FA-CA-MLP",
+               num_blocks=4, num_heads=2, crossattn_emb_channels=32, pos_emb_cls="rope3d", pos_emb_learnable=False,
+               pos_emb_interpolation="crop", block_x_format="THWBD", affline_emb_norm=True, use_adaln_lora=True,
+               adaln_lora_dim=16, extra_per_block_abs_pos_emb=True, extra_per_block_abs_pos_emb_type="learnable",
+               rope_t_extrapolation_ratio=2.0)
+    m = patcher(sm.CosmosT2V, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    return m, torch.zeros(batch, 16, frames, size, size), conditioning(torch.randn(1, 8, 32, generator=g)), \
+        conditioning(torch.randn(1, 8, 32, generator=g))
+
+
+def wan_s2v(seed=0, batch=1, size=8, frames=1):
+    """Wan 2.2 S2V: audio features (25 layers of an audio encoder, 4 per latent frame) injected after some blocks."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="wan2.1", model_type="s2v", patch_size=(1, 2, 2), text_len=16, in_dim=16, dim=64,
+               ffn_dim=128, freq_dim=32, text_dim=32, out_dim=16, num_heads=2, num_layers=4, audio_dim=32,
+               num_audio_token=4, cond_dim=16, audio_inject_layers=[0, 2])
+    m = patcher(sm.WAN22_S2V, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    audio = torch.randn(1, 25, 32, 4 * frames, generator=g)
+    return (m, torch.zeros(batch, 16, frames, size, size),
+            conditioning(torch.randn(1, 8, 32, generator=g), audio_embed=audio),
+            conditioning(torch.randn(1, 8, 32, generator=g), audio_embed=torch.zeros_like(audio)))
+
+
+def sd15_unet(seed=0):
+    """A tiny SD1.5 UNet (a real UNetModel), for the message that block methods do not serve UNets."""
+    import comfy.supported_models as sm
+    cfg = dict(use_checkpoint=False, image_size=32, out_channels=4, use_spatial_transformer=True, legacy=False,
+               adm_in_channels=None, in_channels=4, model_channels=32, num_res_blocks=[1], transformer_depth=[1],
+               channel_mult=[1], transformer_depth_middle=1, use_linear_in_transformer=False, context_dim=32,
+               num_head_channels=16, transformer_depth_output=[1, 1], use_temporal_attention=False,
+               use_temporal_resblock=False)
+    return patcher(sm.SD15, cfg, seed)
+
+
+def lumina2(seed=0, batch=1, size=16):
+    """Lumina 2 / Z-Image's NextDiT (its forward ignores patches_replace: reached by the "forward" route)."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="lumina2", patch_size=2, in_channels=16, dim=64, n_layers=4, n_refiner_layers=1,
+               n_heads=2, n_kv_heads=2, axes_dims=[8, 12, 12], axes_lens=[16, 16, 16], cap_feat_dim=32,
+               qk_norm=True)
+    m = patcher(sm.Lumina2, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    pos = conditioning(torch.randn(1, 8, 32, generator=g))
+    neg = conditioning(torch.randn(1, 8, 32, generator=g))
+    return m, torch.zeros(batch, 16, size, size), pos, neg
+
+
+def z_image(seed=0, batch=1, size=16):
+    """Z-Image's NextDiT (its modulation, captions and image padded to a multiple of 32 tokens), in the Lumina 2 row;
+    its modulation takes a 256-wide time embedding, so the model is 256 wide."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="lumina2", patch_size=2, in_channels=16, dim=256, n_layers=4, n_refiner_layers=1,
+               n_heads=2, n_kv_heads=2, axes_dims=[32, 48, 48], axes_lens=[64, 16, 16], cap_feat_dim=32,
+               qk_norm=True, z_image_modulation=True, pad_tokens_multiple=32, time_scale=1000.0)
+    m = patcher(sm.ZImage, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    return m, torch.zeros(batch, 16, size, size), conditioning(torch.randn(1, 8, 32, generator=g)), \
+        conditioning(torch.randn(1, 8, 32, generator=g))
+
+
+def hidream(seed=0, batch=1, size=16):
+    """HiDream-I1: double then single stream blocks, each fed its own slice of the Llama hidden states
+    (conditioning_llama3 holds one per block: num_layers + num_single_layers of them)."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="hidream", patch_size=2, in_channels=16, out_channels=16, num_layers=2,
+               num_single_layers=2, attention_head_dim=32, num_attention_heads=2, caption_channels=[32, 32],
+               text_emb_dim=32, num_routed_experts=2, num_activated_experts=1, axes_dims_rope=(8, 12, 12),
+               max_resolution=(32, 32), llama_layers=[0, 1, 2, 3])
+    m = patcher(sm.HiDream, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+
+    def cond():
+        return conditioning(torch.randn(1, 8, 32, generator=g), pooled_output=torch.randn(1, 32, generator=g),
+                     conditioning_llama3=torch.randn(1, 4, 6, 32, generator=g))
+    pos, neg = cond(), cond()
+    return m, torch.zeros(batch, 16, size, size), pos, neg
+
+
+def pixart(seed=0, batch=1, size=40):
+    """PixArt Sigma's PixArtMS (eps prediction); latents under 40 wide round its position-embedding base to 0."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="pixart_sigma", input_size=size, patch_size=2, in_channels=4, hidden_size=64, depth=4,
+               num_heads=2, caption_channels=32, model_max_length=8, micro_condition=False, pred_sigma=True,
+               pe_interpolation=None)
+    m = patcher(sm.PixArtSigma, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    return m, torch.zeros(batch, 4, size, size), conditioning(torch.randn(1, 8, 32, generator=g)), \
+        conditioning(torch.randn(1, 8, 32, generator=g))
+
+
+def hunyuan_dit(seed=0, batch=1, size=8):
+    """HunyuanDiT: CLIP and mT5 tokens, long skip connections from the first half of the blocks to the second."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="hydit", input_size=size, patch_size=2, in_channels=4, hidden_size=64, depth=6,
+               num_heads=2, mlp_ratio=2.0, text_states_dim=32, text_states_dim_t5=48, text_len=8, text_len_t5=8,
+               size_cond=False, use_style_cond=False, learn_sigma=True)
+    m = patcher(sm.HunyuanDiT, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+
+    def cond():
+        return conditioning(torch.randn(1, 8, 32, generator=g), attention_mask=torch.ones(1, 8),
+                     conditioning_mt5xl=torch.randn(1, 8, 48, generator=g), attention_mask_mt5xl=torch.ones(1, 8))
+    return m, torch.zeros(batch, 4, size, size), cond(), cond()
+
+
+def hunyuan3d21(seed=0, batch=2, tokens=32):
+    """Hunyuan3D 2.1's HunYuanDiTPlain: long skips, MoE MLPs in the last blocks. Its forward splits every batch
+    into two halves (cond and uncond), so a batch of one cannot run it: two latents by default."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="hunyuan3d2_1", in_channels=64, hidden_size=64, context_dim=32, depth=6, num_heads=2,
+               num_moe_layers=2, num_experts=2, moe_top_k=1, guidance_cond_proj_dim=None)
+    m = patcher(sm.Hunyuan3Dv2_1, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    return m, torch.zeros(batch, 64, tokens), conditioning(torch.randn(1, 8, 32, generator=g)), \
+        conditioning(torch.randn(1, 8, 32, generator=g))
+
+
+def ace_step(seed=0, batch=1, length=16):
+    """ACE-Step: a linear-attention DiT on (batch, 8, 16, length) latents; text, lyric tokens and a (zero) speaker
+    embedding are its conditioning. Its lyric encoder is fixed by the class at 1024 wide, 6 conformer blocks."""
+    import comfy.supported_models as sm
+    cfg = dict(audio_model="ace", in_channels=8, out_channels=8, num_layers=4, inner_dim=64, attention_head_dim=32,
+               num_attention_heads=2, mlp_ratio=2.0, text_embedding_dim=32, lyric_encoder_vocab_size=64,
+               lyric_hidden_size=1024, ssl_latent_dims=[16, 16], ssl_encoder_depths=[1, 1], patch_size=[16, 1],
+               max_height=16, max_width=64)
+    m = patcher(sm.ACEStep, cfg, seed, keep_weights=True)   # 84M parameters: filled once per process
+    g = torch.Generator().manual_seed(seed + 1)
+
+    def cond():
+        return conditioning(torch.randn(1, 8, 32, generator=g),
+                            conditioning_lyrics=torch.randint(0, 64, (1, 6), generator=g))
+    return m, torch.zeros(batch, 8, 16, length), cond(), cond()
+
+
+def stable_audio(seed=0, batch=1, length=16):
+    """Stable Audio Open's AudioDiffusionTransformer on (batch, 64, length) latents; its seconds embedders are
+    seeded here (the real ones come from the checkpoint)."""
+    import comfy.supported_models as sm
+    import comfy.ldm.audio.embedders as emb
+    # project_cond_tokens: the 768-wide text and seconds tokens are projected to the tiny width (the real model
+    # attends them at 768 with twice the query heads: a narrower model would get no key heads)
+    cfg = sm.StableAudio(dict(audio_model="dit1.0", embed_dim=64, depth=4, num_heads=2, project_cond_tokens=True))
+    cfg.set_inference_dtype(torch.float32, None)
+    number = emb.NumberConditioner(768, min_val=0, max_val=512).state_dict()
+    g = torch.Generator().manual_seed(seed + 2)
+    weights = {f"conditioner.conditioners.{k}.{n}": torch.randn(v.shape, generator=g)
+               for k in ("seconds_start", "seconds_total") for n, v in number.items()}
+    model = cfg.get_model(weights)
+    fill_weights(model.diffusion_model, seed)
+    inv_freq = model.diffusion_model.transformer.rotary_pos_emb.inv_freq   # a checkpoint buffer: the usual RoPE
+    inv_freq.copy_(1.0 / 10000 ** (torch.arange(0, 2 * len(inv_freq), 2).float() / (2 * len(inv_freq))))
+    model.eval()
+    import comfy.model_management
+    import comfy.model_patcher
+    m = comfy.model_patcher.ModelPatcher(model, load_device=comfy.model_management.get_torch_device(),
+                                         offload_device=comfy.model_management.unet_offload_device())
+    g = torch.Generator().manual_seed(seed + 1)
+    return m, torch.zeros(batch, 64, length), conditioning(torch.randn(1, 8, 768, generator=g)), \
+        conditioning(torch.randn(1, 8, 768, generator=g))
+
+
+# what each builder stands for, as the coverage table names it
+LABELS = {"flux": "Flux.1 (dev, schnell, Kontext)", "flux2": "Flux 2", "chroma": "Chroma",
+          "chroma_radiance": "Chroma Radiance", "hunyuan_video": "HunyuanVideo 1.0",
+          "hunyuan_video15": "HunyuanVideo 1.5 (and HunyuanImage 2.1, same class)", "wan": "Wan 2.1 / 2.2",
+          "wan_vace": "Wan VACE", "qwen_image": "Qwen-Image (and Edit, same class)", "ltxv": "LTX-Video",
+          "lumina2": "Lumina 2 / Z-Image", "sd3": "SD3 / SD3.5", "omnigen2": "OmniGen2",
+          "cosmos_predict2": "Cosmos Predict2", "auraflow": "AuraFlow", "mochi": "Mochi", "hidream": "HiDream-I1",
+          "hunyuan3d": "Hunyuan3D 2.0", "pixart": "PixArt Alpha / Sigma", "hunyuan_dit": "HunyuanDiT 1.x",
+          "stable_audio": "Stable Audio Open", "hunyuan3d21": "Hunyuan3D 2.1", "ace_step": "ACE-Step",
+          "cosmos1": "Cosmos 1", "wan_s2v": "Wan 2.2 S2V"}
+FAMILIES = {"flux": flux, "chroma": chroma, "wan": wan, "qwen_image": qwen_image,
+            "hunyuan_video": hunyuan_video, "ltxv": ltxv, "flux2": flux2, "chroma_radiance": chroma_radiance,
+            "hunyuan_video15": hunyuan_video15, "lumina2": lumina2, "sd3": sd3, "omnigen2": omnigen2,
+            "cosmos_predict2": cosmos_predict2, "auraflow": auraflow, "mochi": mochi, "hidream": hidream,
+            "hunyuan3d": hunyuan3d, "pixart": pixart, "hunyuan_dit": hunyuan_dit, "stable_audio": stable_audio,
+            "hunyuan3d21": hunyuan3d21, "ace_step": ace_step}
+# families that add into the hidden state between blocks on every call: the methods that cache inside blocks only
+COMPONENT_ONLY = {"wan_vace": wan_vace, "cosmos1": cosmos1, "wan_s2v": wan_s2v}
+
+
+class BlockCounter:
+    """Counts the transformer blocks that really computed: a forward hook on each block's first Linear outside
+    its modulation (TeaCache's probe runs the modulation of block 0; a hook on the block module itself would
+    also fire where an object patch on its forward passed the block by)."""
+    def __init__(self, model_patcher, attrs, first_only=False, marker=None):
+        dm = model_patcher.model.diffusion_model
+        blocks = [blk for a in attrs for blk in _modules(resolve(dm, a))]
+        self.count = 0
+        # marker: a submodule each block calls itself, for families whose attention modules may be reused whole
+        first_linear = [resolve(blk, marker) if marker else self._marker(blk) for blk in blocks]
+        self._handles = [lin.register_forward_hook(self._hook) for lin in first_linear[:1 if first_only else None]]
+
+    @staticmethod
+    def _marker(block):
+        """An attention projection if there is one (they run even where PAB or SmoothCache reuse the kernel or
+        the MLP), else the first Linear outside the modulation."""
+        linears = [(n.lower(), m) for n, m in block.named_modules() if isinstance(m, torch.nn.Linear)]
+        return next((m for n, m in linears if "attn" in n or "attention" in n),
+                    next(m for n, m in linears if "mod" not in n))
+
+    def _hook(self, *_):
+        self.count += 1
+
+    def close(self):
+        for h in self._handles:
+            h.remove()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def with_references(build, *, both: bool = True, **extra):
+    """A family's tiny model with one reference latent in its conds, its tokens at timestep 0: Flux 2 / Klein and
+    Qwen-Image-Edit 2511 ("index_timestep_zero"), Z-Image omni (any reference latent). both: the negative cond
+    carries it too (then cond and uncond batch into one call)."""
+    m, lat, pos, neg = build()
+    ref = torch.randn((1, *lat.shape[1:]), generator=torch.Generator().manual_seed(5))
+    add = {"reference_latents": [ref], **extra}
+    return m, lat, [[pos[0][0], pos[0][1] | add]], ([[neg[0][0], neg[0][1] | add]] if both else neg)
+
+
+# Where each family's block 0 consumes its timestep-modulated image input (what TeaCache measures).
+MODULATED_SITE = {
+    "flux": (lambda b: b.img_attn.qkv, lambda a, k: a[0]),
+    "chroma": (lambda b: b.img_attn.qkv, lambda a, k: a[0]),
+    "hunyuan_video": (lambda b: b.img_attn.qkv, lambda a, k: a[0]),
+    "qwen_image": (lambda b: b.attn, lambda a, k: k["hidden_states"]),
+    "ltxv": (lambda b: b.attn1, lambda a, k: a[0]),
+    "wan": (lambda b: b, lambda a, k: k["e"]),
+}
+MODULATED_SITE |= {"flux2": MODULATED_SITE["flux"], "chroma_radiance": MODULATED_SITE["chroma"],
+                    "hunyuan_video15": MODULATED_SITE["hunyuan_video"],
+                    "lumina2": (lambda b: b.attention, lambda a, k: a[0]),
+                    "sd3": (lambda b: b.x_block.attn.qkv, lambda a, k: a[0]),
+                    "omnigen2": (lambda b: b.attn, lambda a, k: a[0]),
+                    "cosmos_predict2": (lambda b: b.self_attn, lambda a, k: a[0]),
+                    "auraflow": (lambda b: b.attn.w2q, lambda a, k: a[0]),
+                    "mochi": (lambda b: b.attn.qkv_x, lambda a, k: a[0]),
+                    "hidream": (lambda b: b.block.attn1, lambda a, k: a[0]),
+                    "hunyuan3d": MODULATED_SITE["flux"], "pixart": (lambda b: b.attn, lambda a, k: a[0]),
+                    "hunyuan_dit": (lambda b: b.attn1, lambda a, k: a[0]),
+                    "stable_audio": (lambda b: b.self_attn, lambda a, k: a[0]),
+                    "hunyuan3d21": (lambda b: b.attn1, lambda a, k: a[0]),
+                    "ace_step": (lambda b: b.attn, lambda a, k: k["hidden_states"])}

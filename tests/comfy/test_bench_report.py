@@ -1,0 +1,66 @@
+"""BENCHMARKS.md is rendered from one run's rows (scripts/bench_report.py, docs/bench/template.md): every
+placeholder gets a value from them, a missing value stops the render, a changed row changes the page, and the
+hand-written notes (docs/bench/notes.md) stand in their own dated section. The rows here are made up: this
+checks the rendering, not any method."""
+import pytest
+
+import bench_quality as bq
+import bench_report
+
+pytestmark = pytest.mark.fast
+
+CACHEKIT = {"First Block Cache": "First Block Cache (diffusers)", "PAB": "PAB (diffusers)",
+            "FasterCache": "FasterCache (diffusers)", "TeaCache (calibrated)": None}
+OTHERS = ["First Block Cache (diffusers)", "PAB (diffusers)", "FasterCache (diffusers)",
+          "EasyCache (ComfyUI, copy fix)"]
+
+
+def rows() -> list[dict]:
+    out = []
+    for fi, family in enumerate(("wan", "flux")):
+        for mi, method in enumerate([*CACHEKIT, *OTHERS]):
+            for si, setting in enumerate((0.03, 0.1, 0.25)):
+                out.append(dict(family=family, method=method, knob="threshold", setting=setting,
+                                block_flops=0.9 - 0.25 * si - 0.01 * mi, psnr=50.0 - 7.0 * si - mi - fi + 0.123,
+                                psnr_min=40.0 - 7.0 * si - mi, ssim=0.99, images=12,
+                                reference=CACHEKIT.get(method)))
+        out.append(dict(family=family, method=bq.UNCACHED_REFERENCE, knob="-", setting="-", block_flops=1.0,
+                        psnr=99.0, psnr_min=99.0, ssim=1.0, images=12, reference=None))
+    return out
+
+
+SPEED = dict(model="a tiny Wan", tokens=256, steps=20, cfg=4.0, reps=5, block_share=0.8, rss_run10_mib=901.0,
+             rss_run50_mib=903.0, rows=[dict(method="PAB", block_flops=0.5, ideal=1.67, measured=1.5,
+                                             efficiency=0.9, overhead=0.01, held_mib={"cond": 1.0},
+                                             host_syncs_per_call=0.05)])
+TIMES = {"train wan + flux": 300.0, "quality": 900.0, "speed": 200.0, "tuning": 100.0, "total": 1500.0}
+
+
+def render(rows_=None, speed=SPEED):
+    return bench_report.render(TIMES, rows() if rows_ is None else rows_, speed, "| a tuning table |", "a machine")
+
+
+def test_every_placeholder_is_filled_from_the_rows():
+    doc = render()
+    assert "$" not in doc
+    for r in rows():
+        if r["method"] != bq.UNCACHED_REFERENCE:
+            assert f"| {r['method']} | {r['knob']} | {r['setting']} | {r['block_flops']:.1%} | {r['psnr']:.2f} /" in doc
+    assert "The full run took 25 minutes" in doc and "a machine" in doc and "| a tuning table |" in doc
+    assert "901 MiB after run 10, 903 MiB after run 50" in doc
+
+
+def test_a_changed_row_changes_the_page_and_a_missing_value_stops_it():
+    changed = rows()
+    changed[0]["psnr"] = 12.345
+    assert "12.35 /" in render(changed) and "12.35 /" not in render()
+    with pytest.raises(KeyError):
+        render(speed={k: v for k, v in SPEED.items() if k != "rss_run50_mib"})
+
+
+def test_the_notes_are_their_own_dated_section():
+    doc = render()
+    notes = (bench_report.DOCS / "notes.md").read_text().strip()
+    section = doc.split("\n## Notes\n", 1)[1].split("\n## ", 1)[0]
+    assert notes in section
+    assert all(line.startswith("- **20") for line in notes.splitlines() if line.startswith("- "))   # each dated
