@@ -518,9 +518,33 @@ class UnsupportedModelError(ValueError):
     pass
 
 
-def _qualname(obj) -> str:
-    cls = type(obj)
+def _qualname(cls: type) -> str:
     return f"{cls.__module__}.{cls.__name__}"
+
+
+# what a family row was written against besides its blocks: the model's own forward (its block loop, the patches it
+# honours, how it calls the blocks). A subclass that keeps these is its parent's family; one that redefines any of
+# them is refused until a row names it (a row lists each class it was checked on).
+FORWARDS = ("forward", "_forward", "forward_orig")
+
+
+def _family_of(cls: type, node_name: str) -> Family | None:
+    """The row naming this class, else the row of the nearest supported ancestor the class keeps the forward of."""
+    for fam in FAMILIES:
+        if _qualname(cls) in fam.classes:
+            return fam
+    for i, ancestor in enumerate(cls.__mro__[1:], start=1):
+        fam = next((f for f in FAMILIES if _qualname(ancestor) in f.classes), None)
+        if fam is None:
+            continue
+        changed = sorted({m for sub in cls.__mro__[:i] for m in FORWARDS if m in vars(sub)})
+        if changed:
+            raise UnsupportedModelError(
+                f"{node_name}: model class '{cls.__name__}' is a {ancestor.__name__} ({fam.name}) with its own "
+                f"{', '.join(changed)}: CacheKit has not been checked on that forward, so it does not assume the "
+                f"{fam.name} layout holds. Supported families: {SUPPORTED_NAMES}.")
+        return fam
+    return None
 
 
 def detect(model_patcher, node_name: str) -> Family:
@@ -530,10 +554,10 @@ def detect(model_patcher, node_name: str) -> Family:
     if dm is None:
         raise UnsupportedModelError(f"{node_name}: input 'model' is not a ComfyUI diffusion MODEL "
                                     f"(got {type(model_patcher).__name__})")
-    name = _qualname(dm)
-    for fam in FAMILIES:
-        if name in fam.classes:
-            return fam
+    name = _qualname(type(dm))
+    fam = _family_of(type(dm), node_name)
+    if fam is not None:
+        return fam
     if name in UNSUPPORTED:
         raise UnsupportedModelError(f"{node_name}: model class '{type(dm).__name__}' {UNSUPPORTED[name]}.")
     raise UnsupportedModelError(

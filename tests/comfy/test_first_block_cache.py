@@ -156,6 +156,30 @@ def test_non_dit_model_is_refused_naming_the_class(ck):
         fbc(ck, object(), 0.1)
 
 
+def test_a_subclass_is_its_parents_family_only_while_it_keeps_the_forward(ck):
+    """A subclass of a supported model class (ComfyUI 0.33 adds several) is that family when it keeps the forward
+    the family row was written for: cached exactly like it. One that redefines its forward is refused, naming the
+    class, the family and what it redefined, instead of being assumed to work."""
+    m, lat, pos, neg = tm.wan()
+    wan_class = type(m.model.diffusion_model)
+    plain = tm.sample(m, lat, pos, neg, steps=STEPS, cfg=3.0)
+    same = m.clone()
+    same.model.diffusion_model.__class__ = type("MyWanModel", (wan_class,), {"__module__": "custom_pack.model"})
+    try:
+        assert torch.equal(tm.sample(fbc(ck, same, 0.0), lat, pos, neg, steps=STEPS, cfg=3.0), plain)
+        tm.sample(fbc(ck, same, 1.0), lat, pos, neg, steps=STEPS, cfg=3.0)
+        assert last_stats(ck)["family"] == "Wan" and last_stats(ck)["streams"]["cond"]["reused_steps"]
+        own = {"__module__": "custom_pack.model",
+               "forward_orig": lambda self, *a, **k: wan_class.forward_orig(self, *a, **k)}
+        same.model.diffusion_model.__class__ = type("OwnForwardWan", (wan_class,), own)
+        with pytest.raises(ValueError) as err:
+            fbc(ck, same, 0.1)
+        assert str(err.value).startswith("Apply First Block Cache: model class 'OwnForwardWan' is a WanModel (Wan) "
+                                         "with its own forward_orig")
+    finally:
+        same.model.diffusion_model.__class__ = wan_class       # the clone shares the module with `m`
+
+
 def test_ksampler_node_path_matches_comfy_sample(ck):
     """The KSampler node function (what the server runs) goes through the same hooks."""
     import nodes
