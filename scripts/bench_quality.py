@@ -32,11 +32,6 @@ SEEDS = (1, 2)
 UNCACHED_REFERENCE = "diffusers model, no cache"
 
 
-def method_nodes(ck):
-    """(Apply node class, its key: its module's name, what calibrations() keys by) in the tables' order."""
-    return [(cls, cls.__module__.rsplit(".", 1)[1]) for cls in ck.nodes.METHOD_NODES]
-
-
 def references(rows: list[dict]) -> dict[str, str]:
     """CacheKit's method -> its reference implementation's, as the rows recorded it (the sweeps that name one)."""
     return {r["method"]: r["reference"] for r in rows if r.get("reference")}
@@ -64,7 +59,7 @@ def methods(ck, cal):
         return patched
 
     rows = {label: (sweep.knob, sweep.values, sweep_of(cls, sweep, cal.get(key), node), sweep.reference)
-            for cls, key in method_nodes(ck) for label, sweep in cls.EXAMPLES.sweeps.items()}
+            for key, cls in pack.method_nodes().items() for label, sweep in cls.EXAMPLES.sweeps.items()}
     return {
         **rows,
         "EasyCache (ComfyUI)": ("reuse_threshold", (0.02, 0.05, 0.1, 0.2, 0.4),

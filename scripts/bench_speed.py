@@ -26,19 +26,19 @@ import sys
 import time
 from pathlib import Path
 
-from harness import comfy_runtime
+from harness import comfy_runtime, pack
 
 CFG = 4.0
 
 
-def methods(ck, node):
+def methods(node):
     """name -> (setting that reuses, setting that never reuses): every Apply node's EXAMPLES.speed. Random weights
     change a lot between steps: the thresholds are set so that this model reuses (they would be far too high for a
     trained one)."""
     def applied(cls, inputs):
         return lambda m: node(cls.__name__, model=m, **inputs)
     return {cls.SHORT or cls.METHOD: (applied(cls, cls.EXAMPLES.speed[0]), applied(cls, cls.EXAMPLES.speed[1]))
-            for cls in ck.nodes.METHOD_NODES if cls.EXAMPLES.speed}
+            for cls in pack.method_nodes().values() if cls.EXAMPLES.speed}
 
 
 class BlockTimer:
@@ -98,7 +98,6 @@ def main() -> int:
     import logging
     logging.disable(logging.WARNING)     # the few-step note of the 50-run memory loop, the sampler's chatter
     import torch
-    from harness import pack
     from harness import tiny_models as tm
     from harness.block_flops import block_flops
     ck = pack.load()
@@ -129,7 +128,7 @@ def main() -> int:
     with count_host_syncs() as comfy_syncs:           # what ComfyUI's sampling does on its own
         run(model)
     rows = []
-    for name, (reusing, never) in methods(ck, node).items():
+    for name, (reusing, never) in methods(node).items():
         patched, idle = reusing(model), never(model)
         _, flops = block_flops(lambda: run(patched), model.model.diffusion_model)
         frac = flops / full
@@ -156,7 +155,7 @@ def main() -> int:
               f"syncs/call {r['host_syncs_per_call']:.2f}", flush=True)
 
     # memory over 50 runs with changing sizes (FBC reusing, the cache holding tensors of each size in turn)
-    patched = methods(ck, node)["First Block Cache"][0](model)
+    patched = methods(node)["First Block Cache"][0](model)
     sizes = (16, 24, 32, 20)
     rss = []
     for i in range(50):

@@ -24,9 +24,8 @@ def methods(ck, cal, model):
     node whose threshold a target can replace (its THRESHOLD), at 0. A method without a probe aims at the target
     from its own schedule (MagCache) and needs no tuning run."""
     from harness import pack
-    import bench_quality as bq
     out = {}
-    for cls, key in bq.method_nodes(ck):
+    for key, cls in pack.method_nodes().items():
         if cls.THRESHOLD:
             label, sweep = next(iter(cls.EXAMPLES.sweeps.items()))
             settings = sweep.inputs(0.0, cal.get(key), lambda name, **i: pack.node(ck, name, **i)[0])

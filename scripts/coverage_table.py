@@ -22,10 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def columns() -> dict[str, list[str]]:
     """table column -> the test ids' method keys that must all pass (a method's variants included): every Apply
     node's EXAMPLES, in the tables' order."""
-    from harness import comfy_runtime
     from harness import pack
-    comfy_runtime.load()
-    return {cls.SHORT or cls.METHOD: list(cls.EXAMPLES.test_ids) for cls in pack.load().nodes.METHOD_NODES}
+    return {cls.SHORT or cls.METHOD: list(cls.EXAMPLES.test_ids) for cls in pack.method_nodes().values()}
 
 
 TESTS = ("test_off_is_bit_identical or test_reuse_matches_stats or test_span_methods_refused or "

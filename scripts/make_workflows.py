@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness import comfy_server
+from harness import comfy_server, pack
 
 OUT = comfy_server.REPO / "workflows"
 IMAGE_PROMPT = "a lighthouse on a rocky cliff at sunset, waves crashing, dramatic sky, detailed photograph"
@@ -248,15 +248,6 @@ AFTER = ("After the run the cache node shows the steps it computed and reused pe
          "result, for comparison.")
 
 
-def method_nodes() -> dict:
-    """key -> Apply node class with example settings, in the tables' order; the key (the node's module name) is what
-    the files and the index call the method."""
-    from harness import comfy_runtime
-    from harness import pack
-    comfy_runtime.load()
-    return {cls.__module__.rsplit(".", 1)[1]: cls for cls in pack.load().nodes.METHOD_NODES}
-
-
 # a method whose example is a graph of its own (the rest: its node between the loader and KSampler)
 GRAPHS = {"smoothcache": (lambda wf, model: model, smoothcache_sample(0.18))}
 
@@ -265,7 +256,7 @@ def methods(family: str) -> dict:
     """name -> (note, cache, sampler, sampler inputs) of every Apply method for one family: each node's
     EXAMPLES.templates."""
     out = {}
-    for key, cls in method_nodes().items():
+    for key, cls in pack.method_nodes().items():
         t = cls.EXAMPLES.template(family)
         if t is not None:
             cache, sample = GRAPHS.get(key, (apply(cls.__name__, **t.inputs), ksampler))
@@ -284,7 +275,7 @@ INDEX = comfy_server.REPO / "web" / "templates.json"
 
 
 def title(family: str, method: str, task: str) -> str:
-    f, m = FAMILY_NAMES[family], method_nodes()[method].METHOD
+    f, m = FAMILY_NAMES[family], pack.method_nodes()[method].METHOD
     if (family, method, task) == START:
         return f"Start here - {m} on {f}"
     return {"apply": f"{f} - {m}", "calibrate": f"{f} - {m} 1 - calibrate and save",
@@ -300,7 +291,7 @@ def description(note: str) -> str:
 def order_key(entry: dict) -> tuple:
     start = (entry["family"], entry["method"], entry["task"]) == START
     return (not start, list(FAMILY_NAMES).index(entry["family"]), GROUPS[entry["task"]],
-            list(method_nodes()).index(entry["method"]), TASKS.index(entry["task"]))
+            list(pack.method_nodes()).index(entry["method"]), TASKS.index(entry["task"]))
 
 
 def wrapped(draw, text: str, font, width: float) -> list[str]:

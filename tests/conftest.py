@@ -33,12 +33,14 @@ def _free_models():
 # family x method test on the Wan and Flux classes (the two layouts: one stream of blocks, double then single)
 _FAST_MODULES = {"test_engine", "test_policies", "test_steps", "test_layout_rules", "test_inputs", "test_comfy_changes"}
 _FAST_FAMILIES = {"wan", "flux"}
+_COMPILES = "test_torch_compile"     # torch.compile takes 10 s a test: make test runs it, the edit loop does not
 
 
 def pytest_collection_modifyitems(items):
     for item in items:
         params = getattr(item, "callspec", None)
-        if item.module.__name__ in _FAST_MODULES or (params and params.params.get("family") in _FAST_FAMILIES):
+        if item.module.__name__ in _FAST_MODULES or (params and params.params.get("family") in _FAST_FAMILIES
+                                                     and item.module.__name__ != _COMPILES):
             item.add_marker(pytest.mark.fast)
 
 

@@ -3,7 +3,6 @@ function, as ComfyUI calls it), the method table the family x method tests read 
 reuses, the blocks that run even on a reused call), and the run stats the tests read back."""
 import copy
 
-from harness import comfy_runtime
 from harness import pack
 from harness import tiny_models as tm
 
@@ -93,14 +92,8 @@ def _applied(name: str, inputs: dict):
     return lambda ck, m: pack.node(ck, name, model=m, **copy.deepcopy(inputs))[0]
 
 
-def method_nodes():
-    """The Apply nodes with example settings (nodes/examples.py), in their tables' order."""
-    comfy_runtime.load()        # the test ids come from the node classes, at collection
-    return pack.load().nodes.METHOD_NODES
-
-
 # test id -> (off setting, a setting that reuses, blocks that run even on a reused call; None = all): each Apply
-# node's EXAMPLES.cases, so a new method's node brings its own
+# node's EXAMPLES.cases, so a new method's node brings its own (read at collection: the test ids come from them)
 METHODS = {key: (_applied(cls.__name__, case.off), _applied(cls.__name__, case.on), case.runs_on_reuse)
-           for cls in method_nodes() for key, case in cls.EXAMPLES.cases.items()}
+           for cls in pack.method_nodes().values() for key, case in cls.EXAMPLES.cases.items()}
 COMPONENT_METHODS = [key for key, (_, _, runs) in METHODS.items() if runs is None]

@@ -19,6 +19,14 @@ def load():
     return module
 
 
+def method_nodes() -> dict:
+    """The Apply nodes with example settings (nodes/examples.py) in their tables' order, by key: the node's module
+    name, what workflow files, calibrations and test ids call the method. Loads ComfyUI and the pack."""
+    from harness import comfy_runtime
+    comfy_runtime.load()
+    return {cls.__module__.rsplit(".", 1)[1]: cls for cls in load().nodes.METHOD_NODES}
+
+
 def load_core():
     """cache_core alone, as a top-level package, without putting the repo on sys.path (its `nodes/`
     folder would shadow ComfyUI's nodes.py)."""
