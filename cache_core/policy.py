@@ -37,17 +37,17 @@ class StepInfo:
 
 @dataclass(frozen=True)
 class ReuseLimits:
-    """Schedule limits every method shares: outside them the stream always computes. The first and last steps
-    compute by the node's settings and by the method's own published rule (its edges()), whichever asks more."""
+    """Schedule limits every method shares: outside them the stream always computes. The first steps compute by the
+    node's setting and by the method's own published rule (its edges()), whichever asks more; the last by the
+    method's rule."""
     start_sigma: float = math.inf   # reuse allowed only while sigma <= start_sigma ...
     end_sigma: float = -1.0         # ... and sigma > end_sigma (ComfyUI start/end percent, as sigmas)
     warmup_steps: int = 0           # the first steps always compute
     max_consecutive: int = -1       # reuses in a row before a forced compute; -1 = no cap
-    final_steps: int = 0            # the last steps always compute
 
     def allow(self, step: StepInfo, consecutive_reuses: int, policy=None) -> bool:
         first, last = policy.edges(step.total) if policy is not None else (0, 0)
-        if step.at_edge(max(first, self.warmup_steps), max(last, self.final_steps)):
+        if step.at_edge(max(first, self.warmup_steps), last):
             return False
         if not (self.end_sigma < step.sigma <= self.start_sigma):
             return False

@@ -3,6 +3,7 @@ data, by its format. Plain lists of numbers, made from the checked calibration."
 from __future__ import annotations
 
 from ..cache_core import calibration_data as cd
+from ..cache_core.policies.teacache import poly
 
 
 def _first_lookahead(errors: dict) -> dict[str, list[float]]:
@@ -31,14 +32,9 @@ def _teacache_coefficients(c: dict) -> dict:
     ys = [y for s in c.get("samples", {}).values() for y in s["output"]]
     hi = max(xs, default=1.0) or 1.0
     grid = [hi * i / 40 for i in range(41)]
-
-    def poly(x):
-        y = 0.0
-        for coefficient in c["coefficients"]:
-            y = y * x + coefficient
-        return y
     return {"kind": "TeaCache fit: output change vs input change", "points": [xs, ys],
-            "x": "input change (rel. L1)", "y": "output change", "curve": [grid, [poly(x) for x in grid]]}
+            "x": "input change (rel. L1)", "y": "output change",
+            "curve": [grid, [poly(c["coefficients"], x) for x in grid]]}
 
 
 def _threshold_tuning(c: dict) -> dict:

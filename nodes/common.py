@@ -12,9 +12,11 @@ from typing import Callable
 
 from ..cache_core import calibration_data, presets
 from .charts import ui as chart_ui
-from .host import validation
 from .examples import Examples
-from .host.families import SUPPORTED_NAMES, made_for
+from .host import calibration_files as files
+from .host import validation
+from .host.families import SUPPORTED_NAMES, detect, made_for
+from .host.install import install
 
 _log = logging.getLogger("CacheKit")
 
@@ -154,7 +156,6 @@ class CacheNode(CacheKitNode, ABC):
         """(policy factory, engine limits such as warmup_steps / max_consecutive) from checked values."""
 
     def apply(self, model, unique_id=None, **inputs):
-        from .host.install import install
         # an optional input a workflow does not carry (saved before it existed, or an API prompt) takes its default
         optional = {name: decl[1]["default"] for name, decl in self.INPUT_TYPES().get("optional", {}).items()
                     if len(decl) > 1 and "default" in decl[1]}
@@ -175,7 +176,6 @@ class CacheNode(CacheKitNode, ABC):
     def targeted(self, model, target: float, policy, tuning: dict | None):
         """The method aimed at `target`: from a tuning made for it, or from its schedule when it has no probe."""
         from ..cache_core.tuning import Targeted, traces_from
-        from .host import calibration_files as files
         if policy.probe is None:
             return Targeted(policy, target)
         fmt = calibration_data.THRESHOLD_TUNING
@@ -200,7 +200,6 @@ class CacheNode(CacheKitNode, ABC):
         """'auto': the published preset for the detected family/variant, or None where there is none;
         otherwise the named one (checked against the declared choices), with a warning where it was published for
         another family."""
-        from .host.families import detect
         family = detect(model, self.NODE_NAME)
         if choice == "auto":
             return family.preset(method, model.model.diffusion_model)
@@ -214,8 +213,6 @@ class CacheNode(CacheKitNode, ABC):
 
     def saved_calibration(self, fmt: str, model, calibrate_node: str) -> dict:
         """For 'auto' without a published preset: the newest saved calibration made on this very model."""
-        from .host import calibration_files as files
-        from .host.families import detect
         found = files.find_matching(fmt, model)
         if found is None:
             self.fail(f"no published preset for this {detect(model, self.NODE_NAME).name} model and no saved "
@@ -226,7 +223,6 @@ class CacheNode(CacheKitNode, ABC):
 
     def calibration(self, fmt: str, value: dict, model, input_name: str = "calibration"):
         """A connected calibration (from a calibrate node or a file), checked and matched to the model."""
-        from .host import calibration_files as files
         try:
             checked = calibration_data.CHECKS[fmt](value)
         except ValueError as e:
@@ -269,8 +265,6 @@ class CalibrateNode(CacheKitNode, ABC):
         """The recording policy for one calibration run, from the checked values."""
 
     def calibrate(self, model, positive, negative, latent_image, **inputs):
-        from .host import calibration_files as files
-        from .host.install import install
         v = self.checked(inputs)
         recorder = self.recorder(v, model)
         patched = install(model, {}, lambda: recorder, self.NODE_NAME, replacing=False)

@@ -68,13 +68,12 @@ class ApplyDBCache(common.CacheNode):
         sweeps={"DBCache (F1 B1)": Sweep("threshold", (0.03, 0.06, 0.1, 0.15, 0.25), lambda v, *_: dict(
             Fn_compute_blocks=1, Bn_compute_blocks=1, residual_diff_threshold=v, max_warmup_steps=2),
             reference="DBCache (cache-dit)")},
+        note="Apply DBCache (cache-dit): the first Fn blocks always run and decide; the middle is reused while "
+             "their residual barely changes.",
         templates={
-            "flux_dev": Template("Apply DBCache (cache-dit): the first Fn blocks always run and decide; the middle is "
-                                 "reused while their residual barely changes. F4 B0 W4 MC4 R0.12 is cache-dit's Flux "
-                                 "DrawBench 'S' setting.",
+            "flux_dev": Template("F4 B0 W4 MC4 R0.12 is cache-dit's Flux DrawBench 'S' setting.",
                                  dict(Fn_compute_blocks=4, Bn_compute_blocks=0, residual_diff_threshold=0.12,
                                       max_warmup_steps=4, max_continuous_cached_steps=4)),
-            "*": Template("Apply DBCache (cache-dit): the first Fn blocks always run and decide; the middle is reused "
-                          "while their residual barely changes. F8 B0 R0.08 W8 are cache-dit's defaults.",
+            "*": Template("F8 B0 R0.08 W8 are cache-dit's defaults.",
                           dict(Fn_compute_blocks=8, Bn_compute_blocks=0, residual_diff_threshold=0.08,
                                max_warmup_steps=8, max_continuous_cached_steps=-1))})

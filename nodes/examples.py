@@ -5,7 +5,7 @@ is its policy, its node (with EXAMPLES) and its tests; nothing else names it (do
 Plain data, in the node's own input names: no ComfyUI import."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 
@@ -31,9 +31,9 @@ class Sweep:
 
 @dataclass(frozen=True)
 class Template:
-    """The example workflow of one family (scripts/make_workflows.py): its note, the node's inputs, and the
-    sampler's inputs where they differ from the workflow's."""
-    note: str
+    """The example workflow of one family (scripts/make_workflows.py): its note (after the method's own opening,
+    Examples.note), the node's inputs, and the sampler's inputs where they differ from the workflow's."""
+    note: str = ""
     inputs: dict = field(default_factory=dict)
     sampler: dict = field(default_factory=dict)
 
@@ -45,9 +45,12 @@ class Examples:
     sweeps: dict[str, Sweep]                  # row label -> curve
     templates: dict[str, Template]            # family key ("flux_dev", "wan21_t2v_1.3B") or "*" -> template
     tested_as: tuple[str, ...] = ()           # the test ids the coverage table reads (default: the cases')
+    note: str = ""                            # what every family's workflow note opens with
 
     def template(self, family: str) -> Template | None:
-        return self.templates.get(family, self.templates.get("*"))
+        """The family's template (or the "*" one), its note after the method's opening."""
+        t = self.templates.get(family, self.templates.get("*"))
+        return None if t is None else replace(t, note=" ".join(p for p in (self.note, t.note) if p))
 
     @property
     def test_ids(self) -> tuple[str, ...]:

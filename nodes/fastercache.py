@@ -57,9 +57,8 @@ class ApplyFasterCache(common.CacheNode):
         # its saving is the CFG cache (attention extrapolates only on the steps whose uncond it skips)
         sweeps={"FasterCache": Sweep("uncond interval", (2, 3, 4, 6, 10), lambda v, *_: dict(
             uncond_interval=v, attention_interval=2), reference="FasterCache (diffusers)")},
+        note="Apply FasterCache: on most steps the uncond branch is not run but estimated from the cond one.",
         templates={
-            "flux_dev": Template("Apply FasterCache: on most steps the uncond branch is not run but estimated from the "
-                                 "cond one. It needs real CFG: this Flux.1-dev example uses cfg 2.0 (Flux-dev usually "
-                                 "runs at cfg 1, where there is no uncond to skip).", sampler={"cfg": 2.0}),
-            "*": Template("Apply FasterCache: on most steps the uncond branch is not run but estimated from the cond "
-                          "one. Wan runs with cfg 6: about half of each step is the uncond branch.")})
+            "flux_dev": Template("It needs real CFG: this Flux.1-dev example uses cfg 2.0 (Flux-dev usually runs at "
+                                 "cfg 1, where there is no uncond to skip).", sampler={"cfg": 2.0}),
+            "*": Template("Wan runs with cfg 6: about half of each step is the uncond branch.")})

@@ -70,12 +70,12 @@ class ApplyMagCache(common.CacheNode):
             "threshold", (0.01, 0.03, 0.06, 0.12, 0.18, 0.25), lambda v, cal, _: dict(
                 threshold=v, max_skips=5, retention_ratio=0.2, final_steps=2, calibration=cal),
             reference="MagCache (diffusers)")},
+        note="Apply MagCache: 'auto' uses the published magnitude ratios of this model. Settings: the MagCache "
+             "repository's recipe for",
         templates={
-            "flux_dev": Template("Apply MagCache: 'auto' uses the published magnitude ratios of this model. Settings: "
-                                 "the MagCache repository's recipe for Flux (0.24, K 5, retention 0.1).",
+            "flux_dev": Template("Flux (0.24, K 5, retention 0.1).",
                                  dict(threshold=0.24, max_skips=5, retention_ratio=0.1, ratios="auto")),
-            "*": Template("Apply MagCache: 'auto' uses the published magnitude ratios of this model. Settings: the "
-                          "MagCache repository's recipe for Wan (0.12, K 3, retention 0.2).",
+            "*": Template("Wan (0.12, K 3, retention 0.2).",
                           dict(threshold=0.12, max_skips=3, retention_ratio=0.2, ratios="auto"))})
 
 

@@ -43,10 +43,7 @@ class ApplySeaCache(common.CacheNode):
                                 runs_on_reuse=0)},
         speed=(dict(threshold=1.0), dict(threshold=0.0)),
         sweeps={"SeaCache": Sweep("threshold", (0.1, 0.2, 0.4, 0.7, 1.2), lambda v, *_: dict(threshold=v))},
-        templates={
-            "flux_dev": Template("Apply SeaCache: TeaCache's accumulate-until-threshold rule on a spectrally weighted "
-                                 "change of block 0's image tokens, with no per-model coefficients. 0.3 is the "
-                                 "authors' Flux value.", dict(threshold=0.3)),
-            "*": Template("Apply SeaCache: TeaCache's accumulate-until-threshold rule on a spectrally weighted change "
-                          "of block 0's image tokens, with no per-model coefficients. 0.2 is the authors' Wan value "
-                          "(about 3x; 0.1 about 2x).", dict(threshold=0.2))})
+        note="Apply SeaCache: TeaCache's accumulate-until-threshold rule on a spectrally weighted change of block 0's "
+             "image tokens, with no per-model coefficients.",
+        templates={"flux_dev": Template("0.3 is the authors' Flux value.", dict(threshold=0.3)),
+                   "*": Template("0.2 is the authors' Wan value (about 3x; 0.1 about 2x).", dict(threshold=0.2))})

@@ -56,8 +56,8 @@ class SmoothCacheSchedule(common.CacheKitNode):
         return (schedule, json.dumps(schedule["schedule"]))
 
 
-def _schedule(row: list[int]) -> dict:
-    """The same row for every component kind (the tests' schedules)."""
+def uniform_schedule(row: list[int]) -> dict:
+    """A schedule with the same row for every component kind (the tests' schedules)."""
     return {"format": calibration_data.SMOOTHCACHE_SCHEDULE, "version": 1, "steps": len(row),
             "schedule": {"self": row, "cross": row, "mlp": row}}
 
@@ -81,8 +81,9 @@ class ApplySmoothCache(common.CacheNode):
 
     METHOD, RANK = "SmoothCache", 7
     EXAMPLES = Examples(
-        cases={"smoothcache": Case(off=dict(schedule=_schedule([1] * 8)),
-                                   on=dict(schedule=_schedule([1, 0, 1, 0, 0, 1, 0, 1])), runs_on_reuse=None)},
+        cases={"smoothcache": Case(off=dict(schedule=uniform_schedule([1] * 8)),
+                                   on=dict(schedule=uniform_schedule([1, 0, 1, 0, 0, 1, 0, 1])),
+                                   runs_on_reuse=None)},
         speed=None,        # a schedule is made for one step count: the speed benchmark's is an argument
         sweeps={"SmoothCache (calibrated)": Sweep("alpha", (0.02, 0.05, 0.1, 0.2, 0.4), lambda v, cal, node: dict(
             schedule=node("SmoothCacheSchedule", calibration=cal, alpha=v)))},

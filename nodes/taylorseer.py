@@ -60,10 +60,10 @@ class ApplyTaylorSeerCache(common.CacheNode):
         speed=(dict(cache_interval=3, warmup_steps=2, max_order=1, final_steps=0), dict(cache_interval=1)),
         sweeps={"TaylorSeer (order 1)": Sweep("interval", (2, 3, 4, 5, 6), lambda v, *_: dict(
             cache_interval=v, warmup_steps=2, max_order=1, final_steps=2), reference="TaylorSeer (diffusers)")},
+        note="Apply TaylorSeer Cache: computes every N-th step after the warmup and forecasts the others with a "
+             "first-order Taylor series.",
         templates={
-            "flux_dev": Template("Apply TaylorSeer Cache: computes every N-th step after the warmup and forecasts the "
-                                 "others with a first-order Taylor series. N 6 is TaylorSeer's Flux setting.",
+            "flux_dev": Template("N 6 is TaylorSeer's Flux setting.",
                                  dict(cache_interval=6, warmup_steps=3, max_order=1)),
-            "*": Template("Apply TaylorSeer Cache: computes every N-th step after the warmup and forecasts the others "
-                          "with a first-order Taylor series. N 5 is TaylorSeer's Wan setting (2-3 is more "
-                          "conservative).", dict(cache_interval=5, warmup_steps=3, max_order=1))})
+            "*": Template("N 5 is TaylorSeer's Wan setting (2-3 is more conservative).",
+                          dict(cache_interval=5, warmup_steps=3, max_order=1))})

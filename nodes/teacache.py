@@ -93,15 +93,13 @@ class ApplyTeaCache(common.CacheNode):
         speed=(dict(rel_l1_thresh=1.0, **_IDENTITY), dict(rel_l1_thresh=0.0, **_IDENTITY)),
         sweeps={"TeaCache (calibrated)": Sweep("rel_l1_thresh", (0.01, 0.02, 0.04, 0.07, 0.12),
                                                lambda v, cal, _: dict(rel_l1_thresh=v, calibration=cal))},
+        note="Apply TeaCache: 'auto' picks the published coefficients for this model and threshold -1 their "
+             "published 'slow' value",
         templates={
-            "flux_dev": Template(
-                "Apply TeaCache: 'auto' picks the published coefficients for this model and threshold -1 their "
-                "published 'slow' value (Flux 0.25; 0.4 / 0.6 are faster, ali-vilab/TeaCache).",
-                dict(rel_l1_thresh=-1.0, coefficients="auto")),
-            "*": Template(
-                "Apply TeaCache: 'auto' picks the published coefficients for this model and threshold -1 their "
-                "published 'slow' value (Wan 1.3B 0.05; 0.10 is faster, ali-vilab/TeaCache).",
-                dict(rel_l1_thresh=-1.0, coefficients="auto"))})
+            "flux_dev": Template("(Flux 0.25; 0.4 / 0.6 are faster, ali-vilab/TeaCache).",
+                                 dict(rel_l1_thresh=-1.0, coefficients="auto")),
+            "*": Template("(Wan 1.3B 0.05; 0.10 is faster, ali-vilab/TeaCache).",
+                          dict(rel_l1_thresh=-1.0, coefficients="auto"))})
 
 
 class CalibrateTeaCache(common.CalibrateNode):

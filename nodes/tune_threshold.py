@@ -5,6 +5,7 @@ import logging
 
 from ..cache_core.tuning import TuningRecorder
 from . import common
+from .host.install import SPEC_KEY
 
 _log = logging.getLogger("CacheKit")
 
@@ -20,7 +21,6 @@ class TuneCacheThreshold(common.CalibrateNode):
     RETURN_NAMES = ("tuning", "latent")
 
     def recorder(self, v, model):
-        from .host.install import SPEC_KEY
         spec = model.model_options.get("transformer_options", {}).get(SPEC_KEY)
         if spec is None:
             self.fail("the model has no CacheKit node applied: put Apply First Block Cache, Apply TeaCache or "

@@ -68,9 +68,7 @@ def pab(ck, model, self_n, cross_n, start=0.0, end=1.0):
 
 
 def smoothcache(ck, model, row):
-    sched = {"format": "cachekit.smoothcache_schedule", "version": 1, "steps": len(row),
-             "schedule": {"self": row, "cross": row, "mlp": row}}
-    return pack.node(ck, "ApplySmoothCache", model=model, schedule=sched)[0]
+    return pack.node(ck, "ApplySmoothCache", model=model, schedule=ck.nodes.smoothcache.uniform_schedule(row))[0]
 
 
 def seacache(ck, model, thr, power=0.0):
