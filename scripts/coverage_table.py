@@ -115,8 +115,9 @@ def main() -> int:
     reasons, cfg_reasons = {}, {}
     lines_of = {comfy_runtime.CURRENT: "the current line", comfy_runtime.OLDEST: "the oldest supported"}
     for version, passed in passed_tests(tuple(lines_of)).items():
+        here = {k: b for k, b in builders.items() if tm.ships(k, comfy_runtime.python(version).parents[2] / "ComfyUI")}
         lines += [f"## ComfyUI {version} ({lines_of[version]})", "",
-                  *table(cells(passed), builders, tm.LABELS, families, reasons, cfg_reasons), ""]
+                  *table(cells(passed), here, tm.LABELS, families, reasons, cfg_reasons), ""]
     for name, reason in reasons.items():
         lines.append(f"¹ {name} {reason}.")
     for name, reason in cfg_reasons.items():

@@ -165,6 +165,19 @@ def _mochi_modulated(block, args):
     return rms_norm(args["img"], eps=1e-6) * (1 + scale[:, None])
 
 
+# --- current line: Wan variants ---
+
+# --- current line: audio and video in one model ---
+
+# --- current line: image models (Krea 2, ERNIE, Ideogram 4, Lens, MageFlow) ---
+
+# --- current line: image models (HiDream-O1, Boogu, Anima, Z-Image pixel space, PixelDiT, JoyImage) ---
+
+# --- current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3) ---
+
+# --- end of the current line's probes ---
+
+
 # --- which published preset fits a model instance --------------------------------------------
 
 def _wan_variant(dm) -> str | None:
@@ -490,6 +503,18 @@ FAMILIES = (
            modulated_input=_ltxv_modulated, teacache_preset=_fixed("ltxv"),
            attention_kinds={"double_block": ("self", "cross")}, mlp_modules={"double_block": ("ff",)},
            models="LTX-Video (0.9.x)"),
+
+    # --- current line: Wan variants ---
+
+    # --- current line: audio and video in one model ---
+
+    # --- current line: image models (Krea 2, ERNIE, Ideogram 4, Lens, MageFlow) ---
+
+    # --- current line: image models (HiDream-O1, Boogu, Anima, Z-Image pixel space, PixelDiT, JoyImage) ---
+
+    # --- current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3) ---
+
+    # --- end of the current line's rows ---
 )
 
 _CASCADE = ("(Stable Cascade) is a UNet of residual and attention blocks, not a diffusion transformer: these methods "

@@ -5,9 +5,11 @@ Each builder returns (ModelPatcher, latent, positive, negative) ready for comfy.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
-from harness.comfy_runtime import with_fields_since
+from harness.comfy_runtime import COMFY_DIR, with_fields_since
 
 
 def fill_weights(model, seed: int, scale: float = 0.05):
@@ -462,6 +464,45 @@ def stable_audio(seed=0, batch=1, length=16):
         conditioning(torch.randn(1, 8, 768, generator=g))
 
 
+# --- the classes only the current line ships (ComfyUI 0.33): each builder registers itself with what the tests
+# need to know of it; FAMILIES / COMPONENT_ONLY get those the running ComfyUI has (a file check: this module is
+# imported before ComfyUI is) ---
+
+_CURRENT: dict = {}
+
+
+def current_line(key: str, label: str, module: str, *, site=None, block_io=None, component_only=False,
+                 cfg_pairs=False):
+    """Register a tiny builder of a class `module` ("comfy.ldm.x.model") holds. site: where block 0 consumes its
+    modulated input (MODULATED_SITE); block_io: (args, kwargs) -> block 0's hidden input, output -> its hidden
+    output (the first-block probe test); component_only: the model adds into the hidden state between blocks
+    (the span methods refuse it); cfg_pairs: FasterCache refuses it (a call cannot run without the uncond half)."""
+    def register(build):
+        _CURRENT[key] = dict(build=build, label=label, module=module, site=site, block_io=block_io,
+                             component_only=component_only, cfg_pairs=cfg_pairs)
+        return build
+    return register
+
+
+def ships(key: str, comfy_dir: Path = COMFY_DIR) -> bool:
+    """Whether the ComfyUI tree at comfy_dir has the class of builder `key` (the older families: every line)."""
+    row = _CURRENT.get(key)
+    return row is None or (comfy_dir / (row["module"].replace(".", "/") + ".py")).is_file()
+
+
+# --- current line: Wan variants ---
+
+# --- current line: audio and video in one model ---
+
+# --- current line: image models (Krea 2, ERNIE, Ideogram 4, Lens, MageFlow) ---
+
+# --- current line: image models (HiDream-O1, Boogu, Anima, Z-Image pixel space, PixelDiT, JoyImage) ---
+
+# --- current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3) ---
+
+# --- end of the current line's builders ---
+
+
 # what each builder stands for, as the coverage table names it
 LABELS = {"flux": "Flux.1 (dev, schnell, Kontext)", "flux2": "Flux 2", "chroma": "Chroma",
           "chroma_radiance": "Chroma Radiance", "hunyuan_video": "HunyuanVideo 1.0",
@@ -480,6 +521,7 @@ FAMILIES = {"flux": flux, "chroma": chroma, "wan": wan, "qwen_image": qwen_image
             "hunyuan3d21": hunyuan3d21, "ace_step": ace_step}
 # families that add into the hidden state between blocks on every call: the methods that cache inside blocks only
 COMPONENT_ONLY = {"wan_vace": wan_vace, "cosmos1": cosmos1, "wan_s2v": wan_s2v}
+CFG_PAIRS = {"hunyuan3d21"}   # FasterCache refuses them: a call without the uncond half cannot run
 
 
 class BlockCounter:
@@ -549,3 +591,19 @@ MODULATED_SITE |= {"flux2": MODULATED_SITE["flux"], "chroma_radiance": MODULATED
                     "stable_audio": (lambda b: b.self_attn, lambda a, k: a[0]),
                     "hunyuan3d21": (lambda b: b.attn1, lambda a, k: a[0]),
                     "ace_step": (lambda b: b.attn, lambda a, k: k["hidden_states"])}
+
+# block 0's (hidden input, hidden output) for the current line's families (the older ones: test_first_block_cache)
+BLOCK0_IO: dict = {}
+UNAVAILABLE: set = set()   # registered here, absent from the running ComfyUI: covered on the current line only
+for _key, _row in _CURRENT.items():
+    LABELS[_key] = _row["label"]
+    if not ships(_key):
+        UNAVAILABLE.add(_key)
+        continue
+    (COMPONENT_ONLY if _row["component_only"] else FAMILIES)[_key] = _row["build"]
+    if _row["site"]:
+        MODULATED_SITE[_key] = _row["site"]
+    if _row["block_io"]:
+        BLOCK0_IO[_key] = _row["block_io"]
+    if _row["cfg_pairs"]:
+        CFG_PAIRS.add(_key)

@@ -209,7 +209,7 @@ _BLOCK0_IO |= {"flux2": _BLOCK0_IO["flux"], "chroma_radiance": _BLOCK0_IO["chrom
                "hidream": (lambda a, k: k["image_tokens"], lambda o: o[0]),
                "hunyuan3d": _BLOCK0_IO["flux"], "pixart": _BLOCK0_IO["wan"], "hunyuan_dit": _BLOCK0_IO["wan"],
                "stable_audio": _BLOCK0_IO["wan"], "hunyuan3d21": _BLOCK0_IO["wan"],
-               "ace_step": (lambda a, k: k["hidden_states"], lambda o: o)}
+               "ace_step": (lambda a, k: k["hidden_states"], lambda o: o)} | tm.BLOCK0_IO
 
 
 @pytest.mark.parametrize("family", FAMILIES)
