@@ -35,6 +35,13 @@ class BlockLayout:
     # the batch axis of a component kind's outputs where it is not the first (Cosmos 1's MLPs see its tokens laid
     # out time first, batch 4th: {"mlp": 3}); component caches split and join the streams along it
     component_batch_dims: Mapping[str, int] = field(default_factory=dict, compare=False)
+    # hidden streams besides the primary that the decision measures on their own (LTX-2's audio tokens): a call
+    # reuses only where each of them agrees, so a modality that changes fast is never served the other's decision
+    decided: tuple[str, ...] = ()
+
+    @property
+    def measured(self) -> tuple[str, ...]:
+        return (self.primary, *self.decided)
 
     def __len__(self) -> int:
         return len(self.kinds)

@@ -10,7 +10,8 @@ applies the residual, so it is added exactly once (pitfall 4 in docs/methods.md)
 
 Cond and uncond that arrive batched in one call each keep their own state and decision; the call
 reuses only when every stream in it agrees, otherwise the whole batch computes and every stream is
-refreshed with the fresh result.
+refreshed with the fresh result. A model with another modality in its blocks (LTX-2's audio) has it
+measured the same way, with a state of its own: the call reuses only where both modalities agree.
 """
 from __future__ import annotations
 
@@ -81,7 +82,7 @@ class SpanCall:
             # Blocks update their inputs in place (Flux `img +=`, LTXV `addcmul_`): keep a copy of what
             # the front residual is measured against.
             whole = self.layout.kinds[self.start - 1] != self.layout.kinds[0]
-            keep = self.layout.hidden(args, 0) if whole else {self.layout.primary: args[self.layout.primary]}
+            keep = self.layout.hidden(args, 0) if whole else {k: args[k] for k in self.layout.measured}
             self._stack_in = {k: v.clone() for k, v in keep.items()}
         if self.reusing and self.start <= p < self.end:
             return _APPLY if p == self.end - 1 else _PASS
@@ -93,8 +94,8 @@ class SpanCall:
         if self.start >= self.end:
             return
         if p == self.start - 1:
-            primary = self.layout.primary
-            probe = out[primary] - self.layout.relayout(self._stack_in, 0, p, args)[primary]
+            before = self.layout.relayout(self._stack_in, 0, p, args)
+            probe = {k: out[k] - before[k] for k in self.layout.measured if out[k].numel()}
             self._decide(probe, self.layout.hidden(out, p), p)
         if p == self.end - 1 and not self.reusing:
             self._store_residual(args, out, p)
@@ -106,32 +107,46 @@ class SpanCall:
             return lay.modulated_image(args)
         return lay.modulated_input(args) if kind in ("modulated_input", "modulated_image") else None
 
-    def _decide(self, probe: torch.Tensor | None, anchor: Hidden, anchor_pos: int) -> None:
-        n = len(self.streams)
-        if self.policy.conditions_probe:      # SeaCache's filter needs the step's sigma before measuring
-            probe = self.policy.condition(probe, self.step, self.layout)
-        probes = _chunks(probe, n) if probe is not None else (None,) * n
+    def _decide(self, probe: torch.Tensor | dict | None, anchor: Hidden, anchor_pos: int) -> None:
+        """probe: the primary's, or {modality: probe} where the layout measures more than one (an empty one is
+        absent: LTX-2 sampled without audio)."""
+        n, primary = len(self.streams), self.layout.primary
+        probes = dict(probe) if isinstance(probe, dict) else {primary: probe}
+        if self.policy.conditions_probe and primary in probes:   # SeaCache's filter, on the image tokens only
+            probes[primary] = self.policy.condition(probes[primary], self.step, self.layout)
         shapes = [{k: tuple(c.shape) for k, c in zip(anchor, parts)}
                   for parts in zip(*(_chunks(v, n) for v in anchor.values()))]
-        metrics = self._metrics([self.policy.measure(st.policy_state, pr) for st, pr in zip(self.streams, probes)],
-                                probe)
+        measured = []   # per modality: (each stream's probe, state, metric)
+        for key, pr in probes.items():
+            parts = _chunks(pr, n) if pr is not None else (None,) * n
+            states = [st.policy_state if key == primary else self._side_state(st, key) for st in self.streams]
+            metrics = self._metrics([self.policy.measure(s, c) for s, c in zip(states, parts)], pr)
+            measured.append((parts, states, metrics))
         wants = [
             st.residual is not None and st.anchor_shapes == shp
             and self.limits.allow(self.step, st.consecutive_reuses, self.policy)
-            and self.policy.wants_reuse(st.policy_state, m, self.step)
-            for st, m, shp in zip(self.streams, metrics, shapes)
+            and all([self.policy.wants_reuse(states[i], metrics[i], self.step) for _, states, metrics in measured])
+            for i, (st, shp) in enumerate(zip(self.streams, shapes))
         ]
         self.reusing = bool(wants) and all(wants) and not self.must_compute
         if self.sync.collective and self.policy.probe is not None:   # every rank reuses, or none does
-            self.reusing = self.sync.all_agree(self.reusing, probe.device)
-        for st, pr, m, shp in zip(self.streams, probes, metrics, shapes):
-            self.policy.commit(st.policy_state, self.reusing, pr, m, self.step)
+            device = next(v.device for v in probes.values() if v is not None)
+            self.reusing = self.sync.all_agree(self.reusing, device)
+        for parts, states, metrics in measured:
+            for pr, state, m in zip(parts, states, metrics):
+                self.policy.commit(state, self.reusing, pr, m, self.step)
+        for st, shp in zip(self.streams, shapes):
             st.consecutive_reuses = st.consecutive_reuses + 1 if self.reusing else 0
             if not self.reusing:
                 st.anchor_shapes = shp
         if not self.reusing:   # the span's blocks will update the anchor in place: keep a copy
             self._anchor = {k: v.clone() for k, v in anchor.items()}
             self._anchor_pos = anchor_pos
+
+    def _side_state(self, stream: "StreamState", key: str):
+        if key not in stream.side_states:
+            stream.side_states[key] = self.policy.new_state(f"{stream.label}:{key}")
+        return stream.side_states[key]
 
     def _metrics(self, parts: list, probe: torch.Tensor | None) -> list[float | None]:
         """Each stream's metric from its partial sums: added over the ranks first where the run is split

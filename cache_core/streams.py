@@ -20,6 +20,7 @@ class StreamState:
     anchor_shapes: dict[str, tuple] | None = None      # span-input shapes the residual belongs to
     consecutive_reuses: int = 0
     components: dict = field(default_factory=dict)     # (block, n-th attention) -> this stream's output
+    side_states: dict = field(default_factory=dict)    # the policy's state for each other measured modality
 
 
 def held_bytes(obj, seen: set | None = None) -> int:

@@ -24,6 +24,24 @@ class ReplaceAdapter:
 
 
 @dataclass(frozen=True)
+class TupleAdapter:
+    """A patches_replace entry that passes several hidden states as one tuple under one key and takes the tuple
+    back (LTX-2: "img" = (video, audio)): seen as the engine's dict, one key a modality ("img", "audio")."""
+    key: str = "img"
+    streams: tuple[str, ...] = ("img", "audio")
+
+    def to_engine(self, args: dict) -> dict:
+        return args | dict(zip(self.streams, args[self.key]))
+
+    def call(self, original: Callable, d: dict) -> dict:
+        rest = {k: v for k, v in d.items() if k not in self.streams}
+        return dict(zip(self.streams, original(rest | {self.key: tuple(d[s] for s in self.streams)})[self.key]))
+
+    def result(self, out: dict) -> dict:
+        return {self.key: tuple(out[s] for s in self.streams)}
+
+
+@dataclass(frozen=True)
 class CallAdapter:
     """A block's own call, seen as the engine's dict: its arguments by parameter name, the hidden-state
     tensors also under the engine's keys, and its return value as {engine key: tensor}.

@@ -15,7 +15,7 @@ import comfy.ops
 import comfy.utils
 
 from ...cache_core import BlockLayout
-from .adapters import CallAdapter, ReplaceAdapter
+from .adapters import CallAdapter, ReplaceAdapter, TupleAdapter
 
 
 # --- block 0's timestep-modulated input (TeaCache's indicator), computed without touching args ---
@@ -169,6 +169,18 @@ def _mochi_modulated(block, args):
 
 # --- current line: audio and video in one model ---
 
+def _ltxav_modulated(block, args):
+    """LTX-2's block 0 input as its self attentions get it, per modality (the audio absent when there is none)."""
+    from comfy.ldm.common_dit import rms_norm
+
+    def modulated(x, table, timestep):
+        shift, scale = block.get_ada_values(table, x.shape[0], timestep, slice(0, 2))
+        return rms_norm(x) * (1 + scale) + shift
+    out = {"img": modulated(args["img"], block.scale_shift_table, args["v_timestep"])}
+    if args["audio"].numel():
+        out["audio"] = modulated(args["audio"], block.audio_scale_shift_table, args["a_timestep"])
+    return out
+
 # --- current line: image models (Krea 2, ERNIE, Ideogram 4, Lens, MageFlow) ---
 
 # --- current line: image models (HiDream-O1, Boogu, Anima, Z-Image pixel space, PixelDiT, JoyImage) ---
@@ -266,6 +278,8 @@ class Family:
     # between blocks on every call
     injects: str | None = None
     models: str = ""               # what users load into this class, by name (README: scripts/supported_models.py)
+    # hidden states besides "img" whose change each decision measures on its own (LTX-2's audio)
+    decided: tuple[str, ...] = ()
 
     def block_path(self, kind: str, index: int) -> str:
         """"diffusion_model.<attribute>.<index>": the block's path in the BaseModel, for object patches."""
@@ -305,7 +319,7 @@ class Family:
             image = functools.partial(self.modulated_image, self.block(diffusion_model, *positions[0]))
         layout = BlockLayout(kinds=tuple(k for k, _ in positions), stream_keys=self.stream_keys,
                              primary="img", convert=self.convert, modulated_input=probe, modulated_image=image,
-                             image_first=self.image_first, attention_kinds=self.attention_kinds,
+                             image_first=self.image_first, attention_kinds=self.attention_kinds, decided=self.decided,
                              component_batch_dims=self._component_batch_dims(diffusion_model))
         return layout, positions
 
@@ -507,6 +521,15 @@ FAMILIES = (
     # --- current line: Wan variants ---
 
     # --- current line: audio and video in one model ---
+    # LTX-2 / 2.3: video and audio tokens through the same blocks, (video, audio) under one key. The audio is
+    # measured on its own (decided), so a call reuses only where both changed little. Only the video's own
+    # self and cross attention are cached (its first two calls); the audio's, and the two between the modalities,
+    # are left unnamed and always compute, as its MLP (only the video's ff is named)
+    Family("LTX-2", ("comfy.ldm.lightricks.av_model.LTXAVModel",), (("double_block", "transformer_blocks", None),),
+           {"double_block": ("img", "audio")}, adapter=TupleAdapter("img", ("img", "audio")), decided=("audio",),
+           modulated_input=_ltxav_modulated, attention_kinds={"double_block": ("self", "cross")},
+           mlp_modules={"double_block": ("ff",)},
+           models="LTX-2, LTX-2.3 (audio and video)"),
 
     # --- current line: image models (Krea 2, ERNIE, Ideogram 4, Lens, MageFlow) ---
 

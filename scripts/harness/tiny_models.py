@@ -209,7 +209,19 @@ def sample(model, latent, pos, neg, *, steps=8, cfg=1.0, seed=0, sampler="euler"
     noise = comfy.sample.prepare_noise(latent, seed)
     out = comfy.sample.sample(model, noise, steps, cfg, sampler, scheduler, pos, neg, latent,
                               denoise=denoise, seed=seed, disable_pbar=True, callback=callback)
-    return out.float().cpu()
+    return packed(out).float().cpu()
+
+
+def packed(latent):
+    """A latent of several streams (audio and video) as one tensor, as ComfyUI packs it to sample; others as is."""
+    import comfy.utils
+    return comfy.utils.pack_latents(latent.unbind())[0] if latent.is_nested else latent
+
+
+def unpack(out, latent):
+    """sample()'s packed output of a latent of several streams (video, audio), as those streams."""
+    import comfy.utils
+    return comfy.utils.unpack_latents(out, [t.shape for t in latent.unbind()])
 
 
 def sd3(seed=0, batch=1, size=8):
@@ -493,6 +505,27 @@ def ships(key: str, comfy_dir: Path = COMFY_DIR) -> bool:
 # --- current line: Wan variants ---
 
 # --- current line: audio and video in one model ---
+
+@current_line("ltx2", "LTX-2 (audio and video)", "comfy.ldm.lightricks.av_model",
+              site=(lambda b: b.attn1, lambda a, k: a[0]), block_io=(lambda a, k: a[0][0], lambda o: o[0]))
+def ltx2(seed=0, batch=1, size=4, frames=2, audio_frames=6):
+    """LTX-2's audio-video transformer: a video latent (128 channels) and an audio latent (8 channels x 16 mel
+    bins) sampled together as ComfyUI's nested AV latent; the text already at the connectors' output (two
+    caption_channels halves), so the tiny connectors only exist."""
+    import comfy.nested_tensor
+    import comfy.supported_models as sm
+    cfg = dict(image_model="ltxav", in_channels=128, audio_in_channels=128, cross_attention_dim=128,
+               audio_cross_attention_dim=64, attention_head_dim=64, audio_attention_head_dim=32, num_attention_heads=2,
+               audio_num_attention_heads=2, caption_channels=64, num_layers=4, connector_attention_head_dim=32,
+               connector_num_attention_heads=2, connector_num_layers=1)
+    m = patcher(sm.LTXAV, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    mask = torch.ones(1, 8, dtype=torch.long)
+    pos = conditioning(torch.randn(1, 8, 128, generator=g), attention_mask=mask, frame_rate=25)
+    neg = conditioning(torch.randn(1, 8, 128, generator=g), attention_mask=mask, frame_rate=25)
+    latent = comfy.nested_tensor.NestedTensor((torch.zeros(batch, 128, frames, size, size),
+                                               torch.zeros(batch, 8, audio_frames, 16)))
+    return m, latent, pos, neg
 
 # --- current line: image models (Krea 2, ERNIE, Ideogram 4, Lens, MageFlow) ---
 

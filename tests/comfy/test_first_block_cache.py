@@ -237,6 +237,8 @@ def test_probe_is_the_first_block_residual_change(ck, family):
         tm.sample(patched, lat, pos, neg, steps=STEPS, cfg=1.0)
     finally:
         fb.measure, _ = orig, (h1.remove(), h2.remove())
+    # a model measuring another modality too (LTX-2's audio) measures it after the image: every k-th is the image's
+    metrics = metrics[::1 + len(ck.nodes.host.families.detect(m, "t").decided)]
     assert len(residuals) == STEPS and metrics[0] is None
     expected = [float((r - q).abs().mean() / q.abs().mean()) for q, r in zip(residuals, residuals[1:])]
     got = [float(v[0] / v[1]) for v in metrics[1:]]
@@ -261,7 +263,7 @@ def test_reused_call_on_unchanged_input_reproduces_computed_output(ck, family):
         return outs[-1]
 
     sigmas = torch.tensor([0.8, 0.4, 0.0])
-    noise = torch.randn(lat.shape, generator=torch.Generator().manual_seed(3))
+    noise = comfy.sample.prepare_noise(lat, 3)
     comfy.sample.sample_custom(fbc(ck, m, 0.05), noise, 3.0, comfy.samplers.KSAMPLER(twice), sigmas, pos, neg,
                                lat, disable_pbar=True, seed=3)
     streams = last_stats(ck)["streams"]
