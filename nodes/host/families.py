@@ -187,6 +187,21 @@ def _ltxav_modulated(block, args):
 
 # --- current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3) ---
 
+# --- current line: 3D models ---
+
+def _triposplat_modulated(block, args):
+    mod = args["mod"] if block.share_mod else block.adaLN_modulation(args["mod"])
+    mod = mod + comfy.ops.cast_to_input(block.shift_table, mod)
+    shift, scale = (m.unsqueeze(1) for m in mod.chunk(6, dim=1)[:2])
+    return torch.addcmul(shift, block.norm1(args["img"]), 1 + scale)
+
+
+def _not_sampled(what: str) -> str:
+    """UNSUPPORTED's reason for the image models (detectors, depth, segmentation) ComfyUI loads as a MODEL."""
+    return (f"{what}, not a diffusion model: ComfyUI loads it as a MODEL, but its own nodes run it on images "
+            f"directly, never through a sampler, and these methods cache the transformer blocks across the steps "
+            f"of a sampling run")
+
 # --- end of the current line's probes ---
 
 
@@ -537,6 +552,18 @@ FAMILIES = (
 
     # --- current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3) ---
 
+    # --- current line: 3D models ---
+
+    # TripoSplat: a main stack `blocks` on the shape latent's tokens, the image context and a camera token joined
+    # (latent first), after refiners that run on the latent and the context apart; no patches_replace. The forward
+    # computes each block's rotary embedding from the hidden state it hands that block: inside a reused span it is
+    # computed on the passed-through state and unused
+    Family("TripoSplat", ("comfy.ldm.triposplat.model.LatentSeqMMFlowModel",), (("block", "blocks", None),),
+           {"block": ("img",)}, route="forward", adapter=CallAdapter(hidden={"img": "x"}, returns=("img",)),
+           modulated_input=_triposplat_modulated, attention_kinds={"block": ("self",)},
+           mlp_modules={"block": ("mlp",)},
+           models="TripoSplat (image to 3D Gaussian splats)"),
+
     # --- end of the current line's rows ---
 )
 
@@ -551,6 +578,19 @@ UNSUPPORTED = {
         "any model",
     "comfy.ldm.cascade.stage_c.StageC": _CASCADE,
     "comfy.ldm.cascade.stage_b.StageB": _CASCADE,
+    # --- current line: 3D models, and the image models ComfyUI loads as a MODEL that no sampler runs ---
+    "comfy.ldm.trellis2.model.Trellis2":
+        "(TRELLIS.2) runs a different transformer for each of its sampling stages, picked on every call from the "
+        "conditioning: the sparse structure on a dense 16x16x16 grid, then the shape and the texture on sparse "
+        "voxel tokens, whose hidden state is a sparse tensor of a different length per sample, not the dense "
+        "tensor these caches hold; the methods cache one fixed stack of blocks per model. ComfyUI's own LazyCache "
+        "node skips whole steps from the sampler's input and output instead (its EasyCache does not reach this "
+        "model: Trellis2's forward runs no diffusion-model wrappers)",
+    "comfy.ldm.rt_detr.rtdetr_v4.RTv4": _not_sampled("(RT-DETR v4) is an object detector"),
+    "comfy.ldm.depth_anything_3.model.DepthAnything3Net":
+        _not_sampled("(Depth Anything 3) is a depth and camera-pose estimator"),
+    "comfy.ldm.sam3.detector.SAM3Model":
+        _not_sampled("(SAM 3) is an object segmentation and tracking model"),
 }
 
 SUPPORTED_NAMES = ", ".join(f.name for f in FAMILIES)

@@ -484,14 +484,15 @@ _CURRENT: dict = {}
 
 
 def current_line(key: str, label: str, module: str, *, site=None, block_io=None, component_only=False,
-                 cfg_pairs=False):
+                 cfg_pairs=False, fixed_size=False):
     """Register a tiny builder of a class `module` ("comfy.ldm.x.model") holds. site: where block 0 consumes its
     modulated input (MODULATED_SITE); block_io: (args, kwargs) -> block 0's hidden input, output -> its hidden
     output (the first-block probe test); component_only: the model adds into the hidden state between blocks
-    (the span methods refuse it); cfg_pairs: FasterCache refuses it (a call cannot run without the uncond half)."""
+    (the span methods refuse it); cfg_pairs: FasterCache refuses it (a call cannot run without the uncond half);
+    fixed_size: the model takes one latent size only (TripoSplat's position anchors), so no other resolution runs."""
     def register(build):
         _CURRENT[key] = dict(build=build, label=label, module=module, site=site, block_io=block_io,
-                             component_only=component_only, cfg_pairs=cfg_pairs)
+                             component_only=component_only, cfg_pairs=cfg_pairs, fixed_size=fixed_size)
         return build
     return register
 
@@ -533,6 +534,46 @@ def ltx2(seed=0, batch=1, size=4, frames=2, audio_frames=6):
 
 # --- current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3) ---
 
+# --- current line: 3D models ---
+
+@current_line("triposplat", "TripoSplat", "comfy.ldm.triposplat.model",
+              site=(lambda b: b.attn, lambda a, k: a[0]), block_io=(lambda a, k: a[0], lambda o: o), fixed_size=True)
+def triposplat(seed=0, batch=1, tokens=64):
+    """TripoSplat's LatentSeqMMFlowModel: a (tokens, 16) shape latent and a (1, 5) camera token denoised together.
+    ComfyUI's sampler packs that nested latent into one (batch, 1, n) tensor and hands the model the two shapes as
+    the `latent_shapes` cond; here the latent is that packed tensor and the conds carry the shapes (a cond's own
+    value is the one extra_conds reads), so the sampler runs what a NestedTensor latent would run. The packed latent
+    holds ones, not zeros: KSampler's empty-latent fix leaves a nested latent be but would widen an all-zero packed
+    one to the format's 16 channels; at denoise 1 the flow sampler scales the latent by 1 - sigma = 0, so the run is
+    the zero latent's. The token count is the model's (its fixed position anchors)."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="triposplat", q_token_length=tokens, in_channels=16, model_channels=64, cond_channels=32,
+               out_channels=16, num_blocks=4, num_refiner_blocks=1, num_heads=2, num_head_channels=32,
+               cam_channels=5, cond2_channels=16, mlp_ratio=2)
+    m = patcher(sm.TripoSplat, cfg, seed)
+    dm = m.model.diffusion_model
+    with torch.no_grad():   # what the checkpoint brings and fill_weights would scramble: RoPE frequencies, RMS gains
+        for name, p in dm.named_parameters():
+            if name.rsplit(".", 1)[-1] in ("freqs_0", "freqs_1", "freqs_2"):
+                p.copy_(torch.linspace(1.0, 16.0, steps=p.numel()))
+            elif name.endswith(".gamma"):
+                p.fill_(1.0)
+    shapes = [(1, tokens, 16), (1, 1, 5)]
+    g = torch.Generator().manual_seed(seed + 1)
+
+    def cond():   # DINOv3 tokens (cls + registers + patches) and the image's Flux 2 latent, 4 tokens of 16
+        return conditioning(torch.randn(1, 8, 32, generator=g), latent_shapes=shapes,
+                            reference_latents=[torch.randn(1, 16, 2, 2, generator=g)])
+    return m, torch.ones(batch, 1, tokens * 16 + 5), cond(), cond()
+
+
+def trellis2(seed=0):
+    """A tiny TRELLIS.2 (a real Trellis2: its structure, shape 512 / 1024 stages), for the message that refuses it."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="trellis2", resolution=32, model_channels=64, cond_channels=32, num_blocks=2, num_heads=2,
+               mlp_ratio=2.0)
+    return patcher(sm.Trellis2, cfg, seed)
+
 # --- end of the current line's builders ---
 
 
@@ -555,6 +596,7 @@ FAMILIES = {"flux": flux, "chroma": chroma, "wan": wan, "qwen_image": qwen_image
 # families that add into the hidden state between blocks on every call: the methods that cache inside blocks only
 COMPONENT_ONLY = {"wan_vace": wan_vace, "cosmos1": cosmos1, "wan_s2v": wan_s2v}
 CFG_PAIRS = {"hunyuan3d21"}   # FasterCache refuses them: a call without the uncond half cannot run
+FIXED_SIZE: set = set()       # the model itself runs one latent size only: no other resolution to cache
 
 
 class BlockCounter:
@@ -640,3 +682,5 @@ for _key, _row in _CURRENT.items():
         BLOCK0_IO[_key] = _row["block_io"]
     if _row["cfg_pairs"]:
         CFG_PAIRS.add(_key)
+    if _row["fixed_size"]:
+        FIXED_SIZE.add(_key)

@@ -68,6 +68,10 @@ def test_repeat_runs_identical_then_other_resolution(ck, family):
     # the spatial sizes: one for token and audio latents (ACE-Step's 16 rows are fixed by its patch height)
     grown = 1 if family == "ace_step" else min(2, lat.ndim - 2)
     bigger = torch.zeros(*lat.shape[:-grown], *(n + 4 for n in lat.shape[-grown:]))
+    if family in tm.FIXED_SIZE:   # one latent size only (TripoSplat): the model itself refuses another, uncached
+        with pytest.raises(RuntimeError):
+            tm.sample(m, bigger, pos, neg, steps=STEPS, cfg=3.0)
+        return
     c = tm.sample(patched, bigger, pos, neg, steps=STEPS, cfg=3.0)
     assert c.shape == bigger.shape and torch.isfinite(c).all()
     assert last_stats(ck)["streams"]["cond"]["reused_steps"]
@@ -154,6 +158,58 @@ def test_non_dit_model_is_refused_naming_the_class(ck):
     assert msg.startswith("Apply First Block Cache: model class 'UNetModel'") and "is a UNet" in msg
     with pytest.raises(ValueError, match="input 'model' is not a ComfyUI diffusion MODEL"):
         fbc(ck, object(), 0.1)
+
+
+# ComfyUI 0.33's image models it loads as a MODEL that no sampler runs: their real classes, instances left unbuilt
+# (their backbones are fixed at full size; detection reads only the class)
+NOT_SAMPLED = [(module, name, says) for module, name, says in [
+    ("comfy.ldm.rt_detr.rtdetr_v4", "RTv4", "is an object detector"),
+    ("comfy.ldm.depth_anything_3.model", "DepthAnything3Net", "is a depth and camera-pose estimator"),
+    ("comfy.ldm.sam3.detector", "SAM3Model", "is an object segmentation and tracking model"),
+] if (tm.COMFY_DIR / (module.replace(".", "/") + ".py")).is_file()]
+
+
+@pytest.mark.parametrize("module, name, says", NOT_SAMPLED)
+def test_models_no_sampler_runs_are_refused_as_not_diffusion_models(ck, module, name, says):
+    import importlib
+    from types import SimpleNamespace
+    cls = getattr(importlib.import_module(module), name)
+    model = SimpleNamespace(model=SimpleNamespace(diffusion_model=object.__new__(cls)))
+    with pytest.raises(ValueError) as err:
+        ck.nodes.host.families.detect(model, "Apply First Block Cache")
+    msg = str(err.value)
+    assert msg.startswith(f"Apply First Block Cache: model class '{name}' (") and says in msg
+    assert "not a diffusion model" in msg and "never through a sampler" in msg
+
+
+@pytest.mark.skipif(not (tm.COMFY_DIR / "comfy/ldm/trellis2/model.py").is_file(), reason="ComfyUI 0.33 and later")
+def test_trellis2_is_refused_for_its_per_stage_sparse_transformers(ck):
+    with pytest.raises(ValueError) as err:
+        fbc(ck, tm.trellis2(), 0.1)
+    msg = str(err.value)
+    assert msg.startswith("Apply First Block Cache: model class 'Trellis2' (TRELLIS.2) runs a different transformer "
+                          "for each of its sampling stages")
+    assert "sparse tensor" in msg and "LazyCache" in msg
+
+
+@pytest.mark.skipif("triposplat" in tm.UNAVAILABLE, reason="ComfyUI 0.33 and later")
+def test_triposplat_nested_latent_runs_as_the_packed_one(ck):
+    """The TripoSplat builder hands the sampler the packed latent and its shapes in the conds; ComfyUI's own
+    TripoSplatConditioning makes a NestedTensor (shape latent, camera) and no shapes: the same run, cached too."""
+    import comfy.nested_tensor
+    import comfy.sample
+    import comfy.utils
+    m, lat, pos, neg = tm.triposplat()
+    bare = [[c[0], {k: v for k, v in c[1].items() if k != "latent_shapes"}] for c in (pos[0], neg[0])]
+    nested = comfy.nested_tensor.NestedTensor((torch.zeros(1, 64, 16), torch.zeros(1, 1, 5)))
+    noise = comfy.sample.prepare_noise(nested, 0)
+    for model in (m, fbc(ck, m, 1.0)):
+        got = comfy.sample.sample(model, noise, STEPS, 3.0, "euler", "simple", [bare[0]], [bare[1]], nested,
+                                  seed=0, disable_pbar=True)
+        packed = comfy.sample.sample(model, comfy.utils.pack_latents(noise.unbind())[0], STEPS, 3.0, "euler",
+                                     "simple", pos, neg, lat, seed=0, disable_pbar=True)
+        assert torch.equal(comfy.utils.pack_latents(got.unbind())[0], packed)
+    assert last_stats(ck)["streams"]["cond"]["reused_steps"]
 
 
 def test_a_subclass_is_its_parents_family_only_while_it_keeps_the_forward(ck):
