@@ -171,6 +171,18 @@ def _mochi_modulated(block, args):
 
 # --- current line: image models (Krea 2, ERNIE, Ideogram 4, Lens, MageFlow) ---
 
+def _krea2_modulated(block, args):
+    x, zero = args["x"], args.get("timestep_zero_index")
+    scale, shift = block.mod(args["vec"])[:2]
+    normed = block.prenorm(x)
+    if zero is None:
+        return (1 + scale) * normed + shift
+    # "index_timestep_zero" references: the tokens from `zero` on take the second half of vec (timestep 0)
+    bs = x.shape[0]
+    return torch.cat([normed[:, :zero] * (1 + scale[:bs]) + shift[:bs],
+                      normed[:, zero:] * (1 + scale[bs:]) + shift[bs:]], dim=1)
+
+
 # --- current line: image models (HiDream-O1, Boogu, Anima, Z-Image pixel space, PixelDiT, JoyImage) ---
 
 # --- current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3) ---
@@ -509,6 +521,12 @@ FAMILIES = (
     # --- current line: audio and video in one model ---
 
     # --- current line: image models (Krea 2, ERNIE, Ideogram 4, Lens, MageFlow) ---
+    # Krea 2: one stack of single-stream blocks on text + image (text first); its forward ignores patches_replace
+    Family("Krea 2", ("comfy.ldm.krea2.model.SingleStreamDiT",), (("block", "blocks", None),), {"block": ("img",)},
+           route="forward", adapter=CallAdapter(hidden={"img": "x"}, returns=("img",)),
+           modulated_input=_krea2_modulated, image_first=False, attention_kinds={"block": ("self",)},
+           mlp_modules={"block": ("mlp",)},
+           models="Krea 2 (with or without reference images)"),
 
     # --- current line: image models (HiDream-O1, Boogu, Anima, Z-Image pixel space, PixelDiT, JoyImage) ---
 

@@ -496,6 +496,21 @@ def ships(key: str, comfy_dir: Path = COMFY_DIR) -> bool:
 
 # --- current line: image models (Krea 2, ERNIE, Ideogram 4, Lens, MageFlow) ---
 
+@current_line("krea2", "Krea 2", "comfy.ldm.krea2.model", site=(lambda b: b.attn, lambda a, k: a[0]),
+              block_io=(lambda a, k: a[0], lambda o: o))
+def krea2(seed=0, batch=1, size=16):
+    """Krea 2's single-stream DiT (grouped-query attention: 2 query heads on 1 key head), its text fused from a
+    2-layer stack of 32-wide text features; a Wan 2.1 latent (16 channels, one frame)."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="krea2", features=64, tdim=32, txtdim=32, heads=2, kvheads=1, multiplier=2, layers=4,
+               patch=2, channels=16, theta=1000.0, txtlayers=2, txtheads=2, txtkvheads=2)
+    m = patcher(sm.Krea2, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    pos = conditioning(torch.randn(1, 8, 64, generator=g))
+    neg = conditioning(torch.randn(1, 8, 64, generator=g))
+    return m, torch.zeros(batch, 16, 1, size, size), pos, neg
+
+
 # --- current line: image models (HiDream-O1, Boogu, Anima, Z-Image pixel space, PixelDiT, JoyImage) ---
 
 # --- current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3) ---
