@@ -183,6 +183,10 @@ def _krea2_modulated(block, args):
                       normed[:, zero:] * (1 + scale[bs:]) + shift[bs:]], dim=1)
 
 
+def _ernie_modulated(block, args):
+    shift, scale = args["temb"][:2]   # the forward's shared modulation, handed to every block
+    return block.adaLN_sa_ln(args["x"]) * (1 + scale) + shift
+
 # --- current line: image models (HiDream-O1, Boogu, Anima, Z-Image pixel space, PixelDiT, JoyImage) ---
 
 # --- current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3) ---
@@ -527,6 +531,15 @@ FAMILIES = (
            modulated_input=_krea2_modulated, image_first=False, attention_kinds={"block": ("self",)},
            mlp_modules={"block": ("mlp",)},
            models="Krea 2 (with or without reference images)"),
+
+    # ERNIE-Image: one stack of blocks on image + text (image first) sharing one modulation; its forward ignores
+    # patches_replace and its attention kernel gets no transformer_options, so the attention methods cache the
+    # attention modules
+    Family("ERNIE-Image", ("comfy.ldm.ernie.model.ErnieImageModel",), (("block", "layers", None),),
+           {"block": ("img",)}, route="forward", adapter=CallAdapter(hidden={"img": "x"}, returns=("img",)),
+           modulated_input=_ernie_modulated, attention_kinds={"block": ("self",)},
+           attention_modules={"block": ("self_attention",)}, mlp_modules={"block": ("mlp",)},
+           models="ERNIE-Image"),
 
     # --- current line: image models (HiDream-O1, Boogu, Anima, Z-Image pixel space, PixelDiT, JoyImage) ---
 

@@ -511,6 +511,20 @@ def krea2(seed=0, batch=1, size=16):
     return m, torch.zeros(batch, 16, 1, size, size), pos, neg
 
 
+@current_line("ernie", "ERNIE-Image", "comfy.ldm.ernie.model", site=(lambda b: b.self_attention, lambda a, k: a[0]),
+              block_io=(lambda a, k: a[0], lambda o: o))
+def ernie(seed=0, batch=1, size=8):
+    """ERNIE-Image: patch 1 on a Flux 2 latent (128 channels), 32-wide text features projected to the width."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="ernie", hidden_size=64, num_attention_heads=2, num_layers=4, ffn_hidden_size=128,
+               in_channels=128, out_channels=128, patch_size=1, text_in_dim=32, rope_theta=256,
+               rope_axes_dim=(8, 12, 12))
+    m = patcher(sm.ErnieImage, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    pos = conditioning(torch.randn(1, 8, 32, generator=g))
+    neg = conditioning(torch.randn(1, 8, 32, generator=g))
+    return m, torch.zeros(batch, 128, size, size), pos, neg
+
 # --- current line: image models (HiDream-O1, Boogu, Anima, Z-Image pixel space, PixelDiT, JoyImage) ---
 
 # --- current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3) ---
