@@ -541,6 +541,14 @@ FAMILIES = (
            attention_modules={"block": ("self_attention",)}, mlp_modules={"block": ("mlp",)},
            models="ERNIE-Image"),
 
+    # MageFlow: not a subclass of Qwen-Image's class, but its blocks (QwenImageTransformerBlock) and its block loop
+    # (patches_replace for every block, as Qwen-Image's); 12 blocks, patch 1, its own weights: no Qwen-Image preset
+    Family("MageFlow", ("comfy.ldm.mage_flow.model.MageFlowTransformer2DModel",),
+           (("double_block", "transformer_blocks", None),), {"double_block": ("img", "txt")},
+           modulated_input=_qwen_modulated, attention_kinds={"double_block": ("self",)},
+           mlp_modules={"double_block": ("img_mlp", "txt_mlp")},
+           models="Mage-Flow (with or without reference images)"),
+
     # --- current line: image models (HiDream-O1, Boogu, Anima, Z-Image pixel space, PixelDiT, JoyImage) ---
 
     # --- current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3) ---

@@ -525,6 +525,20 @@ def ernie(seed=0, batch=1, size=8):
     neg = conditioning(torch.randn(1, 8, 32, generator=g))
     return m, torch.zeros(batch, 128, size, size), pos, neg
 
+@current_line("mage_flow", "MageFlow", "comfy.ldm.mage_flow.model",
+              site=(lambda b: b.attn, lambda a, k: k["hidden_states"]),
+              block_io=(lambda a, k: k["hidden_states"], lambda o: o[1]))
+def mage_flow(seed=0, batch=1, size=8):
+    """Mage-Flow: Qwen-Image's double-stream blocks at patch 1 on a Flux 2 latent (128 channels)."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="mage_flow", in_channels=128, out_channels=128, num_layers=4, attention_head_dim=32,
+               num_attention_heads=2, joint_attention_dim=32, axes_dims_rope=(8, 12, 12))
+    m = patcher(sm.MageFlow, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    pos = conditioning(torch.randn(1, 8, 32, generator=g))
+    neg = conditioning(torch.randn(1, 8, 32, generator=g))
+    return m, torch.zeros(batch, 128, size, size), pos, neg
+
 # --- current line: image models (HiDream-O1, Boogu, Anima, Z-Image pixel space, PixelDiT, JoyImage) ---
 
 # --- current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3) ---
