@@ -187,6 +187,10 @@ def _ernie_modulated(block, args):
     shift, scale = args["temb"][:2]   # the forward's shared modulation, handed to every block
     return block.adaLN_sa_ln(args["x"]) * (1 + scale) + shift
 
+def _lens_modulated(block, args):
+    mod1 = block.img_mod(args["vec"]).chunk(2, dim=-1)[0]
+    return block._modulate(block.img_norm1(args["img"]), mod1)[0]
+
 # --- current line: image models (HiDream-O1, Boogu, Anima, Z-Image pixel space, PixelDiT, JoyImage) ---
 
 # --- current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3) ---
@@ -548,6 +552,12 @@ FAMILIES = (
            modulated_input=_qwen_modulated, attention_kinds={"double_block": ("self",)},
            mlp_modules={"double_block": ("img_mlp", "txt_mlp")},
            models="Mage-Flow (with or without reference images)"),
+
+    # Lens: double-stream blocks (image, text) with joint attention; its forward honours patches_replace for every block
+    Family("Lens", ("comfy.ldm.lens.model.LensTransformer2DModel",), (("double_block", "transformer_blocks", None),),
+           {"double_block": ("img", "txt")}, modulated_input=_lens_modulated,
+           attention_kinds={"double_block": ("self",)}, mlp_modules={"double_block": ("img_mlp", "txt_mlp")},
+           models="Lens"),
 
     # --- current line: image models (HiDream-O1, Boogu, Anima, Z-Image pixel space, PixelDiT, JoyImage) ---
 

@@ -539,6 +539,20 @@ def mage_flow(seed=0, batch=1, size=8):
     neg = conditioning(torch.randn(1, 8, 32, generator=g))
     return m, torch.zeros(batch, 128, size, size), pos, neg
 
+@current_line("lens", "Lens", "comfy.ldm.lens.model", site=(lambda b: b.attn, lambda a, k: k["hidden_states"]),
+              block_io=(lambda a, k: k["hidden_states"], lambda o: o[1]))
+def lens(seed=0, batch=1, size=8):
+    """Lens: a Flux 2 latent (128 channels, 2x2 patches of 32), text features of two encoder layers (16 wide each)
+    side by side in the context."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="lens", patch_size=2, in_channels=128, out_channels=32, num_layers=4, attention_head_dim=32,
+               num_attention_heads=2, enc_hidden_dim=16, axes_dims_rope=(8, 12, 12), selected_layer_index=(0, 1))
+    m = patcher(sm.Lens, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    pos = conditioning(torch.randn(1, 8, 32, generator=g))
+    neg = conditioning(torch.randn(1, 8, 32, generator=g))
+    return m, torch.zeros(batch, 128, size, size), pos, neg
+
 # --- current line: image models (HiDream-O1, Boogu, Anima, Z-Image pixel space, PixelDiT, JoyImage) ---
 
 # --- current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3) ---
