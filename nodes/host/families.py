@@ -191,6 +191,10 @@ def _lens_modulated(block, args):
     mod1 = block.img_mod(args["vec"]).chunk(2, dim=-1)[0]
     return block._modulate(block.img_norm1(args["img"]), mod1)[0]
 
+def _ideogram4_modulated(block, args):
+    scale = block.adaln_modulation(args["adaln_input"]).chunk(4, dim=-1)[0]
+    return block.attention_norm1(args["x"]) * (1.0 + scale)
+
 # --- current line: image models (HiDream-O1, Boogu, Anima, Z-Image pixel space, PixelDiT, JoyImage) ---
 
 # --- current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3) ---
@@ -558,6 +562,13 @@ FAMILIES = (
            {"double_block": ("img", "txt")}, modulated_input=_lens_modulated,
            attention_kinds={"double_block": ("self",)}, mlp_modules={"double_block": ("img_mlp", "txt_mlp")},
            models="Lens"),
+
+    # Ideogram 4: one stack of single-stream blocks on text + image (text first); its forward ignores patches_replace
+    Family("Ideogram 4", ("comfy.ldm.ideogram4.model.Ideogram4Transformer2DModel",), (("block", "layers", None),),
+           {"block": ("img",)}, route="forward", adapter=CallAdapter(hidden={"img": "x"}, returns=("img",)),
+           modulated_input=_ideogram4_modulated, image_first=False, attention_kinds={"block": ("self",)},
+           mlp_modules={"block": ("feed_forward",)},
+           models="Ideogram 4"),
 
     # --- current line: image models (HiDream-O1, Boogu, Anima, Z-Image pixel space, PixelDiT, JoyImage) ---
 

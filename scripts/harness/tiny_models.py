@@ -553,6 +553,24 @@ def lens(seed=0, batch=1, size=8):
     neg = conditioning(torch.randn(1, 8, 32, generator=g))
     return m, torch.zeros(batch, 128, size, size), pos, neg
 
+@current_line("ideogram4", "Ideogram 4", "comfy.ldm.ideogram4.model",
+              site=(lambda b: b.attention, lambda a, k: a[0]), block_io=(lambda a, k: a[0], lambda o: o))
+def ideogram4(seed=0, batch=1, size=8):
+    """Ideogram 4 on a Flux 2 latent (128 channels: 2x2 patches of 32), 32-wide text features. Its model config
+    fixes the real model's sizes over any given config (unet_extra_config), so a tiny one drops them."""
+    import comfy.supported_models as sm
+
+    class TinyIdeogram4(sm.Ideogram4):
+        unet_extra_config = {}
+    cfg = dict(image_model="ideogram4", in_channels=128, num_layers=4, num_attention_heads=2, attention_head_dim=32,
+               intermediate_size=128, adaln_dim=32, llm_features_dim=32, rope_theta=10000, mrope_section=(8, 4, 4),
+               norm_eps=1e-5)
+    m = patcher(TinyIdeogram4, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    pos = conditioning(torch.randn(1, 8, 32, generator=g))
+    neg = conditioning(torch.randn(1, 8, 32, generator=g))
+    return m, torch.zeros(batch, 128, size, size), pos, neg
+
 # --- current line: image models (HiDream-O1, Boogu, Anima, Z-Image pixel space, PixelDiT, JoyImage) ---
 
 # --- current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3) ---
