@@ -183,6 +183,30 @@ def _ltxav_modulated(block, args):
 
 # --- current line: image models (Krea 2, ERNIE, Ideogram 4, Lens, MageFlow) ---
 
+def _krea2_modulated(block, args):
+    x, zero = args["x"], args.get("timestep_zero_index")
+    scale, shift = block.mod(args["vec"])[:2]
+    normed = block.prenorm(x)
+    if zero is None:
+        return (1 + scale) * normed + shift
+    # "index_timestep_zero" references: the tokens from `zero` on take the second half of vec (timestep 0)
+    bs = x.shape[0]
+    return torch.cat([normed[:, :zero] * (1 + scale[:bs]) + shift[:bs],
+                      normed[:, zero:] * (1 + scale[bs:]) + shift[bs:]], dim=1)
+
+
+def _ernie_modulated(block, args):
+    shift, scale = args["temb"][:2]   # the forward's shared modulation, handed to every block
+    return block.adaLN_sa_ln(args["x"]) * (1 + scale) + shift
+
+def _lens_modulated(block, args):
+    mod1 = block.img_mod(args["vec"]).chunk(2, dim=-1)[0]
+    return block._modulate(block.img_norm1(args["img"]), mod1)[0]
+
+def _ideogram4_modulated(block, args):
+    scale = block.adaln_modulation(args["adaln_input"]).chunk(4, dim=-1)[0]
+    return block.attention_norm1(args["x"]) * (1.0 + scale)
+
 # --- current line: image models (HiDream-O1, Boogu, Anima, Z-Image pixel space, PixelDiT, JoyImage) ---
 
 # --- current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3) ---
@@ -547,6 +571,42 @@ FAMILIES = (
            models="LTX-2, LTX-2.3 (audio and video)"),
 
     # --- current line: image models (Krea 2, ERNIE, Ideogram 4, Lens, MageFlow) ---
+    # Krea 2: one stack of single-stream blocks on text + image (text first); its forward ignores patches_replace
+    Family("Krea 2", ("comfy.ldm.krea2.model.SingleStreamDiT",), (("block", "blocks", None),), {"block": ("img",)},
+           route="forward", adapter=CallAdapter(hidden={"img": "x"}, returns=("img",)),
+           modulated_input=_krea2_modulated, image_first=False, attention_kinds={"block": ("self",)},
+           mlp_modules={"block": ("mlp",)},
+           models="Krea 2 (with or without reference images)"),
+
+    # ERNIE-Image: one stack of blocks on image + text (image first) sharing one modulation; its forward ignores
+    # patches_replace and its attention kernel gets no transformer_options, so the attention methods cache the
+    # attention modules
+    Family("ERNIE-Image", ("comfy.ldm.ernie.model.ErnieImageModel",), (("block", "layers", None),),
+           {"block": ("img",)}, route="forward", adapter=CallAdapter(hidden={"img": "x"}, returns=("img",)),
+           modulated_input=_ernie_modulated, attention_kinds={"block": ("self",)},
+           attention_modules={"block": ("self_attention",)}, mlp_modules={"block": ("mlp",)},
+           models="ERNIE-Image"),
+
+    # MageFlow: not a subclass of Qwen-Image's class, but its blocks (QwenImageTransformerBlock) and its block loop
+    # (patches_replace for every block, as Qwen-Image's); 12 blocks, patch 1, its own weights: no Qwen-Image preset
+    Family("MageFlow", ("comfy.ldm.mage_flow.model.MageFlowTransformer2DModel",),
+           (("double_block", "transformer_blocks", None),), {"double_block": ("img", "txt")},
+           modulated_input=_qwen_modulated, attention_kinds={"double_block": ("self",)},
+           mlp_modules={"double_block": ("img_mlp", "txt_mlp")},
+           models="Mage-Flow (with or without reference images)"),
+
+    # Lens: double-stream blocks (image, text) with joint attention; its forward honours patches_replace for every block
+    Family("Lens", ("comfy.ldm.lens.model.LensTransformer2DModel",), (("double_block", "transformer_blocks", None),),
+           {"double_block": ("img", "txt")}, modulated_input=_lens_modulated,
+           attention_kinds={"double_block": ("self",)}, mlp_modules={"double_block": ("img_mlp", "txt_mlp")},
+           models="Lens"),
+
+    # Ideogram 4: one stack of single-stream blocks on text + image (text first); its forward ignores patches_replace
+    Family("Ideogram 4", ("comfy.ldm.ideogram4.model.Ideogram4Transformer2DModel",), (("block", "layers", None),),
+           {"block": ("img",)}, route="forward", adapter=CallAdapter(hidden={"img": "x"}, returns=("img",)),
+           modulated_input=_ideogram4_modulated, image_first=False, attention_kinds={"block": ("self",)},
+           mlp_modules={"block": ("feed_forward",)},
+           models="Ideogram 4"),
 
     # --- current line: image models (HiDream-O1, Boogu, Anima, Z-Image pixel space, PixelDiT, JoyImage) ---
 

@@ -27,9 +27,16 @@ def block_attrs(ck, model):
 
 def block_marker(ck, model):
     """What BlockCounter hooks where the attention methods cache whole attention modules (PixArt, HunyuanDiT):
-    the MLP's input norm, which the block calls itself and TeaCache's probe does not."""
+    the MLP's input norm, which the block calls itself and TeaCache's probe does not. A block with no `norm2`
+    (ERNIE-Image): its first attention module itself, whose hooks fire whether it computes or is reused (the
+    object patch replaces its forward, not its call)."""
     from cachekit.nodes.host.families import detect
-    return "norm2" if detect(model, "test").attention_modules else None
+    family = detect(model, "test")
+    if not family.attention_modules:
+        return None
+    kind, index = family.layout(model.model.diffusion_model)[1][0]
+    block = family.block(model.model.diffusion_model, kind, index)
+    return "norm2" if hasattr(block, "norm2") else family.attention_modules[kind][0]
 
 
 def block_count(ck, model):

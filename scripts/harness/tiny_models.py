@@ -530,6 +530,81 @@ def ltx2(seed=0, batch=1, size=4, frames=2, audio_frames=6):
 
 # --- current line: image models (Krea 2, ERNIE, Ideogram 4, Lens, MageFlow) ---
 
+@current_line("krea2", "Krea 2", "comfy.ldm.krea2.model", site=(lambda b: b.attn, lambda a, k: a[0]),
+              block_io=(lambda a, k: a[0], lambda o: o))
+def krea2(seed=0, batch=1, size=16):
+    """Krea 2's single-stream DiT (grouped-query attention: 2 query heads on 1 key head), its text fused from a
+    2-layer stack of 32-wide text features; a Wan 2.1 latent (16 channels, one frame)."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="krea2", features=64, tdim=32, txtdim=32, heads=2, kvheads=1, multiplier=2, layers=4,
+               patch=2, channels=16, theta=1000.0, txtlayers=2, txtheads=2, txtkvheads=2)
+    m = patcher(sm.Krea2, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    pos = conditioning(torch.randn(1, 8, 64, generator=g))
+    neg = conditioning(torch.randn(1, 8, 64, generator=g))
+    return m, torch.zeros(batch, 16, 1, size, size), pos, neg
+
+
+@current_line("ernie", "ERNIE-Image", "comfy.ldm.ernie.model", site=(lambda b: b.self_attention, lambda a, k: a[0]),
+              block_io=(lambda a, k: a[0], lambda o: o))
+def ernie(seed=0, batch=1, size=8):
+    """ERNIE-Image: patch 1 on a Flux 2 latent (128 channels), 32-wide text features projected to the width."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="ernie", hidden_size=64, num_attention_heads=2, num_layers=4, ffn_hidden_size=128,
+               in_channels=128, out_channels=128, patch_size=1, text_in_dim=32, rope_theta=256,
+               rope_axes_dim=(8, 12, 12))
+    m = patcher(sm.ErnieImage, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    pos = conditioning(torch.randn(1, 8, 32, generator=g))
+    neg = conditioning(torch.randn(1, 8, 32, generator=g))
+    return m, torch.zeros(batch, 128, size, size), pos, neg
+
+@current_line("mage_flow", "MageFlow", "comfy.ldm.mage_flow.model",
+              site=(lambda b: b.attn, lambda a, k: k["hidden_states"]),
+              block_io=(lambda a, k: k["hidden_states"], lambda o: o[1]))
+def mage_flow(seed=0, batch=1, size=8):
+    """Mage-Flow: Qwen-Image's double-stream blocks at patch 1 on a Flux 2 latent (128 channels)."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="mage_flow", in_channels=128, out_channels=128, num_layers=4, attention_head_dim=32,
+               num_attention_heads=2, joint_attention_dim=32, axes_dims_rope=(8, 12, 12))
+    m = patcher(sm.MageFlow, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    pos = conditioning(torch.randn(1, 8, 32, generator=g))
+    neg = conditioning(torch.randn(1, 8, 32, generator=g))
+    return m, torch.zeros(batch, 128, size, size), pos, neg
+
+@current_line("lens", "Lens", "comfy.ldm.lens.model", site=(lambda b: b.attn, lambda a, k: k["hidden_states"]),
+              block_io=(lambda a, k: k["hidden_states"], lambda o: o[1]))
+def lens(seed=0, batch=1, size=8):
+    """Lens: a Flux 2 latent (128 channels, 2x2 patches of 32), text features of two encoder layers (16 wide each)
+    side by side in the context."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="lens", patch_size=2, in_channels=128, out_channels=32, num_layers=4, attention_head_dim=32,
+               num_attention_heads=2, enc_hidden_dim=16, axes_dims_rope=(8, 12, 12), selected_layer_index=(0, 1))
+    m = patcher(sm.Lens, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    pos = conditioning(torch.randn(1, 8, 32, generator=g))
+    neg = conditioning(torch.randn(1, 8, 32, generator=g))
+    return m, torch.zeros(batch, 128, size, size), pos, neg
+
+@current_line("ideogram4", "Ideogram 4", "comfy.ldm.ideogram4.model",
+              site=(lambda b: b.attention, lambda a, k: a[0]), block_io=(lambda a, k: a[0], lambda o: o))
+def ideogram4(seed=0, batch=1, size=8):
+    """Ideogram 4 on a Flux 2 latent (128 channels: 2x2 patches of 32), 32-wide text features. Its model config
+    fixes the real model's sizes over any given config (unet_extra_config), so a tiny one drops them."""
+    import comfy.supported_models as sm
+
+    class TinyIdeogram4(sm.Ideogram4):
+        unet_extra_config = {}
+    cfg = dict(image_model="ideogram4", in_channels=128, num_layers=4, num_attention_heads=2, attention_head_dim=32,
+               intermediate_size=128, adaln_dim=32, llm_features_dim=32, rope_theta=10000, mrope_section=(8, 4, 4),
+               norm_eps=1e-5)
+    m = patcher(TinyIdeogram4, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    pos = conditioning(torch.randn(1, 8, 32, generator=g))
+    neg = conditioning(torch.randn(1, 8, 32, generator=g))
+    return m, torch.zeros(batch, 128, size, size), pos, neg
+
 # --- current line: image models (HiDream-O1, Boogu, Anima, Z-Image pixel space, PixelDiT, JoyImage) ---
 
 # --- current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3) ---
