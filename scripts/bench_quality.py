@@ -132,28 +132,29 @@ def quality():
     return pack.load().cache_core.quality
 
 
-def calibrations(ck, model, family):
-    """The calibrate nodes run once on the trained model (euler, 30 steps, cfg, one label)."""
+def calibrations(ck, model, family, steps=STEPS):
+    """The calibrate nodes run once on the trained model (euler, the run's steps, cfg, one label)."""
     from harness import pack
     from harness import digits_models as dm
     pos, neg = dm.conditioning(family, 3)
-    sampling = dict(seed=0, steps=STEPS, cfg=CFG, sampler_name="euler", scheduler="simple", positive=pos,
+    sampling = dict(seed=0, steps=steps, cfg=CFG, sampler_name="euler", scheduler="simple", positive=pos,
                     negative=neg, latent_image={"samples": dm.empty_latent(family)}, denoise=1.0)
     return {"teacache": pack.node(ck, "CalibrateTeaCache", model=model, **sampling)[0],
             "magcache": pack.node(ck, "CalibrateMagCache", model=model, **sampling)[0],
             "smoothcache": pack.node(ck, "CalibrateSmoothCache", model=model, **sampling, lookahead=3)[0]}
 
 
-def run_family(ck, family: str, log, only: list[str] | None = None) -> list[dict]:
+def run_family(ck, family: str, log, only: list[str] | None = None, steps: int = STEPS,
+               samplers: tuple[str, ...] = SAMPLERS) -> list[dict]:
     from harness import digits_models as dm
     from harness import reference_models
     model = dm.load(family, log)
     net = model.model.diffusion_model
-    cases = [(s, lab, seed) for s in SAMPLERS for lab in LABELS for seed in SEEDS]
+    cases = [(s, lab, seed) for s in samplers for lab in LABELS for seed in SEEDS]
 
     def sample(m, case):
         s, lab, seed = case
-        return dm.sample(m, family, lab, seed, steps=STEPS, cfg=CFG, sampler=s)
+        return dm.sample(m, family, lab, seed, steps=steps, cfg=CFG, sampler=s)
 
     refs, full = {}, None
     for case in cases:
@@ -170,7 +171,7 @@ def run_family(ck, family: str, log, only: list[str] | None = None) -> list[dict
             fracs.append(f / full)
             ps.append(psnr(out, refs[case]))
             ss.append(ssim(out, refs[case]))
-        row = dict(family=family, method=name, knob=knob, setting=v, block_flops=statistics.mean(fracs),
+        row = dict(family=family, method=name, knob=knob, setting=v, steps=steps, block_flops=statistics.mean(fracs),
                    psnr=statistics.mean(ps), psnr_min=min(ps), ssim=statistics.mean(ss), images=len(cases),
                    reference=reference)
         rows.append(row)
@@ -178,7 +179,7 @@ def run_family(ck, family: str, log, only: list[str] | None = None) -> list[dict
             f"PSNR {row['psnr']:6.2f} dB (min {row['psnr_min']:5.2f})  SSIM {row['ssim']:.4f}  "
             f"({time.perf_counter() - t0:.0f} s)")
 
-    cal = calibrations(ck, model, family)
+    cal = calibrations(ck, model, family, steps)
     log(f"[{family}] EasyCache evidence: {easycache_evidence(model, family)}")
     measured = methods(ck, cal)
     for name, (knob, settings, apply, reference) in measured.items():
@@ -187,7 +188,7 @@ def run_family(ck, family: str, log, only: list[str] | None = None) -> list[dict
                 measure(name, knob, v, apply(model, v), net, full, reference)
     wanted = [n for n in dict.fromkeys(m[3] for m in measured.values() if m[3]) if not only or n in only]
     if not only or wanted or UNCACHED_REFERENCE in only:
-        references = reference_models.References(model, family, STEPS)
+        references = reference_models.References(model, family, steps)
         # the diffusers model without a cache: its own block FLOPs, and how close it computes to ComfyUI's
         plain = references.plain()
         _, ref_full = block_flops(lambda: sample(plain, cases[0]), references.net)

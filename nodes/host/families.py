@@ -639,6 +639,12 @@ UNSUPPORTED = {
     "comfy.ldm.cascade.stage_c.StageC": _CASCADE,
     "comfy.ldm.cascade.stage_b.StageB": _CASCADE,
     # --- current line: 3D models, and the image models ComfyUI loads as a MODEL that no sampler runs ---
+    # audio and video in one packed sequence
+    "comfy.ldm.minimax.model.MiniMaxH3Model":
+        "(MiniMax H3) runs its text, video and audio tokens as one packed sequence through the same blocks: "
+        "CacheKit cannot yet measure its audio tokens apart from its video, and one decision for both is what "
+        "damaged its audio under a single-decision cache (ComfyUI issue #15326), so it is not served until its "
+        "audio can be decided on its own (LTX-2, whose blocks keep the two apart, is)",
     "comfy.ldm.trellis2.model.Trellis2":
         "(TRELLIS.2) runs a different transformer for each of its sampling stages, picked on every call from the "
         "conditioning: the sparse structure on a dense 16x16x16 grid, then the shape and the texture on sparse "

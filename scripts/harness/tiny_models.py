@@ -500,7 +500,12 @@ def current_line(key: str, label: str, module: str, *, site=None, block_io=None,
 def ships(key: str, comfy_dir: Path = COMFY_DIR) -> bool:
     """Whether the ComfyUI tree at comfy_dir has the class of builder `key` (the older families: every line)."""
     row = _CURRENT.get(key)
-    return row is None or (comfy_dir / (row["module"].replace(".", "/") + ".py")).is_file()
+    return row is None or ships_module(row["module"], comfy_dir)
+
+
+def ships_module(module: str, comfy_dir: Path = COMFY_DIR) -> bool:
+    """Whether the ComfyUI tree at comfy_dir has the module ("comfy.ldm.x.model")."""
+    return (comfy_dir / (module.replace(".", "/") + ".py")).is_file()
 
 
 # --- current line: Wan variants ---

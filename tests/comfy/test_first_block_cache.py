@@ -166,7 +166,7 @@ NOT_SAMPLED = [(module, name, says) for module, name, says in [
     ("comfy.ldm.rt_detr.rtdetr_v4", "RTv4", "is an object detector"),
     ("comfy.ldm.depth_anything_3.model", "DepthAnything3Net", "is a depth and camera-pose estimator"),
     ("comfy.ldm.sam3.detector", "SAM3Model", "is an object segmentation and tracking model"),
-] if (tm.COMFY_DIR / (module.replace(".", "/") + ".py")).is_file()]
+] if tm.ships_module(module)]
 
 
 @pytest.mark.parametrize("module, name, says", NOT_SAMPLED)
@@ -182,18 +182,34 @@ def test_models_no_sampler_runs_are_refused_as_not_diffusion_models(ck, module, 
     assert "not a diffusion model" in msg and "never through a sampler" in msg
 
 
-@pytest.mark.skipif(not (tm.COMFY_DIR / "comfy/ldm/trellis2/model.py").is_file(), reason="ComfyUI 0.33 and later")
-def test_trellis2_is_refused_for_its_per_stage_sparse_transformers(ck):
+# audio and video packed into one sequence: refused until its audio can be decided apart (LTX-2's can)
+PACKED_AV = [c for c in [("comfy.ldm.minimax.model", "MiniMaxH3Model")] if tm.ships_module(c[0])]
+
+
+@pytest.mark.parametrize("module, name", PACKED_AV)
+def test_a_packed_audio_video_model_is_refused_for_its_audio(ck, module, name):
+    import importlib
+    from types import SimpleNamespace
+    cls = getattr(importlib.import_module(module), name)
     with pytest.raises(ValueError) as err:
-        fbc(ck, tm.trellis2(), 0.1)
+        ck.nodes.host.families.detect(SimpleNamespace(model=SimpleNamespace(diffusion_model=object.__new__(cls))),
+                                      "Apply TeaCache")
+    msg = str(err.value)
+    assert msg.startswith(f"Apply TeaCache: model class '{name}' (") and "audio tokens apart from its video" in msg
+
+
+@pytest.mark.parametrize("build", [tm.trellis2] if tm.ships_module("comfy.ldm.trellis2.model") else [])
+def test_trellis2_is_refused_for_its_per_stage_sparse_transformers(ck, build):
+    with pytest.raises(ValueError) as err:
+        fbc(ck, build(), 0.1)
     msg = str(err.value)
     assert msg.startswith("Apply First Block Cache: model class 'Trellis2' (TRELLIS.2) runs a different transformer "
                           "for each of its sampling stages")
     assert "sparse tensor" in msg and "LazyCache" in msg
 
 
-@pytest.mark.skipif("triposplat" in tm.UNAVAILABLE, reason="ComfyUI 0.33 and later")
-def test_triposplat_nested_latent_runs_as_the_packed_one(ck):
+@pytest.mark.parametrize("family", [f for f in ["triposplat"] if f in tm.FAMILIES])
+def test_triposplat_nested_latent_runs_as_the_packed_one(ck, family):
     """The TripoSplat builder hands the sampler the packed latent and its shapes in the conds; ComfyUI's own
     TripoSplatConditioning makes a NestedTensor (shape latent, camera) and no shapes: the same run, cached too."""
     import comfy.nested_tensor
