@@ -558,6 +558,15 @@ FAMILIES = (
            models="LTX-Video (0.9.x)"),
 
     # --- current line: Wan variants ---
+    # SCAIL / SCAIL-2 (Wan 2.1 I2V 14B fine-tunes): their forward honours patches_replace for every block and passes
+    # transformer_options on; the reference frames ride in front of the video tokens, the pose tokens (and SCAIL-2's
+    # identity masks, added at the patch embedding) after them: nothing enters the hidden state between blocks
+    Family("Wan SCAIL", ("comfy.ldm.wan.model.SCAILWanModel", "comfy.ldm.wan.model.SCAIL2WanModel"), **_WAN,
+           models="SCAIL-Preview, SCAIL-2 (Wan 2.1 character animation)"),
+    Family("WanDancer", ("comfy.ldm.wan.model_wandancer.WanDancerModel",), **_WAN,
+           injects="adds its music features into the hidden state after the music layers' blocks, in place, on every "
+                   "call: a reused run of blocks would replay the music of the step it was computed on",
+           models="WanDancer"),
 
     # --- current line: audio and video in one model ---
     # LTX-2 / 2.3: video and audio tokens through the same blocks, (video, audio) under one key. The audio is
@@ -638,13 +647,13 @@ UNSUPPORTED = {
         "any model",
     "comfy.ldm.cascade.stage_c.StageC": _CASCADE,
     "comfy.ldm.cascade.stage_b.StageB": _CASCADE,
-    # --- current line: 3D models, and the image models ComfyUI loads as a MODEL that no sampler runs ---
     # audio and video in one packed sequence
     "comfy.ldm.minimax.model.MiniMaxH3Model":
         "(MiniMax H3) runs its text, video and audio tokens as one packed sequence through the same blocks: "
         "CacheKit cannot yet measure its audio tokens apart from its video, and one decision for both is what "
         "damaged its audio under a single-decision cache (ComfyUI issue #15326), so it is not served until its "
         "audio can be decided on its own (LTX-2, whose blocks keep the two apart, is)",
+    # 3D models, and the image models ComfyUI loads as a MODEL that no sampler runs
     "comfy.ldm.trellis2.model.Trellis2":
         "(TRELLIS.2) runs a different transformer for each of its sampling stages, picked on every call from the "
         "conditioning: the sparse structure on a dense 16x16x16 grid, then the shape and the texture on sparse "
@@ -657,6 +666,21 @@ UNSUPPORTED = {
         _not_sampled("(Depth Anything 3) is a depth and camera-pose estimator"),
     "comfy.ldm.sam3.detector.SAM3Model":
         _not_sampled("(SAM 3) is an object segmentation and tracking model"),
+    # Wan variants
+    "comfy.ldm.wan.ar_model.CausalWanModel":
+        "is Causal-Forcing Wan 2.1 (autoregressive): under its AR video sampler every model call denoises one chunk "
+        "of frames in its own block loop, which takes no block replacement and hands the blocks no "
+        "transformer_options, and every block appends the chunk's keys and values to its KV cache, which the "
+        "sampler rewinds by a fixed length after each step. A block a cache skipped would append nothing and the "
+        "rewind would cut into the earlier chunks' keys; and each chunk restarts from noise in a few distilled "
+        "steps, so there are no similar consecutive steps to reuse across. No step or block cache (EasyCache "
+        "included) applies: sample it without one",
+    "comfy.ldm.wan.model_animate2.WanAnimate2Model":
+        "is Wan-Animate-2: its pose branch runs the blocks' cross attention and MLP again, outside the block loop, on "
+        "every call (unless WanAnimate2Cache keeps it), and CacheKit's per-block attention and MLP caches cannot yet "
+        "tell those calls from the blocks' own (a reused MLP output would land in the pose branch); its blocks also "
+        "compute self attention past the attention module's forward. It is refused rather than cached wrongly; "
+        "ComfyUI's WanAnimate2Cache node (the pose branch run once) is its own speed-up",
 }
 
 SUPPORTED_NAMES = ", ".join(f.name for f in FAMILIES)
@@ -709,11 +733,11 @@ def detect(model_patcher, node_name: str) -> Family:
         raise UnsupportedModelError(f"{node_name}: input 'model' is not a ComfyUI diffusion MODEL "
                                     f"(got {type(model_patcher).__name__})")
     name = _qualname(type(dm))
+    if name in UNSUPPORTED:   # before the ancestors: a refused subclass of a supported class says its own reason
+        raise UnsupportedModelError(f"{node_name}: model class '{type(dm).__name__}' {UNSUPPORTED[name]}.")
     fam = _family_of(type(dm), node_name)
     if fam is not None:
         return fam
-    if name in UNSUPPORTED:
-        raise UnsupportedModelError(f"{node_name}: model class '{type(dm).__name__}' {UNSUPPORTED[name]}.")
     raise UnsupportedModelError(
         f"{node_name}: model class '{type(dm).__name__}' ({type(base).__name__}) is not a supported "
         f"diffusion transformer. Supported families: {SUPPORTED_NAMES}.")

@@ -510,6 +510,84 @@ def ships_module(module: str, comfy_dir: Path = COMFY_DIR) -> bool:
 
 # --- current line: Wan variants ---
 
+_WAN_TINY = dict(image_model="wan2.1", patch_size=(1, 2, 2), text_len=16, dim=64, ffn_dim=128, freq_dim=32,
+                 text_dim=32, out_dim=16, num_heads=2, num_layers=4)
+_WAN_SITE = (lambda b: b, lambda a, k: k["e"])             # block 0 takes e0 as its `e`
+_WAN_BLOCK0 = (lambda a, k: a[0], lambda o: o)              # block(x, ...) -> x
+
+
+def _clip_vision(g, tokens=4):
+    """A CLIP vision output as WAN21's extra_conds reads it (I2V cross attention: image tokens before the text)."""
+    import types
+    return types.SimpleNamespace(penultimate_hidden_states=torch.randn(1, tokens, 1280, generator=g))
+
+
+def _scail_conds(g, frames, size, scail2):
+    """SCAIL's pose video at half resolution (its rope stretches it over the frame); SCAIL-2's identity masks for it
+    and replacement mode (ref_mask_flag False: the pose placed by spatial rope shifts). The reference image (time
+    concatenated, so it must match the latent's size) is what with_scail_reference adds."""
+    extra = dict(pose_video_latent=torch.randn(1, 16, frames, size // 2, size // 2, generator=g),
+                 clip_vision_output=_clip_vision(g))
+    if scail2:
+        extra |= dict(driving_mask_28ch=(torch.rand(1, frames, 28, size // 2, size // 2, generator=g) > 0.5).float(),
+                      ref_mask_flag=False)
+    return extra
+
+
+def _scail(cls_name, scail2, seed, batch, size, frames):
+    import comfy.supported_models as sm
+    cfg = dict(_WAN_TINY, model_type="scail2" if scail2 else "scail", in_dim=20)
+    m = patcher(getattr(sm, cls_name), cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    pos = conditioning(torch.randn(1, 8, 32, generator=g), **_scail_conds(g, frames, size, scail2))
+    neg = conditioning(torch.randn(1, 8, 32, generator=g), **_scail_conds(g, frames, size, scail2))
+    return m, torch.zeros(batch, 16, frames, size, size), pos, neg
+
+
+@current_line("wan_scail", "Wan SCAIL", "comfy.ldm.wan.model", site=_WAN_SITE, block_io=_WAN_BLOCK0)
+def wan_scail(seed=0, batch=1, size=8, frames=2):
+    """SCAIL-Preview: Wan 2.1 I2V with pose tokens appended to the video's (their own patch embedding)."""
+    return _scail("WAN21_SCAIL", False, seed, batch, size, frames)
+
+
+@current_line("wan_scail2", "Wan SCAIL-2", "comfy.ldm.wan.model", site=_WAN_SITE, block_io=_WAN_BLOCK0)
+def wan_scail2(seed=0, batch=1, size=8, frames=2):
+    """SCAIL-2: SCAIL with identity masks added to the pose tokens at their patch embedding."""
+    return _scail("WAN21_SCAIL2", True, seed, batch, size, frames)
+
+
+def with_scail_reference(build, **kw):
+    """A SCAIL model with two reference images (frames in front of the video, time concatenated) and, for SCAIL-2,
+    their identity masks (one frame per reference, zeros over the video)."""
+    m, lat, pos, neg = build(**kw)
+    g = torch.Generator().manual_seed(7)
+    refs = [torch.randn(1, 16, 1, *lat.shape[-2:], generator=g) for _ in range(2)]
+
+    def add(cond):
+        extra = {"reference_latents": refs}
+        if "driving_mask_28ch" in cond[0][1]:
+            mask = torch.zeros(1, len(refs) + lat.shape[2], 28, *lat.shape[-2:])
+            mask[:, :len(refs)] = (torch.rand(1, len(refs), 28, *lat.shape[-2:], generator=g) > 0.5).float()
+            extra |= {"ref_mask_28ch": mask}
+        return [[cond[0][0], cond[0][1] | extra]]
+    return m, lat, add(pos), add(neg)
+
+
+@current_line("wandancer", "WanDancer", "comfy.ldm.wan.model_wandancer", component_only=True)
+def wandancer(seed=0, batch=1, size=8, frames=2):
+    """WanDancer: music features (35 per video frame) encoded and injected after blocks 0 and 2."""
+    import comfy.supported_models as sm
+    cfg = dict(_WAN_TINY, model_type="wandancer", in_dim=36, audio_inject_layers=[0, 2], music_dim=32,
+               music_heads=2, music_latent_dim=32)
+    m = patcher(sm.WAN22_WanDancer, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    music = torch.randn(1, 4 * frames, 35, generator=g)
+    pos = conditioning(torch.randn(1, 8, 32, generator=g), audio_embed=music, clip_vision_output=_clip_vision(g))
+    neg = conditioning(torch.randn(1, 8, 32, generator=g), audio_embed=torch.zeros_like(music),
+                       clip_vision_output=_clip_vision(g))
+    return m, torch.zeros(batch, 16, frames, size, size), pos, neg
+
+
 # --- current line: audio and video in one model ---
 
 @current_line("ltx2", "LTX-2 (audio and video)", "comfy.ldm.lightricks.av_model",
