@@ -74,6 +74,8 @@ class ComponentCall:
         return self.component(key, kind, compute)
 
     def component(self, key, kind: str | None, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+        if key[0] < 0:
+            kind = None   # a hooked module called outside any block (Wan-Animate-2's pose branch): computed, not cached
         if kind is not None and self._can_reuse(key, kind):
             return self._reused(key, kind)
         out = compute()

@@ -563,6 +563,18 @@ FAMILIES = (
     # identity masks, added at the patch embedding) after them: nothing enters the hidden state between blocks
     Family("Wan SCAIL", ("comfy.ldm.wan.model.SCAILWanModel", "comfy.ldm.wan.model.SCAIL2WanModel"), **_WAN,
            models="SCAIL-Preview, SCAIL-2 (Wan 2.1 character animation)"),
+    # Wan-Animate-2: a pose branch runs beside the blocks (outside the block replacement, every call unless
+    # WanAnimate2Cache stores it) and hands each block the pose K/V: a conditioning fixed over the steps (pose
+    # timestep fixed), not an addition to the hidden state. Its blocks compute self attention in forward_gen, past
+    # the module's forward, so the attention methods cache its cross attention only. Its pose branch calls the
+    # blocks' cross attention and MLP outside any block: computed there, never cached (the engine's block -1).
+    # TeaCache reads block 0's modulated image tokens (what its self attention's projections take; no module
+    # sees e0 there), as TeaCache itself does outside Wan: not a "Wan ..." name, so Wan's e0 presets do not offer
+    Family("Wan-Animate-2", ("comfy.ldm.wan.model_animate2.WanAnimate2Model",),
+           **{**_WAN, "modulated_input": _wan_modulated_image, "modulated_image": None,
+              "attention_kinds": {"double_block": ("cross",)},
+              "attention_modules": {"double_block": ("cross_attn",)}},
+           models="Wan-Animate-2"),
     Family("WanDancer", ("comfy.ldm.wan.model_wandancer.WanDancerModel",), **_WAN,
            injects="adds its music features into the hidden state after the music layers' blocks, in place, on every "
                    "call: a reused run of blocks would replay the music of the step it was computed on",
@@ -675,12 +687,6 @@ UNSUPPORTED = {
         "rewind would cut into the earlier chunks' keys; and each chunk restarts from noise in a few distilled "
         "steps, so there are no similar consecutive steps to reuse across. No step or block cache (EasyCache "
         "included) applies: sample it without one",
-    "comfy.ldm.wan.model_animate2.WanAnimate2Model":
-        "is Wan-Animate-2: its pose branch runs the blocks' cross attention and MLP again, outside the block loop, on "
-        "every call (unless WanAnimate2Cache keeps it), and CacheKit's per-block attention and MLP caches cannot yet "
-        "tell those calls from the blocks' own (a reused MLP output would land in the pose branch); its blocks also "
-        "compute self attention past the attention module's forward. It is refused rather than cached wrongly; "
-        "ComfyUI's WanAnimate2Cache node (the pose branch run once) is its own speed-up",
 }
 
 SUPPORTED_NAMES = ", ".join(f.name for f in FAMILIES)

@@ -573,6 +573,23 @@ def with_scail_reference(build, **kw):
     return m, lat, add(pos), add(neg)
 
 
+@current_line("wan_animate2", "Wan-Animate-2", "comfy.ldm.wan.model_animate2",
+              site=(lambda b: b.self_attn.q, lambda a, k: a[0]), block_io=(*_WAN_BLOCK0, "forward_gen"))
+def wan_animate2(seed=0, batch=1, size=8, frames=3, pose=False):
+    """Wan-Animate-2: Wan 2.1 I2V blocks with a pose branch beside them (frame 0 is the reference image's slot).
+    pose: the pose video's latents (one frame fewer than the latent); without them (the node's pose window closed)
+    the pose branch does not run."""
+    import comfy.supported_models as sm
+    m = patcher(sm.WAN_Animate2, dict(_WAN_TINY, model_type="animate2", in_dim=36), seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    text, other = torch.randn(1, 8, 32, generator=g), torch.randn(1, 8, 32, generator=g)
+    # as WanAnimate2ToVideo sets them: one image and one pose video for both conds, the pose branch on the positive text
+    extra = dict(clip_vision_output=_clip_vision(g))
+    if pose:
+        extra |= dict(pose_video_latent=torch.randn(1, 16, frames - 1, size, size, generator=g), cross_attn_pose=text)
+    return m, torch.zeros(batch, 16, frames, size, size), conditioning(text, **extra), conditioning(other, **extra)
+
+
 @current_line("wandancer", "WanDancer", "comfy.ldm.wan.model_wandancer", component_only=True)
 def wandancer(seed=0, batch=1, size=8, frames=2):
     """WanDancer: music features (35 per video frame) encoded and injected after blocks 0 and 2."""
