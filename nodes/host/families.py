@@ -175,6 +175,26 @@ def _mochi_modulated(block, args):
 
 # --- current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3) ---
 
+def _kandinsky5_modulated(block, args):
+    from comfy.ldm.kandinsky5.model import apply_scale_shift_norm, get_shift_scale_gate
+    attn_params = block.visual_modulation(args["time_embed"]).chunk(3, dim=-1)[0]
+    shift, scale, _ = get_shift_scale_gate(attn_params)
+    return apply_scale_shift_norm(block.self_attention_norm, args["img"], scale, shift)
+
+
+def _cogvideo_modulated_parts(block, args):
+    normed, normed_txt, _, _ = block.norm1(args["img"], args["txt"], args["temb"])
+    return normed_txt, normed
+
+
+def _cogvideo_modulated(block, args):
+    return torch.cat(_cogvideo_modulated_parts(block, args), dim=1)   # joint attention's input: text first
+
+
+def _cogvideo_modulated_image(block, args):
+    return _cogvideo_modulated_parts(block, args)[1]
+
+
 # --- end of the current line's probes ---
 
 
@@ -513,6 +533,28 @@ FAMILIES = (
     # --- current line: image models (HiDream-O1, Boogu, Anima, Z-Image pixel space, PixelDiT, JoyImage) ---
 
     # --- current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3) ---
+
+    # Kandinsky 5 (video and image, one class): text blocks, then the visual stack. Its forward honours
+    # patches_replace but hands the block {"x": ...} and takes a dict back, which no ReplaceAdapter returns: the
+    # blocks' own forwards are patched instead (the same blocks, the same call). The text blocks run before the
+    # stack, outside any cached span; their attention kernels (block -1) are always computed
+    Family("Kandinsky 5", ("comfy.ldm.kandinsky5.model.Kandinsky5",),
+           (("double_block", "visual_transformer_blocks", None),), {"double_block": ("img",)}, route="forward",
+           adapter=CallAdapter(hidden={"img": "visual_embed"}, returns=("img",)),
+           modulated_input=_kandinsky5_modulated, attention_kinds={"double_block": ("self", "cross")},
+           mlp_modules={"double_block": ("feed_forward",)},
+           models="Kandinsky 5.0 (Video Lite, Video Pro, Image Lite)"),
+    # CogVideoX: joint text + video attention in every block (text first), the two streams kept apart between
+    # blocks; its forward ignores patches_replace. Its MLP is two linears the block calls inline (on text + video):
+    # the MLP methods cache the output linear's result, which is the MLP's output, so a reused MLP still runs
+    # its input projection (half the MLP's work)
+    Family("CogVideoX", ("comfy.ldm.cogvideo.model.CogVideoXTransformer3DModel",), (("block", "blocks", None),),
+           {"block": ("img", "txt")}, route="forward",
+           adapter=CallAdapter(hidden={"img": "hidden_states", "txt": "encoder_hidden_states"},
+                               returns=("img", "txt")),
+           modulated_input=_cogvideo_modulated, modulated_image=_cogvideo_modulated_image, image_first=False,
+           attention_kinds={"block": ("self",)}, mlp_modules={"block": ("ff_out",)},
+           models="CogVideoX 2B / 5B, CogVideoX 1.5 (T2V, I2V, Fun inpaint)"),
 
     # --- end of the current line's rows ---
 )

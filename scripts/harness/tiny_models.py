@@ -500,6 +500,55 @@ def ships(key: str, comfy_dir: Path = COMFY_DIR) -> bool:
 
 # --- current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3) ---
 
+@current_line("kandinsky5", "Kandinsky 5 (video)", "comfy.ldm.kandinsky5.model",
+              site=(lambda b: b.self_attention, lambda a, k: a[0]),
+              block_io=(lambda a, k: a[0], lambda o: o))
+def kandinsky5(seed=0, batch=1, size=8, frames=2):
+    """Kandinsky 5's video model: the latent, a zero image and a mask concatenated (33 channels a pixel, 132 a
+    2x2 patch), one text block, four visual blocks; a Qwen text embedding and a pooled CLIP vector."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="kandinsky5", in_visual_dim=16, out_visual_dim=16, in_text_dim=32, in_text_dim2=32,
+               time_dim=32, model_dim=64, ff_dim=128, visual_embed_dim=132, patch_size=(1, 2, 2), num_text_blocks=1,
+               num_visual_blocks=4, axes_dims=(8, 12, 12))
+    m = patcher(sm.Kandinsky5, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    pos = conditioning(torch.randn(1, 8, 32, generator=g), pooled_output=torch.randn(1, 32, generator=g))
+    neg = conditioning(torch.randn(1, 8, 32, generator=g), pooled_output=torch.randn(1, 32, generator=g))
+    return m, torch.zeros(batch, 16, frames, size, size), pos, neg
+
+
+@current_line("kandinsky5_image", "Kandinsky 5 (image)", "comfy.ldm.kandinsky5.model",
+              site=(lambda b: b.self_attention, lambda a, k: a[0]),
+              block_io=(lambda a, k: a[0], lambda o: o))
+def kandinsky5_image(seed=0, batch=1, size=16):
+    """Kandinsky 5's image model: the same class on 4-D latents, no concatenated image or mask (64 = 16 x 2x2)."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="kandinsky5", in_visual_dim=16, out_visual_dim=16, in_text_dim=32, in_text_dim2=32,
+               time_dim=32, model_dim=64, ff_dim=128, visual_embed_dim=64, patch_size=(1, 2, 2), num_text_blocks=1,
+               num_visual_blocks=4, axes_dims=(8, 12, 12))
+    m = patcher(sm.Kandinsky5Image, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    pos = conditioning(torch.randn(1, 8, 32, generator=g), pooled_output=torch.randn(1, 32, generator=g))
+    neg = conditioning(torch.randn(1, 8, 32, generator=g), pooled_output=torch.randn(1, 32, generator=g))
+    return m, torch.zeros(batch, 16, size, size), pos, neg
+
+
+@current_line("cogvideox", "CogVideoX", "comfy.ldm.cogvideo.model",
+              site=(lambda b: b.q, lambda a, k: a[0]),
+              block_io=(lambda a, k: k["hidden_states"], lambda o: o[0]))
+def cogvideox(seed=0, batch=1, size=8, frames=2):
+    """CogVideoX 5B's layout (3D RoPE, no learned positions) at 64 wide: joint text + video attention, 4 blocks."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="cogvideox", num_attention_heads=2, attention_head_dim=32, in_channels=16, out_channels=16,
+               time_embed_dim=32, text_embed_dim=32, num_layers=4, sample_width=16, sample_height=16,
+               sample_frames=9, patch_size=2, max_text_seq_length=8, use_rotary_positional_embeddings=True)
+    m = patcher(sm.CogVideoX_T2V, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    pos = conditioning(torch.randn(1, 8, 32, generator=g))
+    neg = conditioning(torch.randn(1, 8, 32, generator=g))
+    return m, torch.zeros(batch, 16, frames, size, size), pos, neg
+
+
 # --- end of the current line's builders ---
 
 
