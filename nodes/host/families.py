@@ -146,7 +146,7 @@ def _ace_modulated(block, args):
 
 
 def _stable_audio_modulated(block, args):
-    normed, vec = block.pre_norm(args["img"]), args.get("vec")
+    normed, vec = block.pre_norm(args["img"]), args.get("global_cond")
     # "prepend" models take the time as a token, no modulation (ComfyUI after 0.3.75 says so as has_global_cond)
     if vec is None or not getattr(block, "has_global_cond", getattr(block, "global_cond_dim", None)):
         return normed
@@ -174,6 +174,7 @@ def _mochi_modulated(block, args):
 # --- current line: image models (HiDream-O1, Boogu, Anima, Z-Image pixel space, PixelDiT, JoyImage) ---
 
 # --- current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3) ---
+
 
 def _kandinsky5_modulated(block, args):
     from comfy.ldm.kandinsky5.model import apply_scale_shift_norm, get_shift_scale_gate
@@ -512,12 +513,16 @@ FAMILIES = (
            adapter=CallAdapter(hidden={"img": "hidden_states"}, returns=("img",)), modulated_input=_ace_modulated,
            attention_kinds={"block": ("cross",)}, mlp_modules={"block": ("ff",)},
            models="ACE-Step"),
-    # Stable Audio Open: the time (and seconds) embedding is prepended as a token, so block 0's input starts there
+    # Stable Audio Open: the time (and seconds) embedding is prepended as a token, so block 0's input starts there;
+    # Stable Audio 3: 64 memory tokens first, the time in a shared adaLN. Its forward honours patches_replace, but
+    # the block it hands the patch drops local_add_cond (Stable Audio 3's inpaint mask and latent, added in every
+    # block, zeros for text to audio but not a zero contribution): the blocks' own forwards are patched instead
     Family("Stable Audio", ("comfy.ldm.audio.dit.AudioDiffusionTransformer",),
-           (("double_block", "transformer.layers", None),), {"double_block": ("img",)},
+           (("double_block", "transformer.layers", None),), {"double_block": ("img",)}, route="forward",
+           adapter=CallAdapter(hidden={"img": "x"}, returns=("img",)),
            modulated_input=_stable_audio_modulated, image_first=False,
            attention_kinds={"double_block": ("self", "cross")}, mlp_modules={"double_block": ("ff",)},
-           models="Stable Audio Open 1.0"),
+           models="Stable Audio Open 1.0, Stable Audio 3 (Medium, Medium Base)"),
     Family("LTXV", ("comfy.ldm.lightricks.model.LTXVModel",),
            (("double_block", "transformer_blocks", None),), {"double_block": ("img",)},
            modulated_input=_ltxv_modulated, teacache_preset=_fixed("ltxv"),

@@ -549,6 +549,45 @@ def cogvideox(seed=0, batch=1, size=8, frames=2):
     return m, torch.zeros(batch, 16, frames, size, size), pos, neg
 
 
+# Stable Audio 3 runs on the Stable Audio Open class (comfy.ldm.audio.dit, on every line): its text encoder's module
+# (comfy.text_encoders.sa3) says whether the running ComfyUI has the StableAudio3 model
+@current_line("stable_audio3", "Stable Audio 3", "comfy.text_encoders.sa3",
+              site=(lambda b: b.self_attn, lambda a, k: a[0]),
+              block_io=(lambda a, k: a[0], lambda o: o))
+def stable_audio3(seed=0, batch=1, length=16):
+    """Stable Audio 3's AudioDiffusionTransformer as ComfyUI detects it: one shared adaLN projection of the time +
+    seconds embedding (a per-block bias on it), RMS norms and q/k norms, and a local conditioning (the inpaint mask
+    and masked latent, zeros for text to audio) added inside every block; 256-channel latents."""
+    import comfy.supported_models as sm
+    import comfy.ldm.audio.embedders as emb
+    cfg = dict(audio_model="dit1.0", global_cond_shared_embed=True, global_cond_type="adaLN",
+               timestep_features_type="expo", io_channels=256, embed_dim=64, depth=4, num_heads=2,
+               cond_token_dim=768, project_cond_tokens=True, global_cond_dim=768, input_concat_dim=0,
+               local_add_cond_dim=257, attn_kwargs={"qk_norm": "rms", "differential": False}, norm_type="rms_norm")
+    config = sm.StableAudio3(cfg)
+    config.set_inference_dtype(torch.float32, None)
+    number = emb.NumberConditioner(768, min_val=0, max_val=384, fourier_features_type="expo").state_dict()
+    g = torch.Generator().manual_seed(seed + 2)
+    weights = {f"conditioner.conditioners.seconds_total.{n}": torch.randn(v.shape, generator=g)
+               for n, v in number.items()}
+    model = config.get_model(weights)
+    fill_weights(model.diffusion_model, seed)
+    with torch.no_grad():
+        for name, p in model.diffusion_model.named_parameters():
+            if name.endswith(".gamma"):   # the norms' scales (fill_weights takes them for biases)
+                p.fill_(1.0)
+        inv_freq = model.diffusion_model.transformer.rotary_pos_emb.inv_freq   # a checkpoint buffer
+        inv_freq.copy_(1.0 / 10000 ** (torch.arange(0, 2 * len(inv_freq), 2).float() / (2 * len(inv_freq))))
+    model.eval()
+    import comfy.model_management
+    import comfy.model_patcher
+    m = comfy.model_patcher.ModelPatcher(model, load_device=comfy.model_management.get_torch_device(),
+                                         offload_device=comfy.model_management.unet_offload_device())
+    g = torch.Generator().manual_seed(seed + 1)
+    return m, torch.zeros(batch, 256, length), conditioning(torch.randn(1, 8, 768, generator=g)), \
+        conditioning(torch.randn(1, 8, 768, generator=g))
+
+
 # --- end of the current line's builders ---
 
 
