@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+import comfy.model_management
 import comfy.ops
 import comfy.utils
 
@@ -174,6 +175,12 @@ def _mochi_modulated(block, args):
 # --- current line: image models (HiDream-O1, Boogu, Anima, Z-Image pixel space, PixelDiT, JoyImage) ---
 
 # --- current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3) ---
+
+def _ace15_modulated(block, args):
+    temb = args["temb"]
+    table = comfy.model_management.cast_to(block.scale_shift_table, dtype=temb.dtype, device=temb.device)
+    shift, scale = (table + temb).chunk(6, dim=1)[:2]
+    return block.self_attn_norm(args["img"]) * (1 + scale) + shift
 
 
 def _kandinsky5_modulated(block, args):
@@ -538,6 +545,15 @@ FAMILIES = (
     # --- current line: image models (HiDream-O1, Boogu, Anima, Z-Image pixel space, PixelDiT, JoyImage) ---
 
     # --- current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3) ---
+    # ACE-Step 1.5: the DiT stack at decoder.layers, after its condition encoder (lyrics, timbre, audio-code hints)
+    # ran on the whole call. Its forward ignores patches_replace and passes no transformer_options down, so its
+    # blocks' forwards and its attention modules are patched (the attention kernels are out of the override's reach)
+    Family("ACE-Step 1.5", ("comfy.ldm.ace.ace_step15.AceStepConditionGenerationModel",),
+           (("block", "decoder.layers", None),), {"block": ("img",)}, route="forward",
+           adapter=CallAdapter(hidden={"img": "hidden_states"}, returns=("img",)), modulated_input=_ace15_modulated,
+           attention_kinds={"block": ("self", "cross")}, attention_modules={"block": ("self_attn", "cross_attn")},
+           mlp_modules={"block": ("mlp",)},
+           models="ACE-Step 1.5 (turbo, base, SFT)"),
 
     # Kandinsky 5 (video and image, one class): text blocks, then the visual stack. Its forward honours
     # patches_replace but hands the block {"x": ...} and takes a dict back, which no ReplaceAdapter returns: the

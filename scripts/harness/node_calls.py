@@ -27,9 +27,13 @@ def block_attrs(ck, model):
 
 def block_marker(ck, model):
     """What BlockCounter hooks where the attention methods cache whole attention modules (PixArt, HunyuanDiT):
-    the MLP's input norm, which the block calls itself and TeaCache's probe does not."""
+    the MLP's input norm, which the block calls itself and TeaCache's probe does not (ACE-Step 1.5: mlp_norm)."""
     from cachekit.nodes.host.families import detect
-    return "norm2" if detect(model, "test").attention_modules else None
+    row = detect(model, "test")
+    if not row.attention_modules:
+        return None
+    block = row.block(model.model.diffusion_model, *row.layout(model.model.diffusion_model)[1][0])
+    return next(name for name in ("norm2", "mlp_norm") if hasattr(block, name))
 
 
 def block_count(ck, model):

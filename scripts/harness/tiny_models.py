@@ -588,6 +588,27 @@ def stable_audio3(seed=0, batch=1, length=16):
         conditioning(torch.randn(1, 8, 768, generator=g))
 
 
+@current_line("ace_step15", "ACE-Step 1.5", "comfy.ldm.ace.ace_step15",
+              site=(lambda b: b.self_attn, lambda a, k: a[0]),
+              block_io=(lambda a, k: k["hidden_states"], lambda o: o))
+def ace_step15(seed=0, batch=1, length=20):
+    """ACE-Step 1.5 on (batch, 64, length) latents: its condition encoder (lyrics, timbre of the silence latent,
+    audio-code hints pooled over 5 frames, so a length in fives), then 4 DiT layers, sliding window and full in
+    turn. 64 latent channels and 192 DiT input channels are fixed by the silence latent it pads with."""
+    import comfy.supported_models as sm
+    cfg = dict(audio_model="ace1.5", in_channels=192, hidden_size=64, text_hidden_dim=32, timbre_hidden_dim=64,
+               audio_acoustic_hidden_dim=64, num_dit_layers=4, num_lyric_layers=1, num_timbre_layers=1,
+               num_tokenizer_layers=1, num_heads=2, num_kv_heads=1, head_dim=32, intermediate_size=128, patch_size=2,
+               sliding_window=4, fsq_dim=64, encoder_hidden_size=64, encoder_intermediate_size=128,
+               encoder_num_heads=2)
+    m = patcher(sm.ACEStep15, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+
+    def cond():
+        return conditioning(torch.randn(1, 8, 32, generator=g), conditioning_lyrics=torch.randn(1, 6, 32, generator=g))
+    return m, torch.zeros(batch, 64, length), cond(), cond()
+
+
 # --- end of the current line's builders ---
 
 
