@@ -591,6 +591,18 @@ UNSUPPORTED = {
         "any model",
     "comfy.ldm.cascade.stage_c.StageC": _CASCADE,
     "comfy.ldm.cascade.stage_b.StageB": _CASCADE,
+    # current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3)
+    "comfy.ldm.seedvr.model.NaDiT":
+        "(SeedVR2 video restoration) restores a video in one sampling step: these methods reuse what an earlier "
+        "step of the same run computed, and a one-step run has none, so every block would be computed anyway. Its "
+        "blocks also take the batch's videos and texts packed into one token list each (no batch axis), and its "
+        "attention and MLP modules return video and text as a pair, which the per-stream and per-module caches "
+        "cannot split or hold",
+    "comfy.ldm.minimax_music.dit.MiniMaxMusic3DiT":
+        "(MiniMax Music 3) runs its 36-block stack once per overlapping 8-second window of the song inside every "
+        "model call (any song over 8 s), each pass on another stretch of audio: the caches keep one state per block "
+        "and stream for a call, so a pass would reuse another window's residuals and attention. ComfyUI's own "
+        "EasyCache node (model patches, under sampling) skips whole steps instead",
 }
 
 SUPPORTED_NAMES = ", ".join(f.name for f in FAMILIES)
