@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+import comfy.model_management
 import comfy.ops
 import comfy.utils
 
@@ -146,7 +147,7 @@ def _ace_modulated(block, args):
 
 
 def _stable_audio_modulated(block, args):
-    normed, vec = block.pre_norm(args["img"]), args.get("vec")
+    normed, vec = block.pre_norm(args["img"]), args.get("global_cond")
     # "prepend" models take the time as a token, no modulation (ComfyUI after 0.3.75 says so as has_global_cond)
     if vec is None or not getattr(block, "has_global_cond", getattr(block, "global_cond_dim", None)):
         return normed
@@ -210,6 +211,32 @@ def _ideogram4_modulated(block, args):
 # --- current line: image models (HiDream-O1, Boogu, Anima, Z-Image pixel space, PixelDiT, JoyImage) ---
 
 # --- current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3) ---
+
+def _ace15_modulated(block, args):
+    temb = args["temb"]
+    table = comfy.model_management.cast_to(block.scale_shift_table, dtype=temb.dtype, device=temb.device)
+    shift, scale = (table + temb).chunk(6, dim=1)[:2]
+    return block.self_attn_norm(args["img"]) * (1 + scale) + shift
+
+
+def _kandinsky5_modulated(block, args):
+    from comfy.ldm.kandinsky5.model import apply_scale_shift_norm, get_shift_scale_gate
+    attn_params = block.visual_modulation(args["time_embed"]).chunk(3, dim=-1)[0]
+    shift, scale, _ = get_shift_scale_gate(attn_params)
+    return apply_scale_shift_norm(block.self_attention_norm, args["img"], scale, shift)
+
+
+def _cogvideo_modulated_parts(block, args):
+    normed, normed_txt, _, _ = block.norm1(args["img"], args["txt"], args["temb"])
+    return normed_txt, normed
+
+
+def _cogvideo_modulated(block, args):
+    return torch.cat(_cogvideo_modulated_parts(block, args), dim=1)   # joint attention's input: text first
+
+
+def _cogvideo_modulated_image(block, args):
+    return _cogvideo_modulated_parts(block, args)[1]
 
 # --- current line: 3D models ---
 
@@ -545,12 +572,16 @@ FAMILIES = (
            adapter=CallAdapter(hidden={"img": "hidden_states"}, returns=("img",)), modulated_input=_ace_modulated,
            attention_kinds={"block": ("cross",)}, mlp_modules={"block": ("ff",)},
            models="ACE-Step"),
-    # Stable Audio Open: the time (and seconds) embedding is prepended as a token, so block 0's input starts there
+    # Stable Audio Open: the time (and seconds) embedding is prepended as a token, so block 0's input starts there;
+    # Stable Audio 3: 64 memory tokens first, the time in a shared adaLN. Its forward honours patches_replace, but
+    # the block it hands the patch drops local_add_cond (Stable Audio 3's inpaint mask and latent, added in every
+    # block, zeros for text to audio but not a zero contribution): the blocks' own forwards are patched instead
     Family("Stable Audio", ("comfy.ldm.audio.dit.AudioDiffusionTransformer",),
-           (("double_block", "transformer.layers", None),), {"double_block": ("img",)},
+           (("double_block", "transformer.layers", None),), {"double_block": ("img",)}, route="forward",
+           adapter=CallAdapter(hidden={"img": "x"}, returns=("img",)),
            modulated_input=_stable_audio_modulated, image_first=False,
            attention_kinds={"double_block": ("self", "cross")}, mlp_modules={"double_block": ("ff",)},
-           models="Stable Audio Open 1.0"),
+           models="Stable Audio Open 1.0, Stable Audio 3 (Medium, Medium Base)"),
     Family("LTXV", ("comfy.ldm.lightricks.model.LTXVModel",),
            (("double_block", "transformer_blocks", None),), {"double_block": ("img",)},
            modulated_input=_ltxv_modulated, teacache_preset=_fixed("ltxv"),
@@ -632,6 +663,37 @@ FAMILIES = (
     # --- current line: image models (HiDream-O1, Boogu, Anima, Z-Image pixel space, PixelDiT, JoyImage) ---
 
     # --- current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3) ---
+    # ACE-Step 1.5: the DiT stack at decoder.layers, after its condition encoder (lyrics, timbre, audio-code hints)
+    # ran on the whole call. Its forward ignores patches_replace and passes no transformer_options down, so its
+    # blocks' forwards and its attention modules are patched (the attention kernels are out of the override's reach)
+    Family("ACE-Step 1.5", ("comfy.ldm.ace.ace_step15.AceStepConditionGenerationModel",),
+           (("block", "decoder.layers", None),), {"block": ("img",)}, route="forward",
+           adapter=CallAdapter(hidden={"img": "hidden_states"}, returns=("img",)), modulated_input=_ace15_modulated,
+           attention_kinds={"block": ("self", "cross")}, attention_modules={"block": ("self_attn", "cross_attn")},
+           mlp_modules={"block": ("mlp",)},
+           models="ACE-Step 1.5 (turbo, base, SFT)"),
+
+    # Kandinsky 5 (video and image, one class): text blocks, then the visual stack. Its forward honours
+    # patches_replace but hands the block {"x": ...} and takes a dict back, which no ReplaceAdapter returns: the
+    # blocks' own forwards are patched instead (the same blocks, the same call). The text blocks run before the
+    # stack, outside any cached span; their attention kernels (block -1) are always computed
+    Family("Kandinsky 5", ("comfy.ldm.kandinsky5.model.Kandinsky5",),
+           (("double_block", "visual_transformer_blocks", None),), {"double_block": ("img",)}, route="forward",
+           adapter=CallAdapter(hidden={"img": "visual_embed"}, returns=("img",)),
+           modulated_input=_kandinsky5_modulated, attention_kinds={"double_block": ("self", "cross")},
+           mlp_modules={"double_block": ("feed_forward",)},
+           models="Kandinsky 5.0 (Video Lite, Video Pro, Image Lite)"),
+    # CogVideoX: joint text + video attention in every block (text first), the two streams kept apart between
+    # blocks; its forward ignores patches_replace. Its MLP is two linears the block calls inline (on text + video):
+    # the MLP methods cache the output linear's result, which is the MLP's output, so a reused MLP still runs
+    # its input projection (half the MLP's work)
+    Family("CogVideoX", ("comfy.ldm.cogvideo.model.CogVideoXTransformer3DModel",), (("block", "blocks", None),),
+           {"block": ("img", "txt")}, route="forward",
+           adapter=CallAdapter(hidden={"img": "hidden_states", "txt": "encoder_hidden_states"},
+                               returns=("img", "txt")),
+           modulated_input=_cogvideo_modulated, modulated_image=_cogvideo_modulated_image, image_first=False,
+           attention_kinds={"block": ("self",)}, mlp_modules={"block": ("ff_out",)},
+           models="CogVideoX 2B / 5B, CogVideoX 1.5 (T2V, I2V, Fun inpaint)"),
 
     # --- current line: 3D models ---
 
@@ -659,6 +721,18 @@ UNSUPPORTED = {
         "any model",
     "comfy.ldm.cascade.stage_c.StageC": _CASCADE,
     "comfy.ldm.cascade.stage_b.StageB": _CASCADE,
+    # current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3)
+    "comfy.ldm.seedvr.model.NaDiT":
+        "(SeedVR2 video restoration) restores a video in one sampling step: these methods reuse what an earlier "
+        "step of the same run computed, and a one-step run has none, so every block would be computed anyway. Its "
+        "blocks also take the batch's videos and texts packed into one token list each (no batch axis), and its "
+        "attention and MLP modules return video and text as a pair, which the per-stream and per-module caches "
+        "cannot split or hold",
+    "comfy.ldm.minimax_music.dit.MiniMaxMusic3DiT":
+        "(MiniMax Music 3) runs its 36-block stack once per overlapping 8-second window of the song inside every "
+        "model call (any song over 8 s), each pass on another stretch of audio: the caches keep one state per block "
+        "and stream for a call, so a pass would reuse another window's residuals and attention. ComfyUI's own "
+        "EasyCache node (model patches, under sampling) skips whole steps instead",
     # audio and video in one packed sequence
     "comfy.ldm.minimax.model.MiniMaxH3Model":
         "(MiniMax H3) runs its text, video and audio tokens as one packed sequence through the same blocks: "

@@ -27,16 +27,16 @@ def block_attrs(ck, model):
 
 def block_marker(ck, model):
     """What BlockCounter hooks where the attention methods cache whole attention modules (PixArt, HunyuanDiT):
-    the MLP's input norm, which the block calls itself and TeaCache's probe does not. A block with no `norm2`
-    (ERNIE-Image): its first attention module itself, whose hooks fire whether it computes or is reused (the
-    object patch replaces its forward, not its call)."""
+    the MLP's input norm, which the block calls itself and TeaCache's probe does not (ACE-Step 1.5: mlp_norm). A
+    block with neither (ERNIE-Image): its first attention module itself, whose hooks fire whether it computes or is
+    reused (the object patch replaces its forward, not its call)."""
     from cachekit.nodes.host.families import detect
-    family = detect(model, "test")
-    if not family.attention_modules:
+    row = detect(model, "test")
+    if not row.attention_modules:
         return None
-    kind, index = family.layout(model.model.diffusion_model)[1][0]
-    block = family.block(model.model.diffusion_model, kind, index)
-    return "norm2" if hasattr(block, "norm2") else family.attention_modules[kind][0]
+    kind, index = row.layout(model.model.diffusion_model)[1][0]
+    block = row.block(model.model.diffusion_model, kind, index)
+    return next((name for name in ("norm2", "mlp_norm") if hasattr(block, name)), row.attention_modules[kind][0])
 
 
 def block_count(ck, model):

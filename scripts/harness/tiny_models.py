@@ -709,6 +709,115 @@ def ideogram4(seed=0, batch=1, size=8):
 
 # --- current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3) ---
 
+@current_line("kandinsky5", "Kandinsky 5 (video)", "comfy.ldm.kandinsky5.model",
+              site=(lambda b: b.self_attention, lambda a, k: a[0]),
+              block_io=(lambda a, k: a[0], lambda o: o))
+def kandinsky5(seed=0, batch=1, size=8, frames=2):
+    """Kandinsky 5's video model: the latent, a zero image and a mask concatenated (33 channels a pixel, 132 a
+    2x2 patch), one text block, four visual blocks; a Qwen text embedding and a pooled CLIP vector."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="kandinsky5", in_visual_dim=16, out_visual_dim=16, in_text_dim=32, in_text_dim2=32,
+               time_dim=32, model_dim=64, ff_dim=128, visual_embed_dim=132, patch_size=(1, 2, 2), num_text_blocks=1,
+               num_visual_blocks=4, axes_dims=(8, 12, 12))
+    m = patcher(sm.Kandinsky5, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    pos = conditioning(torch.randn(1, 8, 32, generator=g), pooled_output=torch.randn(1, 32, generator=g))
+    neg = conditioning(torch.randn(1, 8, 32, generator=g), pooled_output=torch.randn(1, 32, generator=g))
+    return m, torch.zeros(batch, 16, frames, size, size), pos, neg
+
+
+@current_line("kandinsky5_image", "Kandinsky 5 (image)", "comfy.ldm.kandinsky5.model",
+              site=(lambda b: b.self_attention, lambda a, k: a[0]),
+              block_io=(lambda a, k: a[0], lambda o: o))
+def kandinsky5_image(seed=0, batch=1, size=16):
+    """Kandinsky 5's image model: the same class on 4-D latents, no concatenated image or mask (64 = 16 x 2x2)."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="kandinsky5", in_visual_dim=16, out_visual_dim=16, in_text_dim=32, in_text_dim2=32,
+               time_dim=32, model_dim=64, ff_dim=128, visual_embed_dim=64, patch_size=(1, 2, 2), num_text_blocks=1,
+               num_visual_blocks=4, axes_dims=(8, 12, 12))
+    m = patcher(sm.Kandinsky5Image, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    pos = conditioning(torch.randn(1, 8, 32, generator=g), pooled_output=torch.randn(1, 32, generator=g))
+    neg = conditioning(torch.randn(1, 8, 32, generator=g), pooled_output=torch.randn(1, 32, generator=g))
+    return m, torch.zeros(batch, 16, size, size), pos, neg
+
+
+@current_line("cogvideox", "CogVideoX", "comfy.ldm.cogvideo.model",
+              site=(lambda b: b.q, lambda a, k: a[0]),
+              block_io=(lambda a, k: k["hidden_states"], lambda o: o[0]))
+def cogvideox(seed=0, batch=1, size=8, frames=2):
+    """CogVideoX 5B's layout (3D RoPE, no learned positions) at 64 wide: joint text + video attention, 4 blocks."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="cogvideox", num_attention_heads=2, attention_head_dim=32, in_channels=16, out_channels=16,
+               time_embed_dim=32, text_embed_dim=32, num_layers=4, sample_width=16, sample_height=16,
+               sample_frames=9, patch_size=2, max_text_seq_length=8, use_rotary_positional_embeddings=True)
+    m = patcher(sm.CogVideoX_T2V, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    pos = conditioning(torch.randn(1, 8, 32, generator=g))
+    neg = conditioning(torch.randn(1, 8, 32, generator=g))
+    return m, torch.zeros(batch, 16, frames, size, size), pos, neg
+
+
+# Stable Audio 3 runs on the Stable Audio Open class (comfy.ldm.audio.dit, on every line): its text encoder's module
+# (comfy.text_encoders.sa3) says whether the running ComfyUI has the StableAudio3 model
+@current_line("stable_audio3", "Stable Audio 3", "comfy.text_encoders.sa3",
+              site=(lambda b: b.self_attn, lambda a, k: a[0]),
+              block_io=(lambda a, k: a[0], lambda o: o))
+def stable_audio3(seed=0, batch=1, length=16):
+    """Stable Audio 3's AudioDiffusionTransformer as ComfyUI detects it: one shared adaLN projection of the time +
+    seconds embedding (a per-block bias on it), RMS norms and q/k norms, and a local conditioning (the inpaint mask
+    and masked latent, zeros for text to audio) added inside every block; 256-channel latents."""
+    import comfy.supported_models as sm
+    import comfy.ldm.audio.embedders as emb
+    cfg = dict(audio_model="dit1.0", global_cond_shared_embed=True, global_cond_type="adaLN",
+               timestep_features_type="expo", io_channels=256, embed_dim=64, depth=4, num_heads=2,
+               cond_token_dim=768, project_cond_tokens=True, global_cond_dim=768, input_concat_dim=0,
+               local_add_cond_dim=257, attn_kwargs={"qk_norm": "rms", "differential": False}, norm_type="rms_norm")
+    config = sm.StableAudio3(cfg)
+    config.set_inference_dtype(torch.float32, None)
+    number = emb.NumberConditioner(768, min_val=0, max_val=384, fourier_features_type="expo").state_dict()
+    g = torch.Generator().manual_seed(seed + 2)
+    weights = {f"conditioner.conditioners.seconds_total.{n}": torch.randn(v.shape, generator=g)
+               for n, v in number.items()}
+    model = config.get_model(weights)
+    fill_weights(model.diffusion_model, seed)
+    with torch.no_grad():
+        for name, p in model.diffusion_model.named_parameters():
+            if name.endswith(".gamma"):   # the norms' scales (fill_weights takes them for biases)
+                p.fill_(1.0)
+        inv_freq = model.diffusion_model.transformer.rotary_pos_emb.inv_freq   # a checkpoint buffer
+        inv_freq.copy_(1.0 / 10000 ** (torch.arange(0, 2 * len(inv_freq), 2).float() / (2 * len(inv_freq))))
+    model.eval()
+    import comfy.model_management
+    import comfy.model_patcher
+    m = comfy.model_patcher.ModelPatcher(model, load_device=comfy.model_management.get_torch_device(),
+                                         offload_device=comfy.model_management.unet_offload_device())
+    g = torch.Generator().manual_seed(seed + 1)
+    return m, torch.zeros(batch, 256, length), conditioning(torch.randn(1, 8, 768, generator=g)), \
+        conditioning(torch.randn(1, 8, 768, generator=g))
+
+
+@current_line("ace_step15", "ACE-Step 1.5", "comfy.ldm.ace.ace_step15",
+              site=(lambda b: b.self_attn, lambda a, k: a[0]),
+              block_io=(lambda a, k: k["hidden_states"], lambda o: o))
+def ace_step15(seed=0, batch=1, length=20):
+    """ACE-Step 1.5 on (batch, 64, length) latents: its condition encoder (lyrics, timbre of the silence latent,
+    audio-code hints pooled over 5 frames, so a length in fives), then 4 DiT layers, sliding window and full in
+    turn. 64 latent channels and 192 DiT input channels are fixed by the silence latent it pads with."""
+    import comfy.supported_models as sm
+    cfg = dict(audio_model="ace1.5", in_channels=192, hidden_size=64, text_hidden_dim=32, timbre_hidden_dim=64,
+               audio_acoustic_hidden_dim=64, num_dit_layers=4, num_lyric_layers=1, num_timbre_layers=1,
+               num_tokenizer_layers=1, num_heads=2, num_kv_heads=1, head_dim=32, intermediate_size=128, patch_size=2,
+               sliding_window=4, fsq_dim=64, encoder_hidden_size=64, encoder_intermediate_size=128,
+               encoder_num_heads=2)
+    m = patcher(sm.ACEStep15, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+
+    def cond():
+        return conditioning(torch.randn(1, 8, 32, generator=g), conditioning_lyrics=torch.randn(1, 6, 32, generator=g))
+    return m, torch.zeros(batch, 64, length), cond(), cond()
+
+
 # --- current line: 3D models ---
 
 @current_line("triposplat", "TripoSplat", "comfy.ldm.triposplat.model",
