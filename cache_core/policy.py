@@ -45,9 +45,13 @@ class ReuseLimits:
     warmup_steps: int = 0           # the first steps always compute
     max_consecutive: int = -1       # reuses in a row before a forced compute; -1 = no cap
 
+    def edges(self, total: int, policy=None) -> tuple[int, int]:
+        """(first, last): how many steps at each end of a `total`-step run always compute."""
+        first, last = policy.edges(total) if policy is not None else (0, 0)
+        return max(first, self.warmup_steps), last
+
     def allow(self, step: StepInfo, consecutive_reuses: int, policy=None) -> bool:
-        first, last = policy.edges(step.total) if policy is not None else (0, 0)
-        if step.at_edge(max(first, self.warmup_steps), last):
+        if step.at_edge(*self.edges(step.total, policy)):
             return False
         if not (self.end_sigma < step.sigma <= self.start_sigma):
             return False

@@ -122,12 +122,12 @@ def main() -> int:
         lines.append(f"¹ {name} {reason}.")
     for name, reason in cfg_reasons.items():
         lines.append(f"² {name} {reason}: FasterCache's CFG cache runs the cond half alone.")
-    lines += ["", "Refused with a message saying why: " + "; ".join(
-        f"`{cls.rsplit('.', 1)[1]}` {why}" for cls, why in families.UNSUPPORTED.items()) + ".",
+    lines += ["", "## Refused, with the message the node gives", "",
+              *(f"- `{cls.rsplit('.', 1)[1]}` {why}." for cls, why in families.UNSUPPORTED.items()), "",
               "A subclass of a class above is its family while it keeps that class's forward; one that redefines "
-              "its forward (ComfyUI 0.33's SCAIL, Animate2, WanDancer and causal Wan, LTX-2 audio-video, Z-Image "
-              "pixel space, Anima) is refused naming what it redefined. Any other class gets \"is not a supported "
-              "diffusion transformer\" and the list above.", ""]
+              "its forward is served only where a row names it after its forward was checked (ComfyUI 0.33's "
+              "SCAIL, Wan-Animate-2, WanDancer and LTX-2 are), else refused naming what it redefined. Any other "
+              "class gets \"is not a supported diffusion transformer\" and the list above.", ""]
     out = ROOT / "docs" / "coverage.md"
     out.parent.mkdir(exist_ok=True)
     out.write_text("\n".join(lines))

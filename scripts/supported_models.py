@@ -21,7 +21,7 @@ def lines() -> list[str]:
     from harness import pack
     ck = pack.load()
     from cachekit.cache_core import presets
-    from cachekit.nodes.host.families import FAMILIES, made_for
+    from cachekit.nodes.host.families import FAMILIES, UNSUPPORTED, made_for
     out = []
     for fam in FAMILIES:
         fitting = {kind: [n for n in presets.names(kind) if made_for(fam, presets.family(kind, n))]
@@ -37,8 +37,16 @@ def lines() -> list[str]:
         if fam.cfg_pairs:
             line += " No FasterCache: it " + fam.cfg_pairs + "."
         out.append(line)
+    out.append("- **Refused**, the node saying why (all reasons: [docs/coverage.md](docs/coverage.md)): "
+               + ", ".join(_refused_name(cls, why) for cls, why in UNSUPPORTED.items()) + ".")
     del ck
     return out
+
+
+def _refused_name(cls: str, why: str) -> str:
+    """`Class` and, where the reason opens with it, the model's name: "`NaDiT` (SeedVR2)"."""
+    name = f"`{cls.rsplit('.', 1)[1]}`"
+    return f"{name} {why[:why.index(')') + 1]}" if why.startswith("(") else name
 
 
 def block() -> str:

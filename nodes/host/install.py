@@ -35,6 +35,8 @@ KERNELS_TAKEN = ("another node's attention override, installed after this node (
                  "replaces any earlier one), took the attention kernels: attention caching did nothing on those calls; "
                  "put this node after that one")
 FEW_STEPS = 8     # runs this short are distilled (schnell, Turbo, Lightning, lightx2v): warn, see README
+# what scripts/bench_few_steps.py measured on such runs (BENCHMARKS.md, few steps)
+FEW_STEPS_EXPECT = ("few-step (distilled) models gain little from caching and lose quality fast at high thresholds;")
 _log = logging.getLogger("CacheKit")
 
 
@@ -108,6 +110,21 @@ def _check_long_skips(family: Family, depth: int, policy, node_name: str) -> Non
                 f"sits in the cached span; use at least {source + 1} front blocks or fewer back blocks")
 
 
+def few_steps_note(run) -> str | None:
+    """What a short run can expect (scripts/bench_few_steps.py measured it): nothing, where the steps every run
+    computes (the method's first and last, the node's warmup) cover the whole run; else little, for 8 steps or
+    fewer."""
+    total = run.stats.total_steps
+    first, last = run.limits.edges(total, run.policy)
+    if 0 < total <= first + last:
+        return (f"{total} steps: this method computes the first {first} and the last {last} steps of every run, so "
+                f"none of these {total} can be reused: the run is uncached (fewer warmup steps, or more steps, "
+                f"leave it steps to reuse)")
+    if 0 < total <= FEW_STEPS:
+        return (f"{total} steps: {FEW_STEPS_EXPECT} the node's settings are used as given (README: few-step models)")
+    return None
+
+
 def _outer_sample_wrapper(spec: CacheSpec, executor, *args, **kwargs):
     guider = executor.class_obj
     if guider.model_options.get("transformer_options", {}).get(SPEC_KEY) is not spec:
@@ -121,11 +138,10 @@ def _outer_sample_wrapper(spec: CacheSpec, executor, *args, **kwargs):
             _log.info("%s: %s", spec.node_name, note)
     except ValueError as e:
         raise CacheKitInputError(f"{spec.node_name}: {e}") from None
-    if 0 < run.stats.total_steps <= FEW_STEPS:
-        run.stats.notes.append(
-            f"{run.stats.total_steps} steps: few-step (distilled) models gain little from caching and lose "
-            f"quality fast at high thresholds; the node's settings are used as given (README: few-step models)")
-        _log.warning("%s: %s", spec.node_name, run.stats.notes[-1])
+    note = few_steps_note(run)
+    if note:
+        run.stats.notes.append(note)
+        _log.warning("%s: %s", spec.node_name, note)
     spec.live.push(run)
     status, started = "error", time.perf_counter()
     try:

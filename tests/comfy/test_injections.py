@@ -7,7 +7,7 @@ from harness.comfy_runtime import REPO
 import torch
 
 from harness import tiny_models as tm
-from harness.node_calls import METHODS, STEPS, fbc, last_stats, pab
+from harness.node_calls import METHODS, STEPS, fbc, last_stats, pab, teacache
 
 pytestmark = pytest.mark.every_runtime   # what can differ between ComfyUI versions: make test runs it on each
 
@@ -148,3 +148,20 @@ def test_few_step_runs_are_warned_about_on_the_node_and_in_the_log(ck, caplog):
     assert "Apply First Block Cache: 4 steps: few-step" in caplog.text
     tm.sample(fbc(ck, m, 0.5), lat, pos, neg, steps=10, cfg=3.0)
     assert last_stats(ck)["notes"] == []
+
+
+@pytest.mark.parametrize("steps, warmup", [(3, 3), (2, 1)])
+def test_a_run_with_no_step_to_reuse_says_it_runs_uncached(ck, caplog, steps, warmup):
+    """Where the steps every run computes (the node's warmup; TeaCache's first and last) cover the whole run, the
+    node says nothing can be reused instead of running a silent no-op, and indeed reuses nothing."""
+    import logging
+    m, lat, pos, neg = tm.wan()
+    patched = fbc(ck, m, 1.0, warmup=warmup) if warmup == 3 else teacache(ck, m, 1.0)
+    with caplog.at_level(logging.WARNING, logger="CacheKit"):
+        out = tm.sample(patched, lat, pos, neg, steps=steps, cfg=3.0)
+    stats = last_stats(ck)
+    assert [n.split(":")[0] for n in stats["notes"]] == [f"{steps} steps"]
+    assert "none of these" in stats["notes"][0] and "the run is uncached" in stats["notes"][0]
+    assert all(s["reused_calls"] == 0 for s in stats["streams"].values())
+    assert torch.equal(out, tm.sample(m, lat, pos, neg, steps=steps, cfg=3.0))
+    assert "the run is uncached" in caplog.text
