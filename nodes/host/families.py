@@ -173,6 +173,12 @@ def _mochi_modulated(block, args):
 
 # --- current line: image models (HiDream-O1, Boogu, Anima, Z-Image pixel space, PixelDiT, JoyImage) ---
 
+def _joyimage_modulated(block, args):
+    x, vec = args["img"], args["vec"]
+    shift, scale = block.img_mod(vec)[:2]
+    return block.img_norm1(x) * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
+
+
 # --- current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3) ---
 
 # --- end of the current line's probes ---
@@ -511,6 +517,12 @@ FAMILIES = (
     # --- current line: image models (Krea 2, ERNIE, Ideogram 4, Lens, MageFlow) ---
 
     # --- current line: image models (HiDream-O1, Boogu, Anima, Z-Image pixel space, PixelDiT, JoyImage) ---
+    # JoyImage (Edit): Qwen-Image-like double blocks; reference latents ride in img after the target's tokens
+    Family("JoyImage", ("comfy.ldm.joyimage.model.JoyImageTransformer3DModel",),
+           (("double_block", "double_blocks", None),), {"double_block": ("img", "txt")},
+           modulated_input=_joyimage_modulated, attention_kinds={"double_block": ("self",)},
+           mlp_modules={"double_block": ("img_mlp", "txt_mlp")},
+           models="JoyImage, JoyImage-Edit"),
 
     # --- current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3) ---
 

@@ -498,6 +498,21 @@ def ships(key: str, comfy_dir: Path = COMFY_DIR) -> bool:
 
 # --- current line: image models (HiDream-O1, Boogu, Anima, Z-Image pixel space, PixelDiT, JoyImage) ---
 
+@current_line("joyimage", "JoyImage (Edit)", "comfy.ldm.joyimage.model", site=(lambda b: b.attn, lambda a, k: a[0]),
+              block_io=(lambda a, k: k["hidden_states"], lambda o: o[0]))
+def joyimage(seed=0, batch=1, size=16, frames=1):
+    """JoyImage: Qwen-Image-like double blocks (image and text streams) on Wan 2.1 latents; its config pins the
+    rope axes at [16, 56, 56], so a head is 128 wide."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="joyimage", patch_size=[1, 2, 2], in_channels=16, out_channels=16, hidden_size=256,
+               num_attention_heads=2, text_dim=32, mlp_width_ratio=2.0, num_layers=4)
+    m = patcher(sm.JoyImage, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    pos = conditioning(torch.randn(1, 8, 32, generator=g))
+    neg = conditioning(torch.randn(1, 8, 32, generator=g))
+    return m, torch.zeros(batch, 16, frames, size, size), pos, neg
+
+
 # --- current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3) ---
 
 # --- end of the current line's builders ---
