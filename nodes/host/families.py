@@ -179,6 +179,22 @@ def _joyimage_modulated(block, args):
     return block.img_norm1(x) * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
 
 
+def _hidream_o1_modulated(block, args):
+    return block.input_layernorm(args["img"])   # no modulation: the time is a token; what the attention gets
+
+
+@dataclass(frozen=True)
+class _DictReplaceAdapter(ReplaceAdapter):
+    """A ReplaceAdapter for a forward that takes the new hidden state back in a dict under the name it passed it by
+    (HiDream-O1: {"x": ...} in and out). Belongs in adapters.py as a ReplaceAdapter option; kept here so that file
+    stays as it is while the families are added."""
+    def call(self, original, d: dict) -> dict:
+        return {"img": original({k: v for k, v in d.items() if k != "img"} | {self.hidden: d["img"]})[self.hidden]}
+
+    def result(self, out: dict):
+        return {self.hidden: out["img"]}
+
+
 # --- current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3) ---
 
 # --- end of the current line's probes ---
@@ -524,6 +540,14 @@ FAMILIES = (
            mlp_modules={"double_block": ("img_mlp", "txt_mlp")},
            models="JoyImage, JoyImage-Edit"),
 
+    # HiDream-O1: a Qwen3-VL decoder's layers on text, a time token and the image patches, text first; no
+    # per-block modulation (TeaCache measures block 0's normed input). patches_replace turns its K/V cache of the
+    # text prefix off (the forward caches it only while no block is replaced): every call runs the whole sequence
+    Family("HiDream-O1", ("comfy.ldm.hidream_o1.model.HiDreamO1Transformer",),
+           (("double_block", "language_model.layers", None),), {"double_block": ("img",)},
+           adapter=_DictReplaceAdapter("x"), modulated_input=_hidream_o1_modulated, image_first=False,
+           attention_kinds={"double_block": ("self",)}, mlp_modules={"double_block": ("mlp",)},
+           models="HiDream-O1-Image"),
     # --- current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3) ---
 
     # --- end of the current line's rows ---

@@ -513,6 +513,32 @@ def joyimage(seed=0, batch=1, size=16, frames=1):
     return m, torch.zeros(batch, 16, frames, size, size), pos, neg
 
 
+@current_line("hidream_o1", "HiDream-O1", "comfy.ldm.hidream_o1.model",
+              site=(lambda b: b.self_attn, lambda a, k: k["hidden_states"]),
+              block_io=(lambda a, k: k["x"], lambda o: o[0]))
+def hidream_o1(seed=0, batch=1, size=64):
+    """HiDream-O1: a Qwen3-VL decoder (Llama layers) on text tokens, a time token and 32x32 RGB patches (a 64x64
+    image: 4 image tokens); the "text encoder" is its tokenizer, the ids ride in the cond as text_input_ids (the
+    chat template around a prompt, ending with the boi and time tokens). Its vision tower runs for reference
+    images only: one tiny block. The vocabulary stays the real one (its special token ids are fixed)."""
+    import comfy.supported_models as sm
+    from comfy.text_encoders import hidream_o1 as te
+    text = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=2,
+                num_key_value_heads=2, head_dim=32, rope_dims=[6, 5, 5])
+    vision = dict(hidden_size=32, num_heads=2, intermediate_size=64, depth=1, num_position_embeddings=64)
+    m = patcher(sm.HiDreamO1, dict(image_model="hidream_o1", text_config_overrides=text,
+                                   vision_config_overrides=vision), seed)
+    g = torch.Generator().manual_seed(seed + 1)
+
+    def cond():
+        ids = [te.IM_START_ID, te.USER_ID, te.NEWLINE_ID, *torch.randint(0, 150000, (6,), generator=g).tolist(),
+               te.IM_END_ID, te.NEWLINE_ID, te.IM_START_ID, te.ASSISTANT_ID, te.NEWLINE_ID, te.BOI_TOKEN_ID,
+               te.TMS_TOKEN_ID]
+        ids = torch.tensor([ids])
+        return conditioning(ids.unsqueeze(-1).float(), text_input_ids=ids)
+    return m, torch.zeros(batch, 3, size, size), cond(), cond()
+
+
 # --- current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3) ---
 
 # --- end of the current line's builders ---
