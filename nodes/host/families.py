@@ -548,6 +548,13 @@ FAMILIES = (
            adapter=_DictReplaceAdapter("x"), modulated_input=_hidream_o1_modulated, image_first=False,
            attention_kinds={"double_block": ("self",)}, mlp_modules={"double_block": ("mlp",)},
            models="HiDream-O1-Image"),
+    # Z-Image pixel space: NextDiT's main stack as Lumina 2 / Z-Image runs it (its own forward only swaps the final
+    # layer for a per-patch pixel decoder after the blocks, outside any cached span)
+    Family("Z-Image pixel space", ("comfy.ldm.lumina.model.NextDiTPixelSpace",), (("block", "layers", None),),
+           {"block": ("img",)}, route="forward", adapter=CallAdapter(hidden={"img": "x"}, returns=("img",)),
+           modulated_input=_lumina_modulated, image_first=False, attention_kinds={"block": ("self",)},
+           mlp_modules={"block": ("feed_forward",)},
+           models="Z-Image pixel space"),
     # --- current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3) ---
 
     # --- end of the current line's rows ---

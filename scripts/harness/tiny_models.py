@@ -539,6 +539,40 @@ def hidream_o1(seed=0, batch=1, size=64):
     return m, torch.zeros(batch, 3, size, size), cond(), cond()
 
 
+def smooth_time_embedder(first_linear, features: int, max_period: float, time_scale: float):
+    """Make a random time embedder as smooth in t as a trained one. Its input is [cos, sin] of t * time_scale at
+    frequencies from 1 down to 1/max_period; at time_scale 1000 (Z-Image) the fast ones turn by many radians
+    between two sampling steps, and random weights mix them in as fully as the slow ones, so the time embedding,
+    and with it every modulation, is white noise from step to step (block 0's residual changes by over 100%
+    each step, where a trained model's changes by a few percent). Training weighs those features down; here each
+    is weighed by at most one radian over t in [0, 1]."""
+    import math
+    half = features // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32) / half)
+    damp = (1 / (freqs * time_scale)).clamp(max=1.0)
+    with torch.no_grad():
+        first_linear.weight.mul_(torch.cat([damp, damp]).to(first_linear.weight))
+
+
+@current_line("z_image_pixel", "Z-Image pixel space", "comfy.ldm.lumina.model",
+              site=(lambda b: b.attention, lambda a, k: a[0]), block_io=(lambda a, k: a[0], lambda o: o))
+def z_image_pixel(seed=0, batch=1, size=16):
+    """Z-Image's pixel-space NextDiT: RGB in 2x2 patches, a per-patch MLP decoder in place of the final layer; 256
+    wide for its modulation, as z_image."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="zimage_pixel", patch_size=2, in_channels=3, dim=256, n_layers=4, n_refiner_layers=1,
+               n_heads=2, n_kv_heads=2, axes_dims=[32, 48, 48], axes_lens=[64, 16, 16], cap_feat_dim=32,
+               qk_norm=True, z_image_modulation=True, pad_tokens_multiple=32, time_scale=1000.0,
+               decoder_hidden_size=32, decoder_num_res_blocks=2, decoder_max_freqs=4, decoder_in_channels=12)
+    m = patcher(sm.ZImagePixelSpace, cfg, seed)
+    dm = m.model.diffusion_model
+    smooth_time_embedder(dm.t_embedder.mlp[0], dm.t_embedder.frequency_embedding_size, dm.t_embedder.max_period,
+                         dm.time_scale)
+    g = torch.Generator().manual_seed(seed + 1)
+    return m, torch.zeros(batch, 3, size, size), conditioning(torch.randn(1, 8, 32, generator=g)), \
+        conditioning(torch.randn(1, 8, 32, generator=g))
+
+
 # --- current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3) ---
 
 # --- end of the current line's builders ---
