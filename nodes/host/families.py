@@ -555,6 +555,13 @@ FAMILIES = (
            modulated_input=_lumina_modulated, image_first=False, attention_kinds={"block": ("self",)},
            mlp_modules={"block": ("feed_forward",)},
            models="Z-Image pixel space"),
+    # Anima: Cosmos Predict2's MiniTrainDIT; its own forward only runs the LLM adapter on the text (into the cross
+    # attention's context) before MiniTrainDIT's forward, which runs the blocks as in the Cosmos Predict2 row
+    Family("Anima", ("comfy.ldm.anima.model.Anima",), (("block", "blocks", None),),
+           {"block": ("img",)}, route="forward", adapter=CallAdapter(hidden={"img": "x_B_T_H_W_D"}, returns=("img",)),
+           modulated_input=_cosmos2_modulated, attention_kinds={"block": ("self", "cross")},
+           mlp_modules={"block": ("mlp",)},
+           models="Anima"),
     # --- current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3) ---
 
     # --- end of the current line's rows ---

@@ -573,6 +573,27 @@ def z_image_pixel(seed=0, batch=1, size=16):
         conditioning(torch.randn(1, 8, 32, generator=g))
 
 
+@current_line("anima", "Anima", "comfy.ldm.anima.model", site=(lambda b: b.self_attn, lambda a, k: a[0]),
+              block_io=(lambda a, k: a[0], lambda o: o))
+def anima(seed=0, batch=1, size=8, frames=1):
+    """Anima: Cosmos Predict2's MiniTrainDIT behind an LLM adapter that turns the text encoder's 1024-wide states
+    and the prompt's T5 ids into the cross attention's context (padded to 512 tokens). The adapter's size is
+    fixed by the class (1024 wide, 6 blocks, a 32128-token embedding): filled once per process."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="anima", max_img_h=64, max_img_w=64, max_frames=16, in_channels=16, out_channels=16,
+               patch_spatial=2, patch_temporal=1, concat_padding_mask=True, model_channels=64, num_blocks=4,
+               num_heads=2, crossattn_emb_channels=1024, pos_emb_cls="rope3d", pos_emb_learnable=True,
+               pos_emb_interpolation="crop", min_fps=1, max_fps=30, use_adaln_lora=True, adaln_lora_dim=16,
+               extra_per_block_abs_pos_emb=False, rope_enable_fps_modulation=False)
+    m = patcher(sm.Anima, cfg, seed, keep_weights=True)
+    g = torch.Generator().manual_seed(seed + 1)
+
+    def cond():
+        return conditioning(torch.randn(1, 8, 1024, generator=g), t5xxl_ids=torch.randint(0, 32128, (8,), generator=g),
+                            t5xxl_weights=torch.ones(8))
+    return m, torch.zeros(batch, 16, frames, size, size), cond(), cond()
+
+
 # --- current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3) ---
 
 # --- end of the current line's builders ---
