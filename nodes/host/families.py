@@ -195,6 +195,10 @@ class _DictReplaceAdapter(ReplaceAdapter):
         return {self.hidden: out["img"]}
 
 
+def _boogu_modulated(block, args):
+    return block.img_norm1(args["img"], args["temb"])[0]
+
+
 # --- current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3) ---
 
 # --- end of the current line's probes ---
@@ -562,6 +566,19 @@ FAMILIES = (
            modulated_input=_cosmos2_modulated, attention_kinds={"block": ("self", "cross")},
            mlp_modules={"block": ("mlp",)},
            models="Anima"),
+    # Boogu-Image: OmniGen2's refiners, then double-stream blocks (image; instruction) and single-stream blocks on
+    # instruction + image; no patches_replace. The image stream starts with the reference images' tokens, if any
+    Family("Boogu-Image", ("comfy.ldm.boogu.model.BooguTransformer2DModel",),
+           (("double_block", "double_stream_layers", None), ("single_block", "single_stream_layers", None)),
+           _DOUBLE_SINGLE, route="forward", convert=_join_txt_img,
+           adapter={"double_block": CallAdapter(hidden={"img": "img_hidden_states", "txt": "instruct_hidden_states"},
+                                                returns=("img", "txt")),
+                    "single_block": CallAdapter(hidden={"img": "hidden_states"}, returns=("img",))},
+           modulated_input=_boogu_modulated, image_first=False,
+           attention_kinds={"double_block": ("self", "self"), "single_block": ("self",)},
+           mlp_modules={"double_block": ("img_feed_forward", "instruct_feed_forward"),
+                        "single_block": ("feed_forward",)},
+           models="Boogu-Image"),
     # --- current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3) ---
 
     # --- end of the current line's rows ---

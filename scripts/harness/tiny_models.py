@@ -594,6 +594,25 @@ def anima(seed=0, batch=1, size=8, frames=1):
     return m, torch.zeros(batch, 16, frames, size, size), cond(), cond()
 
 
+@current_line("boogu", "Boogu-Image", "comfy.ldm.boogu.model",
+              site=(lambda b: b.img_instruct_attn, lambda a, k: a[0]),
+              block_io=(lambda a, k: a[0], lambda o: o[0]))
+def boogu(seed=0, batch=1, size=16):
+    """Boogu-Image: OmniGen2's refiners, then double-stream blocks (image, instruction), then single-stream blocks on
+    instruction + image; its model_base is OmniGen2's (the token count from an attention mask in the cond)."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="boogu", patch_size=2, in_channels=16, out_channels=None, hidden_size=64, num_layers=2,
+               num_double_stream_layers=2, num_refiner_layers=1, num_attention_heads=2, num_kv_heads=1,
+               multiple_of=16, ffn_dim_multiplier=None, norm_eps=1e-5, axes_dim_rope=[8, 12, 12],
+               axes_lens=[64, 16, 16], instruction_feat_dim=32, timestep_scale=1000.0)
+    m = patcher(sm.Boogu, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    mask = torch.ones(1, 8, dtype=torch.long)
+    pos = conditioning(torch.randn(1, 8, 32, generator=g), attention_mask=mask)
+    neg = conditioning(torch.randn(1, 8, 32, generator=g), attention_mask=mask)
+    return m, torch.zeros(batch, 16, size, size), pos, neg
+
+
 # --- current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3) ---
 
 # --- end of the current line's builders ---
