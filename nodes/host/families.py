@@ -199,6 +199,12 @@ def _boogu_modulated(block, args):
     return block.img_norm1(args["img"], args["temb"])[0]
 
 
+def _pixeldit_modulated(block, args):
+    from comfy.ldm.pixeldit.modules import apply_adaln_
+    shift, scale = block.adaLN_modulation_img(args["c"]).chunk(6, dim=-1)[:2]
+    return apply_adaln_(block.norm_x1(args["img"]), shift, scale)
+
+
 # --- current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3) ---
 
 # --- end of the current line's probes ---
@@ -579,6 +585,25 @@ FAMILIES = (
            mlp_modules={"double_block": ("img_feed_forward", "instruct_feed_forward"),
                         "single_block": ("feed_forward",)},
            models="Boogu-Image"),
+    # PixelDiT: MMDiT patch blocks (image, text), then pixel blocks conditioned on their output (a head after the
+    # cached span, as Chroma Radiance's NeRF head); no patches_replace. PiD (PidNet) is its body as a latent
+    # decoder, with its own _forward that gates LQ features into the image stream before every lq_interval-th
+    # patch block, on every call
+    Family("PixelDiT", ("comfy.ldm.pixeldit.model.PixDiT_T2I",), (("double_block", "patch_blocks", None),),
+           {"double_block": ("img", "txt")}, route="forward",
+           adapter=CallAdapter(hidden={"img": "x", "txt": "y"}, returns=("img", "txt")),
+           modulated_input=_pixeldit_modulated, attention_kinds={"double_block": ("self",)},
+           mlp_modules={"double_block": ("mlp_x", "mlp_y")},
+           models="PixelDiT (T2I)"),
+    Family("PiD", ("comfy.ldm.pixeldit.pid.PidNet",), (("double_block", "patch_blocks", None),),
+           {"double_block": ("img", "txt")}, route="forward",
+           adapter=CallAdapter(hidden={"img": "x", "txt": "y"}, returns=("img", "txt")),
+           modulated_input=_pixeldit_modulated, attention_kinds={"double_block": ("self",)},
+           mlp_modules={"double_block": ("mlp_x", "mlp_y")},
+           injects="gates its LQ (input latent) features into the image stream before every lq_interval-th patch "
+                   "block, on every call: a reused run of blocks would replay the features of the step it was "
+                   "computed on",
+           models="PiD (Pixel Diffusion Decoder)"),
     # --- current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3) ---
 
     # --- end of the current line's rows ---

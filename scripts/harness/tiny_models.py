@@ -613,6 +613,38 @@ def boogu(seed=0, batch=1, size=16):
     return m, torch.zeros(batch, 16, size, size), pos, neg
 
 
+_PIXELDIT = dict(in_channels=3, num_groups=2, hidden_size=64, pixel_hidden_size=8, pixel_attn_hidden_size=32,
+                 pixel_num_groups=2, patch_depth=4, pixel_depth=1, patch_size=4, txt_embed_dim=32, txt_max_length=16)
+
+
+@current_line("pixeldit", "PixelDiT", "comfy.ldm.pixeldit.model", site=(lambda b: b.attn, lambda a, k: a[0]),
+              block_io=(lambda a, k: a[0], lambda o: o[0]))
+def pixeldit(seed=0, batch=1, size=16):
+    """PixelDiT T2I: MMDiT patch blocks (image, text) on 4x4 RGB patches (16 tokens), then pixel blocks per pixel
+    conditioned on the patch stack's output (the head after the cached span, as Chroma Radiance's)."""
+    import comfy.supported_models as sm
+    m = patcher(sm.PixelDiTT2I, dict(image_model="pixeldit_t2i", **_PIXELDIT), seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    return m, torch.zeros(batch, 3, size, size), conditioning(torch.randn(1, 8, 32, generator=g)), \
+        conditioning(torch.randn(1, 8, 32, generator=g))
+
+
+@current_line("pid", "PiD (pixel diffusion decoder)", "comfy.ldm.pixeldit.pid", component_only=True)
+def pid(seed=0, batch=1, size=16):
+    """PiD: PixelDiT's body decoding a latent (lq_latent, 16 channels, 8x down) to pixels 4x up; its LQ features are
+    gated into the patch stream before every lq_interval-th patch block."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="pid", lq_latent_channels=16, lq_hidden_dim=16, lq_num_res_blocks=1, lq_interval=2,
+               **_PIXELDIT)
+    m = patcher(sm.PiD, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+
+    def cond():
+        return conditioning(torch.randn(1, 8, 32, generator=g), lq_latent=torch.randn(1, 16, 2, 2, generator=g),
+                            degrade_sigma=torch.tensor([0.2]))
+    return m, torch.zeros(batch, 3, size, size), cond(), cond()
+
+
 # --- current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3) ---
 
 # --- end of the current line's builders ---
