@@ -125,8 +125,8 @@ def main() -> int:
     lines += ["", "Refused with a message saying why: " + "; ".join(
         f"`{cls.rsplit('.', 1)[1]}` {why}" for cls, why in families.UNSUPPORTED.items()) + ".",
               "A subclass of a class above is its family while it keeps that class's forward; one that redefines "
-              "its forward (ComfyUI 0.33's SCAIL, Animate2, WanDancer and causal Wan, LTX-2 audio-video, Z-Image "
-              "pixel space, Anima) is refused naming what it redefined. Any other class gets \"is not a supported "
+              "its forward (ComfyUI 0.33's SCAIL, Animate2, WanDancer and causal Wan, LTX-2 audio-video) is refused "
+              "naming what it redefined. Any other class gets \"is not a supported "
               "diffusion transformer\" and the list above.", ""]
     out = ROOT / "docs" / "coverage.md"
     out.parent.mkdir(exist_ok=True)
