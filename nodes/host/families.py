@@ -549,7 +549,6 @@ FAMILIES = (
            modulated_input=_joyimage_modulated, attention_kinds={"double_block": ("self",)},
            mlp_modules={"double_block": ("img_mlp", "txt_mlp")},
            models="JoyImage, JoyImage-Edit"),
-
     # HiDream-O1: a Qwen3-VL decoder's layers on text, a time token and the image patches, text first; no
     # per-block modulation (TeaCache measures block 0's normed input). patches_replace turns its K/V cache of the
     # text prefix off (the forward caches it only while no block is replaced): every call runs the whole sequence
@@ -604,6 +603,7 @@ FAMILIES = (
                    "block, on every call: a reused run of blocks would replay the features of the step it was "
                    "computed on",
            models="PiD (Pixel Diffusion Decoder)"),
+
     # --- current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3) ---
 
     # --- end of the current line's rows ---
