@@ -210,6 +210,22 @@ def _ideogram4_modulated(block, args):
 
 # --- current line: image models (HiDream-O1, Boogu, Anima, Z-Image pixel space, PixelDiT, JoyImage) ---
 
+def _joyimage_modulated(block, args):
+    x, vec = args["img"], args["vec"]
+    shift, scale = block.img_mod(vec)[:2]
+    return block.img_norm1(x) * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
+
+
+def _boogu_modulated(block, args):
+    return block.img_norm1(args["img"], args["temb"])[0]
+
+
+def _pixeldit_modulated(block, args):
+    from comfy.ldm.pixeldit.modules import apply_adaln_
+    shift, scale = block.adaLN_modulation_img(args["c"]).chunk(6, dim=-1)[:2]
+    return apply_adaln_(block.norm_x1(args["img"]), shift, scale)
+
+
 # --- current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3) ---
 
 def _ace15_modulated(block, args):
@@ -661,6 +677,58 @@ FAMILIES = (
            models="Ideogram 4"),
 
     # --- current line: image models (HiDream-O1, Boogu, Anima, Z-Image pixel space, PixelDiT, JoyImage) ---
+    # JoyImage (Edit): Qwen-Image-like double blocks; reference latents ride in img after the target's tokens
+    Family("JoyImage", ("comfy.ldm.joyimage.model.JoyImageTransformer3DModel",),
+           (("double_block", "double_blocks", None),), {"double_block": ("img", "txt")},
+           modulated_input=_joyimage_modulated, attention_kinds={"double_block": ("self",)},
+           mlp_modules={"double_block": ("img_mlp", "txt_mlp")},
+           models="JoyImage, JoyImage-Edit"),
+    # Z-Image pixel space: NextDiT's main stack as Lumina 2 / Z-Image runs it (its own forward only swaps the final
+    # layer for a per-patch pixel decoder after the blocks, outside any cached span)
+    Family("Z-Image pixel space", ("comfy.ldm.lumina.model.NextDiTPixelSpace",), (("block", "layers", None),),
+           {"block": ("img",)}, route="forward", adapter=CallAdapter(hidden={"img": "x"}, returns=("img",)),
+           modulated_input=_lumina_modulated, image_first=False, attention_kinds={"block": ("self",)},
+           mlp_modules={"block": ("feed_forward",)},
+           models="Z-Image pixel space"),
+    # Anima: Cosmos Predict2's MiniTrainDIT; its own forward only runs the LLM adapter on the text (into the cross
+    # attention's context) before MiniTrainDIT's forward, which runs the blocks as in the Cosmos Predict2 row
+    Family("Anima", ("comfy.ldm.anima.model.Anima",), (("block", "blocks", None),),
+           {"block": ("img",)}, route="forward", adapter=CallAdapter(hidden={"img": "x_B_T_H_W_D"}, returns=("img",)),
+           modulated_input=_cosmos2_modulated, attention_kinds={"block": ("self", "cross")},
+           mlp_modules={"block": ("mlp",)},
+           models="Anima"),
+    # Boogu-Image: OmniGen2's refiners, then double-stream blocks (image; instruction) and single-stream blocks on
+    # instruction + image; no patches_replace. The image stream starts with the reference images' tokens, if any
+    Family("Boogu-Image", ("comfy.ldm.boogu.model.BooguTransformer2DModel",),
+           (("double_block", "double_stream_layers", None), ("single_block", "single_stream_layers", None)),
+           _DOUBLE_SINGLE, route="forward", convert=_join_txt_img,
+           adapter={"double_block": CallAdapter(hidden={"img": "img_hidden_states", "txt": "instruct_hidden_states"},
+                                                returns=("img", "txt")),
+                    "single_block": CallAdapter(hidden={"img": "hidden_states"}, returns=("img",))},
+           modulated_input=_boogu_modulated, image_first=False,
+           attention_kinds={"double_block": ("self", "self"), "single_block": ("self",)},
+           mlp_modules={"double_block": ("img_feed_forward", "instruct_feed_forward"),
+                        "single_block": ("feed_forward",)},
+           models="Boogu-Image"),
+    # PixelDiT: MMDiT patch blocks (image, text), then pixel blocks conditioned on their output (a head after the
+    # cached span, as Chroma Radiance's NeRF head); no patches_replace. PiD (PidNet) is its body as a latent
+    # decoder, with its own _forward that gates LQ features into the image stream before every lq_interval-th
+    # patch block, on every call
+    Family("PixelDiT", ("comfy.ldm.pixeldit.model.PixDiT_T2I",), (("double_block", "patch_blocks", None),),
+           {"double_block": ("img", "txt")}, route="forward",
+           adapter=CallAdapter(hidden={"img": "x", "txt": "y"}, returns=("img", "txt")),
+           modulated_input=_pixeldit_modulated, attention_kinds={"double_block": ("self",)},
+           mlp_modules={"double_block": ("mlp_x", "mlp_y")},
+           models="PixelDiT (T2I)"),
+    Family("PiD", ("comfy.ldm.pixeldit.pid.PidNet",), (("double_block", "patch_blocks", None),),
+           {"double_block": ("img", "txt")}, route="forward",
+           adapter=CallAdapter(hidden={"img": "x", "txt": "y"}, returns=("img", "txt")),
+           modulated_input=_pixeldit_modulated, attention_kinds={"double_block": ("self",)},
+           mlp_modules={"double_block": ("mlp_x", "mlp_y")},
+           injects="gates its LQ (input latent) features into the image stream before every lq_interval-th patch "
+                   "block, on every call: a reused run of blocks would replay the features of the step it was "
+                   "computed on",
+           models="PiD (Pixel Diffusion Decoder)"),
 
     # --- current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3) ---
     # ACE-Step 1.5: the DiT stack at decoder.layers, after its condition encoder (lyrics, timbre, audio-code hints)
@@ -752,6 +820,12 @@ UNSUPPORTED = {
         _not_sampled("(Depth Anything 3) is a depth and camera-pose estimator"),
     "comfy.ldm.sam3.detector.SAM3Model":
         _not_sampled("(SAM 3) is an object segmentation and tracking model"),
+    # image models
+    "comfy.ldm.hidream_o1.model.HiDreamO1Transformer":
+        "(HiDream-O1) keeps a key/value cache of its text prefix only while no block is replaced: any block hook "
+        "turns it off and the whole sequence is recomputed every call, which changes the output in its last digits "
+        "(about 1e-6) even with caching off and gives up that cache's speed; CacheKit serves no model it cannot leave "
+        "exact when off",
     # Wan variants
     "comfy.ldm.wan.ar_model.CausalWanModel":
         "is Causal-Forcing Wan 2.1 (autoregressive): under its AR video sampler every model call denoises one chunk "

@@ -707,6 +707,151 @@ def ideogram4(seed=0, batch=1, size=8):
 
 # --- current line: image models (HiDream-O1, Boogu, Anima, Z-Image pixel space, PixelDiT, JoyImage) ---
 
+@current_line("joyimage", "JoyImage (Edit)", "comfy.ldm.joyimage.model", site=(lambda b: b.attn, lambda a, k: a[0]),
+              block_io=(lambda a, k: k["hidden_states"], lambda o: o[0]))
+def joyimage(seed=0, batch=1, size=16, frames=1):
+    """JoyImage: Qwen-Image-like double blocks (image and text streams) on Wan 2.1 latents; its config pins the
+    rope axes at [16, 56, 56], so a head is 128 wide."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="joyimage", patch_size=[1, 2, 2], in_channels=16, out_channels=16, hidden_size=256,
+               num_attention_heads=2, text_dim=32, mlp_width_ratio=2.0, num_layers=4)
+    m = patcher(sm.JoyImage, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    pos = conditioning(torch.randn(1, 8, 32, generator=g))
+    neg = conditioning(torch.randn(1, 8, 32, generator=g))
+    return m, torch.zeros(batch, 16, frames, size, size), pos, neg
+
+
+def hidream_o1(seed=0, batch=1, size=64):
+    """A tiny HiDream-O1, for the message that refuses it (its prefix cache: nodes/host/families.py).
+    HiDream-O1: a Qwen3-VL decoder (Llama layers) on text tokens, a time token and 32x32 RGB patches (a 64x64
+    image: 4 image tokens); the "text encoder" is its tokenizer, the ids ride in the cond as text_input_ids (the
+    chat template around a prompt, ending with the boi and time tokens). Its vision tower runs for reference
+    images only: one tiny block. The vocabulary stays the real one (its special token ids are fixed)."""
+    import comfy.supported_models as sm
+    from comfy.text_encoders import hidream_o1 as te
+    text = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=2,
+                num_key_value_heads=2, head_dim=32, rope_dims=[6, 5, 5])
+    vision = dict(hidden_size=32, num_heads=2, intermediate_size=64, depth=1, num_position_embeddings=64)
+    m = patcher(sm.HiDreamO1, dict(image_model="hidream_o1", text_config_overrides=text,
+                                   vision_config_overrides=vision), seed)
+    g = torch.Generator().manual_seed(seed + 1)
+
+    def cond():
+        ids = [te.IM_START_ID, te.USER_ID, te.NEWLINE_ID, *torch.randint(0, 150000, (6,), generator=g).tolist(),
+               te.IM_END_ID, te.NEWLINE_ID, te.IM_START_ID, te.ASSISTANT_ID, te.NEWLINE_ID, te.BOI_TOKEN_ID,
+               te.TMS_TOKEN_ID]
+        ids = torch.tensor([ids])
+        return conditioning(ids.unsqueeze(-1).float(), text_input_ids=ids)
+    return m, torch.zeros(batch, 3, size, size), cond(), cond()
+
+
+def smooth_time_embedder(first_linear, features: int, max_period: float, time_scale: float):
+    """Make a random time embedder as smooth in t as a trained one. Its input is [cos, sin] of t * time_scale at
+    frequencies from 1 down to 1/max_period; at time_scale 1000 (Z-Image) the fast ones turn by many radians
+    between two sampling steps, and random weights mix them in as fully as the slow ones, so the time embedding,
+    and with it every modulation, is white noise from step to step (block 0's residual changes by over 100%
+    each step, where a trained model's changes by a few percent). Training weighs those features down; here each
+    is weighed by at most one radian over t in [0, 1]."""
+    import math
+    half = features // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32) / half)
+    damp = (1 / (freqs * time_scale)).clamp(max=1.0)
+    with torch.no_grad():
+        first_linear.weight.mul_(torch.cat([damp, damp]).to(first_linear.weight))
+
+
+@current_line("z_image_pixel", "Z-Image pixel space", "comfy.ldm.lumina.model",
+              site=(lambda b: b.attention, lambda a, k: a[0]), block_io=(lambda a, k: a[0], lambda o: o))
+def z_image_pixel(seed=0, batch=1, size=16):
+    """Z-Image's pixel-space NextDiT: RGB in 2x2 patches, a per-patch MLP decoder in place of the final layer; 256
+    wide for its modulation, as z_image."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="zimage_pixel", patch_size=2, in_channels=3, dim=256, n_layers=4, n_refiner_layers=1,
+               n_heads=2, n_kv_heads=2, axes_dims=[32, 48, 48], axes_lens=[64, 16, 16], cap_feat_dim=32,
+               qk_norm=True, z_image_modulation=True, pad_tokens_multiple=32, time_scale=1000.0,
+               decoder_hidden_size=32, decoder_num_res_blocks=2, decoder_max_freqs=4, decoder_in_channels=12)
+    m = patcher(sm.ZImagePixelSpace, cfg, seed)
+    dm = m.model.diffusion_model
+    smooth_time_embedder(dm.t_embedder.mlp[0], dm.t_embedder.frequency_embedding_size, dm.t_embedder.max_period,
+                         dm.time_scale)
+    g = torch.Generator().manual_seed(seed + 1)
+    return m, torch.zeros(batch, 3, size, size), conditioning(torch.randn(1, 8, 32, generator=g)), \
+        conditioning(torch.randn(1, 8, 32, generator=g))
+
+
+@current_line("anima", "Anima", "comfy.ldm.anima.model", site=(lambda b: b.self_attn, lambda a, k: a[0]),
+              block_io=(lambda a, k: a[0], lambda o: o))
+def anima(seed=0, batch=1, size=8, frames=1):
+    """Anima: Cosmos Predict2's MiniTrainDIT behind an LLM adapter that turns the text encoder's 1024-wide states
+    and the prompt's T5 ids into the cross attention's context (padded to 512 tokens). The adapter's size is
+    fixed by the class (1024 wide, 6 blocks, a 32128-token embedding): filled once per process."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="anima", max_img_h=64, max_img_w=64, max_frames=16, in_channels=16, out_channels=16,
+               patch_spatial=2, patch_temporal=1, concat_padding_mask=True, model_channels=64, num_blocks=4,
+               num_heads=2, crossattn_emb_channels=1024, pos_emb_cls="rope3d", pos_emb_learnable=True,
+               pos_emb_interpolation="crop", min_fps=1, max_fps=30, use_adaln_lora=True, adaln_lora_dim=16,
+               extra_per_block_abs_pos_emb=False, rope_enable_fps_modulation=False)
+    m = patcher(sm.Anima, cfg, seed, keep_weights=True)
+    g = torch.Generator().manual_seed(seed + 1)
+
+    def cond():
+        return conditioning(torch.randn(1, 8, 1024, generator=g), t5xxl_ids=torch.randint(0, 32128, (8,), generator=g),
+                            t5xxl_weights=torch.ones(8))
+    return m, torch.zeros(batch, 16, frames, size, size), cond(), cond()
+
+
+@current_line("boogu", "Boogu-Image", "comfy.ldm.boogu.model",
+              site=(lambda b: b.img_instruct_attn, lambda a, k: a[0]),
+              block_io=(lambda a, k: a[0], lambda o: o[0]))
+def boogu(seed=0, batch=1, size=16):
+    """Boogu-Image: OmniGen2's refiners, then double-stream blocks (image, instruction), then single-stream blocks on
+    instruction + image; its model_base is OmniGen2's (the token count from an attention mask in the cond)."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="boogu", patch_size=2, in_channels=16, out_channels=None, hidden_size=64, num_layers=2,
+               num_double_stream_layers=2, num_refiner_layers=1, num_attention_heads=2, num_kv_heads=1,
+               multiple_of=16, ffn_dim_multiplier=None, norm_eps=1e-5, axes_dim_rope=[8, 12, 12],
+               axes_lens=[64, 16, 16], instruction_feat_dim=32, timestep_scale=1000.0)
+    m = patcher(sm.Boogu, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    mask = torch.ones(1, 8, dtype=torch.long)
+    pos = conditioning(torch.randn(1, 8, 32, generator=g), attention_mask=mask)
+    neg = conditioning(torch.randn(1, 8, 32, generator=g), attention_mask=mask)
+    return m, torch.zeros(batch, 16, size, size), pos, neg
+
+
+_PIXELDIT = dict(in_channels=3, num_groups=2, hidden_size=64, pixel_hidden_size=8, pixel_attn_hidden_size=32,
+                 pixel_num_groups=2, patch_depth=4, pixel_depth=1, patch_size=4, txt_embed_dim=32, txt_max_length=16)
+
+
+@current_line("pixeldit", "PixelDiT", "comfy.ldm.pixeldit.model", site=(lambda b: b.attn, lambda a, k: a[0]),
+              block_io=(lambda a, k: a[0], lambda o: o[0]))
+def pixeldit(seed=0, batch=1, size=16):
+    """PixelDiT T2I: MMDiT patch blocks (image, text) on 4x4 RGB patches (16 tokens), then pixel blocks per pixel
+    conditioned on the patch stack's output (the head after the cached span, as Chroma Radiance's)."""
+    import comfy.supported_models as sm
+    m = patcher(sm.PixelDiTT2I, dict(image_model="pixeldit_t2i", **_PIXELDIT), seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    return m, torch.zeros(batch, 3, size, size), conditioning(torch.randn(1, 8, 32, generator=g)), \
+        conditioning(torch.randn(1, 8, 32, generator=g))
+
+
+@current_line("pid", "PiD (pixel diffusion decoder)", "comfy.ldm.pixeldit.pid", component_only=True)
+def pid(seed=0, batch=1, size=16):
+    """PiD: PixelDiT's body decoding a latent (lq_latent, 16 channels, 8x down) to pixels 4x up; its LQ features are
+    gated into the patch stream before every lq_interval-th patch block."""
+    import comfy.supported_models as sm
+    cfg = dict(image_model="pid", lq_latent_channels=16, lq_hidden_dim=16, lq_num_res_blocks=1, lq_interval=2,
+               **_PIXELDIT)
+    m = patcher(sm.PiD, cfg, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+
+    def cond():
+        return conditioning(torch.randn(1, 8, 32, generator=g), lq_latent=torch.randn(1, 16, 2, 2, generator=g),
+                            degrade_sigma=torch.tensor([0.2]))
+    return m, torch.zeros(batch, 3, size, size), cond(), cond()
+
+
 # --- current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3) ---
 
 @current_line("kandinsky5", "Kandinsky 5 (video)", "comfy.ldm.kandinsky5.model",

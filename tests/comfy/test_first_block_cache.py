@@ -198,6 +198,21 @@ def test_a_packed_audio_video_model_is_refused_for_its_audio(ck, module, name):
     assert msg.startswith(f"Apply TeaCache: model class '{name}' (") and "audio tokens apart from its video" in msg
 
 
+@pytest.mark.parametrize("build", [tm.hidream_o1] if tm.ships_module("comfy.ldm.hidream_o1.model") else [])
+def test_a_model_a_block_hook_changes_is_refused(ck, build):
+    """HiDream-O1 runs another path (no prefix cache) as soon as any block is replaced, off or not: refused,
+    and indeed a pass-through block replacement alone changes its output."""
+    import torch
+    m, lat, pos, neg = build()
+    with pytest.raises(ValueError) as err:
+        fbc(ck, m, 0.0)
+    assert "key/value cache of its text prefix" in str(err.value) and "exact when off" in str(err.value)
+    hooked = m.clone()
+    for i in range(len(m.model.diffusion_model.language_model.layers)):
+        hooked.set_model_patch_replace(lambda args, extra: extra["original_block"](args), "dit", "double_block", i)
+    assert not torch.equal(tm.sample(m, lat, pos, neg, steps=2), tm.sample(hooked, lat, pos, neg, steps=2))
+
+
 @pytest.mark.parametrize("build", [tm.trellis2] if tm.ships_module("comfy.ldm.trellis2.model") else [])
 def test_trellis2_is_refused_for_its_per_stage_sparse_transformers(ck, build):
     with pytest.raises(ValueError) as err:
