@@ -368,11 +368,15 @@ def test_auto_presets_follow_the_detected_variant(ck):
     assert fams["Mochi"].preset("teacache", dm_of(tm.mochi)) == "mochi"
     assert fams["OmniGen2"].preset("magcache", dm_of(tm.omnigen2)) == "omnigen2_t2i"
     assert fams["Lumina2 / Z-Image"].preset("teacache", dm_of(tm.lumina2)) is None   # published values disagree
-    for name in ck.nodes.teacache.PRESETS:
-        assert len(ck.cache_core.presets.teacache(name)["coefficients"]) == 5
+    assert fams["HunyuanVideo"].preset("teacache", dm_of(tm.hunyuan_video15)) is None   # 1.5: t2v/i2v, 480/720p
+    assert fams["Kandinsky 5"].preset("magcache", None) is None                     # its presets: by name
+    for name in ck.nodes.teacache.PRESETS:   # degree 4 (TeaCache's) or 5 (LightX2V's HunyuanVideo 1.5 T2V)
+        c = ck.cache_core.presets.teacache(name)["coefficients"]
+        assert len(c) in (5, 6) and ck.cache_core.presets.family("teacache", name) in fams
     for name in ck.nodes.magcache.PRESETS:
         p = ck.cache_core.presets.magcache(name)
         assert len(p["ratios"]) == p["steps"] * (2 if p["interleaved"] else 1)
+        assert p["family"] in fams
 
 
 def test_taylorseer_schedule_and_forecast_in_comfy(ck):
@@ -455,3 +459,22 @@ def test_teacache_indicator_is_what_block0_consumes(ck, family):
     assert len(probes) == len(seen) == 4
     for p, s in zip(probes, seen):
         torch.testing.assert_close(p, s, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("family, method, preset", [
+    ("hunyuan_video15", "magcache", "hunyuan_video1.5_20steps"),
+    ("hunyuan_video15", "teacache", "hunyuan_video1.5_t2v_720p"),     # six coefficients (LightX2V's degree 5)
+    ("qwen_image", "magcache", "qwen_image_40steps"),
+    ("kandinsky5", "magcache", "kandinsky5_lite_t2v_5s"),
+])
+def test_a_preset_picked_by_name_runs_on_its_family(ck, family, method, preset):
+    """The newer models' presets (no auto pick: a class serves several variants) apply by name and reuse."""
+    if family not in tm.FAMILIES:     # Kandinsky 5: a class of the current line only
+        assert family in tm.UNAVAILABLE
+        return
+    m, lat, pos, neg = tm.FAMILIES[family]()
+    base = tm.sample(m, lat, pos, neg, steps=STEPS, cfg=3.0)
+    patched = (magcache(ck, m, 1.0, k=4, r=0.0, ratios=preset) if method == "magcache"
+               else teacache(ck, m, 5.0, coefficients=preset))
+    out = tm.sample(patched, lat, pos, neg, steps=STEPS, cfg=3.0)
+    assert last_stats(ck)["streams"]["cond"]["reused_steps"] and not torch.equal(out, base)
