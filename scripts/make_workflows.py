@@ -11,8 +11,8 @@ does and what to expect. Each is named by its title (the template browser shows 
 file name) and gets a thumbnail of its node graph (<name>.jpg, the browser's card picture); web/templates.json
 lists them in the browser's order ("start here" first, then by family: apply, calibrate then load, compare),
 which the web extension applies and the tests find files by. workflows/demo/ holds make demo's workflow.
-tests/server/test_example_workflows.py checks every file against a real server and runs the Wan and HunyuanVideo ones
-on tiny models.
+tests/server/test_example_workflows.py checks every file against a real server and runs the Wan (2.1, and 2.2's two
+experts) and HunyuanVideo ones on tiny models.
 """
 from __future__ import annotations
 
@@ -31,8 +31,8 @@ SOCKET_FREE = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
 
 
 def is_widget(spec) -> bool:
-    kind = spec[0]
     opts = spec[1] if len(spec) > 1 else {}
+    kind = opts.get("widgetType", spec[0])    # a multi-type input ("FLOAT,INT"): the frontend draws its widgetType
     return (isinstance(kind, list) or kind in SOCKET_FREE) and not opts.get("forceInput")
 
 
@@ -52,7 +52,8 @@ class Workflow:
                 spec = info["input"][section][name]
                 if is_widget(spec):
                     opts = spec[1] if len(spec) > 1 else {}
-                    default = opts.get("default", spec[0][0] if isinstance(spec[0], list) and spec[0] else None)
+                    choices = (spec[0] if isinstance(spec[0], list) else opts.get("options")) or [None]  # V3: COMBO
+                    default = opts.get("default", choices[0])
                     widgets.append(values.get(name, default))
                     if opts.get("control_after_generate"):
                         widgets.append("fixed")          # shared workflows reproduce: no random seed
@@ -138,7 +139,7 @@ def wan21(wf, cache, sample, name, cfg=6.0):
            filename_prefix=f"cachekit/{name}", fps=16.0, lossless=False, quality=85, method="default")
 
 
-def hunyuan_video(wf, cache, sample, name):
+def hunyuan_video(wf, cache, name):
     unet = wf.add("UNETLoader", unet_name="hunyuan_video_t2v_720p_bf16.safetensors", weight_dtype="default")
     clip = wf.add("DualCLIPLoader", clip_name1="clip_l.safetensors", clip_name2="llava_llama3_fp8_scaled.safetensors",
                   type="hunyuan_video")
@@ -148,12 +149,12 @@ def hunyuan_video(wf, cache, sample, name):
     neg = wf.add("CLIPTextEncode", "Negative", text="", clip=clip[0])
     lat = wf.add("EmptyHunyuanLatentVideo", width=848, height=480, length=73, batch_size=1)
     model = cache(wf, unet[0])
-    out = sample(wf, model, pos[0], neg[0], lat[0], dict(steps=30, cfg=1.0, sampler_name="euler", scheduler="simple"))
+    out = ksampler(wf, model, pos[0], neg[0], lat[0], dict(steps=30, cfg=1.0, sampler_name="euler", scheduler="simple"))
     wf.add("SaveAnimatedWEBP", images=wf.add("VAEDecodeTiled", samples=out, vae=vae[0])[0],
            filename_prefix=f"cachekit/{name}", fps=24.0, lossless=False, quality=85, method="default")
 
 
-def qwen_image(wf, cache, sample, name):
+def qwen_image(wf, cache, name):
     unet = wf.add("UNETLoader", unet_name="qwen_image_fp8_e4m3fn.safetensors", weight_dtype="default")
     clip = wf.add("CLIPLoader", clip_name="qwen_2.5_vl_7b_fp8_scaled.safetensors", type="qwen_image")
     vae = wf.add("VAELoader", vae_name="qwen_image_vae.safetensors")
@@ -162,20 +163,106 @@ def qwen_image(wf, cache, sample, name):
     lat = wf.add("EmptySD3LatentImage", width=1328, height=1328, batch_size=1)
     shifted = wf.add("ModelSamplingAuraFlow", model=unet[0], shift=3.1)
     model = cache(wf, shifted[0])
-    out = sample(wf, model, pos[0], neg[0], lat[0], dict(steps=20, cfg=2.5, sampler_name="euler", scheduler="simple"))
+    out = ksampler(wf, model, pos[0], neg[0], lat[0], dict(steps=20, cfg=2.5, sampler_name="euler", scheduler="simple"))
     wf.add("SaveImage", images=wf.add("VAEDecode", samples=out, vae=vae[0])[0], filename_prefix=f"cachekit/{name}")
 
 
-def ltxv(wf, cache, sample, name):
+def ltxv(wf, cache, name):
     ckpt = wf.add("CheckpointLoaderSimple", ckpt_name="ltx-video-2b-v0.9.5.safetensors")
     clip = wf.add("CLIPLoader", clip_name="t5xxl_fp16.safetensors", type="ltxv")
     cond = wf.add("LTXVConditioning", positive=wf.add("CLIPTextEncode", "Positive", text=VIDEO_PROMPT, clip=clip[0])[0],
                   negative=wf.add("CLIPTextEncode", "Negative", text=VIDEO_NEGATIVE, clip=clip[0])[0], frame_rate=25.0)
     lat = wf.add("EmptyLTXVLatentVideo", width=768, height=512, length=97, batch_size=1)
     model = cache(wf, ckpt[0])
-    out = sample(wf, model, cond[0], cond[1], lat[0], dict(steps=30, cfg=3.0, sampler_name="euler", scheduler="simple"))
+    out = ksampler(wf, model, cond[0], cond[1], lat[0], dict(steps=30, cfg=3.0, sampler_name="euler",
+                                                             scheduler="simple"))
     wf.add("SaveAnimatedWEBP", images=wf.add("VAEDecode", samples=out, vae=ckpt[2])[0],
            filename_prefix=f"cachekit/{name}", fps=24.0, lossless=False, quality=85, method="default")
+
+
+def wan22(wf, cache, name):
+    """Wan 2.2 T2V 14B as ComfyUI's template runs it: the high-noise expert samples the first half of the steps and
+    hands its noisy latent to the low-noise expert; each expert is its own MODEL, so each gets its own cache node
+    (each run then covers its own half of the schedule)."""
+    clip = wf.add("CLIPLoader", clip_name="umt5_xxl_fp8_e4m3fn_scaled.safetensors", type="wan")
+    vae = wf.add("VAELoader", vae_name="wan_2.1_vae.safetensors")
+    pos = wf.add("CLIPTextEncode", "Positive", text=VIDEO_PROMPT, clip=clip[0])
+    neg = wf.add("CLIPTextEncode", "Negative", text=VIDEO_NEGATIVE, clip=clip[0])
+    lat = wf.add("EmptyHunyuanLatentVideo", width=640, height=640, length=81, batch_size=1)
+    steps, split = 20, 10
+    for noise, title in (("high", "High-noise expert"), ("low", "Low-noise expert")):
+        unet = wf.add("UNETLoader", title, unet_name=f"wan2.2_t2v_{noise}_noise_14B_fp8_scaled.safetensors",
+                      weight_dtype="default")
+        model = cache(wf, wf.add("ModelSamplingSD3", model=unet[0], shift=5.0)[0])
+        first = noise == "high"
+        # the low-noise expert goes on from the high-noise one's latent
+        lat = wf.add("KSamplerAdvanced", model=model, add_noise="enable" if first else "disable", noise_seed=42,
+                     steps=steps, cfg=3.5, sampler_name="euler", scheduler="simple", positive=pos[0],
+                     negative=neg[0], latent_image=lat[0], start_at_step=0 if first else split,
+                     end_at_step=split if first else 10000,
+                     return_with_leftover_noise="enable" if first else "disable")
+    wf.add("SaveAnimatedWEBP", images=wf.add("VAEDecode", samples=lat[0], vae=vae[0])[0],
+           filename_prefix=f"cachekit/{name}", fps=16.0, lossless=False, quality=85, method="default")
+
+
+def custom_sample(wf, guider, sampler_name, sigmas, lat):
+    """SamplerCustomAdvanced, as the templates of models with their own sigma schedule sample."""
+    return wf.add("SamplerCustomAdvanced", noise=wf.add("RandomNoise", noise_seed=42)[0], guider=guider,
+                  sampler=wf.add("KSamplerSelect", sampler_name=sampler_name)[0], sigmas=sigmas, latent_image=lat)
+
+
+def flux2_klein(wf, cache, name):
+    """Flux.2 Klein 4B, the distilled one: 4 steps, CFG 1 (no guidance) with a zeroed negative."""
+    unet = wf.add("UNETLoader", unet_name="flux-2-klein-4b.safetensors", weight_dtype="default")
+    clip = wf.add("CLIPLoader", clip_name="qwen_3_4b.safetensors", type="flux2")
+    vae = wf.add("VAELoader", vae_name="flux2-vae.safetensors")
+    pos = wf.add("CLIPTextEncode", "Positive", text=IMAGE_PROMPT, clip=clip[0])
+    neg = wf.add("ConditioningZeroOut", conditioning=pos[0])
+    lat = wf.add("EmptyFlux2LatentImage", width=1024, height=1024, batch_size=1)
+    guider = wf.add("CFGGuider", model=cache(wf, unet[0]), positive=pos[0], negative=neg[0], cfg=1.0)
+    sigmas = wf.add("Flux2Scheduler", steps=4, width=1024, height=1024)
+    out = custom_sample(wf, guider[0], "euler", sigmas[0], lat[0])
+    wf.add("SaveImage", images=wf.add("VAEDecode", samples=out[0], vae=vae[0])[0], filename_prefix=f"cachekit/{name}")
+
+
+def z_image_turbo(wf, cache, name):
+    """Z-Image Turbo: 8 steps, CFG 1 with a zeroed negative."""
+    unet = wf.add("UNETLoader", unet_name="z_image_turbo_bf16.safetensors", weight_dtype="default")
+    clip = wf.add("CLIPLoader", clip_name="qwen_3_4b.safetensors", type="lumina2")
+    vae = wf.add("VAELoader", vae_name="ae.safetensors")
+    pos = wf.add("CLIPTextEncode", "Positive", text=IMAGE_PROMPT, clip=clip[0])
+    neg = wf.add("ConditioningZeroOut", conditioning=pos[0])
+    lat = wf.add("EmptySD3LatentImage", width=1024, height=1024, batch_size=1)
+    model = cache(wf, wf.add("ModelSamplingAuraFlow", model=unet[0], shift=3.0)[0])
+    out = ksampler(wf, model, pos[0], neg[0], lat[0], dict(steps=8, cfg=1.0, sampler_name="res_multistep",
+                                                           scheduler="simple"))
+    wf.add("SaveImage", images=wf.add("VAEDecode", samples=out, vae=vae[0])[0], filename_prefix=f"cachekit/{name}")
+
+
+def ltx2(wf, cache, name):
+    """LTX-2 19B dev as the first stage of ComfyUI's text-to-video template samples (at 768x512, no upscale stage):
+    video and audio latents sampled together as one AV latent, then split and decoded apart."""
+    ckpt_name = "ltx-2-19b-dev-fp8.safetensors"
+    ckpt = wf.add("CheckpointLoaderSimple", ckpt_name=ckpt_name)
+    clip = wf.add("LTXAVTextEncoderLoader", text_encoder="gemma_3_12B_it_fp4_mixed.safetensors", ckpt_name=ckpt_name)
+    audio_vae = wf.add("LTXVAudioVAELoader", ckpt_name=ckpt_name)
+    fps, frames = 24, 121
+    cond = wf.add("LTXVConditioning", positive=wf.add("CLIPTextEncode", "Positive", text=VIDEO_PROMPT, clip=clip[0])[0],
+                  negative=wf.add("CLIPTextEncode", "Negative", text=VIDEO_NEGATIVE, clip=clip[0])[0],
+                  frame_rate=float(fps))
+    video = wf.add("EmptyLTXVLatentVideo", width=768, height=512, length=frames, batch_size=1)
+    audio = wf.add("LTXVEmptyLatentAudio", frames_number=frames, frame_rate=fps, batch_size=1, audio_vae=audio_vae[0])
+    lat = wf.add("LTXVConcatAVLatent", video_latent=video[0], audio_latent=audio[0])
+    guider = wf.add("CFGGuider", model=cache(wf, ckpt[0]), positive=cond[0], negative=cond[1], cfg=4.0)
+    sigmas = wf.add("LTXVScheduler", steps=20, max_shift=2.05, base_shift=0.95, stretch=True, terminal=0.1,
+                    latent=lat[0])
+    av = wf.add("LTXVSeparateAVLatent", av_latent=custom_sample(wf, guider[0], "euler_ancestral", sigmas[0], lat[0])[0])
+    images = wf.add("VAEDecodeTiled", samples=av[0], vae=ckpt[2], tile_size=512, overlap=64, temporal_size=4096,
+                    temporal_overlap=8)
+    wf.add("SaveAnimatedWEBP", images=images[0], filename_prefix=f"cachekit/{name}", fps=float(fps), lossless=False,
+           quality=85, method="default")
+    wf.add("SaveAudio", audio=wf.add("LTXVAudioVAEDecode", samples=av[1], audio_vae=audio_vae[0])[0],
+           filename_prefix=f"cachekit/{name}")
 
 
 def ksampler(wf, model, pos, neg, lat, s):
@@ -242,6 +329,15 @@ MODELS = {
                   "models/text_encoders/qwen_2.5_vl_7b_fp8_scaled.safetensors, models/vae/qwen_image_vae.safetensors.",
     "ltxv": "LTX-Video 2B 0.9.5: models/checkpoints/ltx-video-2b-v0.9.5.safetensors, "
             "models/text_encoders/t5xxl_fp16.safetensors.",
+    "wan22_t2v_14B": "Wan 2.2 T2V 14B: models/diffusion_models/wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors and "
+                     "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors, "
+                     "models/text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors, models/vae/wan_2.1_vae.safetensors.",
+    "flux2_klein_4b": "Flux.2 Klein 4B (distilled): models/diffusion_models/flux-2-klein-4b.safetensors, "
+                      "models/text_encoders/qwen_3_4b.safetensors, models/vae/flux2-vae.safetensors.",
+    "z_image_turbo": "Z-Image Turbo: models/diffusion_models/z_image_turbo_bf16.safetensors, "
+                     "models/text_encoders/qwen_3_4b.safetensors, models/vae/ae.safetensors.",
+    "ltx2": "LTX-2 19B dev: models/checkpoints/ltx-2-19b-dev-fp8.safetensors (the model and its video and audio "
+            "VAEs), models/text_encoders/gemma_3_12B_it_fp4_mixed.safetensors.",
 }
 AFTER = ("After the run the cache node shows the steps it computed and reused per stream (cond, uncond), and "
          "the log has the same per stream. Set the threshold to 0 (interval 1) to get exactly the uncached "
@@ -266,8 +362,9 @@ def methods(family: str) -> dict:
 
 # --- templates: a readable name (the template browser shows extension templates by file name), an order, a
 # thumbnail, and an index the web extension sorts the browser by and the tests find files by -------------------
-FAMILY_NAMES = {"wan21_t2v_1.3B": "Wan 2.1 1.3B", "flux_dev": "Flux.1-dev", "qwen_image": "Qwen-Image",
-                "hunyuan_video": "HunyuanVideo", "ltxv": "LTX-Video"}          # in the browser's order
+FAMILY_NAMES = {"wan21_t2v_1.3B": "Wan 2.1 1.3B", "wan22_t2v_14B": "Wan 2.2 14B", "flux_dev": "Flux.1-dev",
+                "flux2_klein_4b": "Flux.2 Klein 4B", "z_image_turbo": "Z-Image Turbo", "qwen_image": "Qwen-Image",
+                "hunyuan_video": "HunyuanVideo", "ltx2": "LTX-2", "ltxv": "LTX-Video"}   # in the browser's order
 TASKS = ("apply", "calibrate", "load", "compare")
 GROUPS = {"apply": 0, "calibrate": 1, "load": 1, "compare": 2}   # in a family: apply, calibrate then load, compare
 START = ("wan21_t2v_1.3B", "first_block_cache", "apply")   # the smallest model, the simplest method
@@ -403,6 +500,20 @@ def widget_inputs(info: dict, node_type: str) -> list[tuple[str, list]]:
             if is_widget(spec[section][name])]
 
 
+def model_files(workflows) -> dict[str, set[str]]:
+    """The model file names the workflows reference, by the folder their loader lists them from (in its widgets'
+    order; text encoder loaders: text_encoders): the tests' servers hold them as empty placeholders."""
+    folders = {"UNETLoader": ("diffusion_models",), "VAELoader": ("vae",), "CheckpointLoaderSimple": ("checkpoints",),
+               "LTXAVTextEncoderLoader": ("text_encoders", "checkpoints"), "LTXVAudioVAELoader": ("checkpoints",)}
+    found: dict[str, set[str]] = {}
+    for wf in workflows:
+        for node in wf["nodes"]:
+            names = [v for v in node.get("widgets_values", []) if isinstance(v, str) and v.endswith(".safetensors")]
+            for folder, name in zip(folders.get(node["type"], ("text_encoders",) * len(names)), names, strict=True):
+                found.setdefault(folder, set()).add(name)
+    return found
+
+
 def to_api(wf: dict, info: dict) -> dict:
     prompt = {}
     links = {ln[0]: ln for ln in wf["links"]}
@@ -494,8 +605,28 @@ def main() -> int:
     wan21(wf, lambda w, m: m, compare_sample("ApplyFirstBlockCache", residual_diff_threshold=0.08),
           f"{family}_compare_quality")
     out.write(family, "first_block_cache", "compare", wf, note)
-    # one method each on the other families
+    # one method each on the other families; few-step models get a low threshold and one reuse in a row at most
+    few_steps = ("{} steps leave little to reuse: each step changes the image a lot, so a reused one costs more than "
+                 "in a long run. Hence a low threshold ({}) and never two reuses in a row; expect a small gain, and "
+                 "the node's few-step warning.")
     for family, method, build, note, cache in [
+        ("wan22_t2v_14B", "first_block_cache", wan22, "Apply First Block Cache on each of Wan 2.2's two experts "
+         "(threshold 0.08, at most 2 reuses in a row): the high-noise expert samples steps 0-10 of 20, the low-noise "
+         "one steps 10-20, and each cache node decides over its own expert's steps. First Block Cache needs no "
+         "numbers published for a model, so it fits either expert as it is.",
+         apply("ApplyFirstBlockCache", residual_diff_threshold=0.08, max_consecutive_skips=2)),
+        ("flux2_klein_4b", "first_block_cache", flux2_klein, "Apply First Block Cache on Flux.2 Klein 4B, distilled "
+         "to 4 steps without guidance (CFG 1). " + few_steps.format(4, 0.03),
+         apply("ApplyFirstBlockCache", residual_diff_threshold=0.03, max_consecutive_skips=1)),
+        ("z_image_turbo", "first_block_cache", z_image_turbo, "Apply First Block Cache on Z-Image Turbo, distilled "
+         "to 8 steps without guidance (CFG 1). " + few_steps.format(8, 0.05),
+         apply("ApplyFirstBlockCache", residual_diff_threshold=0.05, max_consecutive_skips=1)),
+        ("ltx2", "first_block_cache", ltx2, "Apply First Block Cache on LTX-2, video and sound in one model: block "
+         "0's change is measured for the video and for the audio apart, and a step is reused only where both "
+         "changed less than the threshold. 0.05 is a cautious start (no LTX-2 value is published): raise it while "
+         "picture and sound hold. This is the first stage of ComfyUI's LTX-2 template (20 steps, CFG 4); its "
+         "upscale-and-refine stage runs 3 distilled steps, too few to cache.",
+         apply("ApplyFirstBlockCache", residual_diff_threshold=0.05, max_consecutive_skips=2)),
         ("hunyuan_video", "teacache", hunyuan_video, "Apply TeaCache with the published HunyuanVideo coefficients "
          "and their 'slow' threshold 0.1 (0.15 is faster; ali-vilab/TeaCache).",
          apply("ApplyTeaCache", rel_l1_thresh=-1.0, coefficients="auto")),
@@ -508,7 +639,7 @@ def main() -> int:
     ]:
         wf = Workflow(info)
         wf.note(f"{note}\n\n{AFTER}\n\nModels: {MODELS[family]}")
-        build(wf, cache, ksampler, f"{family}_{method}")
+        build(wf, cache, f"{family}_{method}")
         out.write(family, method, "apply", wf, note)
     out.finish()
     DEMO.parent.mkdir(exist_ok=True)

@@ -4,8 +4,9 @@ are in the search (First Block Cache first for "cache"), a shipped workflow load
 resolved and its widgets' short labels whole, a queued workflow runs and the cache node shows what the server
 reported (GET /cachekit/stats) once, with a legend, in the classic renderer and in Nodes 2.0, the timeline follows
 its setting and survives a reload, a calibration chart renders with its axes and legend, Save Cache Calibration
-shows the file it wrote, the template browser lists the templates in order with their pictures. Screenshots go to
-output/browser/. The browser is installed by scripts/setup_runtime.sh; without it this test fails."""
+shows the file it wrote, every shipped workflow queues the prompt the server tests run, the template browser lists
+the templates in order with their pictures. Screenshots go to output/browser/. The browser is installed by
+scripts/setup_runtime.sh; without it this test fails."""
 import json
 from pathlib import Path
 
@@ -22,19 +23,18 @@ CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]
 SHIPPED = mw.find("wan21_t2v_1.3B", "first_block_cache")     # the "start here" template
+WORKFLOWS = sorted(mw.OUT.glob("*.json"))
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, comfy):
     from harness import make_models
     base = tmp_path_factory.mktemp("browser-base")
-    shipped = json.loads(SHIPPED.read_text())
-    for node in shipped["nodes"]:        # the shipped workflow's files, as empty placeholders (listed only)
-        for v in node.get("widgets_values", []):
-            if isinstance(v, str) and v.endswith(".safetensors"):
-                folder = {"UNETLoader": "diffusion_models", "VAELoader": "vae"}.get(node["type"], "text_encoders")
-                (base / "models" / folder).mkdir(parents=True, exist_ok=True)
-                (base / "models" / folder / v).write_bytes(b"")
+    # the shipped workflows' files, as empty placeholders (listed only)
+    for folder, names in mw.model_files([json.loads(p.read_text()) for p in WORKFLOWS]).items():
+        (base / "models" / folder).mkdir(parents=True, exist_ok=True)
+        for name in names:
+            (base / "models" / folder / name).write_bytes(b"")
     make_models.wan(base / "models" / "diffusion_models" / "tiny_wan.safetensors", dim=128, layers=6)
     srv = comfy_server.ComfyServer(base, extra_node_dirs=(FIXTURE_NODES,))
     srv.start()
@@ -385,6 +385,23 @@ def test_a_run_shows_only_on_the_node_of_the_workflow_that_ran_it(server, browse
         page.shot(f"warnings_{'nodes2' if vue else 'classic'}", around=tea)
         ours = [e for e in page.errors if "cachekit.js" in e or e.startswith("CacheKit")]
         assert not ours, ours
+    finally:
+        page.context.close()
+
+
+def test_the_frontend_queues_every_shipped_workflow_as_the_server_tests_run_it(server, browser):
+    """Each shipped workflow, loaded in the frontend and turned into the prompt it queues, has the inputs
+    make_workflows.to_api gives it (which tests/server runs): every widget value on its own input, the V3 combos
+    and the multi-type inputs drawn as their widgetType (LTX-2's audio frame rate) included."""
+    info = server.get("/object_info")
+    page = Page(browser, server, False)
+    try:
+        for path in WORKFLOWS:
+            wf = json.loads(path.read_text())
+            queued = page.js("async (g) => { await window.app.loadGraphData(g);"
+                             " return (await window.app.graphToPrompt()).output; }", wf)
+            assert {nid: (n["class_type"], n["inputs"]) for nid, n in queued.items()} == \
+                {nid: (n["class_type"], n["inputs"]) for nid, n in mw.to_api(wf, info).items()}, path.name
     finally:
         page.context.close()
 
