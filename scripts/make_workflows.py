@@ -365,6 +365,7 @@ def methods(family: str) -> dict:
 FAMILY_NAMES = {"wan21_t2v_1.3B": "Wan 2.1 1.3B", "wan22_t2v_14B": "Wan 2.2 14B", "flux_dev": "Flux.1-dev",
                 "flux2_klein_4b": "Flux.2 Klein 4B", "z_image_turbo": "Z-Image Turbo", "qwen_image": "Qwen-Image",
                 "hunyuan_video": "HunyuanVideo", "ltx2": "LTX-2", "ltxv": "LTX-Video"}   # in the browser's order
+CURRENT_LINE_ONLY = {"ltx2"}   # models whose nodes only the current line has (their workflows load there only)
 TASKS = ("apply", "calibrate", "load", "compare")
 GROUPS = {"apply": 0, "calibrate": 1, "load": 1, "compare": 2}   # in a family: apply, calibrate then load, compare
 START = ("wan21_t2v_1.3B", "first_block_cache", "apply")   # the smallest model, the simplest method
