@@ -171,3 +171,49 @@ def test_two_threads_calling_one_run_keep_their_own_call_and_streams():
             assert torch.equal(a, b)
     s = run.close().to_dict()["streams"]
     assert s["cond"]["reused_steps"] == s["uncond"]["reused_steps"] == [1]
+
+
+class TwoModalities:
+    """Three blocks on video and audio tokens: block p adds (p + 1) * scale to the video and (p + 1) * audio_scale
+    to the audio, each modality on its own."""
+    def __init__(self):
+        self.calls = 0
+
+    def block(self, p):
+        def run(args):
+            self.calls += 1
+            return {"img": args["img"] * 1.01 + (p + 1) * args["scale"],
+                    "audio": args["audio"] * 1.01 + (p + 1) * args["audio_scale"]}
+        return run
+
+
+AV = BlockLayout(kinds=("blk",) * 3, stream_keys={"blk": ("img", "audio")}, decided=("audio",))
+
+
+def av_call(run, stack, scale, audio_scale, step):
+    x, a = torch.ones(1, 4), torch.ones(1, 2)
+    c = run.begin_call(x, run.sigmas[step], ("a",), ("cond",))
+    h = {"img": x, "audio": a, "scale": scale, "audio_scale": audio_scale}
+    for p in range(3):
+        h = {**h, **c.run_block(p, h, stack.block(p))}
+    run.end_call(c)
+    return h, c
+
+
+def test_each_measured_modality_must_agree_and_gets_its_own_residual():
+    """The video barely changes while the audio changes by 30%: the call computes (one decision on the video alone
+    would reuse); where both barely change it reuses, each modality adding its own cached residual."""
+    run = CacheRun(FirstBlockCache(0.1), AV, sigmas=[1.0, 0.8, 0.6, 0.4, 0.0])
+    stack = TwoModalities()
+    av_call(run, stack, torch.tensor(1.0), torch.tensor(1.0), 0)
+    _, c1 = av_call(run, stack, torch.tensor(1.01), torch.tensor(1.3), 1)
+    assert not c1.reusing
+    h, c2 = av_call(run, stack, torch.tensor(1.02), torch.tensor(1.31), 2)
+    assert c2.reusing and c2.blocks_run == 1
+    head = lambda s: torch.ones(1, 1) * 1.01 + s   # noqa: E731  (block 0's output)
+    tail = lambda s: (head(s) * 1.01 + 2 * s) * 1.01 + 3 * s - head(s)   # noqa: E731  (the span's residual)
+    assert torch.allclose(h["img"], head(1.02) + tail(1.01))
+    assert torch.allclose(h["audio"], head(1.31) + tail(1.3))
+    (stream,) = run.streams.values()
+    assert set(stream.side_states) == {"audio"} and stream.side_states["audio"] is not stream.policy_state
+    assert AV.measured == ("img", "audio") and LAYOUT.measured == ("img",)
