@@ -485,7 +485,8 @@ _CURRENT: dict = {}
 
 def current_line(key: str, label: str, module: str, *, site=None, block_io=None, component_only=False,
                  cfg_pairs=False, fixed_size=False):
-    """Register a tiny builder of a class `module` ("comfy.ldm.x.model") holds. site: where block 0 consumes its
+    """Register a tiny builder of a class `module` ("comfy.ldm.x.model", or "...:Class" where older lines have the
+    module without the class) holds. site: where block 0 consumes its
     modulated input (MODULATED_SITE); block_io: (args, kwargs) -> block 0's hidden input, output -> its hidden
     output (the first-block probe test); component_only: the model adds into the hidden state between blocks
     (the span methods refuse it); cfg_pairs: FasterCache refuses it (a call cannot run without the uncond half);
@@ -504,8 +505,11 @@ def ships(key: str, comfy_dir: Path = COMFY_DIR) -> bool:
 
 
 def ships_module(module: str, comfy_dir: Path = COMFY_DIR) -> bool:
-    """Whether the ComfyUI tree at comfy_dir has the module ("comfy.ldm.x.model")."""
-    return (comfy_dir / (module.replace(".", "/") + ".py")).is_file()
+    """Whether the ComfyUI tree at comfy_dir has the module ("comfy.ldm.x.model"), and where a class is named
+    ("comfy.ldm.x.model:Class", for a class added to a module older lines have too), that class in it."""
+    module, _, cls = module.partition(":")
+    path = comfy_dir / (module.replace(".", "/") + ".py")
+    return path.is_file() and (not cls or f"class {cls}(" in path.read_text())
 
 
 # --- current line: Wan variants ---
@@ -544,13 +548,13 @@ def _scail(cls_name, scail2, seed, batch, size, frames):
     return m, torch.zeros(batch, 16, frames, size, size), pos, neg
 
 
-@current_line("wan_scail", "Wan SCAIL", "comfy.ldm.wan.model", site=_WAN_SITE, block_io=_WAN_BLOCK0)
+@current_line("wan_scail", "Wan SCAIL", "comfy.ldm.wan.model:SCAILWanModel", site=_WAN_SITE, block_io=_WAN_BLOCK0)
 def wan_scail(seed=0, batch=1, size=8, frames=2):
     """SCAIL-Preview: Wan 2.1 I2V with pose tokens appended to the video's (their own patch embedding)."""
     return _scail("WAN21_SCAIL", False, seed, batch, size, frames)
 
 
-@current_line("wan_scail2", "Wan SCAIL-2", "comfy.ldm.wan.model", site=_WAN_SITE, block_io=_WAN_BLOCK0)
+@current_line("wan_scail2", "Wan SCAIL-2", "comfy.ldm.wan.model:SCAIL2WanModel", site=_WAN_SITE, block_io=_WAN_BLOCK0)
 def wan_scail2(seed=0, batch=1, size=8, frames=2):
     """SCAIL-2: SCAIL with identity masks added to the pose tokens at their patch embedding."""
     return _scail("WAN21_SCAIL2", True, seed, batch, size, frames)
@@ -761,7 +765,7 @@ def smooth_time_embedder(first_linear, features: int, max_period: float, time_sc
         first_linear.weight.mul_(torch.cat([damp, damp]).to(first_linear.weight))
 
 
-@current_line("z_image_pixel", "Z-Image pixel space", "comfy.ldm.lumina.model",
+@current_line("z_image_pixel", "Z-Image pixel space", "comfy.ldm.lumina.model:NextDiTPixelSpace",
               site=(lambda b: b.attention, lambda a, k: a[0]), block_io=(lambda a, k: a[0], lambda o: o))
 def z_image_pixel(seed=0, batch=1, size=16):
     """Z-Image's pixel-space NextDiT: RGB in 2x2 patches, a per-patch MLP decoder in place of the final layer; 256
