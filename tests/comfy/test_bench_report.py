@@ -64,3 +64,19 @@ def test_the_notes_are_their_own_dated_section():
     section = doc.split("\n## Notes\n", 1)[1].split("\n## ", 1)[0]
     assert notes in section
     assert all(line.startswith("- **20") for line in notes.splitlines() if line.startswith("- "))   # each dated
+
+
+def test_few_step_table_picks_the_most_saving_setting_above_the_floor():
+    """scripts/bench_few_steps.py's table, on made-up rows: the setting that saved most while holding the floor, the
+    most any setting saved, and "-" / "none" where nothing was saved or nothing held the floor."""
+    import bench_few_steps as fs
+
+    def row(method, setting, flops, psnr):
+        return dict(family="wan", steps=4, method=method, knob="threshold", setting=setting, block_flops=flops,
+                    psnr=psnr, psnr_min=psnr - 1)
+    text = fs.markdown([row("A", 0.1, 0.9, 45.0), row("A", 0.2, 0.7, 31.0), row("A", 0.4, 0.5, 25.0),
+                        row("B", 0.1, 1.0, 99.0), row("C", 0.3, 0.6, 20.0)], floor=30.0)
+    lines = {line.split(" | ")[2]: line for line in text.splitlines() if line.startswith("| wan")}
+    assert lines["A"] == "| wan | 4 | A | threshold=0.2 | 70% | 31.0 | 50% (25.0 dB) |"
+    assert lines["B"] == "| wan | 4 | B | - | 100% |  | none |"
+    assert lines["C"] == "| wan | 4 | C | - | 100% |  | 40% (20.0 dB) |"
