@@ -145,6 +145,8 @@ def test_few_step_runs_are_warned_about_on_the_node_and_in_the_log(ck, caplog):
     assert len(notes) == 1 and notes[0].startswith("4 steps: few-step (distilled) models gain little")
     assert notes[0].endswith("(README: few-step models)") and "#" not in notes[0]   # somewhere a user can follow
     assert "### Few-step models" in (REPO / "README.md").read_text()
+    measured = (REPO / "docs" / "bench" / "few_steps.md").read_text()     # the numbers the note quotes
+    assert "docs/bench/few_steps.md" in notes[0] and all(f"| wan | {n} |" in measured for n in (4, 6, 8))
     assert "Apply First Block Cache: 4 steps: few-step" in caplog.text
     tm.sample(fbc(ck, m, 0.5), lat, pos, neg, steps=10, cfg=3.0)
     assert last_stats(ck)["notes"] == []
