@@ -8,12 +8,11 @@ video path."""
 import pytest
 import safetensors.torch
 
-from harness.comfy_runtime import CURRENT, REPO, VERSION
+from harness.comfy_runtime import REPO
 
 from harness import comfy_server
 
-pytestmark = [pytest.mark.server,
-              pytest.mark.skipif(VERSION != CURRENT, reason="these model classes ship with the current line only")]
+pytestmark = pytest.mark.server   # not every_runtime: the current line's classes, run on that line only
 FIXTURE_NODES = REPO / "tests" / "fixtures" / "cachekit_test_nodes"
 STEPS = 10
 
