@@ -13,7 +13,7 @@ measures lands near the target, not on it (the tests and the benchmark say how n
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Mapping, Sequence
 
 import torch
@@ -25,6 +25,7 @@ from .span_cache import span_bounds
 
 WINDOW = 64          # steps back a change is recorded against (a reference older than this forces a compute)
 SAMPLE = 1 << 16     # probe values kept per step (strided), as ComfyUI's EasyCache subsamples its metric
+UNREACHED = 0.02     # a replayed fraction this far above its target: the target cannot be reached, and the node says so
 _PLACEHOLDER = torch.zeros(())   # stands for the probe in replayed commits (policies keep it as "seen")
 
 
@@ -168,6 +169,21 @@ class Targeted:
     def __call__(self) -> CachePolicy:
         return self.policy.with_threshold(self.policy.threshold)
 
+    def _limited_by(self, fraction_at: Callable[[ReuseLimits], float], limits: ReuseLimits, frac: float,
+                    steps: int) -> str:
+        """Which of the node's limits keeps the run above its target: each relaxed alone, the one that lowers the
+        replayed fraction most; else the method's own first and last steps (or the span it leaves)."""
+        relaxed = {"max_consecutive_skips": replace(limits, max_consecutive=-1),
+                   "warmup_steps": replace(limits, warmup_steps=0),
+                   "start_percent / end_percent": replace(limits, start_sigma=math.inf, end_sigma=-1.0)}
+        gains = {name: frac - fraction_at(lim) for name, lim in relaxed.items()}
+        name, gain = max(gains.items(), key=lambda kv: kv[1])
+        if gain > UNREACHED / 2:
+            return f"the node's {name} limits it (without that limit: {frac - gain:.1%})"
+        first, last = self.policy.edges(steps)
+        return (f"the method's own rule limits it (it computes its first {first} and last {last} of {steps} steps, "
+                f"and a reused step still runs the blocks outside the cached span)")
+
     def at(self, sigmas: Sequence[float], limits: ReuseLimits, n_blocks: int) -> tuple[CachePolicy, str]:
         """The policy for a run over `sigmas`, and a note saying what was picked."""
         run_steps = max(len(sigmas) - 1, 0)
@@ -179,8 +195,11 @@ class Targeted:
             traces, total, source = self.traces, self.total, f"a {self.total}-step tuning"
         thr, frac = threshold_for(self.policy.with_threshold, self.target,
                                   lambda p: replay(p, traces, total, limits, n_blocks))
-        note = (f"target {self.target:.0%} of block evaluations: threshold {thr:.4g} (replaying {source} gives "
-                f"{frac:.1%})")
+        picked = f"threshold {thr:.4g} (replaying {source} gives {frac:.1%})"
+        note = f"target {self.target:.0%} of block evaluations: {picked}"
+        if frac > self.target + UNREACHED:
+            note = f"target {self.target:.0%} cannot be reached: {picked}; " + self._limited_by(
+                lambda lim: replay(self.policy.with_threshold(thr), traces, total, lim, n_blocks), limits, frac, total)
         if self.total is not None and self.total != run_steps:
             note += f"; this run has {run_steps} steps, the tuning {self.total}: tune at the run's step count"
         return self.policy.with_threshold(thr), note

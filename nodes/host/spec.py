@@ -2,6 +2,7 @@
 transformer_options, so every clone ComfyUI makes of the MODEL carries it (live.py)."""
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
@@ -15,6 +16,8 @@ from .live import LiveRuns, SharedOnClone
 
 if TYPE_CHECKING:
     from .families import Family
+
+_log = logging.getLogger("CacheKit")
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,6 +52,8 @@ class CacheSpec(SharedOnClone):
         if isinstance(self.make_policy, Targeted):   # a target instead of a threshold: picked for this run
             policy, note = self.make_policy.at(schedule, limits, len(layout))
             notes.append(note)
+            if "cannot be reached" in note:
+                _log.warning("%s: %s", self.node_name, note)
         else:
             policy = self.make_policy()
         run = CacheRun(policy, layout, schedule, limits, sync=parallel.decision_sync())

@@ -73,6 +73,34 @@ def test_magcache_aims_from_its_ratios_without_a_tuning_run(ck, trained):
         assert abs(fraction(ck) - target) <= 1 / STEPS + 1e-9
 
 
+@pytest.mark.parametrize("method", ["fbc", "magcache"])
+def test_a_target_the_limits_cannot_reach_says_which_limit(ck, trained, caplog, method):
+    """20% asked where the run cannot go below about half: the node says the target cannot be reached, what the run
+    gives and what limits it, on the node and as a warning in the log. First Block Cache with one reuse in a row at
+    most: its max_consecutive_skips (and what the run would give without it); MagCache with retention 0.3: its own
+    rule (the first steps it computes)."""
+    import logging
+    m, lat, pos, neg = trained
+    if method == "fbc":
+        name, settings = NODES["fbc"]
+        settings = settings | dict(max_consecutive_skips=1)
+        tuning = tune(ck, pack.node(ck, name, model=m, **settings)[0], lat, pos, neg)
+        patched = pack.node(ck, name, model=m, target_compute=0.2, tuning=tuning, **settings)[0]
+    else:
+        patched = pack.node(ck, "ApplyMagCache", model=m, threshold=0.1, max_skips=10, retention_ratio=0.3,
+                            ratios="flux_dev", target_compute=0.2)[0]
+    with caplog.at_level(logging.WARNING, logger="CacheKit"):
+        tm.sample(patched, lat, pos, neg, steps=STEPS, cfg=4.0)
+    note = next(n for n in last_stats(ck)["notes"] if n.startswith("target"))
+    assert note.startswith("target 20% cannot be reached: threshold ") and fraction(ck) > 0.2 + 0.02
+    assert "cannot be reached" in caplog.text
+    if method == "fbc":
+        assert "the node's max_consecutive_skips limits it (without that limit: " in note
+        assert float(note.split("(without that limit: ")[1].split("%")[0]) / 100 < fraction(ck)
+    else:
+        assert f"the method's own rule limits it (it computes its first {int(0.3 * STEPS + 0.5)} " in note
+
+
 def test_tuning_saved_and_loaded_as_a_calibration_file(ck, trained, tmp_path):
     files = ck.nodes.host.calibration_files
     m, lat, pos, neg = trained
