@@ -11,256 +11,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-import comfy.model_management
-import comfy.ops
 import comfy.utils
 
 from ...cache_core import BlockLayout
+from . import probes
 from .adapters import CallAdapter, ReplaceAdapter, TupleAdapter
-
-
-# --- block 0's timestep-modulated input (TeaCache's indicator), computed without touching args ---
-
-def _reference_start(args, tokens: int) -> int:
-    """Where the reference images' tokens start among an image stream's `tokens`: the forward appends them after
-    the noisy latent's and lists their counts in transformer_options["reference_image_num_tokens"]."""
-    refs = (args.get("transformer_options") or {}).get("reference_image_num_tokens") or ()
-    return tokens - sum(refs)
-
-
-def _flux_modulated(block, args):
-    from comfy.ldm.flux.layers import apply_mod
-    vec, x = args["vec"], block.img_norm1(args["img"])
-    mod1 = block.img_mod(vec)[0] if block.modulation else vec[0][0]   # Chroma, Flux 2 pass precomputed mods
-    dims = args.get("modulation_dims_img")                            # HunyuanVideo I2V's token replace
-    if dims is None and mod1.scale.shape[1] == 2:
-        # two modulations a sample, not one (Flux 2's "index_timestep_zero" references, ComfyUI after 0.3.75): the
-        # forward hands the block their split outside args; the reference tokens take the second, at timestep 0
-        start = _reference_start(args, x.shape[1])
-        dims = [(0, start, 0), (start, x.shape[1], 1)]
-    return apply_mod(x, 1 + mod1.scale, mod1.shift, dims)
-
-
-def _wan_modulated(_block, args):
-    return args["vec"]   # e0, the time projection: TeaCache's use_ret_steps indicator for Wan
-
-
-def _wan_modulated_image(block, args):
-    from comfy.ldm.wan.model import repeat_e
-    x, e = args["img"], args["vec"]
-    mod = block.modulation.to(dtype=x.dtype, device=x.device)
-    e = (mod + e).chunk(6, dim=1) if e.ndim < 4 else (mod.unsqueeze(0) + e).unbind(2)
-    return torch.addcmul(repeat_e(e[0], x), block.norm1(x.contiguous()), 1 + repeat_e(e[1], x))
-
-
-def _qwen_modulated(block, args):
-    x, vec = block.img_norm1(args["img"]), args["vec"]
-    mod1 = block.img_mod(vec).chunk(2, dim=-1)[0]
-    if vec.shape[0] == 2 * x.shape[0]:
-        # Edit 2511's "index_timestep_zero" references (ComfyUI after 0.3.75): the time embedding holds a second
-        # batch at timestep 0 for the reference tokens, whose start the forward hands the block outside args
-        return block._modulate(x, mod1, _reference_start(args, x.shape[1]))[0]
-    return block._modulate(x, mod1)[0]
-
-
-def _ltxv_modulated(block, args):
-    from comfy.ldm.common_dit import rms_norm
-    x, t = args["img"], args["vec"]
-    table = block.scale_shift_table[None, None].to(device=x.device, dtype=x.dtype)
-    shift, scale = (table + t.reshape(x.shape[0], t.shape[1], table.shape[2], -1)).unbind(dim=2)[:2]
-    normed = rms_norm(x)
-    return torch.addcmul(normed, normed, scale) + shift
-
-
-def _lumina_modulated(block, args):
-    from comfy.ldm.lumina.model import modulate
-    normed = block.attention_norm1(args["img"])
-    if not block.modulation:
-        return normed
-    scale = block.adaLN_modulation(args["adaln_input"]).chunk(4, dim=1)[0]
-    zero = args.get("timestep_zero_index")    # Z-Image omni's references (ComfyUI after 0.3.75): the block's own call
-    return modulate(normed, scale) if zero is None else modulate(normed, scale, timestep_zero_index=zero)
-
-
-def _sd3_modulated(block, args):
-    from comfy.ldm.modules.diffusionmodules.mmdit import modulate
-    xb = block.x_block
-    chunks = 9 if xb.x_block_self_attn else (4 if xb.scale_mod_only else 6)   # as DismantledBlock splits it
-    mods = xb.adaLN_modulation(args["vec"]).chunk(chunks, dim=1)
-    shift, scale = (None, mods[0]) if xb.scale_mod_only else (mods[0], mods[1])
-    return modulate(xb.norm1(args["img"]), shift, scale)
-
-
-def _omnigen2_modulated(block, args):
-    return block.norm1(args["img"], args["temb"])[0] if block.modulation else block.norm1(args["img"])
-
-
-def _cosmos2_modulated(block, args):
-    x = args["img"]
-    if args.get("extra_per_block_pos_emb") is not None:
-        x = x + args["extra_per_block_pos_emb"]
-    m = block.adaln_modulation_self_attn(args["emb_B_T_D"])
-    if block.use_adaln_lora:
-        m = m + args["adaln_lora_B_T_3D"]
-    shift, scale, _ = (t[:, :, None, None] for t in m.chunk(3, dim=-1))
-    return (block.layer_norm_self_attn(x) * (1 + scale) + shift).flatten(1, 3)   # as its self attention gets it
-
-
-def _hidream_modulated(block, args):
-    inner = block.block
-    shift, scale = inner.adaLN_modulation(args["adaln_input"])[:, None].chunk(12, dim=-1)[:2]
-    return inner.norm1_i(args["img"]) * (1 + scale) + shift
-
-
-def _aura_modulated(block, args):
-    shift, scale = block.modX(args["vec"]).chunk(6, dim=1)[:2]
-    return block.normX1(args["img"]) * (1 + scale[:, None]) + shift[:, None]
-
-
-def _pixart_modulated(block, args):
-    from comfy.ldm.pixart.blocks import t2i_modulate
-    x = args["img"]
-    table = block.scale_shift_table[None].to(dtype=x.dtype, device=x.device)
-    shift, scale = (table + args["t"].reshape(x.shape[0], 6, -1)).chunk(6, dim=1)[:2]
-    return t2i_modulate(block.norm1(x), shift, scale)
-
-
-def _hydit_modulated(block, args):
-    return block.norm1(args["img"]) + block.default_modulation(args["vec"]).unsqueeze(dim=1)
-
-
-def _hunyuan3d21_modulated(block, args):
-    x = args["img"]
-    if block.timested_modulate:
-        x = x + block.default_modulation(args["t"]).unsqueeze(dim=1)
-    return block.norm1(x)
-
-
-def _ace_modulated(block, args):
-    x = args["img"]
-    normed = block.norm1(x)
-    if not block.use_adaln_single:
-        return normed
-    table = block.scale_shift_table[None].to(dtype=args["temb"].dtype, device=args["temb"].device)
-    shift, scale = (table + args["temb"].reshape(x.shape[0], 6, -1)).chunk(6, dim=1)[:2]
-    return normed * (1 + scale) + shift
-
-
-def _stable_audio_modulated(block, args):
-    normed, vec = block.pre_norm(args["img"]), args.get("global_cond")
-    # "prepend" models take the time as a token, no modulation (ComfyUI after 0.3.75 says so as has_global_cond)
-    if vec is None or not getattr(block, "has_global_cond", getattr(block, "global_cond_dim", None)):
-        return normed
-    if getattr(block, "global_cond_shared_embed", False):   # Stable Audio 3: a per-block bias on a shared projection
-        ssg = comfy.ops.cast_to_input(block.to_scale_shift_gate, vec) + vec
-    else:
-        ssg = block.to_scale_shift_gate(vec)
-    scale, shift = ssg.unsqueeze(1).chunk(6, dim=-1)[:2]
-    return normed * (1 + scale) + shift
-
-
-def _mochi_modulated(block, args):
-    import torch.nn.functional as F
-    from comfy.ldm.common_dit import rms_norm
-    scale = block.mod_x(F.silu(args["vec"])).chunk(4, dim=1)[0]
-    return rms_norm(args["img"], eps=1e-6) * (1 + scale[:, None])
-
-
-# --- current line: Wan variants ---
-
-# --- current line: audio and video in one model ---
-
-def _ltxav_modulated(block, args):
-    """LTX-2's block 0 input as its self attentions get it, per modality (the audio absent when there is none)."""
-    from comfy.ldm.common_dit import rms_norm
-
-    def modulated(x, table, timestep):
-        shift, scale = block.get_ada_values(table, x.shape[0], timestep, slice(0, 2))
-        return rms_norm(x) * (1 + scale) + shift
-    out = {"img": modulated(args["img"], block.scale_shift_table, args["v_timestep"])}
-    if args["audio"].numel():
-        out["audio"] = modulated(args["audio"], block.audio_scale_shift_table, args["a_timestep"])
-    return out
-
-# --- current line: image models (Krea 2, ERNIE, Ideogram 4, Lens, MageFlow) ---
-
-def _krea2_modulated(block, args):
-    x, zero = args["x"], args.get("timestep_zero_index")
-    scale, shift = block.mod(args["vec"])[:2]
-    normed = block.prenorm(x)
-    if zero is None:
-        return (1 + scale) * normed + shift
-    # "index_timestep_zero" references: the tokens from `zero` on take the second half of vec (timestep 0)
-    bs = x.shape[0]
-    return torch.cat([normed[:, :zero] * (1 + scale[:bs]) + shift[:bs],
-                      normed[:, zero:] * (1 + scale[bs:]) + shift[bs:]], dim=1)
-
-
-def _ernie_modulated(block, args):
-    shift, scale = args["temb"][:2]   # the forward's shared modulation, handed to every block
-    return block.adaLN_sa_ln(args["x"]) * (1 + scale) + shift
-
-def _lens_modulated(block, args):
-    mod1 = block.img_mod(args["vec"]).chunk(2, dim=-1)[0]
-    return block._modulate(block.img_norm1(args["img"]), mod1)[0]
-
-def _ideogram4_modulated(block, args):
-    scale = block.adaln_modulation(args["adaln_input"]).chunk(4, dim=-1)[0]
-    return block.attention_norm1(args["x"]) * (1.0 + scale)
-
-# --- current line: image models (HiDream-O1, Boogu, Anima, Z-Image pixel space, PixelDiT, JoyImage) ---
-
-def _joyimage_modulated(block, args):
-    x, vec = args["img"], args["vec"]
-    shift, scale = block.img_mod(vec)[:2]
-    return block.img_norm1(x) * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
-
-
-def _boogu_modulated(block, args):
-    return block.img_norm1(args["img"], args["temb"])[0]
-
-
-def _pixeldit_modulated(block, args):
-    from comfy.ldm.pixeldit.modules import apply_adaln_
-    shift, scale = block.adaLN_modulation_img(args["c"]).chunk(6, dim=-1)[:2]
-    return apply_adaln_(block.norm_x1(args["img"]), shift, scale)
-
-
-# --- current line: video and audio models (Kandinsky 5, CogVideoX, SeedVR2, ACE-Step 1.5, MiniMax Music 3) ---
-
-def _ace15_modulated(block, args):
-    temb = args["temb"]
-    table = comfy.model_management.cast_to(block.scale_shift_table, dtype=temb.dtype, device=temb.device)
-    shift, scale = (table + temb).chunk(6, dim=1)[:2]
-    return block.self_attn_norm(args["img"]) * (1 + scale) + shift
-
-
-def _kandinsky5_modulated(block, args):
-    from comfy.ldm.kandinsky5.model import apply_scale_shift_norm, get_shift_scale_gate
-    attn_params = block.visual_modulation(args["time_embed"]).chunk(3, dim=-1)[0]
-    shift, scale, _ = get_shift_scale_gate(attn_params)
-    return apply_scale_shift_norm(block.self_attention_norm, args["img"], scale, shift)
-
-
-def _cogvideo_modulated_parts(block, args):
-    normed, normed_txt, _, _ = block.norm1(args["img"], args["txt"], args["temb"])
-    return normed_txt, normed
-
-
-def _cogvideo_modulated(block, args):
-    return torch.cat(_cogvideo_modulated_parts(block, args), dim=1)   # joint attention's input: text first
-
-
-def _cogvideo_modulated_image(block, args):
-    return _cogvideo_modulated_parts(block, args)[1]
-
-# --- current line: 3D models ---
-
-def _triposplat_modulated(block, args):
-    mod = args["mod"] if block.share_mod else block.adaLN_modulation(args["mod"])
-    mod = mod + comfy.ops.cast_to_input(block.shift_table, mod)
-    shift, scale = (m.unsqueeze(1) for m in mod.chunk(6, dim=1)[:2])
-    return torch.addcmul(shift, block.norm1(args["img"]), 1 + scale)
 
 
 def _not_sampled(what: str) -> str:
@@ -268,8 +23,6 @@ def _not_sampled(what: str) -> str:
     return (f"{what}, not a diffusion model: ComfyUI loads it as a MODEL, but its own nodes run it on images "
             f"directly, never through a sampler, and these methods cache the transformer blocks across the steps "
             f"of a sampling run")
-
-# --- end of the current line's probes ---
 
 
 # --- which published preset fits a model instance --------------------------------------------
@@ -444,13 +197,14 @@ def _hunyuan_video_1(name):
                                and getattr(dm.params, "in_channels", 16) == 16) else None
 
 
-_CHROMA = dict(blocks=_FLUX_BLOCKS, stream_keys=_DOUBLE_SINGLE, convert=_join_txt_img, modulated_input=_flux_modulated,
-               attention_kinds=_JOINT_ATTN, mlp_modules=_FLUX_MLPS, attention_inputs=_FLUX_QKV)
+_CHROMA = dict(blocks=_FLUX_BLOCKS, stream_keys=_DOUBLE_SINGLE, convert=_join_txt_img,
+               modulated_input=probes.flux_modulated, attention_kinds=_JOINT_ATTN, mlp_modules=_FLUX_MLPS,
+               attention_inputs=_FLUX_QKV)
 # The attention methods cache Wan's attention modules' outputs (after the output projection), so a reused
 # attention skips its q/k/v/o projections too, as PAB's authors and diffusers broadcast it; I2V's cross attention
 # (text and image kernels) is one module
 _WAN = dict(blocks=(("double_block", "blocks", None),), stream_keys={"double_block": ("img",)},
-            modulated_input=_wan_modulated, modulated_image=_wan_modulated_image,
+            modulated_input=probes.wan_modulated, modulated_image=probes.wan_modulated_image,
             attention_kinds={"double_block": ("self", "cross")},
             attention_modules={"double_block": ("self_attn", "cross_attn")}, mlp_modules={"double_block": ("ffn",)})
 
@@ -458,7 +212,7 @@ _WAN = dict(blocks=(("double_block", "blocks", None),), stream_keys={"double_blo
 FAMILIES = (
     # Kontext's reference tokens ride in img; Flux 2, LongCat and Ovis share the class (no presets: see _flux1)
     Family("Flux", ("comfy.ldm.flux.model.Flux",), _FLUX_BLOCKS, _DOUBLE_SINGLE, convert=_join_txt_img,
-           modulated_input=_flux_modulated, teacache_preset=_flux1("flux"), magcache_preset=_flux1("flux_dev"),
+           modulated_input=probes.flux_modulated, teacache_preset=_flux1("flux"), magcache_preset=_flux1("flux_dev"),
            attention_kinds=_JOINT_ATTN, mlp_modules=_FLUX_MLPS, attention_inputs=_FLUX_QKV,
            models="Flux.1 dev / schnell, Flux.1 Kontext, Flux 2 (dev, Klein), LongCat-Image, Ovis-Image"),
     Family("Chroma", ("comfy.ldm.chroma.model.Chroma",), **_CHROMA,
@@ -469,7 +223,7 @@ FAMILIES = (
     # one class and one forward for all of them (presets: HunyuanVideo 1.0's only, see _hunyuan_video_1)
     Family("HunyuanVideo", ("comfy.ldm.hunyuan_video.model.HunyuanVideo",),
            (("double_block", "double_blocks", None), ("single_block", "single_blocks", None)), _DOUBLE_SINGLE,
-           convert=_join_img_txt, modulated_input=_flux_modulated,
+           convert=_join_img_txt, modulated_input=probes.flux_modulated,
            teacache_preset=_hunyuan_video_1("hunyuan_video"), magcache_preset=_hunyuan_video_1("hunyuan_video_544p"),
            attention_kinds=_JOINT_ATTN, mlp_modules=_FLUX_MLPS, attention_inputs=_FLUX_QKV,
            models="HunyuanVideo 1.0 (T2V, I2V, SkyReels), HunyuanVideo 1.5, HunyuanImage 2.1 (and refiner)"),
@@ -492,7 +246,7 @@ FAMILIES = (
            models="Wan 2.2 Animate"),
     Family("Qwen-Image", ("comfy.ldm.qwen_image.model.QwenImageTransformer2DModel",),
            (("double_block", "transformer_blocks", None),), {"double_block": ("img", "txt")},
-           modulated_input=_qwen_modulated, magcache_preset=_fixed("qwen_image"),
+           modulated_input=probes.qwen_modulated, magcache_preset=_fixed("qwen_image"),
            attention_kinds={"double_block": ("self",)}, mlp_modules={"double_block": ("img_mlp", "txt_mlp")},
            models="Qwen-Image, Qwen-Image-Edit (2509, 2511)"),
     # Lumina 2 and Z-Image (NextDiT): the main stack `layers` (the refiners run on text or image alone before
@@ -500,25 +254,25 @@ FAMILIES = (
     # published Lumina 2 coefficients disagree (code vs README of TeaCache4Lumina2), so Calibrate TeaCache it is
     Family("Lumina2 / Z-Image", ("comfy.ldm.lumina.model.NextDiT",), (("block", "layers", None),),
            {"block": ("img",)}, route="forward", adapter=CallAdapter(hidden={"img": "x"}, returns=("img",)),
-           modulated_input=_lumina_modulated, image_first=False, attention_kinds={"block": ("self",)},
+           modulated_input=probes.lumina_modulated, image_first=False, attention_kinds={"block": ("self",)},
            mlp_modules={"block": ("feed_forward",)},
            models="Lumina Image 2.0, Z-Image (Turbo, omni)"),
     # SD3 / SD3.5 (MMDiT): joint blocks; image self attention a second time where x_block_self_attn is set
     Family("SD3", ("comfy.ldm.modules.diffusionmodules.mmdit.OpenAISignatureMMDITWrapper",),
            (("double_block", "joint_blocks", None),), {"double_block": ("img", "txt")},
-           modulated_input=_sd3_modulated, attention_kinds={"double_block": ("self", "self")},
+           modulated_input=probes.sd3_modulated, attention_kinds={"double_block": ("self", "self")},
            mlp_modules={"double_block": ("x_block.mlp", "context_block.mlp")},
            models="Stable Diffusion 3 / 3.5"),
     # OmniGen2: like NextDiT, a main stack `layers` after text/image/reference refiners; no patches_replace
     Family("OmniGen2", ("comfy.ldm.omnigen.omnigen2.OmniGen2Transformer2DModel",), (("block", "layers", None),),
            {"block": ("img",)}, route="forward", adapter=CallAdapter(hidden={"img": "hidden_states"}, returns=("img",)),
-           modulated_input=_omnigen2_modulated, image_first=False, magcache_preset=_fixed("omnigen2_t2i"),
+           modulated_input=probes.omnigen2_modulated, image_first=False, magcache_preset=_fixed("omnigen2_t2i"),
            attention_kinds={"block": ("self",)}, mlp_modules={"block": ("feed_forward",)},
            models="OmniGen2"),
     # Cosmos Predict2: blocks on (B, T, H, W, D) tokens, self then cross attention; no patches_replace
     Family("Cosmos Predict2", ("comfy.ldm.cosmos.predict2.MiniTrainDIT",), (("block", "blocks", None),),
            {"block": ("img",)}, route="forward", adapter=CallAdapter(hidden={"img": "x_B_T_H_W_D"}, returns=("img",)),
-           modulated_input=_cosmos2_modulated, attention_kinds={"block": ("self", "cross")},
+           modulated_input=probes.cosmos2_modulated, attention_kinds={"block": ("self", "cross")},
            mlp_modules={"block": ("mlp",)},
            models="Cosmos Predict2"),
     # Cosmos 1 (7B/14B): blocks in a ModuleDict, on tokens laid out T H W B D; no patches_replace
@@ -533,13 +287,13 @@ FAMILIES = (
     # AuraFlow: double (image, text) then single layers on text + image, text first (as Flux)
     Family("AuraFlow", ("comfy.ldm.aura.mmdit.MMDiT",),
            (("double_block", "double_layers", None), ("single_block", "single_layers", None)), _DOUBLE_SINGLE,
-           convert=_join_txt_img, modulated_input=_aura_modulated, attention_kinds=_JOINT_ATTN,
+           convert=_join_txt_img, modulated_input=probes.aura_modulated, attention_kinds=_JOINT_ATTN,
            mlp_modules={"double_block": ("mlpX", "mlpC"), "single_block": ("mlp",)},
            models="AuraFlow"),
     # Mochi: asymmetric joint blocks (the last one leaves the text as it is and has no text MLP)
     Family("Mochi", ("comfy.ldm.genmo.joint_model.asymm_models_joint.AsymmDiTJoint",),
            (("double_block", "blocks", None),), {"double_block": ("img", "txt")},
-           modulated_input=_mochi_modulated, teacache_preset=_fixed("mochi"),
+           modulated_input=probes.mochi_modulated, teacache_preset=_fixed("mochi"),
            attention_kinds={"double_block": ("self",)},
            mlp_modules={"double_block": ("mlp_x", "mlp_y")},
            models="Mochi 1"),
@@ -551,7 +305,7 @@ FAMILIES = (
     # block adds to them is dropped: only the carried part of the sequence needs the cached residual.
     Family("HiDream", ("comfy.ldm.hidream.model.HiDreamImageTransformer2DModel",),
            (("double_block", "double_stream_blocks", None), ("single_block", "single_stream_blocks", None)),
-           _DOUBLE_SINGLE, route="forward", convert=_join_img_txt, modulated_input=_hidream_modulated,
+           _DOUBLE_SINGLE, route="forward", convert=_join_img_txt, modulated_input=probes.hidream_modulated,
            adapter={"double_block": CallAdapter(hidden={"img": "image_tokens", "txt": "text_tokens"},
                                                 returns=("img", "txt")),
                     "single_block": CallAdapter(hidden={"img": "image_tokens"}, returns=("img",))},
@@ -562,19 +316,19 @@ FAMILIES = (
     # forwards are patched, and the attention methods cache the attention modules (no kernel override reaches them)
     Family("PixArt", ("comfy.ldm.pixart.pixartms.PixArtMS",), (("block", "blocks", None),), {"block": ("img",)},
            route="forward", adapter=CallAdapter(hidden={"img": "x"}, returns=("img",)),
-           modulated_input=_pixart_modulated, attention_kinds={"block": ("self", "cross")},
+           modulated_input=probes.pixart_modulated, attention_kinds={"block": ("self", "cross")},
            attention_modules={"block": ("attn", "cross_attn")}, mlp_modules={"block": ("mlp",)},
            models="PixArt Alpha, PixArt Sigma"),
     # HunyuanDiT 1.0-1.2: the second half's blocks take a first-half block's output as a long skip
     Family("HunyuanDiT", ("comfy.ldm.hydit.models.HunYuanDiT",), (("double_block", "blocks", None),),
-           {"double_block": ("img",)}, modulated_input=_hydit_modulated,
+           {"double_block": ("img",)}, modulated_input=probes.hydit_modulated,
            attention_kinds={"double_block": ("self", "cross")}, attention_modules={"double_block": ("attn1", "attn2")},
            attention_tuple=True, mlp_modules={"double_block": ("mlp",)},
            long_skips=_stack_skips(push=lambda i, d: i < d // 2 - 1, pop=lambda i, d: i > d // 2),
            models="HunyuanDiT 1.0-1.2"),
     # Hunyuan3D 2.1: a time token first, long skips as HunyuanDiT's (its own stack rule), MoE MLPs in the last blocks
     Family("Hunyuan3D 2.1", ("comfy.ldm.hunyuan3dv2_1.hunyuandit.HunYuanDiTPlain",), (("block", "blocks", None),),
-           {"block": ("img",)}, adapter=ReplaceAdapter("x"), modulated_input=_hunyuan3d21_modulated,
+           {"block": ("img",)}, adapter=ReplaceAdapter("x"), modulated_input=probes.hunyuan3d21_modulated,
            image_first=False, attention_kinds={"block": ("self", "cross")},
            attention_modules={"block": ("attn1", "attn2")}, mlp_modules={"block": ("mlp", "moe")},
            long_skips=_stack_skips(push=lambda i, d: i < d // 2, pop=lambda i, d: i > d // 2),
@@ -585,7 +339,7 @@ FAMILIES = (
     # a linear attention of its own (only the cross attention calls ComfyUI's kernel, so only it is cached)
     Family("ACE-Step", ("comfy.ldm.ace.model.ACEStepTransformer2DModel",), (("block", "transformer_blocks", None),),
            {"block": ("img",)}, route="forward",
-           adapter=CallAdapter(hidden={"img": "hidden_states"}, returns=("img",)), modulated_input=_ace_modulated,
+           adapter=CallAdapter(hidden={"img": "hidden_states"}, returns=("img",)), modulated_input=probes.ace_modulated,
            attention_kinds={"block": ("cross",)}, mlp_modules={"block": ("ff",)},
            models="ACE-Step"),
     # Stable Audio Open: the time (and seconds) embedding is prepended as a token, so block 0's input starts there;
@@ -595,12 +349,12 @@ FAMILIES = (
     Family("Stable Audio", ("comfy.ldm.audio.dit.AudioDiffusionTransformer",),
            (("double_block", "transformer.layers", None),), {"double_block": ("img",)}, route="forward",
            adapter=CallAdapter(hidden={"img": "x"}, returns=("img",)),
-           modulated_input=_stable_audio_modulated, image_first=False,
+           modulated_input=probes.stable_audio_modulated, image_first=False,
            attention_kinds={"double_block": ("self", "cross")}, mlp_modules={"double_block": ("ff",)},
            models="Stable Audio Open 1.0, Stable Audio 3 (Medium, Medium Base)"),
     Family("LTXV", ("comfy.ldm.lightricks.model.LTXVModel",),
            (("double_block", "transformer_blocks", None),), {"double_block": ("img",)},
-           modulated_input=_ltxv_modulated, teacache_preset=_fixed("ltxv"),
+           modulated_input=probes.ltxv_modulated, teacache_preset=_fixed("ltxv"),
            attention_kinds={"double_block": ("self", "cross")}, mlp_modules={"double_block": ("ff",)},
            models="LTX-Video (0.9.x)"),
 
@@ -618,7 +372,7 @@ FAMILIES = (
     # TeaCache reads block 0's modulated image tokens (what its self attention's projections take; no module
     # sees e0 there), as TeaCache itself does outside Wan: not a "Wan ..." name, so Wan's e0 presets do not offer
     Family("Wan-Animate-2", ("comfy.ldm.wan.model_animate2.WanAnimate2Model",),
-           **{**_WAN, "modulated_input": _wan_modulated_image, "modulated_image": None,
+           **{**_WAN, "modulated_input": probes.wan_modulated_image, "modulated_image": None,
               "attention_kinds": {"double_block": ("cross",)},
               "attention_modules": {"double_block": ("cross_attn",)}},
            models="Wan-Animate-2"),
@@ -634,7 +388,7 @@ FAMILIES = (
     # are left unnamed and always compute, as its MLP (only the video's ff is named)
     Family("LTX-2", ("comfy.ldm.lightricks.av_model.LTXAVModel",), (("double_block", "transformer_blocks", None),),
            {"double_block": ("img", "audio")}, adapter=TupleAdapter("img", ("img", "audio")), decided=("audio",),
-           modulated_input=_ltxav_modulated, attention_kinds={"double_block": ("self", "cross")},
+           modulated_input=probes.ltxav_modulated, attention_kinds={"double_block": ("self", "cross")},
            mlp_modules={"double_block": ("ff",)},
            models="LTX-2, LTX-2.3 (audio and video)"),
 
@@ -642,7 +396,7 @@ FAMILIES = (
     # Krea 2: one stack of single-stream blocks on text + image (text first); its forward ignores patches_replace
     Family("Krea 2", ("comfy.ldm.krea2.model.SingleStreamDiT",), (("block", "blocks", None),), {"block": ("img",)},
            route="forward", adapter=CallAdapter(hidden={"img": "x"}, returns=("img",)),
-           modulated_input=_krea2_modulated, image_first=False, attention_kinds={"block": ("self",)},
+           modulated_input=probes.krea2_modulated, image_first=False, attention_kinds={"block": ("self",)},
            mlp_modules={"block": ("mlp",)},
            models="Krea 2 (with or without reference images)"),
 
@@ -651,7 +405,7 @@ FAMILIES = (
     # attention modules
     Family("ERNIE-Image", ("comfy.ldm.ernie.model.ErnieImageModel",), (("block", "layers", None),),
            {"block": ("img",)}, route="forward", adapter=CallAdapter(hidden={"img": "x"}, returns=("img",)),
-           modulated_input=_ernie_modulated, attention_kinds={"block": ("self",)},
+           modulated_input=probes.ernie_modulated, attention_kinds={"block": ("self",)},
            attention_modules={"block": ("self_attention",)}, mlp_modules={"block": ("mlp",)},
            models="ERNIE-Image"),
 
@@ -659,20 +413,20 @@ FAMILIES = (
     # (patches_replace for every block, as Qwen-Image's); 12 blocks, patch 1, its own weights: no Qwen-Image preset
     Family("MageFlow", ("comfy.ldm.mage_flow.model.MageFlowTransformer2DModel",),
            (("double_block", "transformer_blocks", None),), {"double_block": ("img", "txt")},
-           modulated_input=_qwen_modulated, attention_kinds={"double_block": ("self",)},
+           modulated_input=probes.qwen_modulated, attention_kinds={"double_block": ("self",)},
            mlp_modules={"double_block": ("img_mlp", "txt_mlp")},
            models="Mage-Flow (with or without reference images)"),
 
     # Lens: double-stream blocks (image, text) with joint attention; its forward honours patches_replace for every block
     Family("Lens", ("comfy.ldm.lens.model.LensTransformer2DModel",), (("double_block", "transformer_blocks", None),),
-           {"double_block": ("img", "txt")}, modulated_input=_lens_modulated,
+           {"double_block": ("img", "txt")}, modulated_input=probes.lens_modulated,
            attention_kinds={"double_block": ("self",)}, mlp_modules={"double_block": ("img_mlp", "txt_mlp")},
            models="Lens"),
 
     # Ideogram 4: one stack of single-stream blocks on text + image (text first); its forward ignores patches_replace
     Family("Ideogram 4", ("comfy.ldm.ideogram4.model.Ideogram4Transformer2DModel",), (("block", "layers", None),),
            {"block": ("img",)}, route="forward", adapter=CallAdapter(hidden={"img": "x"}, returns=("img",)),
-           modulated_input=_ideogram4_modulated, image_first=False, attention_kinds={"block": ("self",)},
+           modulated_input=probes.ideogram4_modulated, image_first=False, attention_kinds={"block": ("self",)},
            mlp_modules={"block": ("feed_forward",)},
            models="Ideogram 4"),
 
@@ -680,21 +434,21 @@ FAMILIES = (
     # JoyImage (Edit): Qwen-Image-like double blocks; reference latents ride in img after the target's tokens
     Family("JoyImage", ("comfy.ldm.joyimage.model.JoyImageTransformer3DModel",),
            (("double_block", "double_blocks", None),), {"double_block": ("img", "txt")},
-           modulated_input=_joyimage_modulated, attention_kinds={"double_block": ("self",)},
+           modulated_input=probes.joyimage_modulated, attention_kinds={"double_block": ("self",)},
            mlp_modules={"double_block": ("img_mlp", "txt_mlp")},
            models="JoyImage, JoyImage-Edit"),
     # Z-Image pixel space: NextDiT's main stack as Lumina 2 / Z-Image runs it (its own forward only swaps the final
     # layer for a per-patch pixel decoder after the blocks, outside any cached span)
     Family("Z-Image pixel space", ("comfy.ldm.lumina.model.NextDiTPixelSpace",), (("block", "layers", None),),
            {"block": ("img",)}, route="forward", adapter=CallAdapter(hidden={"img": "x"}, returns=("img",)),
-           modulated_input=_lumina_modulated, image_first=False, attention_kinds={"block": ("self",)},
+           modulated_input=probes.lumina_modulated, image_first=False, attention_kinds={"block": ("self",)},
            mlp_modules={"block": ("feed_forward",)},
            models="Z-Image pixel space"),
     # Anima: Cosmos Predict2's MiniTrainDIT; its own forward only runs the LLM adapter on the text (into the cross
     # attention's context) before MiniTrainDIT's forward, which runs the blocks as in the Cosmos Predict2 row
     Family("Anima", ("comfy.ldm.anima.model.Anima",), (("block", "blocks", None),),
            {"block": ("img",)}, route="forward", adapter=CallAdapter(hidden={"img": "x_B_T_H_W_D"}, returns=("img",)),
-           modulated_input=_cosmos2_modulated, attention_kinds={"block": ("self", "cross")},
+           modulated_input=probes.cosmos2_modulated, attention_kinds={"block": ("self", "cross")},
            mlp_modules={"block": ("mlp",)},
            models="Anima"),
     # Boogu-Image: OmniGen2's refiners, then double-stream blocks (image; instruction) and single-stream blocks on
@@ -705,7 +459,7 @@ FAMILIES = (
            adapter={"double_block": CallAdapter(hidden={"img": "img_hidden_states", "txt": "instruct_hidden_states"},
                                                 returns=("img", "txt")),
                     "single_block": CallAdapter(hidden={"img": "hidden_states"}, returns=("img",))},
-           modulated_input=_boogu_modulated, image_first=False,
+           modulated_input=probes.boogu_modulated, image_first=False,
            attention_kinds={"double_block": ("self", "self"), "single_block": ("self",)},
            mlp_modules={"double_block": ("img_feed_forward", "instruct_feed_forward"),
                         "single_block": ("feed_forward",)},
@@ -717,13 +471,13 @@ FAMILIES = (
     Family("PixelDiT", ("comfy.ldm.pixeldit.model.PixDiT_T2I",), (("double_block", "patch_blocks", None),),
            {"double_block": ("img", "txt")}, route="forward",
            adapter=CallAdapter(hidden={"img": "x", "txt": "y"}, returns=("img", "txt")),
-           modulated_input=_pixeldit_modulated, attention_kinds={"double_block": ("self",)},
+           modulated_input=probes.pixeldit_modulated, attention_kinds={"double_block": ("self",)},
            mlp_modules={"double_block": ("mlp_x", "mlp_y")},
            models="PixelDiT (T2I)"),
     Family("PiD", ("comfy.ldm.pixeldit.pid.PidNet",), (("double_block", "patch_blocks", None),),
            {"double_block": ("img", "txt")}, route="forward",
            adapter=CallAdapter(hidden={"img": "x", "txt": "y"}, returns=("img", "txt")),
-           modulated_input=_pixeldit_modulated, attention_kinds={"double_block": ("self",)},
+           modulated_input=probes.pixeldit_modulated, attention_kinds={"double_block": ("self",)},
            mlp_modules={"double_block": ("mlp_x", "mlp_y")},
            injects="gates its LQ (input latent) features into the image stream before every lq_interval-th patch "
                    "block, on every call: a reused run of blocks would replay the features of the step it was "
@@ -736,7 +490,8 @@ FAMILIES = (
     # blocks' forwards and its attention modules are patched (the attention kernels are out of the override's reach)
     Family("ACE-Step 1.5", ("comfy.ldm.ace.ace_step15.AceStepConditionGenerationModel",),
            (("block", "decoder.layers", None),), {"block": ("img",)}, route="forward",
-           adapter=CallAdapter(hidden={"img": "hidden_states"}, returns=("img",)), modulated_input=_ace15_modulated,
+           adapter=CallAdapter(hidden={"img": "hidden_states"}, returns=("img",)),
+           modulated_input=probes.ace15_modulated,
            attention_kinds={"block": ("self", "cross")}, attention_modules={"block": ("self_attn", "cross_attn")},
            mlp_modules={"block": ("mlp",)},
            models="ACE-Step 1.5 (turbo, base, SFT)"),
@@ -748,7 +503,7 @@ FAMILIES = (
     Family("Kandinsky 5", ("comfy.ldm.kandinsky5.model.Kandinsky5",),
            (("double_block", "visual_transformer_blocks", None),), {"double_block": ("img",)}, route="forward",
            adapter=CallAdapter(hidden={"img": "visual_embed"}, returns=("img",)),
-           modulated_input=_kandinsky5_modulated, attention_kinds={"double_block": ("self", "cross")},
+           modulated_input=probes.kandinsky5_modulated, attention_kinds={"double_block": ("self", "cross")},
            mlp_modules={"double_block": ("feed_forward",)},
            models="Kandinsky 5.0 (Video Lite, Video Pro, Image Lite)"),
     # CogVideoX: joint text + video attention in every block (text first), the two streams kept apart between
@@ -759,7 +514,8 @@ FAMILIES = (
            {"block": ("img", "txt")}, route="forward",
            adapter=CallAdapter(hidden={"img": "hidden_states", "txt": "encoder_hidden_states"},
                                returns=("img", "txt")),
-           modulated_input=_cogvideo_modulated, modulated_image=_cogvideo_modulated_image, image_first=False,
+           modulated_input=probes.cogvideo_modulated, modulated_image=probes.cogvideo_modulated_image,
+           image_first=False,
            attention_kinds={"block": ("self",)}, mlp_modules={"block": ("ff_out",)},
            models="CogVideoX 2B / 5B, CogVideoX 1.5 (T2V, I2V, Fun inpaint)"),
 
@@ -771,7 +527,7 @@ FAMILIES = (
     # computed on the passed-through state and unused
     Family("TripoSplat", ("comfy.ldm.triposplat.model.LatentSeqMMFlowModel",), (("block", "blocks", None),),
            {"block": ("img",)}, route="forward", adapter=CallAdapter(hidden={"img": "x"}, returns=("img",)),
-           modulated_input=_triposplat_modulated, attention_kinds={"block": ("self",)},
+           modulated_input=probes.triposplat_modulated, attention_kinds={"block": ("self",)},
            mlp_modules={"block": ("mlp",)},
            models="TripoSplat (image to 3D Gaussian splats)"),
 
