@@ -20,13 +20,20 @@ lint: setup   # pyflakes' and pycodestyle's checks, lines of 120 (pyproject.toml
 	.runtime/comfyui-$(CURRENT)/venv/bin/ruff check .
 
 # the whole suite on the current line and, beside it, on the oldest line the tests of what can differ between
-# versions (marked every_runtime: family x method, the server, workflows, calibration files): a core and a torch
-# thread each (13 min instead of 19 one after the other on 2 cores); the oldest line's output follows the current's
+# versions (marked every_runtime: family x method, the server, workflows, calibration files). Three processes of a
+# torch thread each on the 2 cores: the oldest line, the current line's family x method matrix, and the rest of the
+# current line, so no core idles once the oldest line is done; the other two's output follows the rest's
+MATRIX := tests/comfy/test_methods_comfy.py tests/comfy/test_first_block_cache.py
 test: setup lint
 	@mkdir -p output; status=0; \
 	OMP_NUM_THREADS=1 $(MAKE) --no-print-directory test-oldest > output/test-$(OLDEST).log 2>&1 & oldest=$$!; \
-	OMP_NUM_THREADS=1 $(MAKE) --no-print-directory test-current || status=1; \
-	wait $$oldest || status=1; \
+	OMP_NUM_THREADS=1 $(MAKE) --no-print-directory test-current TESTS="$(MATRIX) -p no:cacheprovider" \
+		> output/test-$(CURRENT)-matrix.log 2>&1 & matrix=$$!; \
+	OMP_NUM_THREADS=1 $(MAKE) --no-print-directory test-current TESTS="tests $(addprefix --ignore=,$(MATRIX))" \
+		|| status=1; \
+	wait $$matrix || status=1; wait $$oldest || status=1; \
+	echo "=== ComfyUI $(CURRENT), family x method (output/test-$(CURRENT)-matrix.log)"; \
+	cat output/test-$(CURRENT)-matrix.log; \
 	echo "=== ComfyUI $(OLDEST) (output/test-$(OLDEST).log)"; cat output/test-$(OLDEST).log; exit $$status
 
 test-current:
