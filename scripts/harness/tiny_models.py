@@ -1103,6 +1103,7 @@ MODULATED_SITE |= {"flux2": MODULATED_SITE["flux"], "chroma_radiance": MODULATED
 # block 0's (hidden input, hidden output) for the current line's families (the older ones: test_first_block_cache)
 BLOCK0_IO: dict = {}
 UNAVAILABLE: set = set()   # registered here, absent from the running ComfyUI: covered on the current line only
+CURRENT_LINE = set(_CURRENT)   # the builders of classes only the current line ships
 for _key, _row in _CURRENT.items():
     LABELS[_key] = _row["label"]
     if not ships(_key):

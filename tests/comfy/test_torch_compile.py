@@ -34,6 +34,19 @@ def test_compiled_cached_run_matches_uncompiled(ck, family, order):
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0   # dynamo really compiled blocks
 
 
+@pytest.mark.parametrize("family", sorted(f for f in tm.FAMILIES if f in tm.CURRENT_LINE))
+def test_current_line_family_compiled_decides_as_uncompiled(ck, family):
+    """Every family new on the current line behind ComfyUI's compile wrapper (aot_eager): First Block Cache makes
+    the same decisions, step for step, and gives the same output as without compilation."""
+    torch._dynamo.reset()
+    m, lat, pos, neg = tm.FAMILIES[family]()
+    eager = tm.sample(fbc(ck, m, 1.0), lat, pos, neg, steps=STEPS, cfg=3.0)
+    eager_streams = last_stats(ck)["streams"]
+    out = tm.sample(compiled(fbc(ck, m, 1.0), "aot_eager"), lat, pos, neg, steps=STEPS, cfg=3.0)
+    assert last_stats(ck)["streams"] == eager_streams and eager_streams["cond"]["reused_steps"]
+    torch.testing.assert_close(out, eager, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("method", ["teacache", "magcache", "taylorseer", "dbcache", "pab", "fastercache",
                                     "smoothcache", "seacache", "spectrum"])
 def test_every_method_compiled_matches_uncompiled(ck, method):
