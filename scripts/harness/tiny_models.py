@@ -449,6 +449,26 @@ def ace_step(seed=0, batch=1, length=16):
     return m, torch.zeros(batch, 8, 16, length), cond(), cond()
 
 
+def _audio_dit_patcher(config, weights: dict, seed: int, unit_gammas: bool = False):
+    """A seeded Stable Audio transformer (Open or 3) as a ModelPatcher. `weights`: the seconds conditioners' (the
+    model builder reads them from the checkpoint); the RoPE frequencies, a checkpoint buffer, are the usual ones;
+    unit_gammas: the norms' scales (.gamma, which fill_weights takes for biases) at 1, as Stable Audio 3's RMS norms
+    need them."""
+    import comfy.model_management
+    import comfy.model_patcher
+    model = config.get_model(weights)
+    fill_weights(model.diffusion_model, seed)
+    with torch.no_grad():
+        for name, p in model.diffusion_model.named_parameters():
+            if unit_gammas and name.endswith(".gamma"):
+                p.fill_(1.0)
+        inv_freq = model.diffusion_model.transformer.rotary_pos_emb.inv_freq   # a checkpoint buffer
+        inv_freq.copy_(1.0 / 10000 ** (torch.arange(0, 2 * len(inv_freq), 2).float() / (2 * len(inv_freq))))
+    model.eval()
+    return comfy.model_patcher.ModelPatcher(model, load_device=comfy.model_management.get_torch_device(),
+                                            offload_device=comfy.model_management.unet_offload_device())
+
+
 def stable_audio(seed=0, batch=1, length=16):
     """Stable Audio Open's AudioDiffusionTransformer on (batch, 64, length) latents; its seconds embedders are
     seeded here (the real ones come from the checkpoint)."""
@@ -462,15 +482,7 @@ def stable_audio(seed=0, batch=1, length=16):
     g = torch.Generator().manual_seed(seed + 2)
     weights = {f"conditioner.conditioners.{k}.{n}": torch.randn(v.shape, generator=g)
                for k in ("seconds_start", "seconds_total") for n, v in number.items()}
-    model = cfg.get_model(weights)
-    fill_weights(model.diffusion_model, seed)
-    inv_freq = model.diffusion_model.transformer.rotary_pos_emb.inv_freq   # a checkpoint buffer: the usual RoPE
-    inv_freq.copy_(1.0 / 10000 ** (torch.arange(0, 2 * len(inv_freq), 2).float() / (2 * len(inv_freq))))
-    model.eval()
-    import comfy.model_management
-    import comfy.model_patcher
-    m = comfy.model_patcher.ModelPatcher(model, load_device=comfy.model_management.get_torch_device(),
-                                         offload_device=comfy.model_management.unet_offload_device())
+    m = _audio_dit_patcher(cfg, weights, seed)
     g = torch.Generator().manual_seed(seed + 1)
     return m, torch.zeros(batch, 64, length), conditioning(torch.randn(1, 8, 768, generator=g)), \
         conditioning(torch.randn(1, 8, 768, generator=g))
@@ -928,19 +940,7 @@ def stable_audio3(seed=0, batch=1, length=16):
     g = torch.Generator().manual_seed(seed + 2)
     weights = {f"conditioner.conditioners.seconds_total.{n}": torch.randn(v.shape, generator=g)
                for n, v in number.items()}
-    model = config.get_model(weights)
-    fill_weights(model.diffusion_model, seed)
-    with torch.no_grad():
-        for name, p in model.diffusion_model.named_parameters():
-            if name.endswith(".gamma"):   # the norms' scales (fill_weights takes them for biases)
-                p.fill_(1.0)
-        inv_freq = model.diffusion_model.transformer.rotary_pos_emb.inv_freq   # a checkpoint buffer
-        inv_freq.copy_(1.0 / 10000 ** (torch.arange(0, 2 * len(inv_freq), 2).float() / (2 * len(inv_freq))))
-    model.eval()
-    import comfy.model_management
-    import comfy.model_patcher
-    m = comfy.model_patcher.ModelPatcher(model, load_device=comfy.model_management.get_torch_device(),
-                                         offload_device=comfy.model_management.unet_offload_device())
+    m = _audio_dit_patcher(config, weights, seed, unit_gammas=True)
     g = torch.Generator().manual_seed(seed + 1)
     return m, torch.zeros(batch, 256, length), conditioning(torch.randn(1, 8, 768, generator=g)), \
         conditioning(torch.randn(1, 8, 768, generator=g))
