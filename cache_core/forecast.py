@@ -43,6 +43,10 @@ class TaylorForecaster:
     def ready(self) -> bool:
         return self.last_step is not None
 
+    def coefficient(self, order: int, k: float) -> float:
+        """Weight of the order-th factor k steps after the last update: k^i / i!."""
+        return (k ** order) / math.factorial(order)
+
     def predict(self, step: float, like: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         k = step - self.last_step
         out = {}
@@ -50,9 +54,43 @@ class TaylorForecaster:
             dtype = like[key].dtype if like is not None else factors[0].dtype
             acc = torch.zeros_like(factors[0], dtype=dtype)
             for i, f in enumerate(factors):
-                acc = acc + f.to(dtype) * ((k ** i) / math.factorial(i))
+                acc = acc + f.to(dtype) * self.coefficient(i, k)
             out[key] = acc
         return out
+
+
+def hermite(x: float, degree: int) -> float:
+    """Physicists' Hermite polynomial H_degree(x), by H_{j+1} = 2x H_j - 2j H_{j-1}."""
+    prev, cur = 1.0, 2.0 * x
+    if degree == 0:
+        return prev
+    for j in range(1, degree):
+        prev, cur = cur, 2.0 * x * cur - 2.0 * j * prev
+    return cur
+
+
+class HermiteForecaster(TaylorForecaster):
+    """HiCache (arXiv 2508.16984, ICLR'26; github:fenglang918/HiCache; docs/methods.md §1.10): TaylorSeer's
+    factors (the same divided differences d_i, so the same memory: max_order+1 tensors per key), weighted by
+    scaled physicists' Hermite polynomials instead of the Taylor monomials. At step s + k the forecast is
+
+        d_0 + sum_{i>=1} d_i * H_i(scale * k) * scale^i / i!
+
+    The "dual scaling" is the authors': the step distance enters H_i as scale*k (keeping the polynomial in the
+    range where it stays small) and each term is damped again by scale^i. Published default scale 0.5 (their
+    `hicache_scale_factor`), order 1 (their HiCache mode). At order 1 with scale 0.5 the forecast is
+    d_0 + 0.5 k d_1: half TaylorSeer's linear step."""
+
+    def __init__(self, max_order: int = 1, dtype: torch.dtype | None = torch.float32, scale: float = 0.5):
+        if not scale > 0:
+            raise ValueError(f"scale must be > 0, got {scale}")
+        super().__init__(max_order, dtype)
+        self.scale = float(scale)
+
+    def coefficient(self, order: int, k: float) -> float:
+        if order == 0:
+            return 1.0
+        return hermite(self.scale * k, order) * self.scale ** order / math.factorial(order)
 
 
 def chebyshev(tau: torch.Tensor, degree: int) -> torch.Tensor:
