@@ -93,6 +93,69 @@ class HermiteForecaster(TaylorForecaster):
         return hermite(self.scale * k, order) * self.scale ** order / math.factorial(order)
 
 
+class FoCaForecaster:
+    """FoCa, Forecast then Calibrate (arXiv 2508.16211; as cache-dit 1.5.3's FoCaCalibrator runs it;
+    docs/methods.md §1.11): the feature is integrated as an ODE in the step position. Every computed step is an
+    anchor A (the last) with the anchor slope g_A = (A - A_prev) / (s_A - s_Aprev); every value, computed or
+    forecast, enters a window of the last two (F_k at s_k, F_km1). A forecast at step s is the Heun
+    (trapezoidal) step from the anchor with the mean of the anchor slope and the window's slope:
+
+        F(s) = A + c * (g_A + (F_k - F_km1) / (s_k - s_km1)),   c = e / 2 for e = s - s_A <= horizon,
+                                                                 c = horizon^2 / (2 e) beyond (damped to A)
+
+    and then enters the window itself, so the next forecast's local slope comes from the forecasts (the BDF2-type
+    recursion from the two latest values), while the anchor term holds it to the computed trend. cache-dit
+    assumes unit gaps (slopes are plain differences); here slopes are per step, which is the same where the
+    gaps are 1 and keeps the anchor slope right when computed steps lie several steps apart.
+    Holds up to 4 tensors of the feature's size per key (two anchors, two window values; the newest anchor
+    and the window share one). Before two computed steps it returns the anchor (plain reuse), as cache-dit."""
+
+    def __init__(self, dtype: torch.dtype | None = torch.float32, horizon: float | None = 3.0):
+        if horizon is not None and not horizon > 0:
+            raise ValueError(f"horizon must be > 0 or None, got {horizon}")
+        self.dtype, self.horizon = dtype, horizon
+        self.anchors: list[tuple[float, dict[str, torch.Tensor]]] = []   # the last two computed steps
+        self.window: list[tuple[float, dict[str, torch.Tensor]]] = []    # the last two values, any kind
+        self.forecast_at: float | None = None                            # window[-1] is a forecast there
+
+    def _cast(self, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: v.detach().to(self.dtype) if self.dtype is not None else v.detach() for k, v in values.items()}
+
+    def update(self, values: dict[str, torch.Tensor], step: float) -> None:
+        if self.anchors and step <= self.anchors[-1][0]:
+            return                      # a second value at a computed position (Heun's corrector) changes nothing
+        entry = (float(step), self._cast(values))
+        self.anchors = (self.anchors + [entry])[-2:]
+        self.window = ([e for e in self.window if e[0] < step] + [entry])[-2:]
+        self.forecast_at = None
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.anchors)
+
+    def _coefficient(self, elapsed: float) -> float:
+        if self.horizon is None or elapsed <= self.horizon:
+            return elapsed / 2.0
+        return self.horizon * self.horizon / (2.0 * elapsed)
+
+    def predict(self, step: float, like: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        (s_a, anchor) = self.anchors[-1]
+        if len(self.anchors) < 2 or len(self.window) < 2:
+            out = anchor
+        elif self.forecast_at is not None and step == self.forecast_at:
+            out = self.window[-1][1]     # asked again at the same position: the same forecast, no new entry
+        else:
+            (s_p, prev), (s_km1, f_km1), (s_k, f_k) = self.anchors[0], self.window[0], self.window[1]
+            c = self._coefficient(step - s_a)
+            out = {key: a + c * ((a - prev[key]) / (s_a - s_p) + (f_k[key] - f_km1[key]) / (s_k - s_km1))
+                   for key, a in anchor.items()}
+            if step > s_k:              # a forecast ahead of the window joins it; a look back does not
+                self.window = [self.window[1], (float(step), out)]
+                self.forecast_at = float(step)
+        # copies: what is returned may be changed in place, and the window holds the same tensors
+        return {k: v.to(like[k].dtype if like is not None else v.dtype, copy=True) for k, v in out.items()}
+
+
 def chebyshev(tau: torch.Tensor, degree: int) -> torch.Tensor:
     """T_0..T_degree at each tau (rows), by the recurrence T_{j+1} = 2 tau T_j - T_{j-1}."""
     cols = [torch.ones_like(tau), tau]
