@@ -1,7 +1,7 @@
 """Apply DBCache: MODEL in, MODEL out (cache-dit's dual block cache, docs/methods.md §1.5)."""
 from __future__ import annotations
 
-from ..cache_core.policies.dbcache import DBCache
+from ..cache_core.policies.dbcache import CALIBRATORS, DBCache
 from . import common
 from .examples import Case, Examples, Sweep, Template
 
@@ -15,7 +15,15 @@ class ApplyDBCache(common.CacheNode):
     THRESHOLD = "residual_diff_threshold"
     DESCRIPTION = ("Always runs the first Fn and last Bn blocks; reuses the middle blocks' residual while the "
                    "first blocks' residual barely changes (cache-dit DBCache). Bn > 0 lets the last blocks "
-                   "correct the approximation; TaylorSeer can forecast the middle residual.")
+                   "correct the approximation; TaylorSeer or FoCa can forecast the middle residual.")
+
+    # optional: workflows saved before it existed still load (and get the default)
+    OPTIONAL = {"calibrator": (list(CALIBRATORS), {
+        "default": "taylorseer",
+        "tooltip": "How the middle residual is forecast on reused steps (cache-dit's calibrators). taylorseer: "
+                   "by taylorseer_order (0 = reused as cached; holds order+1 residuals per stream). foca: FoCa "
+                   "(arXiv 2508.16211), a Heun step from the last computed step, recursive over the reused ones; "
+                   "taylorseer_order is not used; holds up to 4 residuals of the middle's size per stream."})}
 
     @classmethod
     def own_inputs(cls):
@@ -52,7 +60,8 @@ class ApplyDBCache(common.CacheNode):
                     threshold=v["residual_diff_threshold"], warmup_steps=v["max_warmup_steps"],
                     warmup_interval=v["warmup_interval"], max_cached_steps=v["max_cached_steps"],
                     max_continuous_cached_steps=v["max_continuous_cached_steps"],
-                    max_accumulated_diff=v["max_accumulated_residual_diff"], taylorseer_order=v["taylorseer_order"])
+                    max_accumulated_diff=v["max_accumulated_residual_diff"], taylorseer_order=v["taylorseer_order"],
+                    calibrator=v["calibrator"])
         return (lambda: DBCache(**args)), {}
 
     METHOD, RANK = "DBCache", 5
@@ -62,7 +71,10 @@ class ApplyDBCache(common.CacheNode):
                                on=dict(_TEST, residual_diff_threshold=0.99), runs_on_reuse=3),
                "dbcache_taylorseer": Case(off=dict(_TEST, residual_diff_threshold=0.0, taylorseer_order=1),
                                           on=dict(_TEST, residual_diff_threshold=0.99, Bn_compute_blocks=0,
-                                                  taylorseer_order=1), runs_on_reuse=2)},
+                                                  taylorseer_order=1), runs_on_reuse=2),
+               "dbcache_foca": Case(off=dict(_TEST, residual_diff_threshold=0.0, calibrator="foca"),
+                                    on=dict(_TEST, residual_diff_threshold=0.99, Bn_compute_blocks=0,
+                                            calibrator="foca"), runs_on_reuse=2)},
         speed=(dict(Fn_compute_blocks=1, Bn_compute_blocks=0, residual_diff_threshold=0.6, max_warmup_steps=2),
                dict(Fn_compute_blocks=1, Bn_compute_blocks=0, residual_diff_threshold=0.0)),
         sweeps={"DBCache (F1 B1)": Sweep("threshold", (0.03, 0.06, 0.1, 0.15, 0.25), lambda v, *_: dict(

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ..cache_core.policies.taylorseer import TARGETS, TaylorSeer
+from ..cache_core.policies.taylorseer import FORECASTERS, TARGETS, TaylorSeer
 from . import common
 from .examples import Case, Examples, Sweep, Template
 
@@ -21,7 +21,14 @@ class ApplyTaylorSeerCache(common.CacheNode):
     OPTIONAL = {"final_steps": ("INT", {
         "default": 2, "min": 0, "max": 1000,
         "tooltip": "The last steps always compute: they are where the output changes most, and forecasting them "
-                   "costs the most quality. 0 = diffusers' schedule."})}
+                   "costs the most quality. 0 = diffusers' schedule."}),
+        "forecaster": (list(FORECASTERS), {
+            "default": "taylor",
+            "tooltip": "taylor: TaylorSeer's Taylor series; holds max_order+1 tensors of the target's size per "
+                       "stream. hermite: HiCache (arXiv 2508.16984), the same differences weighted by scaled "
+                       "Hermite polynomials (scale 0.5); the same memory. foca: FoCa (arXiv 2508.16211), a Heun "
+                       "step from the last computed step, recursive over the forecast ones; ignores max_order, "
+                       "holds up to 4 tensors of the target's size per stream."})}
 
     @classmethod
     def own_inputs(cls):
@@ -47,7 +54,7 @@ class ApplyTaylorSeerCache(common.CacheNode):
 
     def method(self, model, v):
         args = (v["cache_interval"], v["warmup_steps"], v["max_order"], v["target"], DTYPES[v["factors_dtype"]],
-                v["final_steps"])
+                v["final_steps"], v["forecaster"])
         return (lambda: TaylorSeer(*args)), {}
 
     METHOD, SHORT, RANK = "TaylorSeer", "TaylorSeer", 4
@@ -56,10 +63,18 @@ class ApplyTaylorSeerCache(common.CacheNode):
                                   runs_on_reuse=0),
                "taylorseer_output": Case(off=dict(_TEST, cache_interval=1, target="output"),
                                          on=dict(_TEST, cache_interval=3, target="output", max_order=2),
-                                         runs_on_reuse=0)},
+                                         runs_on_reuse=0),
+               "taylorseer_hermite": Case(off=dict(_TEST, cache_interval=1, forecaster="hermite"),
+                                          on=dict(_TEST, cache_interval=3, forecaster="hermite"), runs_on_reuse=0),
+               "taylorseer_foca": Case(off=dict(_TEST, cache_interval=1, forecaster="foca"),
+                                       on=dict(_TEST, cache_interval=3, forecaster="foca"), runs_on_reuse=0)},
         speed=(dict(cache_interval=3, warmup_steps=2, max_order=1, final_steps=0), dict(cache_interval=1)),
         sweeps={"TaylorSeer (order 1)": Sweep("interval", (2, 3, 4, 5, 6), lambda v, *_: dict(
-            cache_interval=v, warmup_steps=2, max_order=1, final_steps=2), reference="TaylorSeer (diffusers)")},
+            cache_interval=v, warmup_steps=2, max_order=1, final_steps=2), reference="TaylorSeer (diffusers)"),
+                "TaylorSeer (HiCache)": Sweep("interval", (2, 3, 4, 5, 6), lambda v, *_: dict(
+            cache_interval=v, warmup_steps=2, max_order=1, final_steps=2, forecaster="hermite")),
+                "TaylorSeer (FoCa)": Sweep("interval", (2, 3, 4, 5, 6), lambda v, *_: dict(
+            cache_interval=v, warmup_steps=2, final_steps=2, forecaster="foca"))},
         note="Apply TaylorSeer Cache: computes every N-th step after the warmup and forecasts the others with a "
              "first-order Taylor series.",
         templates={

@@ -5,7 +5,8 @@ blocks always run, on the approximation when the middle is reused, which lets th
 middle span is reused when relL1(Fn residual, Fn residual of the last computed step) < R, after
 cache-dit's checks in its order: warmup (steps range(0, W, I) compute), max cached steps, max
 consecutive cached steps, max accumulated diff; R <= 0 never reuses, R >= 1 always does.
-Optionally the middle residual is forecast with TaylorSeer instead of reused as it was.
+Optionally the middle residual is forecast instead of reused as it was: cache-dit's calibrators, TaylorSeer
+(`taylorseer_order` > 0) or FoCa (`calibrator="foca"`, forecast.FoCaForecaster; docs/methods.md §1.11).
 """
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ from dataclasses import dataclass
 
 import torch
 
-from ..forecast import TaylorForecaster
+from ..forecast import FoCaForecaster, TaylorForecaster
 from ..metrics import rel_l1_parts
 from ..policy import CachePolicy, Tunable, Hidden, StepInfo
 
 __all__ = ["DBCache"]   # what cache_core exports (policies/__init__.py)
+
+CALIBRATORS = ("taylorseer", "foca")
 
 
 @dataclass
@@ -26,7 +29,7 @@ class _State:
     cached_steps: int = 0
     continuous: int = 0
     acc_diff: float = 0.0
-    forecaster: TaylorForecaster | None = None
+    forecaster: TaylorForecaster | FoCaForecaster | None = None
 
 
 class DBCache(CachePolicy, Tunable):
@@ -36,18 +39,22 @@ class DBCache(CachePolicy, Tunable):
     def __init__(self, front_blocks: int = 8, back_blocks: int = 0, threshold: float = 0.08,
                  warmup_steps: int = 8, warmup_interval: int = 1, max_cached_steps: int = -1,
                  max_continuous_cached_steps: int = -1, max_accumulated_diff: float = 0.0,
-                 taylorseer_order: int = 0):
+                 taylorseer_order: int = 0, calibrator: str = "taylorseer"):
         if front_blocks < 1 or back_blocks < 0 or warmup_interval < 1:
             raise ValueError(f"need front_blocks >= 1, back_blocks >= 0, warmup_interval >= 1; got "
                              f"{front_blocks}, {back_blocks}, {warmup_interval}")
+        if calibrator not in CALIBRATORS:
+            raise ValueError(f"calibrator must be one of {CALIBRATORS}, got {calibrator!r}")
         self.front_blocks, self.back_blocks = int(front_blocks), int(back_blocks)
         self.threshold = float(threshold)
         self.warmup = range(0, int(warmup_steps), int(warmup_interval))
         self.max_cached, self.max_continuous = int(max_cached_steps), int(max_continuous_cached_steps)
         self.max_accumulated = float(max_accumulated_diff)
-        self.taylorseer_order = int(taylorseer_order)
+        self.taylorseer_order, self.calibrator = int(taylorseer_order), calibrator
 
     def new_state(self, label: str) -> _State:
+        if self.calibrator == "foca":
+            return _State(forecaster=FoCaForecaster())
         fc = TaylorForecaster(self.taylorseer_order) if self.taylorseer_order > 0 else None
         return _State(forecaster=fc)
 

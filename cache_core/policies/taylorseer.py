@@ -10,6 +10,11 @@ forecast (`target`):
   "residual"  the whole-stack residual, added to the current stack input (light: one tensor per stream)
   "output"    the stack's output features themselves, which is what hooking every block with diffusers'
               TaylorSeer amounts to (a forecast block ignores its input, so only the last one counts)
+How it is forecast (`forecaster`, cache_core/forecast.py):
+  "taylor"   the Taylor series (TaylorSeer's own rule)
+  "hermite"  HiCache (arXiv 2508.16984): the same factors weighted by scaled Hermite polynomials (§1.10)
+  "foca"     FoCa (arXiv 2508.16211): a Heun step from the last computed step with a recursive window of the
+             last two values; max_order does not apply (§1.11)
 """
 from __future__ import annotations
 
@@ -17,17 +22,18 @@ from dataclasses import dataclass
 
 import torch
 
-from ..forecast import TaylorForecaster
+from ..forecast import FoCaForecaster, HermiteForecaster, TaylorForecaster
 from ..policy import CachePolicy, Hidden, StepInfo
 
 __all__ = ["TaylorSeer"]   # what cache_core exports (policies/__init__.py)
 
 TARGETS = ("residual", "output")
+FORECASTERS = ("taylor", "hermite", "foca")
 
 
 @dataclass
 class _State:
-    forecaster: TaylorForecaster
+    forecaster: TaylorForecaster | FoCaForecaster
 
 
 class TaylorSeer(CachePolicy):
@@ -37,18 +43,25 @@ class TaylorSeer(CachePolicy):
     probe = None
 
     def __init__(self, interval: int = 5, warmup_steps: int = 3, max_order: int = 1, target: str = "residual",
-                 factors_dtype: torch.dtype | None = torch.float32, final_steps: int = 0):
+                 factors_dtype: torch.dtype | None = torch.float32, final_steps: int = 0,
+                 forecaster: str = "taylor"):
         if interval < 1:
             raise ValueError(f"interval must be >= 1, got {interval}")
         if final_steps < 0:
             raise ValueError(f"final_steps must be >= 0, got {final_steps}")
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+        if forecaster not in FORECASTERS:
+            raise ValueError(f"forecaster must be one of {FORECASTERS}, got {forecaster!r}")
         self.interval, self.warmup_steps, self.max_order = int(interval), int(warmup_steps), int(max_order)
         self.target, self.factors_dtype, self.final_steps = target, factors_dtype, int(final_steps)
+        self.forecaster = forecaster
 
     def new_state(self, label: str) -> _State:
-        return _State(TaylorForecaster(self.max_order, self.factors_dtype))
+        if self.forecaster == "foca":
+            return _State(FoCaForecaster(self.factors_dtype))
+        kind = HermiteForecaster if self.forecaster == "hermite" else TaylorForecaster
+        return _State(kind(self.max_order, self.factors_dtype))
 
     def edges(self, total_steps: int) -> tuple[int, int]:
         return self.warmup_steps, self.final_steps
