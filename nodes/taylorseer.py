@@ -15,7 +15,8 @@ _TEST = dict(warmup_steps=2, max_order=1, target="residual", factors_dtype="floa
 class ApplyTaylorSeerCache(common.CacheNode):
     NODE_NAME = "Apply TaylorSeer Cache"
     DESCRIPTION = ("Computes the transformer every few steps and forecasts the steps between with a Taylor "
-                   "series fitted to the computed steps (a static schedule, no probe).")
+                   "series fitted to the computed steps (a static schedule, no probe); `forecaster` swaps in "
+                   "HiCache's Hermite weights or FoCa's Heun step.")
 
     # optional: workflows saved before it existed still load (and get the default)
     OPTIONAL = {"final_steps": ("INT", {

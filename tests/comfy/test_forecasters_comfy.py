@@ -82,7 +82,7 @@ def foca_replay(events):
 
 
 @pytest.mark.parametrize("node, inputs", [
-    ("ApplyTaylorSeerCache", dict(cache_interval=4, warmup_steps=2, max_order=1, target="residual",
+    ("ApplyTaylorSeerCache", dict(cache_interval=5, warmup_steps=2, max_order=1, target="residual",
                                   factors_dtype="float32", final_steps=0, forecaster="foca")),
     ("ApplyDBCache", dict(Fn_compute_blocks=1, Bn_compute_blocks=0, residual_diff_threshold=0.99, max_warmup_steps=2,
                           warmup_interval=1, max_cached_steps=-1, max_continuous_cached_steps=3,
@@ -108,3 +108,17 @@ def test_foca_forecasts_by_its_rule(ck, monkeypatch, node, inputs):
                                       .abs().max()), 0.0, abs_tol=1e-7)
         checked += len(got)
     assert checked == len(reused) * len(log)
+
+
+@pytest.mark.parametrize("node, inputs, message", [
+    ("ApplyTaylorSeerCache", dict(cache_interval=3, warmup_steps=2, max_order=1, target="residual",
+                                  factors_dtype="float32", forecaster="chebyshev"),
+     "Apply TaylorSeer Cache: forecaster must be one of"),
+    ("ApplyDBCache", dict(Fn_compute_blocks=1, Bn_compute_blocks=0, residual_diff_threshold=0.1, max_warmup_steps=0,
+                          warmup_interval=1, max_cached_steps=-1, max_continuous_cached_steps=-1,
+                          max_accumulated_residual_diff=0.0, taylorseer_order=0, calibrator="dmd"),
+     "Apply DBCache: calibrator must be one of")])
+def test_unknown_forecaster_is_refused_clearly(ck, node, inputs, message):
+    with pytest.raises(ValueError) as err:
+        pack.node(ck, node, model=tm.wan()[0], **inputs)
+    assert message in str(err.value)
