@@ -133,6 +133,11 @@ class FoCaForecaster:
     def ready(self) -> bool:
         return bool(self.anchors)
 
+    @staticmethod
+    def slope(new: torch.Tensor, old: torch.Tensor, gap: float) -> torch.Tensor:
+        """Change per step between two values `gap` steps apart (cache-dit: new - old, every gap taken as 1)."""
+        return (new - old) / gap
+
     def _coefficient(self, elapsed: float) -> float:
         if self.horizon is None or elapsed <= self.horizon:
             return elapsed / 2.0
@@ -147,7 +152,7 @@ class FoCaForecaster:
         else:
             (s_p, prev), (s_km1, f_km1), (s_k, f_k) = self.anchors[0], self.window[0], self.window[1]
             c = self._coefficient(step - s_a)
-            out = {key: a + c * ((a - prev[key]) / (s_a - s_p) + (f_k[key] - f_km1[key]) / (s_k - s_km1))
+            out = {key: a + c * (self.slope(a, prev[key], s_a - s_p) + self.slope(f_k[key], f_km1[key], s_k - s_km1))
                    for key, a in anchor.items()}
             if step > s_k:              # a forecast ahead of the window joins it; a look back does not
                 self.window = [self.window[1], (float(step), out)]

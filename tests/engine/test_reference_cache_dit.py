@@ -3,7 +3,8 @@ inputs and 12-step Euler flow-matching run as tests/engine/test_reference_diffus
 scripts/harness/diffusers_host.py): same per-step reuse decisions and bit-equal outputs, for Fn/Bn splits and every
 limit (warmup with interval, max cached, max continuous, max accumulated diff, R >= 1). With the
 TaylorSeer calibrator cache-dit lags by one step index; test_taylorseer_calibrator_index_lag pins that
-down exactly. No ComfyUI here.
+down exactly. With the FoCa calibrator cache-dit takes every gap as one step; test_foca_calibrator_unit_gaps pins
+that down. No ComfyUI here.
 
 How cache-dit is driven (its rules, with file:line, are in the research notes this was built from):
   * one cache context over the joined list double + single blocks, which is cache-dit's default Flux
@@ -18,13 +19,14 @@ import contextlib
 import cache_dit
 import pytest
 import torch
-from cache_dit import DBCacheConfig, TaylorSeerCalibratorConfig
+from cache_dit import DBCacheConfig, FoCaCalibratorConfig, TaylorSeerCalibratorConfig
 
 from harness import diffusers_host as dh
 from harness import pack
 
 pack.load_core()   # cache_core as a top-level package; the repo root on sys.path would shadow ComfyUI's nodes
 from cache_core import DBCache  # noqa: E402
+from cache_core.forecast import FoCaForecaster  # noqa: E402
 
 STEPS = 12
 MARGIN = 1e-3   # no measured diff (or accumulated sum) may lie closer than this to its threshold
@@ -37,7 +39,7 @@ def setup():
 
 
 # --- cache-dit side -----------------------------------------------------------------------------
-def cache_dit_config(kw: dict) -> tuple[DBCacheConfig, TaylorSeerCalibratorConfig | None]:
+def cache_dit_config(kw: dict) -> tuple[DBCacheConfig, TaylorSeerCalibratorConfig | FoCaCalibratorConfig | None]:
     """cache-dit's configs for CacheKit's DBCache(**kw)."""
     order = kw.get("taylorseer_order", 0)
     config = DBCacheConfig(
@@ -47,6 +49,8 @@ def cache_dit_config(kw: dict) -> tuple[DBCacheConfig, TaylorSeerCalibratorConfi
         max_continuous_cached_steps=kw.get("max_continuous_cached_steps", -1),
         max_accumulated_residual_diff_threshold=kw.get("max_accumulated_diff"),
         enable_separate_cfg=False, num_inference_steps=STEPS)
+    if kw.get("calibrator") == "foca":
+        return config, FoCaCalibratorConfig()
     return config, (TaylorSeerCalibratorConfig(taylorseer_order=order) if order else None)
 
 
@@ -229,3 +233,40 @@ def test_taylorseer_calibrator_index_lag(setup, order):
     lag_x, lag_outputs, lag_reused, _ = dh.run_cachekit(model, inputs, sigmas, LaggedDBCache(**kw))
     assert lag_reused == ref_reused
     assert_bit_equal(lag_outputs, ref_outputs, lag_x, ref_x)
+
+
+# --- FoCa calibrator ------------------------------------------------------------------------------
+class UnitGapFoCa(FoCaForecaster):
+    """cache-dit's FoCa slopes: plain differences, whatever the gap."""
+
+    @staticmethod
+    def slope(new, old, gap):
+        return new - old
+
+
+class UnitGapDBCache(DBCache):
+    def new_state(self, label):
+        state = super().new_state(label)
+        state.forecaster = UnitGapFoCa()
+        return state
+
+
+@pytest.mark.parametrize("scenario", ["F1B0_continuous2", "R1_continuous3"])
+def test_foca_calibrator_unit_gaps(setup, scenario):
+    """cache-dit's FoCa calibrator vs CacheKit's DBCache(calibrator="foca"): decisions equal, outputs equal while every
+    gap between the values FoCa holds is one step (steps 0-4 of CCRRC...), different once the last two computed
+    steps lie further apart (CacheKit's anchor slope is per step, cache-dit's counts the whole gap). Taking every gap
+    as one step, as cache-dit does, makes CacheKit bit-equal to it over the whole run."""
+    model, inputs, sigmas = setup
+    kw = dict(SCENARIOS[scenario][0], calibrator="foca")
+    with cache_dit_enabled(model, kw):
+        ref_x, ref_outputs, ref_reused, _ = run_cache_dit(model, inputs, sigmas)
+    x, outputs, reused, _ = dh.run_cachekit(model, inputs, sigmas, DBCache(**kw))
+    assert reused == ref_reused and pattern(reused).startswith("CCRR")
+    first_wide = pattern(reused).index("R", pattern(reused).index("C", 2))   # the first reuse after a gap > 1
+    assert_bit_equal(outputs[:first_wide], ref_outputs[:first_wide])
+    assert (outputs[first_wide] - ref_outputs[first_wide]).abs().max() > 1e-4
+
+    unit_x, unit_outputs, unit_reused, _ = dh.run_cachekit(model, inputs, sigmas, UnitGapDBCache(**kw))
+    assert unit_reused == ref_reused
+    assert_bit_equal(unit_outputs, ref_outputs, unit_x, ref_x)
