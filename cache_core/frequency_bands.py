@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 TRANSFORMS = ("dct", "fft")
@@ -30,11 +31,12 @@ def dct_rows(n: int, rows: int, device=None) -> torch.Tensor:
     return c.float()
 
 
-def dct_low_mask(sizes: tuple[int, ...], cutoff: float, device=None) -> torch.Tensor:
-    """Which DCT coefficients of a grid of `sizes` are low (the authors' radial rule, in float32 as theirs)."""
-    grids = torch.meshgrid(*[torch.arange(n, device=device, dtype=torch.float32) for n in sizes], indexing="ij")
-    distance = torch.sqrt(sum(g * g for g in grids))
-    return distance <= cutoff * distance.max()
+def dct_low_mask(sizes: tuple[int, ...], cutoff: float) -> np.ndarray:
+    """Which DCT coefficients of a grid of `sizes` are low (the authors' radial rule, in float32 as theirs). On the
+    host, in NumPy: its extent is read without a device sync."""
+    grids = np.meshgrid(*[np.arange(n, dtype=np.float32) for n in sizes], indexing="ij")
+    distance = np.sqrt(sum(g * g for g in grids))
+    return distance <= np.float32(cutoff) * distance.max()
 
 
 def _along(x: torch.Tensor, axis: int, matrix: torch.Tensor) -> torch.Tensor:
@@ -44,10 +46,10 @@ def _along(x: torch.Tensor, axis: int, matrix: torch.Tensor) -> torch.Tensor:
 
 def dct_low(x: torch.Tensor, axes: tuple[int, ...], cutoff: float) -> torch.Tensor:
     sizes = tuple(x.shape[a] for a in axes)
-    mask = dct_low_mask(sizes, cutoff)     # on the CPU: reading its extent costs no device sync
+    mask = dct_low_mask(sizes, cutoff)
     # the last index in band along each axis: rows past it only ever carry high coefficients
-    rows = [int(torch.movedim(mask, i, 0).reshape(n, -1).any(1).nonzero().max()) + 1 for i, n in enumerate(sizes)]
-    mask = mask[tuple(slice(0, r) for r in rows)].to(x.device)
+    rows = [int(np.moveaxis(mask, i, 0).reshape(n, -1).any(1).nonzero()[0].max()) + 1 for i, n in enumerate(sizes)]
+    mask = torch.from_numpy(np.ascontiguousarray(mask[tuple(slice(0, r) for r in rows)])).to(x.device)
     bases = [dct_rows(n, r, x.device) for n, r in zip(sizes, rows)]
     coef = x
     for axis, basis in zip(axes, bases):

@@ -73,3 +73,20 @@ def test_order_zero_output_is_taylorseers_order_zero(ck):
                                  target="output", factors_dtype="float32", final_steps=1)[0],
                        lat, pos, neg, steps=STEPS, cfg=3.0)
     assert torch.equal(mine, theirs)
+
+
+@pytest.mark.parametrize("transform", ["dct", "fft"])
+def test_one_host_sync_per_model_call(ck, transform):
+    """As the other span methods (test_host_syncs.py): the call's step, read once; the split reads nothing back
+    (the DCT's mask is built on the host, the FFT's stays on the device)."""
+    from bench_speed import count_host_syncs
+    m, lat, pos, neg = tm.wan()
+    patched = freqca(ck, m, transform=transform)
+    for model in (m, patched):
+        tm.sample(model, lat, pos, neg, steps=STEPS, cfg=3.0)
+    with count_host_syncs() as base:
+        tm.sample(m, lat, pos, neg, steps=STEPS, cfg=3.0)
+    with count_host_syncs() as cached:
+        tm.sample(patched, lat, pos, neg, steps=STEPS, cfg=3.0)
+    assert last_stats(ck)["streams"]["cond"]["reused_steps"]
+    assert STEPS <= cached["n"] - base["n"] <= STEPS + 1
