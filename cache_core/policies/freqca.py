@@ -60,8 +60,8 @@ class FreqCa(CachePolicy):
             raise ValueError(f"cutoff must be in [0, 1], got {cutoff}")
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
-        self.interval, self.warmup, self.final, self.max_order = int(interval), int(warmup_steps), int(final_steps), \
-            int(max_order)
+        self.interval, self.warmup, self.final = int(interval), int(warmup_steps), int(final_steps)
+        self.max_order = int(max_order)
         self.transform, self.cutoff, self.target = transform, float(cutoff), target
         self.along_sequence: set[str] = set()   # why a run split some feature along its sequence (noted once)
 
