@@ -1,0 +1,89 @@
+"""The low-frequency band of a feature over its token axes (FreqCa, arXiv 2510.08669; docs/methods.md §1.13).
+
+Two transforms, as the authors' code (github:Tammytcl/FreqCa, `cache_utils.py`) splits its feature:
+  "dct"  orthonormal DCT-II over the token grid's axes; a coefficient is low where its index distance from the
+         origin, sqrt(i^2 + j^2 (+ t^2)), is at most `cutoff` times the largest one on the grid (their Flux rule, on
+         a square image grid; here on any grid: a video's frames are one more axis, a sequence one axis)
+  "fft"  FFT along the tokens taken as one sequence (the grid flattened row by row); a frequency is low where
+         |f| is at most `cutoff` times the largest |f| (their Qwen-Image rule)
+The high band is the rest (x - low), so the two bands add up to the feature. Computed in float32, as theirs.
+
+The DCT keeps only the basis rows an in-band coefficient can use (index <= cutoff times the largest distance on
+each axis): at the published cutoff 0.1 that is a tenth of each axis, so the transform costs a small fraction of a
+full one and needs no FFT-based DCT."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+TRANSFORMS = ("dct", "fft")
+
+
+def dct_rows(n: int, rows: int, device=None) -> torch.Tensor:
+    """The first `rows` rows of the orthonormal DCT-II matrix of size n: C[k, i] = s_k cos(pi (i + 1/2) k / n),
+    s_0 = sqrt(1/n), s_k = sqrt(2/n). C @ x transforms, C.T @ X inverts (when rows == n)."""
+    k = torch.arange(rows, device=device, dtype=torch.float64)[:, None]
+    i = torch.arange(n, device=device, dtype=torch.float64)[None, :]
+    c = torch.cos(math.pi * (i + 0.5) * k / n) * math.sqrt(2.0 / n)
+    c[0] *= math.sqrt(0.5)
+    return c.float()
+
+
+def dct_low_mask(sizes: tuple[int, ...], cutoff: float) -> np.ndarray:
+    """Which DCT coefficients of a grid of `sizes` are low (the authors' radial rule, in float32 as theirs). On the
+    host, in NumPy: its extent is read without a device sync."""
+    grids = np.meshgrid(*[np.arange(n, dtype=np.float32) for n in sizes], indexing="ij")
+    distance = np.sqrt(sum(g * g for g in grids))
+    return distance <= np.float32(cutoff) * distance.max()
+
+
+def _along(x: torch.Tensor, axis: int, matrix: torch.Tensor) -> torch.Tensor:
+    """matrix applied to x along `axis` (matrix: (out, x.shape[axis]))."""
+    return torch.movedim(torch.movedim(x, axis, -1) @ matrix.T, -1, axis)
+
+
+def dct_low(x: torch.Tensor, axes: tuple[int, ...], cutoff: float) -> torch.Tensor:
+    sizes = tuple(x.shape[a] for a in axes)
+    mask = dct_low_mask(sizes, cutoff)
+    # the last index in band along each axis: rows past it only ever carry high coefficients
+    rows = [int(np.moveaxis(mask, i, 0).reshape(n, -1).any(1).nonzero()[0].max()) + 1 for i, n in enumerate(sizes)]
+    mask = torch.from_numpy(np.ascontiguousarray(mask[tuple(slice(0, r) for r in rows)])).to(x.device)
+    bases = [dct_rows(n, r, x.device) for n, r in zip(sizes, rows)]
+    coef = x
+    for axis, basis in zip(axes, bases):
+        coef = _along(coef, axis, basis)
+    shape = [1] * x.ndim
+    for axis, r in zip(axes, rows):
+        shape[axis] = r
+    coef = coef * mask.reshape(shape)
+    for axis, basis in zip(axes, bases):
+        coef = _along(coef, axis, basis.T)
+    return coef
+
+
+def fft_low(x: torch.Tensor, axis: int, cutoff: float) -> torch.Tensor:
+    freqs = torch.fft.fftfreq(x.shape[axis], device=x.device).abs()
+    shape = [1] * x.ndim
+    shape[axis] = -1
+    mask = (freqs <= cutoff * freqs.max()).reshape(shape)
+    return torch.fft.ifft(torch.fft.fft(x, dim=axis) * mask, dim=axis).real
+
+
+def low_band(x: torch.Tensor, grid: tuple[int, ...], transform: str, cutoff: float) -> torch.Tensor:
+    """x: (batch, tokens, channels) whose tokens lay out as `grid` (row-major; one axis for a sequence); the low
+    band of x in float32, laid out as x."""
+    if transform not in TRANSFORMS:
+        raise ValueError(f"transform must be one of {TRANSFORMS}, got {transform!r}")
+    x32 = x.float()
+    if transform == "fft":
+        return fft_low(x32, 1, cutoff)
+    on_grid = x32.reshape(x.shape[0], *grid, x.shape[-1])
+    return dct_low(on_grid, tuple(range(1, len(grid) + 1)), cutoff).reshape(x.shape)
+
+
+def split(x: torch.Tensor, grid: tuple[int, ...], transform: str, cutoff: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(low, high) in float32: the two bands of x, low + high = x (up to float32 rounding)."""
+    low = low_band(x, grid, transform, cutoff)
+    return low, x.float() - low
