@@ -72,6 +72,7 @@ class ApplySpeCaCache(common.CacheNode):
                                  dict(threshold=0.1, decay=0.3, warmup_steps=3, unverified_drafts=3, max_drafts=8,
                                       max_order=2)),
             "*": Template("Order 1, 5 unchecked drafts, at most 12 and decay 0.1 are the authors' HunyuanVideo "
-                          "setting; the threshold is on CacheKit's error scale.",
+                          "setting (it computes only its first step before drafting: 3 here); the threshold is on "
+                          "CacheKit's error scale.",
                           dict(threshold=0.1, decay=0.1, warmup_steps=3, unverified_drafts=5, max_drafts=12,
                                max_order=1))})

@@ -22,8 +22,10 @@ Where it differs from the authors' code, and why:
                mean(|f - y| / (|y| + 1e-10)) is "pointwise": exact zeros in the real residual make it huge, and
                its scale differs, so its thresholds (Flux 7.0 with decay 0.3) do not carry over to the other.
   forecast     One series for the whole span's residual, not one per block branch.
-The error is computed in wants_reuse (the forecast needs the call's step, which measure does not get): one host
-read per stream on a drafted call, besides the engine's.
+The forecast needs the call's position, which `measure` does not get: it forecasts at the position the stream's
+last two calls predict (one step on, or the same spacing), so the error travels with the engine's one host transfer
+per call (and adds up over the ranks of a split sequence); a call elsewhere (a sampler's irregular call) is measured
+again in wants_reuse at its real position, with a host read of its own.
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..forecast import TaylorForecaster
-from ..metrics import rel_l1
+from ..metrics import ratio, rel_l1_parts
 from ..policy import CachePolicy, Hidden, StepInfo
 
 __all__ = ["SpeCa", "pointwise_rel_l1"]   # what cache_core exports (policies/__init__.py)
@@ -41,10 +43,15 @@ MEASURES = ("relative_l1", "pointwise")
 _PROBE = "probe"     # the key block 0's residual is forecast under
 
 
-def pointwise_rel_l1(forecast: torch.Tensor, real: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
-    """The authors' relative L1: the mean over elements of |forecast - real| / (|real| + eps), in fp32."""
+def pointwise_parts(forecast: torch.Tensor, real: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
+    """The authors' relative L1 as partial sums [sum of |forecast - real| / (|real| + eps), elements], in fp32."""
     f, y = forecast.float(), real.float()
-    return ((f - y).abs() / (y.abs() + eps)).mean()
+    return torch.stack(((f - y).abs().div(y.abs() + eps).sum(), y.new_tensor(float(y.numel()))))
+
+
+def pointwise_rel_l1(forecast: torch.Tensor, real: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
+    """The authors' relative L1: the mean over elements of |forecast - real| / (|real| + eps)."""
+    return ratio(pointwise_parts(forecast, real, eps))
 
 
 @dataclass
@@ -54,6 +61,8 @@ class _State:
     drafts: int = 0                     # drafted steps since the last computed one
     draft_index: int = -1               # the step of the latest draft (a step's further calls repeat it)
     computed_index: int = -1
+    positions: tuple = ()               # the last two calls' positions: where the next call is expected
+    guess: float | None = None          # the position measure() forecast this call at
     pending: torch.Tensor | None = None     # this call's block-0 residual, until the decision is made
     checked: dict = field(default_factory=dict)   # {position: error} of this call's verification
 
@@ -94,19 +103,34 @@ class SpeCa(CachePolicy):
         """Which draft since the last computed step this call would be (1 = the first)."""
         return state.drafts + (step.index != state.draft_index)
 
-    def forecast_error(self, state: _State, step: StepInfo) -> float:
-        """Block 0's real residual against its forecast at this call's position (one host read)."""
-        if step.position not in state.checked:
-            real = state.pending
-            guess = state.probe_fc.predict(step.position, like={_PROBE: real})[_PROBE]
-            err = rel_l1(guess, real) if self.error_measure == "relative_l1" else pointwise_rel_l1(guess, real)
-            state.checked = {step.position: float(err)}
-        return state.checked[step.position]
+    def error_parts(self, state: _State, real: torch.Tensor, position: float) -> torch.Tensor:
+        """[numerator, denominator] of block 0's forecast error at `position` (no host read)."""
+        guess = state.probe_fc.predict(position, like={_PROBE: real})[_PROBE]
+        return rel_l1_parts(guess, real) if self.error_measure == "relative_l1" else pointwise_parts(guess, real)
+
+    def expected_position(self, state: _State) -> float:
+        p = state.positions
+        return p[-1] + (p[-1] - p[-2] if len(p) > 1 else 1.0)
+
+    def draft_error(self, state: _State, metric: float | None, step: StepInfo) -> float:
+        """The check's error at this call: the engine's metric where measure() forecast at this very position,
+        else measured here (one host read)."""
+        if metric is not None and state.guess == step.position:
+            err = metric
+        else:
+            err = float(ratio(self.error_parts(state, state.pending, step.position)))
+        state.checked = {step.position: err}     # for the run's counts (commit)
+        return err
 
     # --- the engine's contract -----------------------------------------------------------------------
     def measure(self, state: _State, probe):
-        state.pending = probe      # measured against its forecast in wants_reuse, which knows the step
-        return None
+        state.pending, state.guess = probe, None
+        if (probe is None or not state.probe_fc.ready or not state.positions
+                or state.drafts + 1 <= self.unverified              # this call's draft, if any, goes unchecked
+                or probe.shape != state.probe_fc.factors[_PROBE][0].shape):
+            return None
+        state.guess = self.expected_position(state)
+        return self.error_parts(state, probe, state.guess)
 
     def wants_reuse(self, state: _State, metric, step: StepInfo) -> bool:
         if self.threshold == 0 or self.max_drafts == 0:      # off: every step computes, bit-identical
@@ -124,7 +148,7 @@ class SpeCa(CachePolicy):
             return True
         if state.pending.shape != state.probe_fc.factors[_PROBE][0].shape:
             return False
-        return self.forecast_error(state, step) < self.step_threshold(step)   # strict: threshold 0 never
+        return self.draft_error(state, metric, step) < self.step_threshold(step)   # strict: threshold 0 never
 
     def commit(self, state: _State, reused: bool, probe, metric, step: StepInfo) -> None:
         if step.position in state.checked:
@@ -137,7 +161,9 @@ class SpeCa(CachePolicy):
             if probe is not None:
                 state.probe_fc.update({_PROBE: probe}, step.position)
             state.drafts, state.computed_index = 0, step.index
-        state.pending, state.checked = None, {}
+        if not state.positions or step.position > state.positions[-1]:
+            state.positions = (*state.positions[-1:], step.position)
+        state.pending, state.guess, state.checked = None, None, {}
 
     def store(self, state: _State, residual: Hidden, step: StepInfo, span_input: Hidden) -> Hidden:
         state.span_fc.update(residual, step.position)

@@ -51,3 +51,19 @@ def test_accepted_drafts_are_forecasts_and_the_check_decides(ck, family, measure
     for s in stats["streams"].values():
         assert s["reused_steps"] == [2, 3, 4, 5, 7], s      # max_drafts 4: step 6 computes
     assert torch.isfinite(out).all() and not torch.equal(out, base)
+
+
+def test_the_check_costs_no_host_read_of_its_own(ck):
+    """The check's error travels in the engine's one transfer per call (tests/comfy/test_host_syncs.py's measure):
+    every draft here is checked, and the run reads no more than First Block Cache's."""
+    from bench_speed import count_host_syncs
+    m, lat, pos, neg = tm.wan()
+    patched = speca(ck, m, 0.3)
+    for model in (m, patched):
+        tm.sample(model, lat, pos, neg, steps=STEPS, cfg=3.0)
+    with count_host_syncs() as base:
+        tm.sample(m, lat, pos, neg, steps=STEPS, cfg=3.0)
+    with count_host_syncs() as cached:
+        tm.sample(patched, lat, pos, neg, steps=STEPS, cfg=3.0)
+    assert checked(last_stats(ck))[0] > 0
+    assert STEPS <= cached["n"] - base["n"] <= STEPS + 1

@@ -22,12 +22,13 @@ def blocks(p):
     return lambda a: {"img": a["img"] + (a["R"] if p == 0 else a["S"] / 2)}
 
 
-def run(policy, rs, ss, x=None):
-    """One call per step with block-0 residuals rs[i] and span residuals ss[i]; (reuse flags, outputs, stats)."""
+def run(policy, rs, ss, x=None, at=None):
+    """One call per step (or at the steps `at`) with block-0 residuals rs[i] and span residuals ss[i]; (reuse flags,
+    outputs, stats)."""
     n = len(rs)
     cr = CacheRun(policy, LAYOUT, sigmas=[1.0 - i / n for i in range(n + 1)])
     flags, outs = [], []
-    for i in range(n):
+    for i in (range(n) if at is None else at):
         xi = torch.full_like(rs[i], 0.5) if x is None else x
         call = cr.begin_call(xi, cr.sigmas[i], ["s"], ["cond"])
         h = {"img": xi, "R": rs[i], "S": ss[i]}
@@ -92,6 +93,27 @@ def test_unverified_drafts_are_taken_whatever_block_0_does():
     assert policy.verified == 2 and policy.rejected == 2
 
 
+def test_a_call_where_none_was_expected_is_checked_at_its_own_position():
+    """measure() forecasts where the stream's calls predict the next one (the engine's metric); a call elsewhere
+    (step 4 skipped) is measured again at its own position, where the exact series has no error."""
+    rs, ss = linear(8, 1.0, 0.1), linear(8, 2.0, 0.3)
+    used = {}
+
+    class Seen(SpeCa):
+        def draft_error(self, state, metric, step):
+            used[step.index] = (metric, state.guess == step.position)
+            return super().draft_error(state, metric, step)
+
+    policy = Seen(threshold=0.01, decay=1.0, warmup_steps=2, unverified_drafts=0, max_drafts=8, max_order=1)
+    flags, outs, _ = run(policy, rs, ss, at=[0, 1, 2, 3, 5, 6])
+    assert reused(flags) == [2, 3, 4, 5]                   # the calls at steps 2, 3, 5, 6
+    assert used[2][1] and used[3][1] and used[2][0] == pytest.approx(0, abs=1e-6)
+    assert not used[5][1] and used[5][0] > 0.01          # forecast at 4: it would have rejected
+    assert not used[6][1]                                # expected at 7 after 3, 5
+    for o, i in zip(outs, [0, 1, 2, 3, 5, 6]):
+        torch.testing.assert_close(o, 0.5 + rs[i] + ss[i], rtol=1e-5, atol=1e-5)
+
+
 def test_threshold_schedule_is_the_authors():
     p = SpeCa(threshold=7.0, decay=0.3, min_threshold=0.1)
     for i in range(50):
@@ -139,7 +161,7 @@ class Injected(SpeCa):
         super().__init__(**kw)
         self.errors = errors
 
-    def forecast_error(self, state, step):
+    def draft_error(self, state, metric, step):
         return self.errors[step.index]
 
 
@@ -194,12 +216,17 @@ def authors_rel_l1(x, full_x, eps=1e-10):
 
 
 class Recorded(SpeCa):
+    """Records each check's error, and that it came with the engine's metric (forecast where the call was
+    expected) equal to measuring it again at the call's own position."""
     def __init__(self, **kw):
         super().__init__(**kw)
         self.seen = {}
 
-    def forecast_error(self, state, step):
-        self.seen[step.index] = super().forecast_error(state, step)
+    def draft_error(self, state, metric, step):
+        assert metric is not None and state.guess == step.position
+        self.seen[step.index] = super().draft_error(state, metric, step)
+        parts = self.error_parts(state, state.pending, step.position)
+        assert self.seen[step.index] == pytest.approx(float(parts[0] / parts[1]), rel=1e-6)
         return self.seen[step.index]
 
 
