@@ -46,7 +46,8 @@ _PROBE = "probe"     # the key block 0's residual is forecast under
 def pointwise_parts(forecast: torch.Tensor, real: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
     """The authors' relative L1 as partial sums [sum of |forecast - real| / (|real| + eps), elements], in fp32."""
     f, y = forecast.float(), real.float()
-    return torch.stack(((f - y).abs().div(y.abs() + eps).sum(), y.new_tensor(float(y.numel()))))
+    count = y.new_full((), float(y.numel()))      # filled on the device: no copy from the host
+    return torch.stack(((f - y).abs().div(y.abs() + eps).sum(), count))
 
 
 def pointwise_rel_l1(forecast: torch.Tensor, real: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
