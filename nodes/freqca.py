@@ -52,7 +52,7 @@ class ApplyFreqCaCache(common.CacheNode):
                     max_order=v["max_order"], transform=v["transform"], cutoff=v["cutoff"], target=v["target"])
         return (lambda: FreqCa(**args)), {}
 
-    METHOD, RANK = "FreqCa", 13
+    METHOD, RANK = "FreqCa", 12
     EXAMPLES = Examples(
         cases={"freqca": Case(off=dict(_TEST, cache_interval=1), on=dict(_TEST, cache_interval=3), runs_on_reuse=0)},
         speed=(dict(cache_interval=3, warmup_steps=2, final_steps=0), dict(cache_interval=1)),
