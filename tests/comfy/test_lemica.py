@@ -1,27 +1,16 @@
 """LeMiCa (docs/methods.md §1.14) through ComfyUI's own sampling path: Calibrate LeMiCa records the reuse errors of
 an uncached run (checked against residuals measured with module hooks), its file saves and loads back the same, and
 Apply LeMiCa Schedule computes exactly the searched steps on every family; another step count is a clear error."""
+import os
+
 import pytest
 import torch
 
 from harness import pack
 from harness import tiny_models as tm
-from harness.node_calls import FAMILIES, STEPS, block_attrs, block_count, last_stats
+from harness.node_calls import FAMILIES, STEPS, block_attrs, block_count, last_stats, stack_residuals
 
 pytestmark = pytest.mark.every_runtime   # what can differ between ComfyUI versions: make test runs it on each
-
-
-@pytest.fixture
-def folder(ck):
-    """An empty calibrations folder for each test."""
-    import os
-    from cachekit.nodes.host import calibration_files as files
-    path = files.folders()[0]
-    os.makedirs(path, exist_ok=True)
-    for root, _, names in os.walk(path, topdown=False):
-        for n in names:
-            os.remove(os.path.join(root, n))
-    return path
 
 
 def calibrate(ck, m, lat, pos, neg, steps=STEPS, cfg=3.0, **kw):
@@ -68,16 +57,8 @@ def test_recorded_errors_are_those_of_the_residuals_measured_with_hooks(ck, fami
     """cfg 1 (one stream): E[i][k] = sum|r_k - r_i| / sum|r_i| of the whole-stack residual r measured independently
     with module hooks on the first and last blocks (the tiny residuals are smaller than `samples`: every element)."""
     m, lat, pos, neg = tm.FAMILIES[family]()
-    dm = m.model.diffusion_model
-    blocks = [b for a in block_attrs(ck, m) for b in tm.resolve(dm, a)]
-    ins, residuals = [], []
-    get_in = (lambda a, k: a[0]) if family == "wan" else (lambda a, k: torch.cat((k["txt"], k["img"]), 1))
-    h1 = blocks[0].register_forward_pre_hook(lambda mod, a, k: ins.append(get_in(a, k).clone()), with_kwargs=True)
-    h2 = blocks[-1].register_forward_hook(lambda mod, a, k, o: residuals.append(o - ins[-1]), with_kwargs=True)
-    try:
+    with stack_residuals(ck, m, family) as residuals:
         cal, _ = calibrate(ck, m, lat, pos, neg, cfg=1.0)
-    finally:
-        h1.remove(), h2.remove()
     assert list(cal["errors"]) == ["cond"] and cal["samples"] == residuals[0].numel()
     rows = cal["errors"]["cond"]
     for i in range(STEPS - 1):
@@ -87,7 +68,7 @@ def test_recorded_errors_are_those_of_the_residuals_measured_with_hooks(ck, fami
             assert rows[i][k - i - 1] == pytest.approx(expected, rel=1e-4), (i, k)
 
 
-def test_saved_file_loads_in_a_new_node_and_drives_the_same_schedule(ck, folder):
+def test_saved_file_loads_in_a_new_node_and_drives_the_same_schedule(ck):
     m, lat, pos, neg = tm.wan()
     out = ck.NODE_CLASS_MAPPINGS["CalibrateLeMiCa"]().calibrate(
         model=m, samples=65536, seed=0, steps=STEPS, cfg=3.0, sampler_name="euler", scheduler="simple",
@@ -97,8 +78,12 @@ def test_saved_file_loads_in_a_new_node_and_drives_the_same_schedule(ck, folder)
     assert chart["series"]["cond"] == [row[0] for row in cal["errors"]["cond"]]
     saved = pack.node(ck, "SaveCacheCalibration", calibration=cal, filename_prefix="test/lemica")
     name = saved["ui"]["cachekit_calibration"][0]
-    assert name == "test/lemica_00001.json"
-    loaded = pack.node(ck, "LoadCacheCalibration", calibration=name)[0]
+    path = saved["ui"]["cachekit_saved"][0]["path"]
+    try:
+        assert name.startswith("test/lemica_") and os.path.isfile(path)
+        loaded = pack.node(ck, "LoadCacheCalibration", calibration=name)[0]
+    finally:
+        os.remove(path)
     assert {k: v for k, v in loaded.items() if k not in ("file", "cachekit_version", "created")} == cal
     direct = tm.sample(apply(ck, m, cal, 0.4), lat, pos, neg, steps=STEPS, cfg=3.0)
     direct_streams = last_stats(ck)["streams"]
