@@ -1,4 +1,5 @@
-"""The calibration data CacheKit passes between nodes: MagCache ratios, SmoothCache errors and schedules.
+"""The calibration data CacheKit passes between nodes: MagCache ratios, SmoothCache errors and schedules, LeMiCa's
+reuse errors.
 
 Plain JSON-shaped dicts, tagged with a format name. Each check below takes such a value from wherever it
 came from (a calibrate node, a file, a hand-written JSON) and returns it checked, or raises ValueError
@@ -17,6 +18,8 @@ SMOOTHCACHE_ERRORS = "cachekit.smoothcache_errors"
 SMOOTHCACHE_SCHEDULE = "cachekit.smoothcache_schedule"
 TEACACHE_COEFFICIENTS = "cachekit.teacache_coefficients"
 THRESHOLD_TUNING = "cachekit.threshold_tuning"
+LEMICA_ERRORS = "cachekit.lemica_errors"
+LEMICA_MAX_STEPS = 200   # LeMiCa's schedule search grows with the steps squared (schedule_search.py)
 VERSION = 1          # the schema version every format above is written with
 MAX_VALUES = 10_000  # KSampler allows at most 10000 steps: no list in a calibration is longer
 # component kinds a SmoothCache row may name, alone or for one block ("mlp-3"); "attn" is the published
@@ -163,6 +166,28 @@ def threshold_tuning(value) -> dict:
     return value
 
 
+def lemica_errors(value) -> dict:
+    """Per stream, row i (one per step but the last) holds the error of reusing step i's residual at steps
+    i+1..steps-1 (None: a step no call landed in); "samples": the residual elements each error was measured on."""
+    value = _tagged(value, LEMICA_ERRORS, "LeMiCa calibration")
+    steps = _count(value.get("steps"), "steps")
+    if steps > LEMICA_MAX_STEPS:
+        _fail("steps", f"at most {LEMICA_MAX_STEPS}", steps)
+    if "samples" in value:
+        _count(value["samples"], "samples")
+    for label, rows in _dict(value.get("errors"), "errors").items():
+        where = f"errors[{label!r}]"
+        if not isinstance(rows, list) or len(rows) != steps - 1:
+            _fail(where, f"a list of {steps - 1} rows (one per step but the last)", rows)
+        for i, row in enumerate(rows):
+            if not isinstance(row, list) or len(row) != steps - 1 - i:
+                _fail(f"{where}[{i}]", f"a list of {steps - 1 - i} errors (steps {i + 1}..{steps - 1})", row)
+            for k, e in enumerate(row):
+                if e is not None:
+                    _number(e, f"{where}[{i}][{k}]", 0.0)
+    return value
+
+
 @dataclass(frozen=True)
 class Format:
     """One calibration format: the tag in its "format" field, how messages name it, the socket type nodes pass it
@@ -180,6 +205,7 @@ FORMATS = {f.tag: f for f in (
     Format(SMOOTHCACHE_SCHEDULE, "SmoothCache schedule", "SMOOTHCACHE_SCHEDULE", smoothcache_schedule),
     Format(TEACACHE_COEFFICIENTS, "TeaCache coefficients", "TEACACHE_COEFFICIENTS", teacache_coefficients),
     Format(THRESHOLD_TUNING, "threshold tuning", "CACHE_TUNING", threshold_tuning),
+    Format(LEMICA_ERRORS, "LeMiCa calibration", "LEMICA_CALIBRATION", lemica_errors),
 )}
 CHECKS = {tag: f.check for tag, f in FORMATS.items()}
 

@@ -42,10 +42,15 @@ def _threshold_tuning(c: dict) -> dict:
             "series": {k: [row[0] if row else 0.0 for row in t["changes"]] for k, t in c["streams"].items()}}
 
 
+def _lemica_errors(c: dict) -> dict:
+    return {"kind": "LeMiCa error of reusing a step at the next", "x": "step", "y": "relative L1 error",
+            "series": {k: [(row[0] or 0.0) for row in rows] for k, rows in c["errors"].items()}}
+
+
 # one chart per calibration format (cache_core/calibration_data.FORMATS)
 CHARTS = {cd.MAGCACHE_RATIOS: _magcache_ratios, cd.SMOOTHCACHE_ERRORS: _smoothcache_errors,
           cd.SMOOTHCACHE_SCHEDULE: _smoothcache_schedule, cd.TEACACHE_COEFFICIENTS: _teacache_coefficients,
-          cd.THRESHOLD_TUNING: _threshold_tuning}
+          cd.THRESHOLD_TUNING: _threshold_tuning, cd.LEMICA_ERRORS: _lemica_errors}
 
 
 def chart(calibration: dict) -> dict | None:

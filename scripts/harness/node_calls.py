@@ -1,6 +1,7 @@
 """The CacheKit nodes as the ComfyUI-level tests call them: one short helper per Apply node (through the node
 function, as ComfyUI calls it), the method table the family x method tests read (off setting, a setting that
 reuses, the blocks that run even on a reused call), and the run stats the tests read back."""
+import contextlib
 import copy
 
 from harness import pack
@@ -43,6 +44,24 @@ def block_count(ck, model):
     """Blocks one model call runs uncached (the family table's layout for this instance)."""
     from cachekit.nodes.host.families import detect
     return len(detect(model, "test").layout(model.model.diffusion_model)[1])
+
+
+@contextlib.contextmanager
+def stack_residuals(ck, model, family):
+    """The whole-stack residual of every model call (the last block's output minus the first block's input), measured
+    with module hooks apart from CacheKit's engine, on the tiny Wan ("wan": its blocks take the image tokens first)
+    or Flux ("flux": its double blocks take text and image, which its single blocks carry concatenated)."""
+    import torch
+    blocks = [b for a in block_attrs(ck, model) for b in tm.resolve(model.model.diffusion_model, a)]
+    ins, residuals = [], []
+    get_in = (lambda a, k: a[0]) if family == "wan" else (lambda a, k: torch.cat((k["txt"], k["img"]), 1))
+    hooks = (blocks[0].register_forward_pre_hook(lambda mod, a, k: ins.append(get_in(a, k).clone()), with_kwargs=True),
+             blocks[-1].register_forward_hook(lambda mod, a, k, o: residuals.append(o - ins[-1]), with_kwargs=True))
+    try:
+        yield residuals
+    finally:
+        for h in hooks:
+            h.remove()
 
 
 def teacache(ck, model, thr, coefficients="custom", custom="1.0, 0.0"):

@@ -32,12 +32,18 @@ def ratios():
             "ratios": {"cond": [1.0, 0.9, 0.95, 0.99], "uncond": [1.0, 0.9, 0.95, 0.99]}}
 
 
+def lemica_errors(steps=STEPS):
+    return {"format": "cachekit.lemica_errors", "version": 1, "steps": steps,
+            "errors": {"cond": [[0.1] * (steps - 1 - i) for i in range(steps - 1)]}}
+
+
 def valid_inputs(name):
     """What each node needs besides its widget defaults to run."""
     m, lat, pos, neg = tm.wan()
     extra = {"ApplySmoothCache": {"schedule": schedule()}, "SmoothCacheSchedule": {"calibration": errors()},
              "ApplyTeaCache": {"coefficients": "wan2.1_t2v_1.3B"}, "ApplyMagCache": {"ratios": "wan2.1_t2v_1.3B"},
-             "ApplyDBCache": {"Fn_compute_blocks": 1, "Bn_compute_blocks": 1}}      # the tiny Wan has 4 blocks
+             "ApplyDBCache": {"Fn_compute_blocks": 1, "Bn_compute_blocks": 1},      # the tiny Wan has 4 blocks
+             "ApplyLeMiCa": {"calibration": lemica_errors()}}
     sampling = dict(positive=pos, negative=neg, latent_image={"samples": lat}, sampler_name="euler",
                     scheduler="simple", steps=2)
     base = {} if name == "SmoothCacheSchedule" else {"model": m}
@@ -203,13 +209,13 @@ def test_every_apply_input_at_its_declared_limit_runs_and_stays_bounded(ck, limi
             assert last_stats(ck)["status"] == "finished"
             ran += 1
         # and every numeric input at that limit together over a 30-step run (the window kept open, DBCache's
-        # Fn/Bn valid; SmoothCache's schedule is for 8 steps)
+        # Fn/Bn valid; SmoothCache's schedule and LeMiCa's calibration are for 8 steps)
         together = {inp: decl[1][limit] for inp, decl in cls.declared_inputs().items()
                     if decl[0] in ("INT", "FLOAT") and limit in decl[1] and inp != "target_compute"}
         inputs = {**valid_inputs(name), **together, "model": m, "start_percent": 0.0, "end_percent": 1.0}
         if name == "ApplyDBCache":
             inputs.update(Fn_compute_blocks=1, Bn_compute_blocks=1)
-        steps = STEPS if name == "ApplySmoothCache" else 30
+        steps = STEPS if name in ("ApplySmoothCache", "ApplyLeMiCa") else 30
         peak = float(tm.sample(pack.node(ck, name, **inputs)[0], lat, pos, neg, steps=steps, cfg=3.0).abs().max())
         assert peak < long_bound, (name, "all", limit, peak)
     assert ran > 30

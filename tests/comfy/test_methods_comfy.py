@@ -9,7 +9,8 @@ import torch
 from harness import pack
 from harness import tiny_models as tm
 from harness.node_calls import (COMPONENT_METHODS, FAMILIES, METHODS, STEPS, block_attrs, block_count, block_marker,
-                                dbcache, fastercache, fbc, last_stats, magcache, pab, smoothcache, taylorseer, teacache)
+                                dbcache, fastercache, fbc, last_stats, magcache, pab, smoothcache, stack_residuals,
+                                taylorseer, teacache)
 
 pytestmark = pytest.mark.every_runtime   # what can differ between ComfyUI versions: make test runs it on each
 
@@ -330,17 +331,9 @@ def test_calibrate_magcache_records_residual_norm_ratios(ck, family):
     """gamma_t from the node equals mean_tokens(|r_t| / |r_t-1|) of the whole-stack residual measured
     independently with module hooks on the first and last blocks (cfg 1: one stream)."""
     m, lat, pos, neg = tm.FAMILIES[family]()
-    dm = m.model.diffusion_model
-    blocks = [b for a in block_attrs(ck, m) for b in tm.resolve(dm, a)]
-    ins, residuals = [], []
-    get_in = (lambda a, k: a[0]) if family == "wan" else (lambda a, k: torch.cat((k["txt"], k["img"]), 1))
-    h1 = blocks[0].register_forward_pre_hook(lambda mod, a, k: ins.append(get_in(a, k).clone()), with_kwargs=True)
-    h2 = blocks[-1].register_forward_hook(lambda mod, a, k, o: residuals.append(o - ins[-1]), with_kwargs=True)
-    try:
+    with stack_residuals(ck, m, family) as residuals:
         cal, latent = pack.node(ck, "CalibrateMagCache", model=m, seed=0, steps=STEPS, cfg=1.0, sampler_name="euler",
                                 scheduler="simple", positive=pos, negative=neg, latent_image={"samples": lat})
-    finally:
-        h1.remove(), h2.remove()
     expected = [1.0] + [float((r.norm(dim=-1) / (q.norm(dim=-1) + 1e-8)).mean())
                         for q, r in zip(residuals, residuals[1:])]
     assert cal["steps"] == STEPS and list(cal["ratios"]) == ["cond"]
