@@ -10,7 +10,7 @@ tokens, the latent's frames, height and width). The real classes are also built 
 block counts and widths. tests/comfy/test_memory_accounting.py holds the mapping: a run at one small size mapped to
 another equals what the engine reports when sampling at that other size, for every row.
 
-    .runtime/comfyui-0.33.0/venv/bin/python scripts/bench_memory.py [--out output/bench/memory]
+    .runtime/comfyui-0.33.0/venv/bin/python scripts/bench_memory.py [--out output/bench/memory] [--render]
 """
 from __future__ import annotations
 
@@ -49,8 +49,9 @@ STATE_IN_SYSTEM_MEMORY = "history_on_cpu"
 @dataclass(frozen=True)
 class Family:
     """One model at one size: its ComfyUI class and config, the latent (C, [T,] H, W), the text tokens, and the
-    run (steps, cfg) of the pack's example workflow."""
+    run (steps, cfg) of the pack's example workflow (scripts/make_workflows.py; its key in EXAMPLES.templates)."""
     label: str
+    workflow: str
     model_class: str            # comfy.supported_models class
     params: str                 # the config dataclass whose later fields with_fields_since fills ("" = none)
     config: dict
@@ -78,11 +79,11 @@ class Family:
         return c["num_layers"] if "dim" in c else c["depth"] + c["depth_single_blocks"]
 
 
-WAN = Family("Wan 2.1 T2V 14B, 1280x720, 81 frames", "WAN21_T2V", "",
+WAN = Family("Wan 2.1 T2V 14B, 1280x720, 81 frames", "wan21_t2v_14B", "WAN21_T2V", "",
              dict(image_model="wan2.1", model_type="t2v", patch_size=(1, 2, 2), text_len=512, in_dim=16, dim=5120,
                   ffn_dim=13824, freq_dim=256, text_dim=4096, out_dim=16, num_heads=40, num_layers=40),
              latent=(16, 21, 90, 160), text=512, steps=30, cfg=6.0)
-FLUX = Family("FLUX.1-dev, 1024x1024", "Flux", "comfy.ldm.flux.model:FluxParams",
+FLUX = Family("FLUX.1-dev, 1024x1024", "flux_dev", "Flux", "comfy.ldm.flux.model:FluxParams",
               dict(image_model="flux", in_channels=16, out_channels=16, vec_in_dim=768, context_in_dim=4096,
                    hidden_size=3072, mlp_ratio=4.0, num_heads=24, depth=19, depth_single_blocks=38,
                    axes_dim=[16, 56, 56], theta=10000, patch_size=2, qkv_bias=True, guidance_embed=True),
@@ -226,18 +227,14 @@ def measure(ck, cls, inputs: dict, family: Family) -> dict:
     stats_feed = importlib.import_module(f"{ck.__name__}.nodes.host.stats_feed")
     model, latent, pos, neg = build(family)
     patched = pack.node(ck, cls.__name__, model=model, **_for_steps(inputs, family.steps))[0]
-    cfg = (cls.EXAMPLES.template("wan21_t2v_14B" if "dim" in family.config else "flux_dev") or _NONE).sampler.get(
-        "cfg", family.cfg)
+    template = cls.EXAMPLES.template(family.workflow)      # FasterCache's Flux workflow sets cfg 2
+    cfg = template.sampler.get("cfg", family.cfg) if template else family.cfg
     with recording_runs(ck) as runs:
         tm.sample(patched, latent, pos, neg, steps=family.steps, cfg=cfg)
     (run,) = runs
     stats = stats_feed.recent()[-1]["streams"]
     return dict(streams=run["streams"], states=run["states"], run_level=run["run_level"], cfg=cfg,
                 reported={label: s["held_bytes"] for label, s in stats.items()})
-
-
-class _NONE:
-    sampler: dict = {}
 
 
 def _for_steps(inputs: dict, steps: int) -> dict:
