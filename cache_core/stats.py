@@ -6,6 +6,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+def readable_bytes(n: int) -> str:
+    """Bytes in binary units, three figures at most: 512 B, 9.5 KiB, 48 MiB, 2.3 GiB."""
+    value, unit = float(n), "B"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            break
+        value /= 1024
+    return f"{n} B" if unit == "B" else f"{value:.1f} {unit}" if value < 9.95 else f"{value:.0f} {unit}"
+
+
 @dataclass
 class StreamStats:
     label: str
@@ -91,10 +101,13 @@ class RunStats:
         return 1.0 - self.block_evals / self.block_evals_full if self.block_evals_full else 0.0
 
     def summary(self) -> str:
-        """One line for the node: steps computed per stream, blocks saved, wall time."""
+        """One line for the node: steps computed per stream, blocks saved, the most one stream's cache held,
+        wall time."""
         parts = [f"{s.label} {len(s.computed_steps)}/{len(s.steps)}" for s in self.streams.values()]
+        held = max((s.held_bytes for s in self.streams.values()), default=0)
         wall = f" · {self.wall_s:.2f} s" if self.wall_s is not None else ""
-        return f"{' · '.join(parts)} steps computed · {self.saved_fraction:.0%} blocks saved{wall}"
+        return (f"{' · '.join(parts)} steps computed · {self.saved_fraction:.0%} blocks saved · "
+                f"{readable_bytes(held)} held per stream{wall}")
 
     def log_lines(self) -> list[str]:
         lines = [f"CacheKit {self.method}: {note}" for note in self.notes]

@@ -34,7 +34,8 @@ def test_the_summary_also_goes_out_as_comfyui_progress_text(ck, monkeypatch):
     cond = run["streams"]["cond"]
     assert run["summary"].startswith(f"uncond {len(run['streams']['uncond']['computed_steps'])}/8 · cond "
                                      f"{len(cond['computed_steps'])}/8 steps computed · ")
-    shown = float(re.search(rf"{run['saved_fraction']:.0%} blocks saved · (\d+\.\d\d) s$", run["summary"]).group(1))
+    shown = float(re.search(rf"{run['saved_fraction']:.0%} blocks saved · [\d.]+ \w*B held per stream · "
+                            r"(\d+\.\d\d) s$", run["summary"]).group(1))
     assert shown == pytest.approx(run["wall_s"], abs=0.006) and run["wall_s"] > 0
     assert cond["timeline"] == "".join("C" if i in cond["computed_steps"] else "R" for i in range(8))
 
