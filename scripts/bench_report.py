@@ -74,10 +74,11 @@ def main() -> int:
     elif not args.doc_only:
         t0 = time.perf_counter()
         times = {}
-        # the two families train side by side, a core each (nothing is timed there)
-        times["train wan + flux"] = run_side_by_side([
+        # the models train side by side, a thread each (nothing is timed there)
+        from harness import digits_models as dm
+        times["train " + " + ".join(dm.RECIPES)] = run_side_by_side([
             ["scripts/train_digits.py", "--family", family, "--grid", str(OUT / f"digits_{family}.png")]
-            for family in ("wan", "flux")])
+            for family in dm.RECIPES])
         times["quality"] = _run(["scripts/bench_quality.py"])
         times["speed"] = _run(["scripts/bench_speed.py", "--reps", str(args.reps)])
         times["tuning"] = _run(["scripts/bench_tuning.py"])
@@ -89,13 +90,20 @@ def main() -> int:
 
 
 SAME = "the same images at every setting (equal mean and min PSNR)"
+# the methods that decide from what they measure (the goal: each 3 dB above a working EasyCache at 50%)
+ADAPTIVE = ("First Block Cache", "TeaCache (calibrated)", "MagCache (calibrated)", "SeaCache", "DBCache (F1 B1)",
+            "SpeCa")
+# the issue's goals for the best method per model: PSNR (dB) at each fraction of block FLOPs
+FRONTIER = ((0.2, 40.0), (0.3, 45.0), (0.5, 60.0))
 
 
 def goals(rows: list[dict]) -> dict[str, str]:
     """The template's goal lines, each computed from this run's quality rows."""
     import bench_quality as bq
     refs = bq.references(rows)
-    families = sorted({r["family"] for r in rows}, key=["wan", "flux"].index)
+    from harness import digits_models as dm
+    families = sorted({r["family"] for r in rows}, key=list(dm.RECIPES).index)
+    full = [f for f in families if f in bq.FULL]        # the models measured beside the references
 
     def row(family, method, setting):
         return next((r for r in rows if r["family"] == family and r["method"] == method and r["setting"] == setting),
@@ -104,7 +112,7 @@ def goals(rows: list[dict]) -> dict[str, str]:
     def offset(method):
         """CacheKit's block-FLOP fraction minus its reference's, setting by setting (percentage points)."""
         out = []
-        for family in families:
+        for family in full:
             ref = {r["setting"]: r["block_flops"] for r in rows
                    if r["family"] == family and r["method"] == refs[method]}
             d = [100 * (r["block_flops"] - ref[r["setting"]]) for r in rows
@@ -117,20 +125,18 @@ def goals(rows: list[dict]) -> dict[str, str]:
         b = [(r["psnr"], r["psnr_min"]) for r in rows if r["family"] == family and r["method"] == ref]
         return bool(a) and len(a) == len(b) and all(abs(x - y) < 0.01 for p, q in zip(a, b) for x, y in zip(p, q))
 
-    adaptive = [m for m in dict.fromkeys(r["method"] for r in rows)
-                if m in ("First Block Cache", "TeaCache (calibrated)", "MagCache (calibrated)", "SeaCache",
-                         "DBCache (F1 B1)")]
+    adaptive = [m for m in dict.fromkeys(r["method"] for r in rows) if m in ADAPTIVE]
     met, missed = [], []
     for family in families:
-        easy = bq.at_half(rows, family, "EasyCache (ComfyUI, copy fix)")
+        easy = bq.at_half(rows, family, bq.WORKING_EASYCACHE)
         for m in adaptive:
             v = bq.at_half(rows, family, m)
             if v is None:
                 missed.append(f"{m} on {family} (its curve does not reach 50%)")
             elif easy is not None:
                 (met if v - easy >= 3 else missed).append(f"{m} on {family} ({v - easy:+.1f} dB)")
-    fbc = [(f, row(f, "First Block Cache", 0.25), row(f, "First Block Cache (diffusers)", 0.25)) for f in families]
-    same = {m: all(same_images(f, m, refs[m]) for f in families) for m in ("PAB", "FasterCache") if m in refs}
+    fbc = [(f, row(f, "First Block Cache", 0.25), row(f, "First Block Cache (diffusers)", 0.25)) for f in full]
+    same = {m: all(same_images(f, m, refs[m]) for f in full) for m in ("PAB", "FasterCache") if m in refs}
     rises = [f"{method} on {family} {a['setting']}->{b['setting']} (+{b['psnr'] - a['psnr']:.1f} dB, "
              f"{a['block_flops']:.1%} -> {b['block_flops']:.1%} of block FLOPs)"
              for family in families for method in dict.fromkeys(r["method"] for r in rows if r["family"] == family)
@@ -141,9 +147,19 @@ def goals(rows: list[dict]) -> dict[str, str]:
         vals = [bq.at_half(rows, f, method) for f in families]
         return f"{method} " + " / ".join("-" if v is None else f"{v:.1f}" for v in vals) + " dB"
     floor = [r["block_flops"] for r in rows if r["method"] == "FasterCache"]
+    own = [m for m in dict.fromkeys(r["method"] for r in rows)
+           if m not in refs.values() and "ComfyUI" not in m and m != bq.UNCACHED_REFERENCE]
+
+    def best(family, x, goal):
+        vals = [(v, m) for m in own if (v := bq.psnr_at(bq.curve(rows, family, m), x)) is not None]
+        if not vals:
+            return f"{x:.0%} -"
+        v, m = max(vals)
+        return f"{x:.0%} {v:.1f} dB ({m}; {'met' if v >= goal else 'missed'})"
     return {
+        "frontier": "; ".join(f"{f}: " + ", ".join(best(f, x, goal) for x, goal in FRONTIER) for f in families),
         "adaptive_met": ", ".join(met) or "none", "adaptive_missed": ", ".join(missed) or "none",
-        "vs_references": "; ".join(f"{m} {f} {bq.vs_reference(rows, f, m) or '-'}" for m in refs for f in families),
+        "vs_references": "; ".join(f"{m} {f} {bq.vs_reference(rows, f, m) or '-'}" for m in refs for f in full),
         "fbc_worst": ", ".join(f"{f} {a['psnr_min']:.1f} dB against {b['psnr_min']:.1f}" for f, a, b in fbc
                                if a and b) or "not measured",
         "same_images": "; ".join(f"{m} {SAME if ok else 'other images in some cases (see the rows)'}"
@@ -170,7 +186,8 @@ def render(times: dict, rows: list[dict], speed: dict, tuning_md: str, machine: 
         "full_minutes": f"{full / 60:.0f}",
         "reruns": f", the reruns listed below {reruns / 60:.0f} more" if reruns else "",
         "machine": machine, "stage_times": ", ".join(f"{k} {v:.0f}" for k, v in times.items()),
-        "images": str(rows[0]["images"]), "quality_tables": bq.markdown(rows, families),
+        "images": " / ".join(sorted({str(r["images"]) for r in rows}, key=int, reverse=True)),
+        "quality_tables": bq.markdown(rows, families),
         "speed_model": speed["model"], "speed_tokens": str(speed["tokens"]), "speed_steps": str(speed["steps"]),
         "speed_cfg": str(speed["cfg"]), "block_share": f"{speed['block_share']:.1%}", "reps": str(speed["reps"]),
         "speed_table": speed_table(speed), "rss_10": f"{speed['rss_run10_mib']:.0f}",
@@ -191,8 +208,9 @@ def write_doc(times: dict) -> None:
     """BENCHMARKS.md and its pictures from the last run's outputs (output/bench/)."""
     import bench_quality as bq            # the tables and the chart drawn again from the rows (--doc-only)
     DOCS.mkdir(parents=True, exist_ok=True)
-    for name in ("digits_wan.png", "digits_flux.png"):
-        shutil.copy(OUT / name, DOCS / name)
+    from harness import digits_models as dm
+    for family in dm.RECIPES:
+        shutil.copy(OUT / f"digits_{family}.png", DOCS / f"digits_{family}.png")
     rows = json.loads((OUT / "quality" / "quality.json").read_text())
     bq.chart(rows, list(dict.fromkeys(r["family"] for r in rows)), DOCS / "quality.png")
     doc = render(times, rows, json.loads((OUT / "speed" / "speed.json").read_text()),

@@ -89,6 +89,7 @@ def to_diffusers(model, family: str, recipe=None) -> torch.nn.Module:
     from the digits recipe (the family's, unless another is given)."""
     from harness import digits_models as dm
     r = recipe or dm.RECIPES[family]
+    family = r.family                   # the model's name (wan16, ...) -> its class's
     sd = {k: v.detach().clone() for k, v in model.model.diffusion_model.state_dict().items()}
     heads = max(1, r.width // 64)
     if family == "flux":
@@ -214,7 +215,9 @@ class References:
 
     def __init__(self, model, family: str, steps: int, recipe=None):
         from harness import diffusers_host as dh
-        self.dh, self.model, self.family, self.steps = dh, model, family, steps
+        from harness import digits_models as dm
+        recipe = recipe or dm.RECIPES[family]
+        self.dh, self.model, self.family, self.steps = dh, model, recipe.family, steps
         self.net = to_diffusers(model, family, recipe)
         self._off = None
         self.clock = {"t": 1000.0}   # the current call's 1000 sigma, for PAB's timestep window

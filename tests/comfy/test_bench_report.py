@@ -80,3 +80,17 @@ def test_few_step_table_picks_the_most_saving_setting_above_the_floor():
     assert lines["A"] == "| wan | 4 | A | threshold=0.2 | 70% | 31.0 | 50% (25.0 dB) |"
     assert lines["B"] == "| wan | 4 | B | - | 100% |  | none |"
     assert lines["C"] == "| wan | 4 | C | - | 100% |  | 40% (20.0 dB) |"
+
+
+def test_goals_name_the_best_method_per_model_at_each_fraction():
+    """The 256-token models take part in the goals (not in the reference comparisons, measured on the first two): the
+    best CacheKit method at 20 / 30 / 50% of block FLOPs, its PSNR interpolated on its own curve."""
+    big = [dict(family="wan16", method=m, knob="threshold", setting=i, block_flops=f, psnr=p, psnr_min=p - 1,
+                ssim=0.99, images=6, reference=None)
+           for m, pts in {"A": ((0.1, 30.0), (0.6, 70.0)), "B": ((0.25, 50.0), (0.35, 40.0)),
+                          "EasyCache (ComfyUI, copy fix)": ((0.2, 80.0), (0.6, 90.0))}.items()
+           for i, (f, p) in enumerate(pts)]
+    goals = bench_report.goals(rows() + big)
+    assert "wan16: 20% 38.0 dB (A; missed), 30% 46.0 dB (A; met), 50% 62.0 dB (A; met)" in goals["frontier"]
+    assert "wan16" not in goals["vs_references"] and "wan16" not in goals["pab_offsets"]
+    assert "(12 / 6 images per point" in render(rows() + big) and "(12 images per point" in render()
