@@ -128,7 +128,7 @@ class ComponentCall:
         parts = out.chunk(n, dim=dim) if n > 1 else (out,)
         for st, part in zip(self.streams, parts):
             self.policy.observe(st.label, key, kind, part, self.step)
-            if self.policy.keep > 0:
+            if self.policy.keep > 0 and self.policy.reuses(kind, key[0]):
                 # a copy: hosts update the output in place after it is returned (ComfyUI's attention output
                 # patches, NAG's among them; HunyuanVideo's and Flux's gated apply_mod on MLP outputs)
                 self._remember(st, key, part.clone())

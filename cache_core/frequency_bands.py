@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 
 TRANSFORMS = ("dct", "fft")
@@ -31,12 +30,12 @@ def dct_rows(n: int, rows: int, device=None) -> torch.Tensor:
     return c.float()
 
 
-def dct_low_mask(sizes: tuple[int, ...], cutoff: float) -> np.ndarray:
-    """Which DCT coefficients of a grid of `sizes` are low (the authors' radial rule, in float32 as theirs). On the
-    host, in NumPy: its extent is read without a device sync."""
-    grids = np.meshgrid(*[np.arange(n, dtype=np.float32) for n in sizes], indexing="ij")
-    distance = np.sqrt(sum(g * g for g in grids))
-    return distance <= np.float32(cutoff) * distance.max()
+def dct_low_mask(sizes: tuple[int, ...], cutoff: float) -> torch.Tensor:
+    """Which DCT coefficients of a grid of `sizes` are low (the authors' radial rule, in float32 as theirs). Built on
+    the CPU: its extent is read without a device sync."""
+    grids = torch.meshgrid(*[torch.arange(n, dtype=torch.float32) for n in sizes], indexing="ij")
+    distance = torch.sqrt(sum(g * g for g in grids))
+    return distance <= torch.tensor(cutoff, dtype=torch.float32) * distance.max()
 
 
 def _along(x: torch.Tensor, axis: int, matrix: torch.Tensor) -> torch.Tensor:
@@ -48,8 +47,8 @@ def dct_low(x: torch.Tensor, axes: tuple[int, ...], cutoff: float) -> torch.Tens
     sizes = tuple(x.shape[a] for a in axes)
     mask = dct_low_mask(sizes, cutoff)
     # the last index in band along each axis: rows past it only ever carry high coefficients
-    rows = [int(np.moveaxis(mask, i, 0).reshape(n, -1).any(1).nonzero()[0].max()) + 1 for i, n in enumerate(sizes)]
-    mask = torch.from_numpy(np.ascontiguousarray(mask[tuple(slice(0, r) for r in rows)])).to(x.device)
+    rows = [int(torch.movedim(mask, i, 0).reshape(n, -1).any(1).nonzero().max()) + 1 for i, n in enumerate(sizes)]
+    mask = mask[tuple(slice(0, r) for r in rows)].contiguous().to(x.device)
     bases = [dct_rows(n, r, x.device) for n, r in zip(sizes, rows)]
     coef = x
     for axis, basis in zip(axes, bases):

@@ -168,6 +168,11 @@ class ComponentPolicy(ABC):
     def component_reuse(self, kind: str, block: int, step: StepInfo) -> bool:
         """May this step reuse the component (all streams of the call have a history for it)?"""
 
+    def reuses(self, kind: str, block: int) -> bool:
+        """Whether this run may ever reuse the component: where not, its outputs are not kept (at Wan 14B 720p one
+        attention output is 738 MiB per stream)."""
+        return True
+
     def component_value(self, kind: str, history: list, step: StepInfo) -> torch.Tensor:
         """The output to use, from [(step, output), ...] oldest first: by default the newest."""
         return history[-1][1]

@@ -226,7 +226,7 @@ def measure(ck, cls, inputs: dict, family: Family) -> dict:
     from harness import tiny_models as tm
     stats_feed = importlib.import_module(f"{ck.__name__}.nodes.host.stats_feed")
     model, latent, pos, neg = build(family)
-    patched = pack.node(ck, cls.__name__, model=model, **_for_steps(inputs, family.steps))[0]
+    patched = pack.node(ck, cls.__name__, model=model, **_for_steps(ck, inputs, family.steps))[0]
     template = cls.EXAMPLES.template(family.workflow)      # FasterCache's Flux workflow sets cfg 2
     cfg = template.sampler.get("cfg", family.cfg) if template else family.cfg
     with recording_runs(ck) as runs:
@@ -237,8 +237,12 @@ def measure(ck, cls, inputs: dict, family: Family) -> dict:
                 reported={label: s["held_bytes"] for label, s in stats.items()})
 
 
-def _for_steps(inputs: dict, steps: int) -> dict:
-    """A schedule input (SmoothCache's) stretched to the run's steps, its pattern repeated."""
+def _for_steps(ck, inputs: dict, steps: int) -> dict:
+    """A schedule input (SmoothCache's) stretched to the run's steps, its pattern repeated; a LeMiCa calibration
+    (searched for one step count) made up again for the run's."""
+    cal = inputs.get("calibration")
+    if isinstance(cal, dict) and cal.get("format") == ck.cache_core.calibration_data.LEMICA_ERRORS:
+        return {**inputs, "calibration": ck.nodes.lemica.example_calibration(steps)}
     schedule = inputs.get("schedule")
     if not (isinstance(schedule, dict) and isinstance(schedule.get("schedule"), dict)):
         return inputs

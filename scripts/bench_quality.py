@@ -155,7 +155,8 @@ def calibrations(ck, model, family, steps=STEPS):
                     negative=neg, latent_image={"samples": dm.empty_latent(family)}, denoise=1.0)
     return {"teacache": pack.node(ck, "CalibrateTeaCache", model=model, **sampling)[0],
             "magcache": pack.node(ck, "CalibrateMagCache", model=model, **sampling)[0],
-            "smoothcache": pack.node(ck, "CalibrateSmoothCache", model=model, **sampling, lookahead=3)[0]}
+            "smoothcache": pack.node(ck, "CalibrateSmoothCache", model=model, **sampling, lookahead=3)[0],
+            "lemica": pack.node(ck, "CalibrateLeMiCa", model=model, **sampling)[0]}
 
 
 def run_family(ck, family: str, log, only: list[str] | None = None, steps: int = STEPS,

@@ -306,6 +306,18 @@ def smoothcache_sample(alpha):
     return sample
 
 
+def lemica_sample(target):
+    """LeMiCa in one graph: calibrate (an uncached run recording the reuse errors), then sample with the schedule
+    searched from it."""
+    def sample(wf, model, pos, neg, lat, s):
+        cal = wf.add("CalibrateLeMiCa", model=model, seed=42, positive=pos, negative=neg, latent_image=lat,
+                     denoise=1.0, **s)
+        cached = wf.add("ApplyLeMiCa", model=model, calibration=cal[0], target_compute=target, final_steps=1,
+                        forecast="reuse")
+        return ksampler(wf, cached[0], pos, neg, lat, s)
+    return sample
+
+
 def compare_sample(kind, **values):
     """The same sampling without and with the cache node, and Compare Cache Quality on the two latents."""
     def sample(wf, model, pos, neg, lat, s):
@@ -345,7 +357,8 @@ AFTER = ("After the run the cache node shows the steps it computed and reused pe
 
 
 # a method whose example is a graph of its own (the rest: its node between the loader and KSampler)
-GRAPHS = {"smoothcache": (lambda wf, model: model, smoothcache_sample(0.18))}
+GRAPHS = {"smoothcache": (lambda wf, model: model, smoothcache_sample(0.18)),
+          "lemica": (lambda wf, model: model, lemica_sample(0.5))}
 
 
 def methods(family: str) -> dict:
@@ -577,6 +590,8 @@ def main() -> int:
                      dict(threshold=0.12, max_skips=3, retention_ratio=0.2)),
         "teacache": ("CalibrateTeaCache", {"degree": 4}, None, "ApplyTeaCache", dict(rel_l1_thresh=0.1)),
         "smoothcache": ("CalibrateSmoothCache", {"lookahead": 3}, 0.18, "ApplySmoothCache", {}),
+        "lemica": ("CalibrateLeMiCa", {}, None, "ApplyLeMiCa", dict(target_compute=0.5, final_steps=1,
+                                                                    forecast="reuse")),
     }
     for method, (node, own, alpha, apply_node, values) in calibrations.items():
         prefix = f"{family}/{method}"
@@ -590,10 +605,12 @@ def main() -> int:
         wan21(wf, lambda w, m: m, calibrate_sample(node, prefix, alpha, **own), f"{family}_calibrate_{method}")
         out.write(family, method, "calibrate", wf, note)
         wf = Workflow(info)
+        reach = ("A LeMiCa schedule is searched for the calibration's step count: sample with the same steps"
+                 if method == "lemica" else "The calibration also works at another step count (resampled or "
+                 "rebuilt; the log says how)")
         note = (f"Load Cache Calibration picks the file '{title(family, method, 'calibrate')}' saved (run that "
-                f"template first) and {apply_node.replace('Apply', 'Apply ')} uses it. The calibration also works at "
-                f"another step count (resampled or rebuilt; the log says how) and on a fine-tune of the same model "
-                f"(with a warning).")
+                f"template first) and {apply_node.replace('Apply', 'Apply ')} uses it. {reach} and on a fine-tune "
+                f"of the same model (with a warning).")
         wf.note(f"{note}\n\n{AFTER}\n\nModels: {MODELS[family]}")
         wan21(wf, loaded(apply_node, f"{prefix}_00001.json", **values), ksampler, f"{family}_load_{method}")
         out.write(family, method, "load", wf, note)

@@ -88,6 +88,9 @@ class FasterCache(ComponentPolicy, CfgCache):
         return torch.fft.ifft2(torch.fft.ifftshift(spectrum)).real.to(cond_out.dtype)
 
     # --- attention --------------------------------------------------------------------------------
+    def reuses(self, kind: str, block: int) -> bool:
+        return kind == "self" and self.attention_interval > 1     # cross attention always computes
+
     def component_reuse(self, kind: str, block: int, step: StepInfo) -> bool:
         return (kind == "self" and self.uncond_skipped_step == step.index
                 and step.sigma < self.attention_max_sigma and step.index % self.attention_interval != 0)

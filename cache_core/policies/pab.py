@@ -31,6 +31,9 @@ class PyramidAttentionBroadcast(ComponentPolicy):
                 f"or it computes that attention its own way): {k}_attention_interval {self.intervals[k]} had nothing "
                 f"to act on" for k in idle] if self.seen else []
 
+    def reuses(self, kind: str, block: int) -> bool:
+        return self.intervals.get(kind, 1) > 1
+
     def component_reuse(self, kind: str, block: int, step: StepInfo) -> bool:
         n = self.intervals.get(kind, 1)
         return n > 1 and step.index % n != 0

@@ -153,9 +153,16 @@ class SmoothCache(ComponentPolicy):
         return [f"schedule made for {made_for} steps rebuilt for {total_steps} from its calibration errors "
                 f"(alpha {alpha:g}; errors interpolated linearly in schedule position and gap)"]
 
+    def _row(self, kind: str, block: int) -> list[int] | None:
+        names = (kind, "attn") if kind == "self" else (kind,)   # "attn": the published schedules' name
+        return next((self.schedule[k] for n in names for k in (f"{n}-{block}", n) if k in self.schedule), None)
+
+    def reuses(self, kind: str, block: int) -> bool:
+        row = self._row(kind, block)
+        return row is not None and 0 in row
+
     def component_reuse(self, kind: str, block: int, step: StepInfo) -> bool:
         if step.total != self.steps:
             return False
-        names = (kind, "attn") if kind == "self" else (kind,)   # "attn": the published schedules' name
-        row = next((self.schedule[k] for n in names for k in (f"{n}-{block}", n) if k in self.schedule), None)
+        row = self._row(kind, block)
         return row is not None and row[step.index] == 0    # a per-block row wins over the component's

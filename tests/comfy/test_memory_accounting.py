@@ -7,6 +7,7 @@ import re
 from dataclasses import replace
 
 import pytest
+import torch
 
 import bench_memory as bm
 from harness import pack
@@ -97,3 +98,21 @@ def test_the_page_shows_what_the_script_computes_now(ck):
     assert f"| {cls.METHOD} | defaults | {' | '.join(cells)} |" in section
     assert all(f"| {c.METHOD} | defaults |" in section for c in pack.method_nodes().values())
     assert "$memory" in (bench_report.DOCS / "template.md").read_text().split("## Memory at real sizes")[1]
+
+
+def test_a_component_never_reused_is_not_kept(ck):
+    """PAB keeps an attention kind's outputs only where its interval reuses them, and FasterCache only the self
+    attention it extrapolates: on Wan (a self and a cross attention of the same shape per block) cross attention
+    always computing halves what a stream holds, with the same output as before."""
+    from harness.node_calls import fastercache, pab
+    m, lat, pos, neg = tm.FAMILIES["wan"]()
+
+    def held(patched):
+        out = tm.sample(patched, lat, pos, neg, steps=6, cfg=3.0)
+        return out, {k: s["held_bytes"] for k, s in last_stats(ck)["streams"].items()}
+    both_out, both = held(pab(ck, m, 2, 2))
+    self_out, self_only = held(pab(ck, m, 2, 1))
+    assert both["cond"] > 0 and self_only == {k: v // 2 for k, v in both.items()}
+    assert not torch.equal(self_out, both_out)            # cross attention computed where it was reused before
+    _, faster = held(fastercache(ck, m, 2, 2))
+    assert faster["cond"] == 2 * self_only["cond"]        # keep = 2: the last two self attention outputs per block
