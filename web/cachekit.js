@@ -1,5 +1,5 @@
 // CacheKit frontend. After each sampling run the server sends "cachekit.stats" (nodes/host/stats_feed.py); the
-// cache node that ran shows what it did: steps computed per stream, blocks saved, the run's wall time and a
+// cache node that ran shows what it did: steps computed per stream, blocks saved, what the cache held, the run's wall time and a
 // per-step timeline (one row per stream: computed / reused / estimated). Calibrate and Load nodes show their
 // calibration as a small chart. Everything is a DOM widget, which both node renderers (the classic canvas and
 // Nodes 2.0) display.
