@@ -30,12 +30,20 @@ def dct_rows(n: int, rows: int, device=None) -> torch.Tensor:
     return c.float()
 
 
-def dct_low_mask(sizes: tuple[int, ...], cutoff: float) -> torch.Tensor:
-    """Which DCT coefficients of a grid of `sizes` are low (the authors' radial rule, in float32 as theirs). Built on
-    the CPU: its extent is read without a device sync."""
-    grids = torch.meshgrid(*[torch.arange(n, dtype=torch.float32) for n in sizes], indexing="ij")
+def dct_low_mask(sizes: tuple[int, ...], cutoff: float, device=None) -> torch.Tensor:
+    """Which DCT coefficients of a grid of `sizes` are low (the authors' radial rule, in float32 as theirs), built
+    where the feature is: nothing is copied to or read from the device."""
+    grids = torch.meshgrid(*[torch.arange(n, dtype=torch.float32, device=device) for n in sizes], indexing="ij")
     distance = torch.sqrt(sum(g * g for g in grids))
-    return distance <= torch.tensor(cutoff, dtype=torch.float32) * distance.max()
+    return distance <= cutoff * distance.max()
+
+
+def band_rows(sizes: tuple[int, ...], cutoff: float) -> list[int]:
+    """Per axis, the DCT rows an in-band coefficient can use: indices up to cutoff times the grid's largest distance
+    (computed on the host from the sizes alone; one row of slack for float32 rounding, which the mask then rules
+    out exactly)."""
+    reach = cutoff * math.sqrt(sum((n - 1) ** 2 for n in sizes))
+    return [min(n, int(reach * (1 + 1e-6)) + 1) for n in sizes]
 
 
 def _along(x: torch.Tensor, axis: int, matrix: torch.Tensor) -> torch.Tensor:
@@ -45,10 +53,8 @@ def _along(x: torch.Tensor, axis: int, matrix: torch.Tensor) -> torch.Tensor:
 
 def dct_low(x: torch.Tensor, axes: tuple[int, ...], cutoff: float) -> torch.Tensor:
     sizes = tuple(x.shape[a] for a in axes)
-    mask = dct_low_mask(sizes, cutoff)
-    # the last index in band along each axis: rows past it only ever carry high coefficients
-    rows = [int(torch.movedim(mask, i, 0).reshape(n, -1).any(1).nonzero().max()) + 1 for i, n in enumerate(sizes)]
-    mask = mask[tuple(slice(0, r) for r in rows)].contiguous().to(x.device)
+    rows = band_rows(sizes, cutoff)     # rows past these only ever carry high coefficients
+    mask = dct_low_mask(sizes, cutoff, x.device)[tuple(slice(0, r) for r in rows)]
     bases = [dct_rows(n, r, x.device) for n, r in zip(sizes, rows)]
     coef = x
     for axis, basis in zip(axes, bases):

@@ -56,7 +56,8 @@ class ApplyLeMiCa(common.CacheNode):
     DESCRIPTION = ("Computes a fixed set of steps searched from a calibration (Calibrate LeMiCa): of all schedules "
                    "with that many computed steps, the one whose worst reuse error is smallest, then the next worst, "
                    "and so on. The other steps reuse the last computed whole-stack residual. No per-step decision. "
-                   "Holds one residual per stream (two with forecast 'taylor').")
+                   "Holds one residual per stream (with forecast 'taylor' also two float32 Taylor factors of its "
+                   "size).")
     WINDOW = None   # the schedule decides every step: a window would compute steps it reuses
 
     @classmethod

@@ -328,7 +328,8 @@ def markdown(rows, families) -> str:
 def main() -> int:
     from harness.bench_stages import family_args, family_rows
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    family_args(ap, comfy_runtime.REPO / "output" / "bench" / "quality")
+    from harness import digits_models as dm
+    family_args(ap, comfy_runtime.REPO / "output" / "bench" / "quality", tuple(dm.RECIPES))   # every model
     ap.add_argument("--methods", nargs="+", help="measure only these methods and replace their rows in the "
                     "existing quality.json (the others stay as measured before)")
     args = ap.parse_args()

@@ -58,7 +58,8 @@ class FasterCache(ComponentPolicy, CfgCache):
         notes = []
         if not self.saw_uncond:
             notes.append("no model call of this run had an uncond pass (cfg 1, or a guidance-distilled model such as "
-                         "Flux dev): the CFG cache had nothing to skip, only the attention reuse applied")
+                         "Flux dev): FasterCache had nothing to act on (its attention reuse comes with a skipped "
+                         "uncond pass)")
         if not self.saw_self and self.attention_interval > 1:
             notes.append("this model makes no self attention call through ComfyUI's attention (it computes it its own "
                          "way): the attention reuse had nothing to act on, only the CFG cache applied")
@@ -89,7 +90,9 @@ class FasterCache(ComponentPolicy, CfgCache):
 
     # --- attention --------------------------------------------------------------------------------
     def reuses(self, kind: str, block: int) -> bool:
-        return kind == "self" and self.attention_interval > 1     # cross attention always computes
+        # cross attention always computes; self attention is reused only on a step whose uncond pass was skipped,
+        # which needs a call with both halves: skip_uncond has been asked by the time the first output is stored
+        return kind == "self" and self.attention_interval > 1 and self.saw_uncond
 
     def component_reuse(self, kind: str, block: int, step: StepInfo) -> bool:
         return (kind == "self" and self.uncond_skipped_step == step.index

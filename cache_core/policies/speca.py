@@ -126,7 +126,8 @@ class SpeCa(CachePolicy):
     # --- the engine's contract -----------------------------------------------------------------------
     def measure(self, state: _State, probe):
         state.pending, state.guess = probe, None
-        if (probe is None or not state.probe_fc.ready or not state.positions
+        if (probe is None or self.threshold == 0 or self.max_drafts == 0 or not state.probe_fc.ready
+                or not state.positions
                 or state.drafts + 1 <= self.unverified              # this call's draft, if any, goes unchecked
                 or probe.shape != state.probe_fc.factors[_PROBE][0].shape):
             return None

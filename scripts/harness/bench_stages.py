@@ -39,9 +39,9 @@ def per_family(script: str, families: list[str], extra: list[str] = ()) -> list[
         return [r for f in families for r in json.loads(parts[f].read_text())]
 
 
-def family_args(ap, out: Path) -> None:
-    """The arguments of a stage measured per family (family_rows)."""
-    ap.add_argument("--families", nargs="+", default=["wan", "flux"])
+def family_args(ap, out: Path, families: tuple[str, ...] = ("wan", "flux")) -> None:
+    """The arguments of a stage measured per family (family_rows); by default the two 16-token models."""
+    ap.add_argument("--families", nargs="+", default=list(families))
     ap.add_argument("--out", type=Path, default=out)
     ap.add_argument("--rows-to", type=Path, help="measure the one family given and write its rows here (what "
                     "each family's process does when several are measured)")

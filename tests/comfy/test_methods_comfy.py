@@ -298,6 +298,7 @@ def test_fastercache_skips_the_uncond_call(ck):
     assert streams["cond"]["components_reused"] > 0
     tm.sample(fastercache(ck, m, 5, 2), lat, pos, neg, steps=STEPS, cfg=1.0)
     assert last_stats(ck)["streams"]["cond"]["reused_calls"] == 0
+    assert last_stats(ck)["streams"]["cond"]["held_bytes"] == 0      # nothing it could reuse is kept
 
 
 def test_teacache_first_and_last_step_always_compute(ck):
