@@ -76,25 +76,25 @@ class SpeCa(CachePolicy):
 
     def __init__(self, threshold: float = 0.1, decay: float = 0.3, min_threshold: float = 0.0,
                  warmup_steps: int = 3, unverified_drafts: int = 3, max_drafts: int = 8, max_order: int = 2,
-                 error_measure: str = "relative_l1"):
+                 error_measure: str = "relative_l1", final_steps: int = 0):
         if threshold < 0 or min_threshold < 0 or not 0 < decay <= 1:
             raise ValueError(f"need threshold >= 0, min_threshold >= 0 and decay in (0, 1]; got {threshold}, "
                              f"{min_threshold}, {decay}")
-        if warmup_steps < 0 or unverified_drafts < 0 or max_drafts < 0 or max_order < 0:
-            raise ValueError(f"need warmup_steps, unverified_drafts, max_drafts, max_order >= 0; got {warmup_steps}, "
-                             f"{unverified_drafts}, {max_drafts}, {max_order}")
+        if min(warmup_steps, unverified_drafts, max_drafts, max_order, final_steps) < 0:
+            raise ValueError(f"need warmup_steps, unverified_drafts, max_drafts, max_order, final_steps >= 0; got "
+                             f"{warmup_steps}, {unverified_drafts}, {max_drafts}, {max_order}, {final_steps}")
         if error_measure not in MEASURES:
             raise ValueError(f"error_measure must be one of {MEASURES}, got {error_measure!r}")
         self.threshold, self.decay, self.min_threshold = float(threshold), float(decay), float(min_threshold)
         self.warmup, self.unverified, self.max_drafts = int(warmup_steps), int(unverified_drafts), int(max_drafts)
-        self.max_order, self.error_measure = int(max_order), error_measure
+        self.max_order, self.error_measure, self.final = int(max_order), error_measure, int(final_steps)
         self.verified = self.rejected = 0    # this run's counts, for its notes
 
     def new_state(self, label: str) -> _State:
         return _State(TaylorForecaster(self.max_order), TaylorForecaster(self.max_order))
 
     def edges(self, total_steps: int) -> tuple[int, int]:
-        return self.warmup, 0
+        return self.warmup, self.final     # final 0: the authors' rule, which may draft the last steps
 
     def step_threshold(self, step: StepInfo) -> float:
         """The authors' schedule: decays from `threshold` by `decay` over the run, never under the floor."""

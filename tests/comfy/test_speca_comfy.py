@@ -12,7 +12,7 @@ from harness.node_calls import STEPS, last_stats
 pytestmark = pytest.mark.every_runtime
 
 CHECK_ALL = dict(decay=1.0, min_threshold=0.0, warmup_steps=2, unverified_drafts=0, max_drafts=4, max_order=1,
-                 error_measure="relative_l1")
+                 error_measure="relative_l1", final_steps=0)
 
 
 def speca(ck, model, threshold, **kw):
@@ -51,6 +51,18 @@ def test_accepted_drafts_are_forecasts_and_the_check_decides(ck, family, measure
     for s in stats["streams"].values():
         assert s["reused_steps"] == [2, 3, 4, 5, 7], s      # max_drafts 4: step 6 computes
     assert torch.isfinite(out).all() and not torch.equal(out, base)
+
+
+def test_the_last_steps_compute_by_default(ck):
+    """The node's final_steps (default 2) computes the last steps, which the authors' rule (0) drafts like any other:
+    the same accepting run as above, with steps 6 and 7 computed."""
+    m, lat, pos, neg = tm.wan()
+    tm.sample(speca(ck, m, 1e4, final_steps=2), lat, pos, neg, steps=STEPS, cfg=3.0)
+    assert all(s["reused_steps"] == [2, 3, 4, 5] for s in last_stats(ck)["streams"].values())
+    defaults = {k: v for k, v in CHECK_ALL.items() if k != "final_steps"}
+    tm.sample(pack.node(ck, "ApplySpeCaCache", model=m, **defaults, threshold=1e4)[0], lat, pos, neg, steps=STEPS,
+              cfg=3.0)
+    assert all(s["reused_steps"] == [2, 3, 4, 5] for s in last_stats(ck)["streams"].values())
 
 
 def test_the_check_costs_no_host_read_of_its_own(ck):
