@@ -23,6 +23,15 @@ SETTINGS["smoothcache"] = (lambda ck, m: smoothcache(ck, m, [1] * STEPS),
                            lambda ck, m: smoothcache(ck, m, [1, 0, 0, 1]))
 
 
+def lemica(target):
+    """A LeMiCa schedule is searched for one step count: the example calibration made for this run's."""
+    return lambda ck, m: pack.node(ck, "ApplyLeMiCa", model=m, calibration=ck.nodes.lemica.example_calibration(STEPS),
+                                   target_compute=target, final_steps=1, forecast="reuse")[0]
+
+
+SETTINGS["lemica"] = (lemica(1.0), lemica(0.5))
+
+
 def samplers():
     from harness import comfy_runtime
     comfy_runtime.load()           # at collection: the list is ComfyUI's own
