@@ -160,8 +160,8 @@ def calibrated(server):
 
 def test_calibrate_workflows_save_where_the_load_workflows_look(calibrated):
     assert sorted(name for names in calibrated.values() for name in names) == [
-        "wan21_t2v_1.3B/magcache_00001.json", "wan21_t2v_1.3B/smoothcache_00001.json",
-        "wan21_t2v_1.3B/teacache_00001.json"]
+        "wan21_t2v_1.3B/lemica_00001.json", "wan21_t2v_1.3B/magcache_00001.json",
+        "wan21_t2v_1.3B/smoothcache_00001.json", "wan21_t2v_1.3B/teacache_00001.json"]
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
