@@ -125,6 +125,36 @@ class CachePolicy(ABC):
         return cached
 
 
+class ResidualRecorder(CachePolicy):
+    """A calibration run: the whole stack computes on every call, and each stream's state (a `state_type` made
+    from its label, kept in `streams`) records what `record` takes from the fresh whole-stack residual. `steps` is
+    the run's step count once a residual arrived."""
+    front_blocks = 0
+    back_blocks = 0
+    probe = None
+    state_type: type = dict
+
+    def __init__(self):
+        self.streams: dict[str, Any] = {}
+        self.steps = 0
+
+    def new_state(self, label: str) -> Any:
+        self.streams[label] = self.state_type(label)
+        return self.streams[label]
+
+    def wants_reuse(self, state: Any, metric: float | None, step: StepInfo) -> bool:
+        return False
+
+    def store(self, state: Any, residual: Hidden, step: StepInfo, span_input: Hidden) -> Hidden:
+        self.steps = step.total
+        self.record(state, residual, step)
+        return residual
+
+    @abstractmethod
+    def record(self, state: Any, residual: Hidden, step: StepInfo) -> None:
+        """Keep what the calibration needs from this computed call's residual."""
+
+
 class Tunable:
     """A method whose saving one threshold sets (more threshold, more reuse): auto-tune (tuning.py) can aim it
     at a target fraction of block evaluations. `reference` says what its probe's change is measured against:

@@ -17,7 +17,7 @@ import torch
 from ..calibration_data import LEMICA_ERRORS, LEMICA_MAX_STEPS
 from ..forecast import TaylorForecaster
 from ..metrics import rel_l1_parts
-from ..policy import CachePolicy, Hidden, StepInfo
+from ..policy import CachePolicy, Hidden, ResidualRecorder, StepInfo
 
 __all__ = ["LeMiCa", "LeMiCaCalibration"]   # what cache_core exports (policies/__init__.py)
 
@@ -80,7 +80,7 @@ class _CalState:
     rows: dict[int, torch.Tensor] = field(default_factory=dict)  # step -> its sampled residual (fp32)
 
 
-class LeMiCaCalibration(CachePolicy):
+class LeMiCaCalibration(ResidualRecorder):
     """A run that never reuses and records, per stream, E[i][k] = rel_l1(r_k, r_i) = sum|r_k - r_i| / sum|r_i| for
     every pair of steps i < k, r = the whole-stack residual of the step's first call (every stream key of the
     residual, flattened). Keeping every step's residual whole costs T times the hidden state per stream; only
@@ -89,16 +89,13 @@ class LeMiCaCalibration(CachePolicy):
     is about 1/sqrt(samples) where the elements' differences are not dominated by a few (0.4 % at 65536). A step no
     call landed in (DPM fast) has no row: its errors are None, and the search avoids edges over it."""
     name = "LeMiCa calibration"
-    front_blocks = 0
-    back_blocks = 0
-    probe = None
+    state_type = _CalState
 
     def __init__(self, samples: int = 65536, seed: int = 0):
         if samples < 1:
             raise ValueError(f"samples must be >= 1, got {samples}")
+        super().__init__()
         self.samples, self.seed = int(samples), int(seed)
-        self.streams: dict[str, _CalState] = {}
-        self.steps = 0
 
     def prepare(self, total_steps: int) -> list[str]:
         if total_steps > LEMICA_MAX_STEPS:
@@ -106,17 +103,9 @@ class LeMiCaCalibration(CachePolicy):
                              f"squared), got {total_steps}")
         return []
 
-    def new_state(self, label: str) -> _CalState:
-        self.streams[label] = _CalState(label)
-        return self.streams[label]
-
-    def wants_reuse(self, state, metric, step) -> bool:
-        return False
-
-    def store(self, state: _CalState, residual: Hidden, step: StepInfo, span_input: Hidden) -> Hidden:
-        self.steps = step.total
+    def record(self, state: _CalState, residual: Hidden, step: StepInfo) -> None:
         if step.index in state.rows:
-            return residual
+            return
         flat = torch.cat([residual[k].detach().reshape(-1) for k in sorted(residual)])
         if state.size is None:
             state.size = flat.numel()
@@ -125,7 +114,6 @@ class LeMiCaCalibration(CachePolicy):
                 state.index = torch.randint(0, state.size, (self.samples,), generator=gen).to(flat.device)
         if flat.numel() == state.size:
             state.rows[step.index] = (flat if state.index is None else flat[state.index]).float().clone()
-        return residual
 
     def _errors(self, rows: dict[int, torch.Tensor]) -> list[list[float | None]]:
         out = []

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..calibration_data import MAGCACHE_RATIOS
-from ..policy import CachePolicy, Tunable, Hidden, StepInfo
+from ..policy import CachePolicy, Hidden, ResidualRecorder, StepInfo, Tunable
 
 __all__ = ["MagCache", "MagCacheCalibration"]   # what cache_core exports (policies/__init__.py)
 
@@ -121,33 +121,21 @@ class _CalState:
     norms: dict[int, torch.Tensor] = field(default_factory=dict)   # step -> per-token |r| of its first call
 
 
-class MagCacheCalibration(CachePolicy):
+class MagCacheCalibration(ResidualRecorder):
     """A run that never reuses and records gamma_t = mean_tokens(|r_t| / |r_{t-1}|) per stream and step,
     r = whole-stack residual of `key` (per-token L2 over the hidden dim, fp32), gamma_0 = 1.0. The first
     call of each step counts; a step no call landed in (DPM fast takes fewer calls than steps) gets 1.0
     and the next step's ratio spans the gap."""
     name = "MagCache calibration"
-    front_blocks = 0
-    back_blocks = 0
-    probe = None
+    state_type = _CalState
 
     def __init__(self, key: str = "img"):
+        super().__init__()
         self.key = key
-        self.streams: dict[str, _CalState] = {}
-        self.steps = 0
 
-    def new_state(self, label: str) -> _CalState:
-        self.streams[label] = _CalState(label)
-        return self.streams[label]
-
-    def wants_reuse(self, state, metric, step) -> bool:
-        return False
-
-    def store(self, state: _CalState, residual: Hidden, step: StepInfo, span_input: Hidden) -> Hidden:
-        self.steps = step.total
+    def record(self, state: _CalState, residual: Hidden, step: StepInfo) -> None:
         if step.index not in state.norms:
             state.norms[step.index] = residual[self.key].float().norm(dim=-1)
-        return residual
 
     def _ratios(self, norms: dict[int, torch.Tensor]) -> list[float]:
         ratios, prev = [], None
