@@ -23,12 +23,12 @@ once per run.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from ..forecast import HermiteForecaster
-from ..frequency_bands import TRANSFORMS, low_band
+from ..frequency_bands import TRANSFORMS, DctBands, low_band
 from ..policy import CachePolicy, Hidden, StepInfo
 from .seacache import token_grid
 
@@ -41,6 +41,7 @@ SCALE = 0.71   # the authors' `scale_factor` in hermite_formula
 @dataclass
 class _State:
     forecaster: HermiteForecaster
+    bands: DctBands = field(default_factory=DctBands)    # the DCT's rows and mask of each grid, for the run
 
 
 class FreqCa(CachePolicy):
@@ -99,18 +100,18 @@ class FreqCa(CachePolicy):
             if len(factors) > 1:
                 increment = sum(f * fc.coefficient(i, k) for i, f in enumerate(factors) if i > 0)
                 # low(F) + high(F + increment) = F + increment - low(increment)
-                value = value + (increment - self._low(increment, step, key))
+                value = value + (increment - self._low(increment, step, key, state.bands))
             if self.target == "output":
                 value = value - span_input[key].float()
             out[key] = value.to(cached[key].dtype)
         return out
 
-    def _low(self, x: torch.Tensor, step: StepInfo, key: str) -> torch.Tensor:
+    def _low(self, x: torch.Tensor, step: StepInfo, key: str, bands: DctBands) -> torch.Tensor:
         """The low band of a feature, over its token grid where it has one, else along its sequence."""
         if x.ndim >= 4:          # (batch, *grid, channels): the tokens on their own axes
             grid = tuple(x.shape[1:-1])
             flat = x.reshape(x.shape[0], -1, x.shape[-1])
-            return low_band(flat, grid, self.transform, self.cutoff).reshape(x.shape)
+            return low_band(flat, grid, self.transform, self.cutoff, bands).reshape(x.shape)
         if x.ndim < 3:
             self.along_sequence.add(f"'{key}' has no token axis ({tuple(x.shape)}): forecast whole, no band split")
             return torch.zeros_like(x)
@@ -122,4 +123,4 @@ class FreqCa(CachePolicy):
                 self.along_sequence.add(
                     f"the stack's {x.shape[1]} tokens are not the image grid of {latent} (text, a time token or "
                     f"reference images joined to it; or audio, 3-D shapes): the DCT runs along the token sequence")
-        return low_band(x, grid, self.transform, self.cutoff)
+        return low_band(x, grid, self.transform, self.cutoff, bands)

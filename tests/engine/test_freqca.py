@@ -15,7 +15,8 @@ from harness import pack
 
 pack.load_core()
 from cache_core import FreqCa, StepInfo  # noqa: E402
-from cache_core.frequency_bands import dct_rows, low_band, split  # noqa: E402
+from cache_core import frequency_bands  # noqa: E402
+from cache_core.frequency_bands import DctBands, dct_rows, low_band, split  # noqa: E402
 
 
 # --- the authors' rule ---------------------------------------------------------------------------------------------
@@ -156,6 +157,32 @@ def test_unknown_transform_is_refused():
         low_band(torch.zeros(1, 4, 1), (4,), "wavelet", 0.1)
 
 
+def counting_builds(monkeypatch) -> list:
+    """Every DCT band built from here on (each build makes one low-band mask), cached or not."""
+    builds, mask = [], frequency_bands.dct_low_mask
+    monkeypatch.setattr(frequency_bands, "dct_low_mask", lambda *a: builds.append(a) or mask(*a))
+    return builds
+
+
+@pytest.mark.parametrize("grid", [(8, 8), (3, 4, 5), (37,)])
+def test_kept_dct_bands_split_bit_for_bit_as_built_per_call_and_build_once_per_key(monkeypatch, grid):
+    torch.manual_seed(0)
+    x = torch.randn(2, math.prod(grid), 5)
+    cutoffs = (0.1, 0.35)
+    want = {c: split(x, grid, "dct", c) for c in cutoffs}       # rows and mask built for the call
+    builds, bands = counting_builds(monkeypatch), DctBands()
+    for _ in range(2):
+        for c in cutoffs:
+            low, high = split(x, grid, "dct", c, bands)
+            assert torch.equal(low, want[c][0]) and torch.equal(high, want[c][1])
+    assert len(builds) == len(cutoffs)          # once per (sizes, cutoff, dtype, device), then kept
+    dct_low = frequency_bands.dct_low
+    on_grid = x.double().reshape(2, *grid, 5)
+    axes = tuple(range(1, len(grid) + 1))
+    assert torch.equal(dct_low(on_grid, axes, 0.1, bands), dct_low(on_grid, axes, 0.1))
+    assert len(builds) == len(cutoffs) + 2      # float64 is a key of its own (and the uncached call built one)
+
+
 # --- the rule on a feature sequence ----------------------------------------------------------------------------------
 
 def feature_sequence(steps, tokens, channels=4, seed=0):
@@ -207,6 +234,15 @@ def test_forecasts_are_the_authors_on_an_image_grid(transform, decompose, interv
     assert forecast == steps - len(computed) > 10
     assert len(state.forecaster.factors["img"]) == 3            # one feature's F, d1, d2: what a stream holds
     assert policy.run_notes() == []                             # the grid was found
+
+
+def test_a_stream_builds_its_dct_bands_once_for_the_run(monkeypatch):
+    builds = counting_builds(monkeypatch)
+    features = feature_sequence(14, 48)
+    _, computed, state = run_policy(FreqCa(interval=3, warmup_steps=3, final_steps=0), features, (3, 8, 8))
+    assert 14 - len(computed) >= 6 and len(builds) == 1       # every forecast but the first reuses it
+    again = run_policy(FreqCa(interval=3, warmup_steps=3, final_steps=0), features, (3, 8, 8))[2]
+    assert again.bands is not state.bands and len(builds) == 2  # a new run's state builds its own
 
 
 def test_low_band_is_reused_as_it_was_and_the_high_band_moves():
