@@ -23,9 +23,10 @@ Where it differs from the authors' code, and why:
                its scale differs, so its thresholds (Flux 7.0 with decay 0.3) do not carry over to the other.
   forecast     One series for the whole span's residual, not one per block branch.
 The forecast needs the call's position, which `measure` does not get: it forecasts at the position the stream's
-last two calls predict (one step on, or the same spacing), so the error travels with the engine's one host transfer
-per call (and adds up over the ranks of a split sequence); a call elsewhere (a sampler's irregular call) is measured
-again in wants_reuse at its real position, with a host read of its own.
+last calls predict (one step on, or the same spacing; the same position again where the stream has seen the sampler
+call each position twice, as Heun's corrector and the next step share a sigma), so the error travels with the
+engine's one host transfer per call (and adds up over the ranks of a split sequence); a call elsewhere (a sampler's
+irregular call) is measured again in wants_reuse at its real position, with a host read of its own.
 """
 from __future__ import annotations
 
@@ -62,7 +63,8 @@ class _State:
     drafts: int = 0                     # drafted steps since the last computed one
     draft_index: int = -1               # the step of the latest draft (a step's further calls repeat it)
     computed_index: int = -1
-    positions: tuple = ()               # the last two calls' positions: where the next call is expected
+    positions: tuple = ()               # the last two distinct call positions: where the next call is expected
+    calls_at: tuple = ()                # how many calls each of those positions had
     guess: float | None = None          # the position measure() forecast this call at
     pending: torch.Tensor | None = None     # this call's block-0 residual, until the decision is made
     checked: dict = field(default_factory=dict)   # {position: error} of this call's verification
@@ -110,8 +112,21 @@ class SpeCa(CachePolicy):
         return rel_l1_parts(guess, real) if self.error_measure == "relative_l1" else pointwise_parts(guess, real)
 
     def expected_position(self, state: _State) -> float:
-        p = state.positions
+        """The next call's position: the last one again while it had fewer calls than the one before (a sampler
+        that calls each position twice, as Heun's corrector at sigma_{i+1} and step i+1's own call), else one
+        step on, or the same spacing."""
+        p, n = state.positions, state.calls_at
+        if len(p) > 1 and n[-1] < n[-2]:
+            return p[-1]
         return p[-1] + (p[-1] - p[-2] if len(p) > 1 else 1.0)
+
+    @staticmethod
+    def seen_at(state: _State, position: float) -> None:
+        """Counts a call at `position` in the stream's recent positions (a call behind the last one is left out)."""
+        if not state.positions or position > state.positions[-1]:
+            state.positions, state.calls_at = (*state.positions[-1:], position), (*state.calls_at[-1:], 1)
+        elif position == state.positions[-1]:
+            state.calls_at = (*state.calls_at[:-1], state.calls_at[-1] + 1)
 
     def draft_error(self, state: _State, metric: float | None, step: StepInfo) -> float:
         """The check's error at this call: the engine's metric where measure() forecast at this very position,
@@ -163,8 +178,7 @@ class SpeCa(CachePolicy):
             if probe is not None:
                 state.probe_fc.update({_PROBE: probe}, step.position)
             state.drafts, state.computed_index = 0, step.index
-        if not state.positions or step.position > state.positions[-1]:
-            state.positions = (*state.positions[-1:], step.position)
+        self.seen_at(state, step.position)
         state.pending, state.guess, state.checked = None, None, {}
 
     def store(self, state: _State, residual: Hidden, step: StepInfo, span_input: Hidden) -> Hidden:

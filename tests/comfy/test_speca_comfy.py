@@ -79,3 +79,21 @@ def test_the_check_costs_no_host_read_of_its_own(ck):
         tm.sample(patched, lat, pos, neg, steps=STEPS, cfg=3.0)
     assert checked(last_stats(ck))[0] > 0
     assert STEPS <= cached["n"] - base["n"] <= STEPS + 1
+
+
+def test_heuns_repeated_positions_cost_no_host_read_of_their_own(ck):
+    """Heun calls each step's corrector at the next step's sigma, where that step then starts: the check expects the
+    repeat (from the positions the stream has seen), so its error still travels in the engine's one transfer."""
+    from bench_speed import count_host_syncs
+    m, lat, pos, neg = tm.wan()
+    patched = speca(ck, m, 0.3)
+    for model in (m, patched):
+        tm.sample(model, lat, pos, neg, steps=STEPS, cfg=3.0, sampler="heun")
+    with count_host_syncs() as base:
+        tm.sample(m, lat, pos, neg, steps=STEPS, cfg=3.0, sampler="heun")
+    with count_host_syncs() as cached:
+        tm.sample(patched, lat, pos, neg, steps=STEPS, cfg=3.0, sampler="heun")
+    stats = last_stats(ck)
+    calls = stats["streams"]["cond"]["computed_calls"] + stats["streams"]["cond"]["reused_calls"]
+    assert calls == 2 * STEPS - 1 and checked(stats)[0] > STEPS
+    assert calls <= cached["n"] - base["n"] <= calls + 1         # 26 before the repeat was expected, 16 now

@@ -114,6 +114,26 @@ def test_a_call_where_none_was_expected_is_checked_at_its_own_position():
         torch.testing.assert_close(o, 0.5 + rs[i] + ss[i], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("calls, missed", [
+    ([0, 1, 2, 3, 4, 5], []),                       # euler: one call a step
+    ([0, 0.5, 1, 1.5, 2, 2.5], []),                 # dpm_2: its midpoints, the same spacing
+    ([0, 1, 1, 2, 2, 3, 3, 4], [2]),                # heun: the corrector at the next step's sigma, where it starts
+    ([0, 0, 1, 1, 2, 2], []),                       # SA-Solver PECE: each sigma twice
+])
+def test_the_next_call_is_expected_where_the_stream_has_seen_the_sampler_call(calls, missed):
+    """measure()'s position: once two calls are seen, the next one is where the stream's calls put it; a sampler
+    that calls each position twice is found from the counts (Heun's first repeat, before any count shows it, is
+    the one miss)."""
+    policy = SpeCa()
+    state = policy.new_state("cond")
+    misses = []
+    for i, position in enumerate(calls):
+        if i >= 2 and policy.expected_position(state) != position:
+            misses.append(i)
+        policy.seen_at(state, position)
+    assert misses == missed
+
+
 def test_threshold_schedule_is_the_authors():
     p = SpeCa(threshold=7.0, decay=0.3, min_threshold=0.1)
     for i in range(50):
