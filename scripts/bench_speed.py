@@ -19,7 +19,6 @@ those of the uncached run, per model call (euler: one call per step, cond and un
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import statistics
 import sys
@@ -27,6 +26,7 @@ import time
 from pathlib import Path
 
 from harness import comfy_runtime, pack
+from harness.host_syncs import count_host_syncs
 
 CFG = 4.0
 
@@ -57,29 +57,6 @@ class BlockTimer:
     def close(self):
         for h in self._h:
             h.remove()
-
-
-@contextlib.contextmanager
-def count_host_syncs():
-    """Counts the Tensor methods that bring a value to the host, while the block runs."""
-    import torch
-    # value extractions; .cpu() alone is not counted: to_floats' .cpu().tolist() is one transfer
-    names = ("item", "tolist", "numpy", "__bool__", "__float__", "__int__")
-    counts = {"n": 0}
-    saved = {n: getattr(torch.Tensor, n) for n in names}
-
-    def counting(orig):
-        def f(self, *a, **k):
-            counts["n"] += 1
-            return orig(self, *a, **k)
-        return f
-    for n in names:
-        setattr(torch.Tensor, n, counting(saved[n]))
-    try:
-        yield counts
-    finally:
-        for n, f in saved.items():
-            setattr(torch.Tensor, n, f)
 
 
 def rss_mib() -> float:

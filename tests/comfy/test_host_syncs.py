@@ -1,12 +1,12 @@
 """Host syncs on the decision path: one per model call at most. The call's sigma is read in the same transfer
 as the decision metric (cache_core/steps.CallStep), so the span methods cost one value brought to the host per
 call (SeaCache two: its filter needs the sigma before it measures; Spectrum reads its CPU-side weights). Counted as
-bench_speed.py counts them: calls of Tensor.item / tolist / numpy / __bool__ / __float__ / __int__ beyond those of
-the uncached run."""
+bench_speed.py counts them (harness/host_syncs.py): calls of Tensor.item / tolist / numpy / __bool__ / __float__ /
+__int__ beyond those of the uncached run."""
 import pytest
 
 from harness import tiny_models as tm
-from bench_speed import count_host_syncs
+from harness.host_syncs import extra_host_syncs
 from harness.node_calls import STEPS, dbcache, fbc, magcache, seacache, spectrum, taylorseer, teacache
 
 METHODS = {
@@ -25,12 +25,6 @@ METHODS = {
 def test_host_syncs_per_model_call(ck, method):
     m, lat, pos, neg = tm.wan()
     apply, most = METHODS[method]
-    patched = apply(ck, m)
-    for model in (m, patched):                                   # warm: first-run work is not per call
-        tm.sample(model, lat, pos, neg, steps=STEPS, cfg=3.0)
-    with count_host_syncs() as base:
-        tm.sample(m, lat, pos, neg, steps=STEPS, cfg=3.0)      # euler, cond+uncond batched: one call a step
-    with count_host_syncs() as cached:
-        tm.sample(patched, lat, pos, neg, steps=STEPS, cfg=3.0)
-    extra = cached["n"] - base["n"]
+    # euler, cond+uncond batched: one call a step
+    extra = extra_host_syncs(m, apply(ck, m), lat, pos, neg, steps=STEPS, cfg=3.0)
     assert STEPS <= extra <= most * STEPS + 1, extra             # + 1: the run reads the sampler's schedule once

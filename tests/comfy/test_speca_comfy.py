@@ -7,6 +7,7 @@ import torch
 
 from harness import pack
 from harness import tiny_models as tm
+from harness.host_syncs import extra_host_syncs
 from harness.node_calls import STEPS, last_stats
 
 pytestmark = pytest.mark.every_runtime
@@ -68,32 +69,18 @@ def test_the_last_steps_compute_by_default(ck):
 def test_the_check_costs_no_host_read_of_its_own(ck):
     """The check's error travels in the engine's one transfer per call (tests/comfy/test_host_syncs.py's measure):
     every draft here is checked, and the run reads no more than First Block Cache's."""
-    from bench_speed import count_host_syncs
     m, lat, pos, neg = tm.wan()
-    patched = speca(ck, m, 0.3)
-    for model in (m, patched):
-        tm.sample(model, lat, pos, neg, steps=STEPS, cfg=3.0)
-    with count_host_syncs() as base:
-        tm.sample(m, lat, pos, neg, steps=STEPS, cfg=3.0)
-    with count_host_syncs() as cached:
-        tm.sample(patched, lat, pos, neg, steps=STEPS, cfg=3.0)
+    extra = extra_host_syncs(m, speca(ck, m, 0.3), lat, pos, neg, steps=STEPS, cfg=3.0)
     assert checked(last_stats(ck))[0] > 0
-    assert STEPS <= cached["n"] - base["n"] <= STEPS + 1
+    assert STEPS <= extra <= STEPS + 1
 
 
 def test_heuns_repeated_positions_cost_no_host_read_of_their_own(ck):
     """Heun calls each step's corrector at the next step's sigma, where that step then starts: the check expects the
     repeat (from the positions the stream has seen), so its error still travels in the engine's one transfer."""
-    from bench_speed import count_host_syncs
     m, lat, pos, neg = tm.wan()
-    patched = speca(ck, m, 0.3)
-    for model in (m, patched):
-        tm.sample(model, lat, pos, neg, steps=STEPS, cfg=3.0, sampler="heun")
-    with count_host_syncs() as base:
-        tm.sample(m, lat, pos, neg, steps=STEPS, cfg=3.0, sampler="heun")
-    with count_host_syncs() as cached:
-        tm.sample(patched, lat, pos, neg, steps=STEPS, cfg=3.0, sampler="heun")
+    extra = extra_host_syncs(m, speca(ck, m, 0.3), lat, pos, neg, steps=STEPS, cfg=3.0, sampler="heun")
     stats = last_stats(ck)
     calls = stats["streams"]["cond"]["computed_calls"] + stats["streams"]["cond"]["reused_calls"]
     assert calls == 2 * STEPS - 1 and checked(stats)[0] > STEPS
-    assert calls <= cached["n"] - base["n"] <= calls + 1         # 26 before the repeat was expected, 16 now
+    assert calls <= extra <= calls + 1         # 26 before the repeat was expected, 16 now
