@@ -4,6 +4,8 @@
 #   .runtime/comfyui-0.33.0/venv     its Python: requirements/comfyui-0.33.0.txt, ComfyUI's requirements.txt and
 #                                    requirements/dev.txt
 #   .runtime/comfyui-0.3.75/...      the oldest supported line, the same way
+#   .runtime/packs/ComfyUI-GGUF      the GGUF loader pack most users load quantized models with, for the quantized
+#                                    tests (its `gguf` dependency is in requirements/dev.txt)
 #   /usr/bin/chromium                Debian's Chromium, for the browser test (apt)
 # usage: scripts/setup_runtime.sh [VERSION ...]      (no argument: every runtime)
 # Nothing here is committed (.gitignore): ComfyUI is fetched, never vendored.
@@ -44,11 +46,8 @@ PYEOF
 COMFY_033_SHA256=8937f252fa54ac6db30bf061207d15fa3bbb14f6fc277871642532ddb12ac23f
 COMFY_033_COMMIT=783545f689a0af730065994b46b382ae24844c99
 fetch_0.33.0() {
-  local dest=$1 dir tarball="" origin tmp
-  origin=$(git config --get remote.origin.url 2>/dev/null || true)
-  for dir in "${CACHEKIT_SOURCES:-}" "$ROOT/../shared/runtime" ${origin:+"$origin/../shared/runtime"}; do
-    if [ -n "$dir" ] && [ -f "$dir/ComfyUI-0.33.0.tar.gz" ]; then tarball=$dir/ComfyUI-0.33.0.tar.gz; break; fi
-  done
+  local dest=$1 tarball tmp
+  tarball=$(local_source ComfyUI-0.33.0.tar.gz)
   if [ -n "$tarball" ]; then
     echo "$COMFY_033_SHA256  $tarball" | sha256sum -c --quiet -
     tmp=$(mktemp -d)
@@ -58,6 +57,34 @@ fetch_0.33.0() {
     [ "$(git -C "$dest" rev-parse HEAD)" = "$COMFY_033_COMMIT" ]
     rm -rf "$dest/.git"
   fi
+}
+
+# A local source tree beside this checkout (CACHEKIT_SOURCES, else ../shared/runtime beside it or beside the repository it
+# was cloned from), or nothing.
+local_source() {
+  local dir origin
+  origin=$(git config --get remote.origin.url 2>/dev/null || true)
+  for dir in "${CACHEKIT_SOURCES:-}" "$ROOT/../shared/runtime" ${origin:+"$origin/../shared/runtime"}; do
+    if [ -n "$dir" ] && [ -f "$dir/$1" ]; then echo "$dir/$1"; return; fi
+  done
+}
+
+# ComfyUI-GGUF (city96, Apache-2.0) at commit 795e451 (2025-12-18), as the Manager installs it: the quantized tests load
+# GGUF files with its own loader, ops and ModelPatcher subclass.
+GGUF_COMMIT=795e451
+fetch_gguf_pack() {
+  local dest=$ROOT/.runtime/packs/ComfyUI-GGUF tarball tmp
+  [ -f "$dest/nodes.py" ] && return
+  echo "[setup] fetching ComfyUI-GGUF $GGUF_COMMIT"
+  tmp=$(mktemp -d)
+  tarball=$(local_source "ComfyUI-GGUF-$GGUF_COMMIT.tar.gz")
+  if [ -n "$tarball" ]; then
+    tar -xzf "$tarball" -C "$tmp"
+  else
+    git clone -q https://github.com/city96/ComfyUI-GGUF.git "$tmp/ComfyUI-GGUF"
+    git -C "$tmp/ComfyUI-GGUF" checkout -q "$GGUF_COMMIT" && rm -rf "$tmp/ComfyUI-GGUF/.git"
+  fi
+  mkdir -p "$(dirname "$dest")" && rm -rf "$dest" && mv "$tmp/ComfyUI-GGUF" "$dest" && rmdir "$tmp"
 }
 
 setup_runtime() {
@@ -91,6 +118,7 @@ setup_runtime() {
 }
 
 for v in "${VERSIONS[@]}"; do setup_runtime "$v"; done
+fetch_gguf_pack
 
 # The browser test drives Debian's Chromium (tests/browser/test_browser.py); Playwright's own browser download is not
 # reachable from the build machines, so it runs the system one.

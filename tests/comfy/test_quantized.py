@@ -1,0 +1,65 @@
+"""Every method on quantized weights, as most users load the main families: GGUF files (Q8_0 and the K-quant Q4_K)
+through ComfyUI-GGUF's own Unet Loader (GGUF), and fp8 weights through ComfyUI's Load Diffusion Model
+`weight_dtype` (harness/quantized_models.py). Against the same quantized model uncached: off is bit-identical, reuse
+happens and matches the stats and the blocks that really ran, the loader's patcher class and its quantized weights
+survive the clone, and nothing is copied."""
+import pytest
+import torch
+
+from harness import quantized_models as qm
+from harness import tiny_models as tm
+from harness.node_calls import METHODS, STEPS, block_attrs, block_count, block_marker, last_stats
+
+pytestmark = pytest.mark.every_runtime   # what can differ between ComfyUI versions: make test runs it on each
+
+# the families most users run quantized, each with its own block layout (double+single, one stream, joint, NextDiT:
+# Lumina 2's class, which Z-Image's GGUF files load into too)
+FAMILIES = {"flux": tm.flux, "wan": tm.wan, "qwen_image": tm.qwen_image, "lumina2": tm.lumina2,
+            "hunyuan_video": tm.hunyuan_video}
+# every method on every family in the K-quant and in fp8 e4m3fn, the two commonest; Q8_0 and e5m2 on Flux and Wan
+WEIGHTS = [(w, f) for w in ("Q4_K", "fp8_e4m3fn") for f in FAMILIES] + \
+          [(w, f) for w in ("Q8_0", "fp8_e5m2") for f in ("flux", "wan")]
+CASES = [(m, w, f) for w, f in WEIGHTS for m in METHODS]
+
+
+def quantized(family: str, weights: str):
+    m, lat, pos, neg = FAMILIES[family]()
+    loaded = qm.load_gguf(m, weights)[0] if weights in qm.GGUF_TYPES else qm.load_fp8(m, weights)
+    return loaded, lat, pos, neg
+
+
+def stored_weights(ck, model) -> dict:
+    """Each block matrix's storage (its tensor class, dtype and data pointer)."""
+    blocks = tuple(f"{attr}." for attr in block_attrs(ck, model))
+    return {k: (type(v), v.dtype, v.data_ptr()) for k, v in model.model.diffusion_model.named_parameters()
+            if k.startswith(blocks) and v.ndim == 2}
+
+
+@pytest.mark.parametrize("method, weights, family", CASES)
+def test_every_method_on_quantized_weights(ck, method, weights, family):
+    q, lat, pos, neg = quantized(family, weights)
+    weights_before, options_before = stored_weights(ck, q), repr(q.model_options)
+    if weights in qm.GGUF_TYPES:
+        assert {t.__name__ for t, _, _ in weights_before.values()} == {"GGMLTensor"}
+    else:
+        assert {d for _, d, _ in weights_before.values()} == {getattr(torch, weights.replace("fp8", "float8"))}
+    base = tm.sample(q, lat, pos, neg, steps=STEPS, cfg=3.0)
+
+    off = METHODS[method][0](ck, q)
+    assert torch.equal(tm.sample(off, lat, pos, neg, steps=STEPS, cfg=3.0), base)
+
+    patched = METHODS[method][1](ck, q)
+    # the loader's patcher class (ComfyUI-GGUF's own clone) survives, on the same model: nothing copied
+    assert type(patched) is type(q) and patched.model is q.model
+    with tm.BlockCounter(patched, block_attrs(ck, q), marker=block_marker(ck, q)) as counter:
+        out = tm.sample(patched, lat, pos, neg, steps=STEPS, cfg=3.0)
+    stats = last_stats(ck)
+    n_blocks = block_count(ck, q)
+    cond = stats["streams"]["cond"]
+    assert cond["reused_steps"] and 0 in cond["computed_steps"]
+    always = n_blocks if METHODS[method][2] is None else METHODS[method][2]
+    expected = len(cond["computed_steps"]) * n_blocks + len(cond["reused_steps"]) * always
+    assert stats["block_evals"] == counter.count == expected
+    assert torch.isfinite(out).all() and not torch.equal(out, base)
+    # the input MODEL and its quantized weights are as they were: the cache neither dequantized nor copied them
+    assert stored_weights(ck, q) == weights_before and repr(q.model_options) == options_before
