@@ -31,9 +31,11 @@ from .validation import CacheKitInputError
 SPEC_KEY = "cachekit_spec"   # transformer_options: the installed method's settings (marks the MODEL as cached)
 WRAPPER_KEY = "cachekit"
 _COND_KINDS = {0: "cond", 1: "uncond"}
-KERNELS_TAKEN = ("another node's attention override, installed after this node (ComfyUI's Model Attention Backend "
-                 "replaces any earlier one), took the attention kernels: attention caching did nothing on those calls; "
-                 "put this node after that one")
+KERNELS_CHAINED = ("another node's attention override (an attention kernel such as Sage), installed after this node, "
+                   "replaced CacheKit's: for this run CacheKit's runs in front of it, and it computes every attention "
+                   "CacheKit does not reuse")
+KERNELS_TAKEN = ("another node's attention override, set on some model calls after the run began, took the attention "
+                 "kernels: attention caching did nothing on those calls; put this node after that one")
 FEW_STEPS = 8     # runs this short are distilled (schnell, Turbo, Lightning, lightx2v): warn, see README
 # what scripts/bench_few_steps.py measured on such runs (BENCHMARKS.md, few steps)
 FEW_STEPS_EXPECT = ("few-step (distilled) models gain little from caching and lose quality fast at high thresholds: "
@@ -132,7 +134,18 @@ def _outer_sample_wrapper(spec: CacheSpec, executor, *args, **kwargs):
     if guider.model_options.get("transformer_options", {}).get(SPEC_KEY) is not spec:
         return executor(*args, **kwargs)   # a later CacheKit node replaced this one
     # args: (noise, latent_image, sampler, sigmas, denoise_mask, callback, disable_pbar, seed)
+    lost_blocks, lost_components = patches.replaced_object_patches(guider.model_patcher, spec)
+    if lost_blocks:
+        raise CacheKitInputError(
+            f"{spec.node_name}: another node added after it replaced CacheKit's patch on "
+            f"{_paths(lost_blocks)}, so those blocks would run on a reused step's stale input; put "
+            f"{spec.node_name} after that node (ComfyUI keeps one object patch per module, the last one added)")
     run = spec.new_run(guider.model_patcher, args[3])
+    if lost_components:
+        note = (f"another node added after this one replaced CacheKit's patch on {_paths(lost_components)}: those "
+                f"modules compute on every step; put this node after that one to cache them")
+        run.stats.notes.append(note)
+        _log.warning("%s: %s", spec.node_name, note)
     for note in run.stats.notes:
         _log.info("%s: %s", spec.node_name, note)
     try:
@@ -145,6 +158,11 @@ def _outer_sample_wrapper(spec: CacheSpec, executor, *args, **kwargs):
         run.stats.notes.append(note)
         _log.warning("%s: %s", spec.node_name, note)
     spec.live.push(run)
+    # the run's own copy of the options (the guider cloned them): the MODEL's are left as they are
+    if spec.kernel_override and patches.put_in_front(guider.model_options.setdefault("transformer_options", {}), spec):
+        spec.live.put_in_front(run)
+        run.stats.notes.append(KERNELS_CHAINED)
+        _log.info("%s: %s", spec.node_name, KERNELS_CHAINED)
     status, started = "error", time.perf_counter()
     try:
         out = executor(*args, **kwargs)
@@ -158,6 +176,11 @@ def _outer_sample_wrapper(spec: CacheSpec, executor, *args, **kwargs):
         stats = run.close(status)
         stats.wall_s = time.perf_counter() - started
         stats_feed.publish(stats, spec)
+
+
+def _paths(keys: list[str]) -> str:
+    shown = ", ".join(k.removeprefix("diffusion_model.").removesuffix(".forward") for k in keys[:3])
+    return shown + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
 
 
 def hints_between_blocks(control, to: dict) -> str | None:

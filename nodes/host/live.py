@@ -29,6 +29,11 @@ class LiveRuns(SharedOnClone):
     def __init__(self):
         self._stack: list[CacheRun] = []
         self._thread = threading.local()   # per calling thread, as the run's call in progress (run.py)
+        self._fronted: set[int] = set()      # the runs that put the override in front of another node's
+        # the object patch paths the node registered (patches.object_patch), and which of them route blocks: a run
+        # checks that no patch added after the node replaced them (patches.replaced_object_patches)
+        self.object_patches: set[str] = set()
+        self.block_paths: set[str] = set()
 
     @property
     def kernels_reached(self) -> bool:
@@ -40,6 +45,16 @@ class LiveRuns(SharedOnClone):
     @kernels_reached.setter
     def kernels_reached(self, value: bool) -> None:
         self._thread.kernels_reached = value
+
+    @property
+    def fronted(self) -> bool:
+        """Whether the live run put this spec's attention override in front of another node's (patches.put_in_front):
+        the override installed with the node is then reached only through that node's, and must not decide again."""
+        run = self.run
+        return run is not None and id(run) in self._fronted
+
+    def put_in_front(self, run: CacheRun) -> None:
+        self._fronted.add(id(run))
 
     @property
     def run(self) -> CacheRun | None:
@@ -56,3 +71,4 @@ class LiveRuns(SharedOnClone):
 
     def pop(self, run: CacheRun) -> None:
         self._stack = [r for r in self._stack if r is not run]   # by identity: runs hold tensors
+        self._fronted.discard(id(run))

@@ -64,20 +64,49 @@ def block_replace(m, spec: CacheSpec, family: Family, positions) -> None:
 
 class _ModulePatch:
     """An object patch on a module's `forward` (ModelPatcher.add_object_patch), calling that module's own class
-    forward: not an object patch already applied to it (a clone's, or another node's), which would otherwise be
-    called from inside the patch that replaces it. ModelPatcher.clone() copies object patches by path; where the
-    clone holds another instance of the model (newer ComfyUI: dynamic VRAM's non-dynamic delegate,
-    TorchCompileModel, the multi-GPU deep clones), rebind_object_patches gives it copies bound to its modules."""
+    forward: not an object patch already applied to it (a clone's), which would otherwise be called from inside the
+    patch that replaces it. Another node's object patch registered on the same path before CacheKit's
+    (`previous`, see object_patch) is called instead, so it still runs. ModelPatcher.clone() copies object patches
+    by path; where the clone holds another instance of the model (newer ComfyUI: dynamic VRAM's non-dynamic
+    delegate, TorchCompileModel, the multi-GPU deep clones), rebind_object_patches gives it copies bound to its
+    modules."""
+    previous = None
+
     def __init__(self, module):
         self.bind(module)
 
     def bind(self, module) -> None:
-        self.module, self.forward = module, type(module).forward.__get__(module)
+        self.module = module
+        self.forward = self.previous if self.previous is not None else type(module).forward.__get__(module)
 
     def bound_to(self, module) -> "_ModulePatch":
         other = copy.copy(self)
         other.bind(module)
         return other
+
+
+def object_patch(m, path: str, patch: _ModulePatch) -> None:
+    """Register `patch` on `path`.forward. ComfyUI keeps one object patch per path, the last one added: another
+    node's patch already there (an attention kernel swap, a LoRA-style linear, a quantizing op) would be dropped,
+    so CacheKit's calls it in place of the module's forward. An earlier CacheKit node's is replaced: methods do not
+    stack (install.py)."""
+    key = f"{path}.forward"
+    previous = m.object_patches.get(key)
+    if previous is not None and not isinstance(previous, _ModulePatch):
+        patch.previous = previous
+        patch.bind(patch.module)
+    m.add_object_patch(key, patch)
+    patch.spec.live.object_patches.add(key)
+
+
+def replaced_object_patches(model_patcher, spec: CacheSpec) -> tuple[list[str], list[str]]:
+    """The paths where an object patch added after spec's node replaced CacheKit's (ComfyUI keeps the last one
+    added): (block routes, component patches). A block that no longer routes through the engine would run on a
+    reused step's stale input, so a run refuses it; a lost component patch only caches less."""
+    lost = [k for k in sorted(spec.live.object_patches)
+            if not (isinstance(p := model_patcher.object_patches.get(k), _ModulePatch) and p.spec is spec)]
+    blocks = [k for k in lost if k.rsplit(".", 1)[0] in spec.live.block_paths]
+    return blocks, [k for k in lost if k not in blocks]
 
 
 def rebind_object_patches(parent, clone) -> None:
@@ -95,7 +124,7 @@ class _BlockForward(_ModulePatch):
     def __init__(self, spec: CacheSpec, position: int, module, adapter: CallAdapter):
         self.spec, self.position, self.adapter = spec, position, adapter
         super().__init__(module)
-        self.signature = inspect.signature(self.forward)
+        self.signature = inspect.signature(type(module).forward.__get__(module))   # another node's patch: (*a, **k)
 
     def __call__(self, *args, **kwargs):
         call = self.spec.live.call
@@ -110,7 +139,8 @@ def block_forward(m, spec: CacheSpec, family: Family, positions) -> None:
     for p, (kind, index) in enumerate(positions):
         path = family.block_path(kind, index)
         module = comfy.utils.get_attr(m.model, path)
-        m.add_object_patch(f"{path}.forward", _BlockForward(spec, p, module, family.adapter_for(kind)))
+        object_patch(m, path, _BlockForward(spec, p, module, family.adapter_for(kind)))
+        spec.live.block_paths.add(path)
 
 
 BLOCK_ROUTES = {"replace": block_replace, "forward": block_forward}
@@ -119,17 +149,29 @@ BLOCK_ROUTES = {"replace": block_replace, "forward": block_forward}
 # --- attention -----------------------------------------------------------------------------------------
 class _AttentionOverride(SharedOnClone):
     """ComfyUI calls it in place of the attention kernel; a component method's live call may return that
-    attention's cached output instead. Chains to an override another node installed before."""
-    def __init__(self, spec: CacheSpec, previous=None):
-        self.spec, self.previous = spec, previous
+    attention's cached output instead. Chains to an override another node installed before; `front`: the copy a
+    run put in front of one installed after (put_in_front)."""
+    def __init__(self, spec: CacheSpec, previous=None, front: bool = False):
+        self.spec, self.previous, self.front = spec, previous, front
 
     def __call__(self, func, *args, **kwargs):
         def compute():
             return self.previous(func, *args, **kwargs) if self.previous else func(*args, **kwargs)
         call = self.spec.live.call
-        if not isinstance(call, ComponentCall):
+        # reached again through the later node's override, which chained to it: the front copy has decided
+        if not isinstance(call, ComponentCall) or (not self.front and self.spec.live.fronted):
             return compute()
         return call.attention(compute)
+
+
+def put_in_front(to: dict, spec: CacheSpec) -> bool:
+    """For one run's transformer_options: where another node's attention override, installed after CacheKit's,
+    replaced it (ComfyUI's set_model_optimized_attention and the Sage nodes replace whatever was there), CacheKit's
+    goes in front of it, and the other one computes every kernel CacheKit does not reuse. Returns whether it did."""
+    if reaches_kernels(to, spec):
+        return False
+    to[ATTN_KEY] = _AttentionOverride(spec, to.get(ATTN_KEY), front=True)
+    return True
 
 
 def reaches_kernels(to: dict, spec: CacheSpec) -> bool:
@@ -178,8 +220,8 @@ class _AttentionInput(_ModulePatch):
         m, features = self.module, self.module.weight.shape[0]
         if self.rows >= features:
             return x.new_zeros(*x.shape[:-1], features)
-        if not _plain_linear(m):
-            return self.forward(x)      # quantized or custom weights: not sliced
+        if self.previous is not None or not _plain_linear(m):
+            return self.forward(x)      # another node's patch, quantized or custom weights: not sliced
         weight, bias, offload = comfy.ops.cast_bias_weight(m, x, offloadable=True)
         rest = torch.nn.functional.linear(x, weight[self.rows:], None if bias is None else bias[self.rows:])
         comfy.ops.uncast_bias_weight(m, weight, bias, offload)
@@ -198,8 +240,8 @@ def attention_inputs(m, spec: CacheSpec, family: Family, positions) -> None:
         block = family.block(m.model.diffusion_model, kind, index)
         for name in family.attention_inputs.get(kind, ()):
             module = comfy.utils.get_attr(block, name)
-            m.add_object_patch(f"{family.block_path(kind, index)}.{name}.forward",
-                               _AttentionInput(spec, module, 3 * block.hidden_size))
+            object_patch(m, f"{family.block_path(kind, index)}.{name}",
+                         _AttentionInput(spec, module, 3 * block.hidden_size))
 
 
 # --- MLPs ----------------------------------------------------------------------------------------------
@@ -226,7 +268,7 @@ class _ModuleForward(_ModulePatch):
 
 
 def _patch_module(m, path: str, module, spec: CacheSpec, name: str | None, as_tuple: bool = False) -> None:
-    m.add_object_patch(f"{path}.forward", _ModuleForward(spec, module, name, as_tuple))
+    object_patch(m, path, _ModuleForward(spec, module, name, as_tuple))
 
 
 def mlps(m, spec: CacheSpec, family: Family, positions) -> None:

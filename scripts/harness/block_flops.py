@@ -21,10 +21,11 @@ BLOCK = re.compile(r"(^|\.)(blocks|double_blocks|single_blocks|transformer_block
 
 
 class _Counter(TorchDispatchMode):
-    def __init__(self):
+    def __init__(self, by_block: dict | None = None):
         super().__init__()
         self.depth = 0           # > 0 while a block module runs (blocks do not nest; a guard all the same)
         self.total = 0
+        self.block, self.by_block = None, by_block   # the running block's name; FLOPs per block name, if asked
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -32,22 +33,28 @@ class _Counter(TorchDispatchMode):
         if self.depth:
             formula = flop_registry.get(func._overloadpacket)
             if formula is not None:
-                self.total += formula(*args, **kwargs, out_val=out)
+                flops = formula(*args, **kwargs, out_val=out)
+                self.total += flops
+                if self.by_block is not None:
+                    self.by_block[self.block] = self.by_block.get(self.block, 0) + flops
         return out
 
 
-def block_flops(run, net: torch.nn.Module) -> tuple[object, int]:
-    """(run()'s result, the FLOPs it spent inside `net`'s transformer blocks)."""
-    counter = _Counter()
+def block_flops(run, net: torch.nn.Module, by_block: dict | None = None) -> tuple[object, int]:
+    """(run()'s result, the FLOPs it spent inside `net`'s transformer blocks); by_block, if given, gets them per
+    block name."""
+    counter = _Counter(by_block)
 
-    def enter(*_):
+    def enter(name):
         counter.depth += 1
+        counter.block = name
 
     def leave(*_):
         counter.depth -= 1
 
-    blocks = [m for name, m in net.named_modules() if BLOCK.search(name)]
-    handles = [h for m in blocks for h in (m.register_forward_pre_hook(enter), m.register_forward_hook(leave))]
+    blocks = [(name, m) for name, m in net.named_modules() if BLOCK.search(name)]
+    handles = [h for name, m in blocks for h in (m.register_forward_pre_hook(lambda *_, n=name: enter(n)),
+                                                m.register_forward_hook(leave))]
     try:
         with counter:
             out = run()

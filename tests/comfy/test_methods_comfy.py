@@ -170,10 +170,10 @@ def test_reused_attention_skips_the_projections_computing_its_qkv(ck, family, mo
 
 
 def test_qkv_projections_compute_when_another_override_takes_the_kernels(ck, monkeypatch):
-    """Another node's attention override installed after CacheKit's takes the kernels, here handing them to
-    CacheKit's only for the first calls: q/k/v skipped on a later call would reach a kernel that computes on
-    zeros. CacheKit skips them only where its own override takes the kernels, so the sample equals that of
-    reusing the kernel alone under the same override."""
+    """Another node's attention override installed after CacheKit's, here handing the kernels to CacheKit's only
+    for the first calls: q/k/v skipped on a later call would reach a kernel that computes on zeros. The run puts
+    CacheKit's override in front of it (patches.put_in_front), so every kernel passes CacheKit's first and the
+    sample equals that of reusing the kernel alone under the same override."""
     m, lat, pos, neg = tm.flux()
 
     class Foreign:
