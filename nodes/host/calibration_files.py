@@ -18,6 +18,7 @@ import re
 from pathlib import Path
 
 import torch
+from torch.utils._python_dispatch import is_traceable_wrapper_subclass
 
 from ...cache_core import calibration_data as cd
 from .families import detect
@@ -70,10 +71,13 @@ def fingerprint(model) -> dict:
     params = sorted(dm.named_parameters())
     shapes = hashlib.sha256(";".join(f"{n}:{tuple(p.shape)}" for n, p in params).encode()).hexdigest()
     values = hashlib.sha256()
-    for _, p in [(n, p) for n, p in params if p.numel() <= 4096][:8]:
-        values.update(p.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    for _, p in [(n, p) for n, p in params if p.numel() <= 4096 and not is_traceable_wrapper_subclass(p)][:8]:
+        # a quantizing loader's own tensor class (GGUF's) is hashed as the data it stores; the current line's
+        # QuantizedTensor (a wrapper holding its data elsewhere) is left out above
+        values.update(p.detach().as_subclass(torch.Tensor).to("cpu", torch.float32).contiguous().numpy().tobytes())
     block0 = family.block(dm, *positions[0]) if positions else None
-    hidden = next((m.in_features for m in block0.modules() if isinstance(m, torch.nn.Linear)), None) if block0 else None
+    # a quantized checkpoint's linears are not torch.nn.Linear on the current line (its mixed-precision ops)
+    hidden = next((m.in_features for m in block0.modules() if hasattr(m, "in_features")), None) if block0 else None
     return {"class": type(dm).__name__, "blocks": len(positions), "hidden": hidden, "shapes": shapes[:16],
             "weights": values.hexdigest()[:16]}
 

@@ -1,4 +1,5 @@
 """The tiny models of tiny_models.py loaded the ways users load quantized weights:
+- checkpoints stored quantized (fp8 scaled per layer; int8 per layer on the current line), read by the same loader;
 - GGUF files (Q8_0, and Q4_K, a K-quant) read by ComfyUI-GGUF's own Unet Loader (GGUF): its GGML ops dequantize each
   weight at every call and its ModelPatcher subclass clones differently from ComfyUI's;
 - fp8 weights (e4m3fn, e5m2) through ComfyUI's diffusion-model loader, as the core Load Diffusion Model node's
@@ -22,6 +23,9 @@ from harness.comfy_runtime import REPO
 GGUF_PACK = REPO / ".runtime" / "packs" / "ComfyUI-GGUF"      # scripts/setup_runtime.sh unpacks it
 GGUF_TYPES = ("Q8_0", "Q4_K")
 FP8_TYPES = ("fp8_e4m3fn", "fp8_e5m2")
+# checkpoints stored quantized: fp8 with a scale per layer (the "scaled_fp8" files ComfyUI publishes; both lines),
+# and int8 with a scale per layer in the current line's per-layer format (comfy_quant, int8_tensorwise)
+STORED_TYPES = ("fp8_scaled", "int8")
 # the file's general.architecture: ComfyUI-GGUF refuses names outside its list (the model itself is detected)
 _ARCH = {"Flux": "flux", "WAN21_T2V": "wan", "QwenImage": "qwen_image", "ZImage": "lumina2", "Lumina2": "lumina2",
          "HunyuanVideo": "hyvid"}
@@ -100,14 +104,17 @@ def write_gguf(state_dict: dict, path: Path, arch: str, qtype: str) -> dict:
 
 @contextlib.contextmanager
 def given_config(model_config):
-    """ComfyUI's detector answered with the family config a tiny model was built from (see the module docstring)."""
+    """ComfyUI's detector answered with the family config a tiny model was built from (see the module docstring):
+    only the two steps that read widths and heads off the checkpoint are answered; the rest of its detection (an
+    fp8-scaled checkpoint's marker, per-layer quantization) runs as it is."""
     import comfy.model_detection as detection
-    real = detection.model_config_from_unet
-    detection.model_config_from_unet = lambda *a, **k: type(model_config)(dict(model_config.unet_config))
+    real = detection.detect_unet_config, detection.model_config_from_unet_config
+    detection.detect_unet_config = lambda *a, **k: dict(model_config.unet_config)
+    detection.model_config_from_unet_config = lambda *a, **k: type(model_config)(dict(model_config.unet_config))
     try:
         yield
     finally:
-        detection.model_config_from_unet = real
+        detection.detect_unet_config, detection.model_config_from_unet_config = real
 
 
 def _models_folder() -> Path:
@@ -144,3 +151,52 @@ def load_fp8(model, weight_dtype: str):
                                 str(path))
     with given_config(model.model.model_config):
         return nodes.UNETLoader().load_unet(path.name, weight_dtype)[0]
+
+
+def _block_matrix(key: str, tensor) -> bool:
+    """A block Linear's weight: what the quantized checkpoints store quantized (embedders and heads stay float)."""
+    return key.endswith(".weight") and tensor.ndim == 2 and any(f"{c}." in key for c in ("blocks", "layers"))
+
+
+def stored_quantized(state_dict: dict, kind: str) -> dict:
+    """A diffusion model's weights as a quantized checkpoint stores them: each block matrix in fp8 e4m3fn or int8
+    with one float32 scale (its largest magnitude over the type's largest value). fp8_scaled: the `scaled_fp8`
+    marker (two elements: matrix products in the compute dtype) and `.scale_weight` per layer, which both lines
+    read; int8: the current line's per-layer `comfy_quant` description and `.weight_scale`."""
+    import json
+    import torch
+    out = {}
+    for key, w in state_dict.items():
+        if not _block_matrix(key, w):
+            out[key] = w
+            continue
+        layer = key[:-len(".weight")]
+        w = w.float()
+        if kind == "fp8_scaled":
+            scale = w.abs().max() / torch.finfo(torch.float8_e4m3fn).max
+            out[key] = (w / scale).to(torch.float8_e4m3fn)
+            out[f"{layer}.scale_weight"] = scale.reshape(())
+        elif kind == "int8":
+            scale = w.abs().max() / 127
+            out[key] = torch.round(w / scale).clamp(-127, 127).to(torch.int8)
+            out[f"{layer}.weight_scale"] = scale.reshape(())
+            out[f"{layer}.comfy_quant"] = torch.tensor(list(json.dumps({"format": "int8_tensorwise"}).encode()),
+                                                       dtype=torch.uint8)
+        else:
+            raise ValueError(f"unknown stored type {kind!r}: {STORED_TYPES}")
+    if kind == "fp8_scaled":
+        out["scaled_fp8"] = torch.zeros(2, dtype=torch.float8_e4m3fn)
+    return out
+
+
+def load_stored(model, kind: str):
+    """`model` saved as a quantized checkpoint (stored_quantized) and loaded back by ComfyUI's Load Diffusion Model
+    node function, weight_dtype default: the loader reads the quantization from the file."""
+    import comfy.utils
+    import nodes
+    folder = _models_folder()
+    path = Path(tempfile.mkstemp(suffix=f"-{kind}.safetensors", dir=folder)[1])
+    sd = {k: v.contiguous() for k, v in model.model.diffusion_model.state_dict().items()}
+    comfy.utils.save_torch_file(stored_quantized(sd, kind), str(path))
+    with given_config(model.model.model_config):
+        return nodes.UNETLoader().load_unet(path.name, "default")[0]

@@ -1048,7 +1048,9 @@ class BlockCounter:
     def _marker(block):
         """An attention projection if there is one (they run even where PAB or SmoothCache reuse the kernel or
         the MLP), else the first Linear outside the modulation."""
-        linears = [(n.lower(), m) for n, m in block.named_modules() if isinstance(m, torch.nn.Linear)]
+        # (a quantized checkpoint's linears on the current line are modules with in_features, not nn.Linear)
+        linears = [(n.lower(), m) for n, m in block.named_modules()
+                   if isinstance(m, torch.nn.Linear) or hasattr(m, "in_features") and hasattr(m, "weight")]
         return next((m for n, m in linears if "attn" in n or "attention" in n),
                     next(m for n, m in linears if "mod" not in n))
 

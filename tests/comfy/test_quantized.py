@@ -1,12 +1,14 @@
 """Every method on quantized weights, as most users load the main families: GGUF files (Q8_0 and the K-quant Q4_K)
-through ComfyUI-GGUF's own Unet Loader (GGUF), and fp8 weights through ComfyUI's Load Diffusion Model
-`weight_dtype` (harness/quantized_models.py). Against the same quantized model uncached: off is bit-identical, reuse
+through ComfyUI-GGUF's own Unet Loader (GGUF), fp8 weights through ComfyUI's Load Diffusion Model `weight_dtype`,
+and checkpoints stored quantized (fp8 scaled per layer; int8 per layer on the current line) through the same loader
+(harness/quantized_models.py). Against the same quantized model uncached: off is bit-identical, reuse
 happens and matches the stats and the blocks that really ran, the loader's patcher class and its quantized weights
 survive the clone, and nothing is copied."""
 import pytest
 import torch
 
 from harness import quantized_models as qm
+from harness.comfy_runtime import CURRENT, VERSION
 from harness import tiny_models as tm
 from harness.node_calls import METHODS, STEPS, block_attrs, block_count, block_marker, last_stats
 
@@ -16,16 +18,32 @@ pytestmark = pytest.mark.every_runtime   # what can differ between ComfyUI versi
 # Lumina 2's class, which Z-Image's GGUF files load into too)
 FAMILIES = {"flux": tm.flux, "wan": tm.wan, "qwen_image": tm.qwen_image, "lumina2": tm.lumina2,
             "hunyuan_video": tm.hunyuan_video}
-# every method on every family in the K-quant and in fp8 e4m3fn, the two commonest; Q8_0 and e5m2 on Flux and Wan
+# every method on every family in the K-quant and in fp8 e4m3fn, the two commonest; Q8_0, e5m2 and the checkpoints
+# stored quantized on Flux and Wan: fp8 scaled per layer, and int8 per layer where the line reads it (the current one)
+STORED = ("fp8_scaled", "int8") if VERSION == CURRENT else ("fp8_scaled",)
 WEIGHTS = [(w, f) for w in ("Q4_K", "fp8_e4m3fn") for f in FAMILIES] + \
-          [(w, f) for w in ("Q8_0", "fp8_e5m2") for f in ("flux", "wan")]
+          [(w, f) for w in ("Q8_0", "fp8_e5m2", *STORED) for f in ("flux", "wan")]
 CASES = [(m, w, f) for w, f in WEIGHTS for m in METHODS]
 
 
 def quantized(family: str, weights: str):
     m, lat, pos, neg = FAMILIES[family]()
-    loaded = qm.load_gguf(m, weights)[0] if weights in qm.GGUF_TYPES else qm.load_fp8(m, weights)
+    if weights in qm.GGUF_TYPES:
+        loaded = qm.load_gguf(m, weights)[0]
+    else:
+        loaded = qm.load_stored(m, weights) if weights in qm.STORED_TYPES else qm.load_fp8(m, weights)
     return loaded, lat, pos, neg
+
+
+def held_quantized(weights: str, stored: dict) -> bool:
+    """Whether every block matrix is held as the loader quantized it: ComfyUI-GGUF's tensors, fp8 parameters, or
+    the current line's QuantizedTensor (its per-layer formats; 0.3.75 holds an fp8-scaled file's weights in fp8)."""
+    kinds = {(t.__name__, d) for t, d, _ in stored.values()}
+    if weights in qm.GGUF_TYPES:
+        return {t for t, _ in kinds} == {"GGMLTensor"}
+    if weights in qm.FP8_TYPES:
+        return {d for _, d in kinds} == {getattr(torch, weights.replace("fp8", "float8"))}
+    return all(t == "QuantizedTensor" or d == torch.float8_e4m3fn for t, d in kinds)
 
 
 def stored_weights(ck, model) -> dict:
@@ -39,10 +57,7 @@ def stored_weights(ck, model) -> dict:
 def test_every_method_on_quantized_weights(ck, method, weights, family):
     q, lat, pos, neg = quantized(family, weights)
     weights_before, options_before = stored_weights(ck, q), repr(q.model_options)
-    if weights in qm.GGUF_TYPES:
-        assert {t.__name__ for t, _, _ in weights_before.values()} == {"GGMLTensor"}
-    else:
-        assert {d for _, d, _ in weights_before.values()} == {getattr(torch, weights.replace("fp8", "float8"))}
+    assert weights_before and held_quantized(weights, weights_before)
     base = tm.sample(q, lat, pos, neg, steps=STEPS, cfg=3.0)
 
     off = METHODS[method][0](ck, q)
