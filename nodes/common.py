@@ -227,7 +227,8 @@ class CacheNode(CacheKitNode, ABC):
             checked = calibration_data.CHECKS[fmt](value)
         except ValueError as e:
             self.fail(f"{files.source_name(value, input_name)} {e}")
-        files.check_model(self.NODE_NAME, value, model)
+        for note in files.check_model(self.NODE_NAME, value, model):
+            self.warn(note)
         return checked
 
 

@@ -9,7 +9,9 @@ together). Summary: PSNR at 50% and 30% of block FLOPs, and the fraction the flo
 each weight type (whether a threshold must change).
 
     .runtime/comfyui-0.33.0/venv/bin/python scripts/bench_quantized.py [--families wan flux] [--methods M ...]
-        [--out output/bench/quantized]
+        [--out output/bench/quantized] [--add]
+
+--add keeps the rows of an earlier run's other methods (output quantized.json) and replaces those measured now.
 """
 from __future__ import annotations
 
@@ -25,9 +27,10 @@ from harness.block_flops import block_flops
 
 WEIGHTS = ("float32", "fp8_e4m3fn", "Q8_0", "Q4_K")
 # the adaptive methods (their decisions read the model's own statistics, which quantizing moves) and TaylorSeer
-METHODS = ("First Block Cache", "TeaCache", "MagCache", "DBCache (F1 B1)", "SeaCache", "TaylorSeer", "SpeCa",
-           "LeMiCa")
+METHODS = ("First Block Cache", "TeaCache (calibrated)", "MagCache (calibrated)", "DBCache (F1 B1)", "SeaCache",
+           "TaylorSeer (order 1)", "SpeCa", "LeMiCa (calibrated)")
 SAMPLERS, LABELS, SEED = ("euler", "dpmpp_2m"), (0, 4, 8), 1
+FAMILY_ORDER = {"wan": 0, "flux": 1}
 
 
 def loaded(model, weights: str):
@@ -69,7 +72,11 @@ def run_family(ck, family: str, methods: list[str], log) -> list[dict]:
     from harness import digits_models as dm
     base = dm.load(family, log)
     cal = bq.calibrations(ck, base, family)
-    sweeps = {name: s for name, s in bq.methods(ck, cal, main_only=True).items() if name in methods}
+    every = bq.methods(ck, cal, main_only=True)
+    unknown = [m for m in methods if m not in every]
+    if unknown:
+        raise SystemExit(f"bench_quantized: no sweep named {unknown}; the sweeps: {list(every)}")
+    sweeps = {name: s for name, s in every.items() if name in methods}
     cases = [(s, lab) for s in SAMPLERS for lab in LABELS]
     rows, float_refs = [], None
     costs = block_costs(lambda: dm.sample(base, family, LABELS[0], SEED, steps=bq.STEPS, cfg=bq.CFG),
@@ -111,7 +118,9 @@ def summary(rows: list[dict]) -> list[dict]:
     fraction run by the setting whose float32 fraction is nearest 50%."""
     import bench_quality as bq
     out = []
-    for family, method in dict.fromkeys((r["family"], r["method"]) for r in rows):
+    for family, method in sorted(dict.fromkeys((r["family"], r["method"]) for r in rows),
+                                 key=lambda fm: (FAMILY_ORDER.get(fm[0], 9), METHODS.index(fm[1])
+                                                 if fm[1] in METHODS else 99)):
         mine = [r for r in rows if r["family"] == family and r["method"] == method]
         f32 = [r for r in mine if r["weights"] == "float32"]
         half = min(f32, key=lambda r: abs(r["block_flops"] - 0.5))["setting"]
@@ -141,29 +150,53 @@ def markdown(rows: list[dict], families: list[str]) -> str:
     return "\n".join(lines)
 
 
+def page(rows: list[dict], families: list[str], seconds: float | None) -> str:
+    """docs/bench/quantized.md: the table, what it measured and the command."""
+    took = f", {seconds:.0f} s on one thread" if seconds else ""
+    return (f"# Caching on quantized weights\n\nWritten by `scripts/bench_quantized.py` ({time.strftime('%Y-%m-%d')}"
+            f"{took}). The trained digits models ({', '.join(families)}; 30 steps, cfg 4, euler and dpmpp_2m, labels "
+            f"{', '.join(map(str, LABELS))}, seed {SEED}) loaded as float32, fp8 e4m3fn (the core loader's "
+            f"weight_dtype) and GGUF Q8_0 / Q4_K (ComfyUI-GGUF's loader). Each method's settings and calibrations are "
+            f"those made on the float32 model. PSNR at a block-FLOP fraction is interpolated along the method's "
+            f"sweep, against the same weights uncached; one column compares with the float32 model uncached; the "
+            f"last gives the block-FLOP fraction that the float32 model's setting nearest 50% runs on each weight "
+            f"type.\n\n{markdown(rows, families)}\n")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--families", nargs="+", default=["wan", "flux"])
     ap.add_argument("--methods", nargs="+", default=list(METHODS))
     ap.add_argument("--out", type=Path, default=comfy_runtime.REPO / "output" / "bench" / "quantized")
+    ap.add_argument("--add", action="store_true")
+    ap.add_argument("--doc-only", action="store_true", help="rewrite docs/bench/quantized.md from the last run")
     args = ap.parse_args()
+    doc = comfy_runtime.REPO / "docs" / "bench" / "quantized.md"
+    if args.doc_only:
+        rows = json.loads((args.out / "quantized.json").read_text())
+        doc.write_text(page(rows, list(dict.fromkeys(r["family"] for r in rows)), None))
+        return 0
     comfy_runtime.load()
     import torch
     torch.set_num_threads(1)
     from harness import pack
     ck = pack.load()
     args.out.mkdir(parents=True, exist_ok=True)
-    log_file = open(args.out / "log.txt", "w")
+    log_file = open(args.out / "log.txt", "a" if args.add else "w")
 
     def log(msg):
         print(msg, flush=True)
         log_file.write(msg + "\n")
     t0 = time.perf_counter()
     rows = [r for f in args.families for r in run_family(ck, f, args.methods, log)]
+    if args.add and (args.out / "quantized.json").exists():
+        earlier = json.loads((args.out / "quantized.json").read_text())
+        rows = [r for r in earlier if r["method"] not in args.methods] + rows
     (args.out / "quantized.json").write_text(json.dumps(rows, indent=1))
-    (args.out / "quantized.md").write_text(markdown(rows, args.families) + "\n")
+    seconds = time.perf_counter() - t0
+    doc.write_text(page(rows, args.families, None if args.add else seconds))
     log(markdown(rows, args.families))
-    log(f"{time.perf_counter() - t0:.0f} s")
+    log(f"{seconds:.0f} s")
     return 0
 
 

@@ -82,8 +82,33 @@ def fingerprint(model) -> dict:
             "weights": values.hexdigest()[:16]}
 
 
+def weight_patches(model) -> dict | None:
+    """The weight patches loaded on this MODEL (LoRAs: ModelPatcher.add_patches), which the fingerprint leaves out:
+    how many weights they touch and a hash of which ones, at which strengths and of which sizes; None without any.
+    A LoRA shifts what the blocks compute, and with it the statistics a calibration recorded."""
+    patches = getattr(model, "patches", None) or {}
+    if not patches:
+        return None
+    h = hashlib.sha256()
+    for key in sorted(patches):
+        for patch in patches[key]:
+            h.update(f"{key}:{patch[0]}:{patch[2]}:{_shapes(patch[1])};".encode())
+    return {"weights": len(patches), "hash": h.hexdigest()[:16]}
+
+
+def _shapes(data) -> str:
+    """The tensor sizes inside a patch's data (a tuple, or the current line's weight adapter objects)."""
+    if torch.is_tensor(data):
+        return str(tuple(data.shape))
+    if isinstance(data, (tuple, list)):
+        return "(" + ",".join(_shapes(d) for d in data) + ")"
+    inner = getattr(data, "weights", None)
+    return type(data).__name__ + (_shapes(inner) if inner is not None else "")
+
+
 def describe_model(model) -> dict:
-    return {"family": detect(model, "CacheKit").name, "fingerprint": fingerprint(model)}
+    return {"family": detect(model, "CacheKit").name, "fingerprint": fingerprint(model),
+            "weight_patches": weight_patches(model)}
 
 
 def source_name(calibration, default: str = "the calibration") -> str:
@@ -92,9 +117,10 @@ def source_name(calibration, default: str = "the calibration") -> str:
         else default
 
 
-def check_model(node: str, calibration: dict, model) -> None:
+def check_model(node: str, calibration: dict, model) -> list[str]:
     """Another model family is an error; the same family with another fingerprint only a warning (a
-    fine-tune may share its base model's curve)."""
+    fine-tune may share its base model's curve). Returns what the node should say: a calibration made without the
+    LoRAs now loaded, or with others (files from before CacheKit recorded them are not checked for it)."""
     made = calibration.get("model") or {}
     family = detect(model, node).name
     if made.get("family") not in (None, family):
@@ -103,6 +129,16 @@ def check_model(node: str, calibration: dict, model) -> None:
     if made.get("fingerprint") not in (None, fingerprint(model)):
         _log.warning("%s: %s was made on another %s model (its fingerprint differs: a fine-tune, another size); "
                      "using it anyway", node, source_name(calibration), family)
+    if "weight_patches" not in made:
+        return []
+    then, now = made["weight_patches"], weight_patches(model)
+    if then == now:
+        return []
+    what = (f"without the LoRA (weight patches on {now['weights']} weights) now loaded" if then is None else
+            "with a LoRA (weight patches) that is not loaded now" if now is None else
+            "with other LoRAs or strengths than those loaded now")
+    return [f"{source_name(calibration)} was made on this model {what}: a LoRA shifts what the blocks compute, so "
+            f"its statistics may not hold (reuse far more or less than planned); calibrate with the LoRAs loaded"]
 
 
 # --- files --------------------------------------------------------------------------------------------
