@@ -109,7 +109,8 @@ def train(r: LoraRecipe, model=None, log=print) -> Adapters:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     import comfy.model_management as mm
-    in_training, mm.in_training = mm.in_training, True      # as digits_models: kernels with a backward
+    # as digits_models: kernels with a backward (0.3.75 has no such flag)
+    in_training, mm.in_training = getattr(mm, "in_training", False), True
     try:
         return _train(r, model if model is not None else dm.load(r.model, log), log)
     finally:

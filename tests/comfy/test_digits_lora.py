@@ -3,7 +3,8 @@ LoraLoaderModelOnly reads, every block Linear patched, the merged model computin
 CacheKit method exact at off and reusing when on with the LoRA loaded before the Apply node and after it.
 
 Fast path: a LoRA trained for a few steps on a digits-shaped Wan / Flux model with seeded random weights
-(tiny_models.fill_weights), not the trained benchmark models (those train for minutes on a fresh checkout)."""
+(tiny_models.fill_weights), not the trained benchmark models (those train for minutes on a fresh checkout).
+Unmarked: the current line's suite runs it (it passes on 0.3.75 as well; the oldest line runs every_runtime only)."""
 import dataclasses
 
 import pytest
