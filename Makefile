@@ -8,7 +8,8 @@ PY = CACHEKIT_COMFY=$(RUNTIME) .runtime/comfyui-$(RUNTIME)/venv/bin/python
 TESTS ?= tests   # one level: tests/engine (no ComfyUI), tests/comfy (in process), tests/server, tests/browser
 PYTEST = -m pytest -c tests/pytest.ini $(TESTS)
 
-.PHONY: setup demo lint test test-current test-oldest test-fast check bench bench-clones coverage clean
+.PHONY: setup demo lint test test-current test-oldest test-fast check bench bench-quantized bench-lora bench-clones \
+	coverage clean
 
 setup:
 	@bash scripts/setup_runtime.sh
@@ -50,6 +51,12 @@ check: test-fast
 
 bench: setup   # BENCHMARKS.md: trained models, quality at equal compute, speed against the ideal
 	$(PY) scripts/bench_report.py
+
+bench-quantized: setup   # docs/bench/quantized.md: caching on fp8 and GGUF weights of the trained models (~26 min)
+	OMP_NUM_THREADS=1 $(PY) scripts/bench_quantized.py
+
+bench-lora: setup   # docs/bench/lora.md: a trained LoRA against settings made without it (~17 min)
+	OMP_NUM_THREADS=1 $(PY) scripts/bench_lora.py
 
 bench-clones: setup   # what cloning a cached MODEL costs (memory, time), as LoRA loaders and ModelSampling clone it
 	$(PY) scripts/bench_clones.py

@@ -7,8 +7,10 @@ Every number in BENCHMARKS.md comes from the run that wrote it.
 --doc-only rewrites BENCHMARKS.md from the outputs of the last run (output/bench/), without running anything.
 --only STAGE [--methods M ...] reruns one stage (quality: only those methods, their rows replaced) and records
 it in times.json as a partial rerun, which BENCHMARKS.md then says. The memory stage (scripts/bench_memory.py)
-writes its table to docs/bench/memory.md, which the page's "Memory at real sizes" section is filled from; the
-quantized stage (scripts/bench_quantized.py) writes docs/bench/quantized.md, the "Quantized weights" section.
+writes its table to docs/bench/memory.md, which the page's "Memory at real sizes" section is filled from. The
+quantized weights (scripts/bench_quantized.py, `make bench-quantized`, ~26 min) and LoRAs (scripts/bench_lora.py,
+`make bench-lora`, ~17 min) run on their own, outside make bench's time: their pages in docs/bench/ say when and how
+they were made; the "Quantized weights and LoRAs" section embeds the first and links the second.
 """
 from __future__ import annotations
 
@@ -61,14 +63,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--doc-only", action="store_true")
-    ap.add_argument("--only", choices=("quality", "speed", "tuning", "memory", "quantized"))
+    ap.add_argument("--only", choices=("quality", "speed", "tuning", "memory"))
     ap.add_argument("--methods", nargs="+")
     args = ap.parse_args()
     if args.only:
         times = json.loads((OUT / "times.json").read_text())
         cmd = {"quality": ["scripts/bench_quality.py", *(["--methods", *args.methods] if args.methods else [])],
                "speed": ["scripts/bench_speed.py", "--reps", str(args.reps)], "tuning": ["scripts/bench_tuning.py"],
-               "memory": ["scripts/bench_memory.py"], "quantized": ["scripts/bench_quantized.py"]}
+               "memory": ["scripts/bench_memory.py"]}
         label = f"{args.only} (rerun{' of ' + ', '.join(args.methods) if args.methods else ''})"
         times[label] = _run(cmd[args.only])
         (OUT / "times.json").write_text(json.dumps(times))
@@ -84,7 +86,6 @@ def main() -> int:
         times["speed"] = _run(["scripts/bench_speed.py", "--reps", str(args.reps)])
         times["tuning"] = _run(["scripts/bench_tuning.py"])
         times["memory"] = _run(["scripts/bench_memory.py"])
-        times["quantized"] = _run(["scripts/bench_quantized.py"])
         times["total"] = time.perf_counter() - t0
         (OUT / "times.json").write_text(json.dumps(times))
     write_doc(json.loads((OUT / "times.json").read_text()))
