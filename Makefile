@@ -22,9 +22,9 @@ lint: setup   # pyflakes' and pycodestyle's checks, lines of 120 (pyproject.toml
 
 # the whole suite on the current line and, beside it, on the oldest line the tests of what can differ between
 # versions (marked every_runtime: family x method, the server, workflows, calibration files). Three processes of a
-# torch thread each on the 2 cores: the oldest line, the current line's family x method matrix (and torch.compile),
-# and the rest of the current line, so no core idles once the oldest line is done; the other two's output follows
-MATRIX := tests/comfy/test_methods_comfy.py tests/comfy/test_first_block_cache.py tests/comfy/test_torch_compile.py
+# torch thread each on the 2 cores: the oldest line, the current line's family x method matrix, and the rest of the
+# current line, so no core idles once the oldest line is done; the other two's output follows
+MATRIX := tests/comfy/test_methods_comfy.py tests/comfy/test_first_block_cache.py
 test: setup lint
 	@mkdir -p output; status=0; \
 	OMP_NUM_THREADS=1 $(MAKE) --no-print-directory test-oldest > output/test-$(OLDEST).log 2>&1 & oldest=$$!; \

@@ -12,27 +12,42 @@ from harness.comfy_runtime import CURRENT, VERSION
 from harness import tiny_models as tm
 from harness.node_calls import METHODS, STEPS, block_attrs, block_count, block_marker, last_stats
 
-pytestmark = pytest.mark.every_runtime   # what can differ between ComfyUI versions: make test runs it on each
 
 # the families most users run quantized, each with its own block layout (double+single, one stream, joint, NextDiT:
 # Lumina 2's class, which Z-Image's GGUF files load into too)
 FAMILIES = {"flux": tm.flux, "wan": tm.wan, "qwen_image": tm.qwen_image, "lumina2": tm.lumina2,
             "hunyuan_video": tm.hunyuan_video}
-# every method on every family in the K-quant and in fp8 e4m3fn, the two commonest; Q8_0, e5m2 and the checkpoints
-# stored quantized on Flux and Wan: fp8 scaled per layer, and int8 per layer where the line reads it (the current one)
+# every method on every family in Q8_0 and fp8 e4m3fn, the two commonest; the K-quant Q4_K (its dequantizing is the
+# slowest), e5m2 and the checkpoints stored quantized on Flux and Wan: fp8 scaled per layer, and int8 per layer where
+# the line reads it (the current one). Flux and Wan (the two layouts) run on every line (make test's oldest line too)
 STORED = ("fp8_scaled", "int8") if VERSION == CURRENT else ("fp8_scaled",)
-WEIGHTS = [(w, f) for w in ("Q4_K", "fp8_e4m3fn") for f in FAMILIES] + \
-          [(w, f) for w in ("Q8_0", "fp8_e5m2", *STORED) for f in ("flux", "wan")]
-CASES = [(m, w, f) for w, f in WEIGHTS for m in METHODS]
+WEIGHTS = [(w, f) for w in ("Q8_0", "fp8_e4m3fn") for f in FAMILIES] + \
+          [(w, f) for w in ("Q4_K", "fp8_e5m2", *STORED) for f in ("flux", "wan")]
+CASES = [pytest.param(m, w, f, marks=[pytest.mark.every_runtime] if f in ("flux", "wan") else [])
+         for w, f in WEIGHTS for m in METHODS]     # grouped by weights and family: each loaded once
+
+
+_LOADED: dict = {}   # (family, weights) -> the loaded model, its inputs and its uncached output, for every method
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _drop_loaded():
+    yield
+    _LOADED.clear()      # before ComfyUI's modules go at exit (a ModelPatcher's finalizer reads them)
 
 
 def quantized(family: str, weights: str):
-    m, lat, pos, neg = FAMILIES[family]()
-    if weights in qm.GGUF_TYPES:
-        loaded = qm.load_gguf(m, weights)[0]
-    else:
-        loaded = qm.load_stored(m, weights) if weights in qm.STORED_TYPES else qm.load_fp8(m, weights)
-    return loaded, lat, pos, neg
+    """The family's tiny model loaded as `weights`, its inputs and its uncached output: loaded once for all methods
+    (each test asserts the MODEL is left as it was)."""
+    if (family, weights) not in _LOADED:
+        m, lat, pos, neg = FAMILIES[family]()
+        if weights in qm.GGUF_TYPES:
+            loaded = qm.load_gguf(m, weights)[0]
+        else:
+            loaded = qm.load_stored(m, weights) if weights in qm.STORED_TYPES else qm.load_fp8(m, weights)
+        _LOADED.clear()   # one at a time: the tests run grouped by weights and family
+        _LOADED[(family, weights)] = (loaded, lat, pos, neg, tm.sample(loaded, lat, pos, neg, steps=STEPS, cfg=3.0))
+    return _LOADED[(family, weights)]
 
 
 def held_quantized(weights: str, stored: dict) -> bool:
@@ -55,10 +70,9 @@ def stored_weights(ck, model) -> dict:
 
 @pytest.mark.parametrize("method, weights, family", CASES)
 def test_every_method_on_quantized_weights(ck, method, weights, family):
-    q, lat, pos, neg = quantized(family, weights)
+    q, lat, pos, neg, base = quantized(family, weights)
     weights_before, options_before = stored_weights(ck, q), repr(q.model_options)
     assert weights_before and held_quantized(weights, weights_before)
-    base = tm.sample(q, lat, pos, neg, steps=STEPS, cfg=3.0)
 
     off = METHODS[method][0](ck, q)
     assert torch.equal(tm.sample(off, lat, pos, neg, steps=STEPS, cfg=3.0), base)
