@@ -21,21 +21,25 @@ lint: setup   # pyflakes' and pycodestyle's checks, lines of 120 (pyproject.toml
 	.runtime/comfyui-$(CURRENT)/venv/bin/ruff check .
 
 # the whole suite on the current line and, beside it, on the oldest line the tests of what can differ between
-# versions (marked every_runtime: family x method, the server, workflows, calibration files). Three processes of a
-# torch thread each on the 2 cores: the oldest line, the current line's family x method matrix, and the rest of the
-# current line, so no core idles once the oldest line is done; the other two's output follows
+# versions (marked every_runtime: family x method, the server, workflows, calibration files). Four processes of a
+# torch thread each on the 2 cores: the oldest line, the current line's family x method matrix, its torch.compile
+# tests (few, slow) and the rest of the current line, started together so that no long one ends alone on one core;
+# the others' output follows
 MATRIX := tests/comfy/test_methods_comfy.py tests/comfy/test_first_block_cache.py
+COMPILED := tests/comfy/test_torch_compile.py
+REST := tests
 test: setup lint
 	@mkdir -p output; status=0; \
 	OMP_NUM_THREADS=1 $(MAKE) --no-print-directory test-oldest > output/test-$(OLDEST).log 2>&1 & oldest=$$!; \
 	OMP_NUM_THREADS=1 $(MAKE) --no-print-directory test-current TESTS="$(MATRIX) -p no:cacheprovider" \
 		> output/test-$(CURRENT)-matrix.log 2>&1 & matrix=$$!; \
-	OMP_NUM_THREADS=1 $(MAKE) --no-print-directory test-current TESTS="tests $(addprefix --ignore=,$(MATRIX))" \
-		|| status=1; \
-	wait $$matrix || status=1; wait $$oldest || status=1; \
-	echo "=== ComfyUI $(CURRENT), family x method (output/test-$(CURRENT)-matrix.log)"; \
-	cat output/test-$(CURRENT)-matrix.log; \
-	echo "=== ComfyUI $(OLDEST) (output/test-$(OLDEST).log)"; cat output/test-$(OLDEST).log; exit $$status
+	OMP_NUM_THREADS=1 $(MAKE) --no-print-directory test-current TESTS="$(COMPILED) -p no:cacheprovider" \
+		> output/test-$(CURRENT)-compiled.log 2>&1 & compiled=$$!; \
+	OMP_NUM_THREADS=1 $(MAKE) --no-print-directory test-current \
+		TESTS="$(REST) $(addprefix --ignore=,$(MATRIX) $(COMPILED))" || status=1; \
+	wait $$matrix || status=1; wait $$compiled || status=1; wait $$oldest || status=1; \
+	for log in $(CURRENT)-matrix $(CURRENT)-compiled $(OLDEST); do \
+		echo "=== output/test-$$log.log"; cat output/test-$$log.log; done; exit $$status
 
 test-current:
 	CACHEKIT_COMFY=$(CURRENT) .runtime/comfyui-$(CURRENT)/venv/bin/python $(PYTEST)
