@@ -143,12 +143,16 @@ def load_gguf(model, qtype: str):
 def load_fp8(model, weight_dtype: str):
     """`model` saved as safetensors and loaded back by ComfyUI's Load Diffusion Model node function with its
     `weight_dtype` (fp8_e4m3fn, fp8_e5m2): the weights are stored in fp8 and cast up at every call."""
+    return _load_unet(model, lambda sd: sd, weight_dtype, ".safetensors")
+
+
+def _load_unet(model, stored, weight_dtype: str, suffix: str):
+    """`model`'s weights, as `stored` writes them, saved as safetensors and loaded by Load Diffusion Model."""
     import comfy.utils
     import nodes
-    folder = _models_folder()
-    path = Path(tempfile.mkstemp(suffix=".safetensors", dir=folder)[1])
-    comfy.utils.save_torch_file({k: v.contiguous() for k, v in model.model.diffusion_model.state_dict().items()},
-                                str(path))
+    path = Path(tempfile.mkstemp(suffix=suffix, dir=_models_folder())[1])
+    sd = {k: v.contiguous() for k, v in model.model.diffusion_model.state_dict().items()}
+    comfy.utils.save_torch_file(stored(sd), str(path))
     with given_config(model.model.model_config):
         return nodes.UNETLoader().load_unet(path.name, weight_dtype)[0]
 
@@ -192,11 +196,4 @@ def stored_quantized(state_dict: dict, kind: str) -> dict:
 def load_stored(model, kind: str):
     """`model` saved as a quantized checkpoint (stored_quantized) and loaded back by ComfyUI's Load Diffusion Model
     node function, weight_dtype default: the loader reads the quantization from the file."""
-    import comfy.utils
-    import nodes
-    folder = _models_folder()
-    path = Path(tempfile.mkstemp(suffix=f"-{kind}.safetensors", dir=folder)[1])
-    sd = {k: v.contiguous() for k, v in model.model.diffusion_model.state_dict().items()}
-    comfy.utils.save_torch_file(stored_quantized(sd, kind), str(path))
-    with given_config(model.model.model_config):
-        return nodes.UNETLoader().load_unet(path.name, "default")[0]
+    return _load_unet(model, lambda sd: stored_quantized(sd, kind), "default", f"-{kind}.safetensors")
