@@ -30,10 +30,9 @@ class LiveRuns(SharedOnClone):
         self._stack: list[CacheRun] = []
         self._thread = threading.local()   # per calling thread, as the run's call in progress (run.py)
         self._fronted: set[int] = set()      # the runs that put the override in front of another node's
-        # the object patch paths the node registered (patches.object_patch), and which of them route blocks: a run
-        # checks that no patch added after the node replaced them (patches.replaced_object_patches)
-        self.object_patches: set[str] = set()
-        self.block_paths: set[str] = set()
+        # {object patch path the node registered: whether it routes a block} (patches.object_patch): a run checks
+        # that no patch added after the node replaced them (patches.replaced_object_patches)
+        self.object_patches: dict[str, bool] = {}
 
     @property
     def kernels_reached(self) -> bool:

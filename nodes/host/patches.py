@@ -96,7 +96,7 @@ def object_patch(m, path: str, patch: _ModulePatch) -> None:
         patch.previous = previous
         patch.bind(patch.module)
     m.add_object_patch(key, patch)
-    patch.spec.live.object_patches.add(key)
+    patch.spec.live.object_patches[key] = isinstance(patch, _BlockForward)
 
 
 def replaced_object_patches(model_patcher, spec: CacheSpec) -> tuple[list[str], list[str]]:
@@ -105,8 +105,7 @@ def replaced_object_patches(model_patcher, spec: CacheSpec) -> tuple[list[str], 
     reused step's stale input, so a run refuses it; a lost component patch only caches less."""
     lost = [k for k in sorted(spec.live.object_patches)
             if not (isinstance(p := model_patcher.object_patches.get(k), _ModulePatch) and p.spec is spec)]
-    blocks = [k for k in lost if k.rsplit(".", 1)[0] in spec.live.block_paths]
-    return blocks, [k for k in lost if k not in blocks]
+    return [k for k in lost if spec.live.object_patches[k]], [k for k in lost if not spec.live.object_patches[k]]
 
 
 def rebind_object_patches(parent, clone) -> None:
@@ -140,7 +139,6 @@ def block_forward(m, spec: CacheSpec, family: Family, positions) -> None:
         path = family.block_path(kind, index)
         module = comfy.utils.get_attr(m.model, path)
         object_patch(m, path, _BlockForward(spec, p, module, family.adapter_for(kind)))
-        spec.live.block_paths.add(path)
 
 
 BLOCK_ROUTES = {"replace": block_replace, "forward": block_forward}
