@@ -6,7 +6,7 @@ OLDEST := 0.3.75
 RUNTIME ?= $(CURRENT)
 PY = CACHEKIT_COMFY=$(RUNTIME) .runtime/comfyui-$(RUNTIME)/venv/bin/python
 TESTS ?= tests   # one level: tests/engine (no ComfyUI), tests/comfy (in process), tests/server, tests/browser
-PYTEST = -m pytest -c tests/pytest.ini $(TESTS)
+PYTEST = -m pytest -c tests/pytest.ini --durations=10 $(TESTS)
 
 .PHONY: setup demo lint test test-current test-oldest test-fast check bench bench-quantized bench-lora bench-clones \
 	coverage clean
@@ -22,11 +22,12 @@ lint: setup   # pyflakes' and pycodestyle's checks, lines of 120 (pyproject.toml
 
 # the whole suite on the current line and, beside it, on the oldest line the tests of what can differ between
 # versions (marked every_runtime: family x method, the server, workflows, calibration files). Four processes of a
-# torch thread each on the 2 cores: the oldest line, the current line's family x method matrix, its torch.compile
-# tests (few, slow) and the rest of the current line, started together so that no long one ends alone on one core;
-# the others' output follows
-MATRIX := tests/comfy/test_methods_comfy.py tests/comfy/test_first_block_cache.py
-COMPILED := tests/comfy/test_torch_compile.py
+# torch thread each on the 2 cores: the oldest line, the current line's family x method and sampler matrices, its
+# torch.compile and quantized-weights tests, and the rest of the current line, started together and of about the
+# same length (a fresh-clone run with --durations measures them), so that no long one ends alone on one core; the
+# others' output follows
+MATRIX := tests/comfy/test_methods_comfy.py tests/comfy/test_first_block_cache.py tests/comfy/test_samplers.py
+COMPILED := tests/comfy/test_torch_compile.py tests/comfy/test_quantized.py
 REST := tests
 test: setup lint
 	@mkdir -p output; status=0; \
@@ -56,11 +57,14 @@ check: test-fast
 bench: setup   # BENCHMARKS.md: trained models, quality at equal compute, speed against the ideal
 	$(PY) scripts/bench_report.py
 
+# each refreshes its part of BENCHMARKS.md's "Quantized weights and LoRAs" section when it finishes
 bench-quantized: setup   # docs/bench/quantized.md: caching on fp8 and GGUF weights of the trained models (~26 min)
 	OMP_NUM_THREADS=1 $(PY) scripts/bench_quantized.py
+	$(PY) scripts/bench_report.py --separate
 
 bench-lora: setup   # docs/bench/lora.md: a trained LoRA against settings made without it (~17 min)
 	OMP_NUM_THREADS=1 $(PY) scripts/bench_lora.py
+	$(PY) scripts/bench_report.py --separate
 
 bench-clones: setup   # what cloning a cached MODEL costs (memory, time), as LoRA loaders and ModelSampling clone it
 	$(PY) scripts/bench_clones.py

@@ -18,7 +18,7 @@ import torch
 from .component_cache import ComponentCall
 from .decision_sync import DecisionSync
 from .layout import BlockLayout
-from .policy import CachePolicy, ComponentPolicy, ReuseLimits, StepInfo
+from .policy import CachePolicy, ComponentPolicy, ReuseLimits, StepInfo, Tunable
 from .span_cache import SpanCall
 from .stats import RunStats
 from .steps import CallStep, StepClock
@@ -42,6 +42,7 @@ class CacheRun:
         self._labels: dict[Hashable, str] = {}
         self._thread = threading.local()       # the call in progress, per calling thread
         self._lock = threading.Lock()          # streams and stats shared by the threads
+        self._declined: float | None = None    # the smallest metric a method turned down where it could reuse
 
     @property
     def current(self) -> SpanCall | ComponentCall | None:
@@ -126,6 +127,9 @@ class CacheRun:
                 st.stats.components_reused += call.components_reused
         self.stats.block_evals += call.blocks_run
         self.stats.block_evals_full += n
+        declined = getattr(call, "declined", None)
+        if declined is not None:
+            self._declined = declined if self._declined is None else min(self._declined, declined)
 
     def close(self, status: str = "finished") -> RunStats:
         """Drop every tensor the run holds; return its stats (with what each stream's cache held at the end)."""
@@ -133,6 +137,13 @@ class CacheRun:
             st.stats.held_bytes = held_bytes((st.policy_state, st.residual, st.components))
         if isinstance(self.policy, (CachePolicy, ComponentPolicy)):
             self.stats.notes += self.policy.run_notes()
+        threshold = getattr(self.policy, "threshold", 0.0) if isinstance(self.policy, Tunable) else 0.0
+        reused = any(s.reused_calls for s in self.stats.streams.values())
+        if self._declined is not None and threshold > 0 and not reused:
+            self.stats.notes.append(
+                f"reused no step at threshold {threshold:.4g}: the method turned down every step it could reuse "
+                f"(the smallest change it measured there: {self._declined:.4g}; a LoRA loaded since the threshold was "
+                f"chosen can do that). Raise the threshold, or set target_compute")
         self.closed = True
         self.current = None
         self.streams.clear()

@@ -51,6 +51,7 @@ class SpanCall:
         self.must_compute = must_compute
         self.start, self.end = span_bounds(policy.front_blocks, policy.back_blocks, len(layout))
         self.reusing = False
+        self.declined: float | None = None
         self.blocks_run = 0
         self._stack_in: Hidden | None = None
         self._anchor: Hidden | None = None
@@ -122,12 +123,15 @@ class SpanCall:
             states = [st.policy_state if key == primary else self._side_state(st, key) for st in self.streams]
             metrics = self._metrics([self.policy.measure(s, c) for s, c in zip(states, parts)], pr)
             measured.append((parts, states, metrics))
-        wants = [
-            st.residual is not None and st.anchor_shapes == shp
-            and self.limits.allow(self.step, st.consecutive_reuses, self.policy)
-            and all([self.policy.wants_reuse(states[i], metrics[i], self.step) for _, states, metrics in measured])
-            for i, (st, shp) in enumerate(zip(self.streams, shapes))
-        ]
+        offered = [st.residual is not None and st.anchor_shapes == shp
+                   and self.limits.allow(self.step, st.consecutive_reuses, self.policy)
+                   for st, shp in zip(self.streams, shapes)]
+        wants = [ok and all([self.policy.wants_reuse(states[i], metrics[i], self.step)
+                             for _, states, metrics in measured]) for i, ok in enumerate(offered)]
+        # the smallest primary metric of a stream that could have reused and whose method said no (the run says it
+        # when a threshold let nothing through)
+        self.declined = min((m for ok, w, m in zip(offered, wants, measured[0][2]) if ok and not w and m is not None),
+                            default=None) if measured else None
         self.reusing = bool(wants) and all(wants) and not self.must_compute
         if self.sync.collective and self.policy.probe is not None:   # every rank reuses, or none does
             device = next(v.device for v in probes.values() if v is not None)

@@ -7,8 +7,9 @@ method's own wants_reuse/commit over that record (replay) gives the fraction of 
 threshold would compute; a bisection finds the threshold for the target (threshold_for). Methods that
 decide from no tensor (MagCache: its ratios and the step count only) replay without a record.
 
-The replay follows the uncached trajectory; the cached run drifts from it a little, so the fraction it
-measures lands near the target, not on it (the tests and the benchmark say how near).
+The replay follows the uncached trajectory; the cached run drifts from it, and a LoRA loaded since the tuning
+moves it further. A run of the tuning's step count is kept on the replay's plan (tuning_scale.py), so the fraction
+it measures lands near the target, not on it (the tests and the benchmark say how near).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from .calibration_data import THRESHOLD_TUNING
 from .metrics import rel_l1
 from .policy import CachePolicy, ReuseLimits, StepInfo, Tunable
 from .span_cache import span_bounds
+from .tuning_scale import TuningScaled
 
 WINDOW = 64          # steps back a change is recorded against (a reference older than this forces a compute)
 SAMPLE = 1 << 16     # probe values kept per step (strided), as ComfyUI's EasyCache subsamples its metric
@@ -47,14 +49,21 @@ def replay(policy: CachePolicy, traces: Mapping[str, Trace], total: int, limits:
            n_blocks: int) -> float:
     """The fraction of block evaluations `policy` would run over the recorded steps, streams batched in
     one call per step as ComfyUI runs cond and uncond (the call reuses only when every stream agrees)."""
+    start, end = span_bounds(policy.front_blocks, policy.back_blocks, n_blocks)
+    reused_cost = n_blocks - (end - start)        # a reused call runs all but the span
+    decisions = replayed(policy, traces, total, limits)
+    return sum(reused_cost if reusing else n_blocks for _, reusing in decisions) / (len(decisions) * n_blocks)
+
+
+def replayed(policy: CachePolicy, traces: Mapping[str, Trace], total: int,
+             limits: ReuseLimits) -> list[tuple[int, bool]]:
+    """(step index, reused) for each recorded step, as `policy` would decide over the record."""
     if not traces:
         raise ValueError("nothing recorded to replay")
     labels = list(traces)
     first = traces[labels[0]]
     states = {label: policy.new_state(label) for label in labels}
-    start, end = span_bounds(policy.front_blocks, policy.back_blocks, n_blocks)
-    reused_cost = n_blocks - (end - start)        # a reused call runs all but the span
-    last, consecutive, run = None, 0, 0
+    last, consecutive, decisions = None, 0, []
     for i, (index, sigma) in enumerate(zip(first.steps, first.sigmas)):
         step = StepInfo(index, total, sigma)
         ref = i - 1 if policy.reference == "previous_call" else last
@@ -65,8 +74,8 @@ def replay(policy: CachePolicy, traces: Mapping[str, Trace], total: int, limits:
             policy.commit(states[label], reusing, _PLACEHOLDER, metrics[label], step)
         consecutive = consecutive + 1 if reusing else 0
         last = last if reusing else i
-        run += reused_cost if reusing else n_blocks
-    return run / (len(first.steps) * n_blocks)
+        decisions.append((index, reusing))
+    return decisions
 
 
 def threshold_for(make: Callable[[float], CachePolicy], target: float, fraction_at: Callable[[CachePolicy], float],
@@ -200,6 +209,9 @@ class Targeted:
         if frac > self.target + UNREACHED:
             note = f"target {self.target:.0%} cannot be reached: {picked}; " + self._limited_by(
                 lambda lim: replay(self.policy.with_threshold(thr), traces, total, lim, n_blocks), limits, frac, total)
+        policy = self.policy.with_threshold(thr)
         if self.total is not None and self.total != run_steps:
             note += f"; this run has {run_steps} steps, the tuning {self.total}: tune at the run's step count"
-        return self.policy.with_threshold(thr), note
+        elif self.traces is not None:    # the run kept on the replay's course (tuning_scale.py)
+            policy = TuningScaled(policy, replayed(policy, traces, total, limits))
+        return policy, note

@@ -135,6 +135,30 @@ def summary(rows: list[dict]) -> list[dict]:
     return out
 
 
+RETUNE = 0.05     # a float32 setting running this far from its float32 fraction on a weight type needs retuning
+
+
+def verdict(s: list[dict]) -> str:
+    """Whether the float32 settings need changing for quantized weights, from the summary's rows: how far the
+    setting nearest 50% moves, and what PSNR at 50% does, per weight type."""
+    f32 = {(r["family"], r["method"]): r for r in s if r["weights"] == "float32"}
+    parts, worst = [], 0.0
+    for weights in WEIGHTS[1:]:
+        mine = [(r, f32[(r["family"], r["method"])]) for r in s if r["weights"] == weights]
+        if not mine:
+            continue
+        moved = max(abs(r["half_fraction"] - b["half_fraction"]) for r, b in mine)
+        dbs = [r["at_50"] - b["at_50"] for r, b in mine if r["at_50"] is not None and b["at_50"] is not None]
+        worst = max(worst, moved)
+        parts.append(f"{weights} within {100 * moved:.1f} points" + (
+            f" (PSNR at 50% {min(dbs):+.1f} to {max(dbs):+.1f} dB)" if dbs else ""))
+    answer = ("thresholds, presets and calibrations made on float32 need no change for these weights"
+              if worst <= RETUNE else f"a setting moves by more than {100 * RETUNE:.0f} points: retune (or use "
+              f"target_compute with a tuning made on the quantized model) for these weights")
+    return (f"The float32 setting nearest 50% runs on {'; '.join(parts)} of its float32 block-FLOP fraction: "
+            f"{answer}.")
+
+
 def markdown(rows: list[dict], families: list[str]) -> str:
     def db(x):
         return "-" if x is None else f"{x:.1f}"
@@ -142,6 +166,7 @@ def markdown(rows: list[dict], families: list[str]) -> str:
     own = {(r["family"], r["weights"]): r["uncached_vs_float32"] for r in rows}
     lines = ["Uncached, against the float32 model uncached (what quantizing alone costs): " + "; ".join(
         f"{f} {w} {db(own[(f, w)])} dB" for f in families for w in WEIGHTS[1:] if (f, w) in own) + ".", "",
+        verdict(s), "",
         "| model | method | weights | PSNR at 50% | PSNR at 30% | at 50%, vs float32 uncached | the float32 50% "
         "setting runs |", "|---|---|---|---|---|---|---|"]
     for r in s:

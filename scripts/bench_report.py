@@ -10,7 +10,9 @@ it in times.json as a partial rerun, which BENCHMARKS.md then says. The memory s
 writes its table to docs/bench/memory.md, which the page's "Memory at real sizes" section is filled from. The
 quantized weights (scripts/bench_quantized.py, `make bench-quantized`, ~26 min) and LoRAs (scripts/bench_lora.py,
 `make bench-lora`, ~17 min) run on their own, outside make bench's time: their pages in docs/bench/ say when and how
-they were made; the "Quantized weights and LoRAs" section embeds the first and links the second.
+they were made; the "Quantized weights and LoRAs" section embeds the first and the summary of the second, and
+--separate (which those two stages run when they finish) refreshes that section and the notes of BENCHMARKS.md in
+place.
 """
 from __future__ import annotations
 
@@ -65,7 +67,12 @@ def main() -> int:
     ap.add_argument("--doc-only", action="store_true")
     ap.add_argument("--only", choices=("quality", "speed", "tuning", "memory"))
     ap.add_argument("--methods", nargs="+")
+    ap.add_argument("--separate", action="store_true",
+                    help="refresh only the quantized / LoRA section and the notes in place")
     args = ap.parse_args()
+    if args.separate:
+        refresh_in_place()
+        return 0
     if args.only:
         times = json.loads((OUT / "times.json").read_text())
         cmd = {"quality": ["scripts/bench_quality.py", *(["--methods", *args.methods] if args.methods else [])],
@@ -196,7 +203,7 @@ def render(times: dict, rows: list[dict], speed: dict, tuning_md: str, machine: 
         "speed_table": speed_table(speed), "rss_10": f"{speed['rss_run10_mib']:.0f}",
         "rss_50": f"{speed['rss_run50_mib']:.0f}", "tuning_table": tuning_md.strip(),
         "notes": (DOCS / "notes.md").read_text().strip(), "memory": memory_section(),
-        "quantized": generated_section("quantized.md"),
+        "quantized": generated_section("quantized.md"), "lora": lora_section(),
         **goals(rows),
     }
     return string.Template((DOCS / "template.md").read_text()).substitute(values)
@@ -205,6 +212,54 @@ def render(times: dict, rows: list[dict], speed: dict, tuning_md: str, machine: 
 def generated_section(name: str) -> str:
     """A stage's page in docs/bench/ (what it wrote last), less its title, as a section of BENCHMARKS.md."""
     return (DOCS / name).read_text().split("\n", 1)[1].strip()
+
+
+def lora_section() -> str:
+    """docs/bench/lora.md less its title and its per-setting tables (the page has them): each family's LoRA, PSNR
+    at 50% and target_compute, under headings a level down."""
+    blocks = generated_section("lora.md").split("\n\n")
+    kept, skip = [], False
+    for block in blocks:
+        if block.startswith("Block FLOPs / PSNR (dB) of each setting"):
+            skip = True                     # that paragraph and its table
+            continue
+        if skip:
+            skip = False
+            continue
+        kept.append("##" + block if block.startswith("## ") else block)
+    return "\n\n".join(kept)
+
+
+SEPARATE = "## Quantized weights and LoRAs"
+REFRESHED = (SEPARATE, "## Notes")      # the sections made outside make bench's run
+
+
+def refresh_in_place(page: Path | None = None) -> None:
+    """Puts the template's REFRESHED sections into BENCHMARKS.md (or `page`) in place, filled from what make
+    bench-quantized and make bench-lora wrote last and from the dated notes (they run outside make bench's time):
+    each replaces the section of its heading, or goes before the first section that follows it in the template."""
+    page = page or REPO / "BENCHMARKS.md"
+
+    def sections(text: str) -> list[str]:
+        return [("## " if i else "") + part for i, part in enumerate(text.split("\n## "))]
+
+    def head(section: str) -> str:
+        return section.split("\n", 1)[0]
+    template = sections((DOCS / "template.md").read_text())
+    values = {"quantized": generated_section("quantized.md"), "lora": lora_section(),
+              "notes": (DOCS / "notes.md").read_text().strip()}
+    doc = sections(page.read_text())
+    for heading in REFRESHED:
+        at = next(i for i, sec in enumerate(template) if head(sec) == heading)
+        filled = string.Template(template[at]).substitute(values)
+        heads = [head(sec) for sec in doc]
+        if heading in heads:
+            doc[heads.index(heading)] = filled
+        else:
+            later = {head(sec) for sec in template[at + 1:]}
+            doc.insert(next((i for i, h in enumerate(heads) if h in later), len(doc)), filled)
+    page.write_text("\n".join(doc))
+    print(f"{page.name}: {', '.join(h[3:] for h in REFRESHED)} refreshed")
 
 
 def memory_section() -> str:

@@ -812,8 +812,12 @@ def anima(seed=0, batch=1, size=8, frames=1):
     g = torch.Generator().manual_seed(seed + 1)
 
     def cond():
-        return conditioning(torch.randn(1, 8, 1024, generator=g), t5xxl_ids=torch.randint(0, 32128, (8,), generator=g),
-                            t5xxl_weights=torch.ones(8))
+        # what Anima's extra_conds gives the blocks in ComfyUI's inference mode (the server's): the adapter's output
+        # for the prompt, padded to 512 tokens, made once per run. Out of inference mode, as tm.sample runs, the
+        # conditioning's t5xxl ids would make the model rerun the 1024-wide adapter on every call (5x the time)
+        text, ids = torch.randn(1, 8, 1024, generator=g), torch.randint(0, 32128, (8,), generator=g)
+        with torch.no_grad():
+            return conditioning(m.model.diffusion_model.preprocess_text_embeds(text, ids[None], torch.ones(1, 8, 1)))
     return m, torch.zeros(batch, 16, frames, size, size), cond(), cond()
 
 

@@ -94,3 +94,33 @@ def test_goals_name_the_best_method_per_model_at_each_fraction():
     assert "wan16: 20% 38.0 dB (A; missed), 30% 46.0 dB (A; met), 50% 62.0 dB (A; met)" in goals["frontier"]
     assert "wan16" not in goals["vs_references"] and "wan16" not in goals["pab_offsets"]
     assert "(12 / 6 images per point" in render(rows() + big) and "(12 images per point" in render()
+
+
+def test_the_separate_stages_refresh_their_section_and_the_notes_in_place(tmp_path):
+    """make bench-quantized and make bench-lora run outside make bench's time: each puts the quantized / LoRA section
+    and the notes into the page on disk, inserted where the template has it or replacing it, leaving the rest as the
+    full run wrote it (the page is then what a render would give)."""
+    full = render()
+    sep = bench_report.SEPARATE
+    before, rest = full.split(f"\n{sep}\n", 1)
+    after = rest.split("\n## ", 1)[1]
+    older = f"{before}\n## {after}".replace("\n## Notes\n", "\n## Notes\n\n- **2020-01-01** an old note\n", 1)
+    page = tmp_path / "BENCHMARKS.md"
+    for start in (older, full.replace("| model | method | weights |", "| stale |", 1)):
+        page.write_text(start)
+        bench_report.refresh_in_place(page)
+        assert page.read_text() == full
+    assert "#### wan" in full.split(f"\n{sep}\n", 1)[1].split("\n## ", 1)[0]    # the LoRA summary, a level down
+    assert "Block FLOPs / PSNR (dB) of each setting" not in full                 # its per-setting rows stay in lora.md
+
+
+def test_the_quantized_page_says_whether_settings_need_retuning():
+    import bench_quantized as bqz
+
+    def summary(move: float) -> list[dict]:
+        return [dict(family="wan", method="First Block Cache", weights=w, half_fraction=0.5 + (i > 0) * move * i,
+                     at_50=40.0 + i) for i, w in enumerate(bqz.WEIGHTS)]
+    calm, moved = bqz.verdict(summary(0.01)), bqz.verdict(summary(0.04))
+    assert "need no change" in calm and f"{bqz.WEIGHTS[-1]} within {100 * 0.01 * (len(bqz.WEIGHTS) - 1):.1f}" in calm
+    assert "retune" in moved and "need no change" not in moved
+    assert f"(PSNR at 50% +{len(bqz.WEIGHTS) - 1:.1f} to +{len(bqz.WEIGHTS) - 1:.1f} dB)" in calm

@@ -47,7 +47,8 @@ def test_a_packed_audio_video_model_is_refused_for_its_audio(ck, module, name):
 
 def test_a_model_a_block_hook_changes_is_refused(ck):
     """HiDream-O1 runs another path (no prefix cache) as soon as any block is replaced, off or not: refused,
-    and indeed a pass-through block replacement alone changes its output."""
+    and indeed a pass-through block replacement alone leaves its prefix cache unfilled. (Whether that changes the
+    output bit for bit depends on the CPU's kernels and thread count: with one thread both paths sum alike.)"""
     m, lat, pos, neg = tm.hidream_o1()
     with pytest.raises(ValueError) as err:
         fbc(ck, m, 0.0)
@@ -55,7 +56,11 @@ def test_a_model_a_block_hook_changes_is_refused(ck):
     hooked = m.clone()
     for i in range(len(m.model.diffusion_model.language_model.layers)):
         hooked.set_model_patch_replace(lambda args, extra: extra["original_block"](args), "dit", "double_block", i)
-    assert not torch.equal(tm.sample(m, lat, pos, neg, steps=2), tm.sample(hooked, lat, pos, neg, steps=2))
+    net = m.model.diffusion_model
+    for model, caches in ((m, True), (hooked, False)):
+        net.clear_kv_cache()
+        tm.sample(model, lat, pos, neg, steps=2)
+        assert bool(net._kv_cache_entries) == caches
 
 
 def test_trellis2_is_refused_for_its_per_stage_sparse_transformers(ck):

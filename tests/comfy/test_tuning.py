@@ -60,6 +60,57 @@ def test_target_lands_near_it_on_a_trained_model(ck, trained, method):
     assert seen == sorted(seen)          # asking for more compute never gives less
 
 
+def block0_lora(model, scale: float):
+    """`model` with a seeded rank-4 LoRA on every Linear of its first double block, loaded as Load LoRA loads one
+    (comfy.sd.load_lora_for_models): what First Block Cache measures changes differently from step to step."""
+    import comfy.sd
+    g = torch.Generator().manual_seed(1)
+    sd = {}
+    for name, lin in model.model.diffusion_model.double_blocks[0].named_modules():
+        if isinstance(lin, torch.nn.Linear):
+            key = f"diffusion_model.double_blocks.0.{name}"
+            sd[f"{key}.lora_up.weight"] = torch.randn(lin.out_features, 4, generator=g) * scale
+            sd[f"{key}.lora_down.weight"] = torch.randn(4, lin.in_features, generator=g) * scale
+    return comfy.sd.load_lora_for_models(model, None, sd, 1.0, 0.0)[0]
+
+
+def test_a_target_holds_on_a_lora_loaded_after_the_tuning(ck, trained):
+    """A tuning made without the LoRA now loaded: the threshold it picks, set by hand, computes far more than the
+    target on the LoRA's model (the LoRA makes block 0's changes larger); target_compute keeps the run on the
+    tuning's plan (cache_core/tuning_scale.py) and lands near the target, and says the run drifted from it."""
+    m, lat, pos, neg = trained
+    name, settings = NODES["fbc"]
+    tuning = tune(ck, pack.node(ck, name, model=m, **settings)[0], lat, pos, neg)
+    moved = block0_lora(m, 0.3)
+    for target in (0.5, 0.7):
+        patched = pack.node(ck, name, model=moved, target_compute=target, tuning=tuning, **settings)[0]
+        tm.sample(patched, lat, pos, neg, steps=STEPS, cfg=4.0)
+        got, notes = fraction(ck), last_stats(ck)["notes"]
+        assert abs(got - target) <= 0.06, (target, got, notes)
+        assert any("off the tuning's plan" in n and "a LoRA loaded since" in n for n in notes), notes
+        picked = float(next(n for n in notes if n.startswith("target")).split("threshold ")[1].split(" ")[0])
+        by_hand = pack.node(ck, name, model=moved, **(settings | dict(residual_diff_threshold=picked)))[0]
+        tm.sample(by_hand, lat, pos, neg, steps=STEPS, cfg=4.0)
+        assert fraction(ck) - target > 0.25, (target, picked, fraction(ck))
+
+
+def test_a_threshold_a_lora_lets_nothing_through_is_said(ck, trained):
+    """A threshold chosen on the model without the LoRA reuses; with it, it reuses nothing, and the run says so (not
+    a silent no-op), with the smallest change it turned down and what to do."""
+    m, lat, pos, neg = trained
+    name, settings = NODES["fbc"]
+    for model, reuses in ((m, True), (block0_lora(m, 0.3), False)):
+        tm.sample(pack.node(ck, name, model=model, **(settings | dict(residual_diff_threshold=0.1)))[0], lat, pos, neg,
+                  steps=STEPS, cfg=4.0)
+        said = [n for n in last_stats(ck)["notes"] if n.startswith("reused no step at threshold 0.1:")]
+        if reuses:
+            assert fraction(ck) < 0.9 and said == []
+        else:
+            assert fraction(ck) == 1.0 and len(said) == 1, last_stats(ck)["notes"]
+    smallest = float(said[0].split("the smallest change it measured there: ")[1].split(";")[0])
+    assert smallest >= 0.1 and "set target_compute" in said[0]
+
+
 def test_magcache_aims_from_its_ratios_without_a_tuning_run(ck, trained):
     """No probe: the replay is the run itself, so the fraction is exactly what it predicts."""
     m, lat, pos, neg = trained
