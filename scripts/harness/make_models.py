@@ -76,6 +76,19 @@ def hunyuan_video(path: Path, hidden: int = 256, depth: int = 2, single: int = 4
     return _save(_diffusion_state_dict(sm.HunyuanVideo, cfg, seed), path, dtype)
 
 
+def flux(path: Path, hidden: int = 256, depth: int = 1, single: int = 2, seed: int = 0, dtype=torch.float32) -> Path:
+    """Flux 1 (schnell: no guidance input) as UNETLoader detects it: heads = hidden/128 (its rope axes sum to 128),
+    T5's 4096-wide text and CLIP-L's 768-wide pooled vector."""
+    if path.exists():
+        return path
+    import comfy.supported_models as sm
+    cfg = dict(image_model="flux", in_channels=16, out_channels=16, vec_in_dim=768, context_in_dim=4096,
+               hidden_size=hidden, mlp_ratio=4.0, num_heads=hidden // 128, depth=depth, depth_single_blocks=single,
+               axes_dim=[16, 56, 56], theta=10000, patch_size=2, qkv_bias=True, guidance_embed=False)
+    cfg = with_fields_since("comfy.ldm.flux.model:FluxParams", cfg, txt_ids_dims=[])
+    return _save(_diffusion_state_dict(sm.FluxSchnell, cfg, seed), path, dtype)
+
+
 def clip_l(path: Path, seed: int = 0) -> Path:
     """A CLIP-L text encoder (ComfyUI's own class and tokenizer) with random weights, fp16 (~250 MB)."""
     if path.exists():

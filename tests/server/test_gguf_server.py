@@ -1,16 +1,16 @@
 """Quantized models through the real ComfyUI server, as users run them: GGUF files (Q8_0, and the K-quant Q4_K) in
 the server's diffusion_models folder, loaded by ComfyUI-GGUF's own Unet Loader (GGUF), with CacheKit and ComfyUI-GGUF
 both installed as custom node packs. The files are the tiny Wan 2.1 and HunyuanVideo checkpoints the other server
-tests load (harness/make_models.py: shapes ComfyUI's own detector recognises) written as GGUF by
-harness/quantized_models.py, so nothing answers the detector here. UnetLoaderGGUF -> a CacheKit Apply node ->
-KSampler on seeded conditioning (the test node) and an empty latent: at its off setting a method is the uncached
-output bit for bit; on, its run stats show reuse and its output differs but stays finite."""
+tests load, and on the current line a tiny Flux (harness/make_models.py: shapes ComfyUI's own detector recognises),
+written as GGUF by harness/quantized_models.py, so nothing answers the detector here. UnetLoaderGGUF -> a CacheKit
+Apply node -> KSampler on seeded conditioning (the test node) and an empty latent: at its off setting a method is the
+uncached output bit for bit; on, its run stats show reuse and its output differs but stays finite."""
 import pytest
 import safetensors.torch
 
 from harness.comfy_runtime import REPO
 
-from harness import comfy_server
+from harness import comfy_runtime, comfy_server
 from harness import quantized_models as qm
 
 pytestmark = [pytest.mark.server, pytest.mark.every_runtime]   # the real server: make test runs it on each ComfyUI line
@@ -19,12 +19,20 @@ STEPS = 6
 SEED = 7
 
 # the model -> how make_models writes it, the file's general.architecture (ComfyUI-GGUF's list), the family the stats
-# name, and the conditioning's text width and pooled width (umt5-xxl's 4096; HunyuanVideo's CLIP-L 768, pooled too)
+# name, the conditioning's text width and pooled width (umt5-xxl's 4096; HunyuanVideo's CLIP-L 768, pooled too; Flux's
+# T5 4096 and CLIP-L pooled) and its empty latent's node
+_VIDEO, _IMAGE = "EmptyHunyuanLatentVideo", "EmptySD3LatentImage"
 MODELS = {
-    "wan": dict(write=lambda m, p: m.wan(p, dim=128, layers=2), arch="wan", family="Wan", text=4096, pooled=0),
+    "wan": dict(write=lambda m, p: m.wan(p, dim=128, layers=2), arch="wan", family="Wan", text=4096, pooled=0,
+                latent=_VIDEO),
     "hunyuan": dict(write=lambda m, p: m.hunyuan_video(p, hidden=128, depth=2, single=2), arch="hyvid",
-                    family="HunyuanVideo", text=768, pooled=768),
+                    family="HunyuanVideo", text=768, pooled=768, latent=_VIDEO),
 }
+# 0.3.75's detector sizes any Flux file as 24 heads of 128 (3072 wide); the current line's reads the heads from the
+# width, so a tiny Flux file loads there only
+if comfy_runtime.VERSION != comfy_runtime.OLDEST:
+    MODELS["flux"] = dict(write=lambda m, p: m.flux(p, hidden=256, depth=1, single=2), arch="flux", family="Flux",
+                          text=4096, pooled=768, latent=_IMAGE)
 FILES = [(model, qtype) for model in MODELS for qtype in qm.GGUF_TYPES]
 _WHOLE = {"start_percent": 0.0, "end_percent": 1.0}
 _FBC = dict(max_consecutive_skips=-1, warmup_steps=0, **_WHOLE)
@@ -81,8 +89,8 @@ def graph(model, qtype, method=None, setting="off", seed=SEED):
         "1": loader,
         "3": {"class_type": "CacheKitTestConditioning", "inputs": {"seed": 1, **cond}},
         "4": {"class_type": "CacheKitTestConditioning", "inputs": {"seed": 2, **cond}},
-        "5": {"class_type": "EmptyHunyuanLatentVideo", "inputs": {"width": 64, "height": 64, "length": 1,
-                                                                  "batch_size": 1}},
+        "5": {"class_type": spec["latent"], "inputs": {"width": 64, "height": 64, "batch_size": 1,
+                                                       **({"length": 1} if spec["latent"] == _VIDEO else {})}},
         "6": {"class_type": "KSampler", "inputs": {
             "model": ["1", 0], "seed": seed, "steps": STEPS, "cfg": 3.0, "sampler_name": "euler",
             "scheduler": "simple", "positive": ["3", 0], "negative": ["4", 0], "latent_image": ["5", 0],
