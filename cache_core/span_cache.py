@@ -128,10 +128,12 @@ class SpanCall:
                    for st, shp in zip(self.streams, shapes)]
         wants = [ok and all([self.policy.wants_reuse(states[i], metrics[i], self.step)
                              for _, states, metrics in measured]) for i, ok in enumerate(offered)]
-        # the smallest primary metric of a stream that could have reused and whose method said no (the run says it
-        # when a threshold let nothing through)
-        self.declined = min((m for ok, w, m in zip(offered, wants, measured[0][2]) if ok and not w and m is not None),
-                            default=None) if measured else None
+        # the smallest metric (the primary's where measured) of a stream that could have reused and whose method said
+        # no: the run says it when a threshold let nothing through
+        metrics_of = dict(zip(probes, (metrics for _, _, metrics in measured)))
+        first = metrics_of.get(primary) or next(iter(metrics_of.values()), [])
+        self.declined = min((m for ok, w, m in zip(offered, wants, first) if ok and not w and m is not None),
+                            default=None)
         self.reusing = bool(wants) and all(wants) and not self.must_compute
         if self.sync.collective and self.policy.probe is not None:   # every rank reuses, or none does
             device = next(v.device for v in probes.values() if v is not None)
