@@ -1,9 +1,10 @@
 """Every method on quantized weights, as most users load the main families: GGUF files (Q8_0 and the K-quant Q4_K)
 through ComfyUI-GGUF's own Unet Loader (GGUF), fp8 weights through ComfyUI's Load Diffusion Model `weight_dtype`,
 and checkpoints stored quantized (fp8 scaled per layer; int8 per layer on the current line) through the same loader
-(harness/quantized_models.py). Against the same quantized model uncached: off is bit-identical, reuse
-happens and matches the stats and the blocks that really ran, the loader's patcher class and its quantized weights
-survive the clone, and nothing is copied."""
+(harness/quantized_models.py); and with a LoRA loaded as Load LoRA loads one, on float32 weights and on a GGUF file
+("+lora"). Against the same model uncached: off is bit-identical, reuse happens and matches the stats and the
+blocks that really ran, the loader's patcher class and its quantized weights survive the clone, and nothing is
+copied."""
 import pytest
 import torch
 
@@ -21,8 +22,9 @@ FAMILIES = {"flux": tm.flux, "wan": tm.wan, "qwen_image": tm.qwen_image, "lumina
 # slowest), e5m2 and the checkpoints stored quantized on Flux and Wan: fp8 scaled per layer, and int8 per layer where
 # the line reads it (the current one). Flux and Wan (the two layouts) run on every line (make test's oldest line too)
 STORED = ("fp8_scaled", "int8") if VERSION == CURRENT else ("fp8_scaled",)
+LORA = "+lora"
 WEIGHTS = [(w, f) for w in ("Q8_0", "fp8_e4m3fn") for f in FAMILIES] + \
-          [(w, f) for w in ("Q4_K", "fp8_e5m2", *STORED) for f in ("flux", "wan")]
+          [(w, f) for w in ("Q4_K", "fp8_e5m2", *STORED, "float32" + LORA, "Q8_0" + LORA) for f in ("flux", "wan")]
 CASES = [pytest.param(m, w, f, marks=[pytest.mark.every_runtime] if f in ("flux", "wan") else [])
          for w, f in WEIGHTS for m in METHODS]     # grouped by weights and family: each loaded once
 
@@ -41,19 +43,43 @@ def quantized(family: str, weights: str):
     (each test asserts the MODEL is left as it was)."""
     if (family, weights) not in _LOADED:
         m, lat, pos, neg = FAMILIES[family]()
-        if weights in qm.GGUF_TYPES:
-            loaded = qm.load_gguf(m, weights)[0]
+        kind = weights.removesuffix(LORA)
+        if kind in qm.GGUF_TYPES:
+            loaded = qm.load_gguf(m, kind)[0]
+        elif kind == "float32":
+            loaded = m
         else:
-            loaded = qm.load_stored(m, weights) if weights in qm.STORED_TYPES else qm.load_fp8(m, weights)
+            loaded = qm.load_stored(m, kind) if kind in qm.STORED_TYPES else qm.load_fp8(m, kind)
+        if weights.endswith(LORA):
+            loaded = with_lora(loaded)
         _LOADED.clear()   # one at a time: the tests run grouped by weights and family
         _LOADED[(family, weights)] = (loaded, lat, pos, neg, tm.sample(loaded, lat, pos, neg, steps=STEPS, cfg=3.0))
     return _LOADED[(family, weights)]
 
 
+def with_lora(model):
+    """`model` with a seeded rank-4 LoRA on every block Linear, loaded as Load LoRA loads one
+    (comfy.sd.load_lora_for_models: weight patches on a clone of the loader's patcher)."""
+    import comfy.sd
+    g = torch.Generator().manual_seed(5)
+    sd = {}
+    for name, lin in model.model.diffusion_model.named_modules():
+        if hasattr(lin, "in_features") and "blocks." in name:
+            sd[f"diffusion_model.{name}.lora_up.weight"] = torch.randn(lin.out_features, 4, generator=g) * 0.05
+            sd[f"diffusion_model.{name}.lora_down.weight"] = torch.randn(4, lin.in_features, generator=g) * 0.05
+    loaded = comfy.sd.load_lora_for_models(model, None, sd, 1.0, 0.0)[0]
+    assert type(loaded) is type(model) and len(loaded.patches) == len(sd) // 2
+    return loaded
+
+
 def held_quantized(weights: str, stored: dict) -> bool:
     """Whether every block matrix is held as the loader quantized it: ComfyUI-GGUF's tensors, fp8 parameters, or
-    the current line's QuantizedTensor (its per-layer formats; 0.3.75 holds an fp8-scaled file's weights in fp8)."""
+    the current line's QuantizedTensor (its per-layer formats; 0.3.75 holds an fp8-scaled file's weights in fp8);
+    float32 ones as float32 parameters (a LoRA is held as patches beside the weights, not in them)."""
     kinds = {(t.__name__, d) for t, d, _ in stored.values()}
+    weights = weights.removesuffix(LORA)
+    if weights == "float32":
+        return {d for _, d in kinds} == {torch.float32}
     if weights in qm.GGUF_TYPES:
         return {t for t, _ in kinds} == {"GGMLTensor"}
     if weights in qm.FP8_TYPES:
@@ -62,9 +88,11 @@ def held_quantized(weights: str, stored: dict) -> bool:
 
 
 def stored_weights(ck, model) -> dict:
-    """Each block matrix's storage (its tensor class, dtype and data pointer)."""
+    """Each block matrix's storage (its tensor class, dtype and data pointer; with a LoRA, whose patches ComfyUI
+    merges into fresh weights each time it loads the model, its patches instead of the pointer)."""
     blocks = tuple(f"{attr}." for attr in block_attrs(ck, model))
-    return {k: (type(v), v.dtype, v.data_ptr()) for k, v in model.model.diffusion_model.named_parameters()
+    return {k: (type(v), v.dtype, tuple(map(id, model.patches.get(f"diffusion_model.{k}", ()))) if model.patches
+                else v.data_ptr()) for k, v in model.model.diffusion_model.named_parameters()
             if k.startswith(blocks) and v.ndim == 2}
 
 
