@@ -48,7 +48,7 @@ test-current:
 test-oldest:
 	CACHEKIT_COMFY=$(OLDEST) .runtime/comfyui-$(OLDEST)/venv/bin/python $(PYTEST) -m every_runtime
 
-# the edit-test loop: the engine, the inputs, the docs, and every method on two families, current line (~2 min)
+# the edit-test loop: the engine, the inputs, the docs, and every method on two families, current line (~3.5 min)
 test-fast: lint
 	$(PY) $(PYTEST) -m fast -x -q
 
