@@ -137,7 +137,7 @@ class CacheRun:
             st.stats.held_bytes = held_bytes((st.policy_state, st.residual, st.components))
         if isinstance(self.policy, (CachePolicy, ComponentPolicy)):
             self.stats.notes += self.policy.run_notes()
-        threshold = getattr(self.policy, "threshold", 0.0) if isinstance(self.policy, Tunable) else 0.0
+        threshold = self.policy.threshold if isinstance(self.policy, Tunable) else 0.0
         reused = any(s.reused_calls for s in self.stats.streams.values())
         if self._declined is not None and threshold > 0 and not reused:
             self.stats.notes.append(

@@ -15,18 +15,12 @@ model (docs/bench/notes.md).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 from .policy import CachePolicy, StepInfo
 
 GAIN = 0.3       # log-scale per step computed off the plan
 SHOWN = 0.35     # a scale this far from 1 in log terms (x1.42 or /1.42) at some step is worth a note on the run
-
-
-@dataclass
-class _State:
-    inner: Any
 
 
 class TuningScaled(CachePolicy):
@@ -42,8 +36,8 @@ class TuningScaled(CachePolicy):
         self.reference, self.threshold = policy.reference, policy.threshold
         self.decided: dict[int, bool] = {}      # step index -> computed, as the run decided (its first call)
 
-    def new_state(self, label: str) -> _State:
-        return _State(self.policy.new_state(label))
+    def new_state(self, label: str) -> Any:
+        return self.policy.new_state(label)      # the method's own: only the metric it is handed changes
 
     def _ahead(self, before: float = math.inf) -> list[int]:
         """Steps computed beyond the plan, after each decided step before `before`."""
@@ -62,11 +56,11 @@ class TuningScaled(CachePolicy):
         return metric / math.exp(GAIN * ahead[-1]) if ahead else metric
 
     # --- the decision: the method's own, on the rescaled metric -------------------------------------------------
-    def wants_reuse(self, state: _State, metric, step: StepInfo) -> bool:
-        return self.policy.wants_reuse(state.inner, self._scaled(metric, step), step)
+    def wants_reuse(self, state, metric, step: StepInfo) -> bool:
+        return self.policy.wants_reuse(state, self._scaled(metric, step), step)
 
-    def commit(self, state: _State, reused: bool, probe, metric, step: StepInfo) -> None:
-        self.policy.commit(state.inner, reused, probe, self._scaled(metric, step), step)
+    def commit(self, state, reused: bool, probe, metric, step: StepInfo) -> None:
+        self.policy.commit(state, reused, probe, self._scaled(metric, step), step)
         self.decided.setdefault(step.index, not reused)
 
     def run_notes(self) -> list[str]:
@@ -88,11 +82,11 @@ class TuningScaled(CachePolicy):
     def condition(self, probe, step, layout):
         return self.policy.condition(probe, step, layout)
 
-    def measure(self, state: _State, probe):
-        return self.policy.measure(state.inner, probe)
+    def measure(self, state, probe):
+        return self.policy.measure(state, probe)
 
-    def store(self, state: _State, residual, step: StepInfo, span_input):
-        return self.policy.store(state.inner, residual, step, span_input)
+    def store(self, state, residual, step: StepInfo, span_input):
+        return self.policy.store(state, residual, step, span_input)
 
-    def reuse(self, state: _State, cached, step: StepInfo, span_input):
-        return self.policy.reuse(state.inner, cached, step, span_input)
+    def reuse(self, state, cached, step: StepInfo, span_input):
+        return self.policy.reuse(state, cached, step, span_input)

@@ -212,6 +212,21 @@ def sample(model, latent, pos, neg, *, steps=8, cfg=1.0, seed=0, sampler="euler"
     return packed(out).float().cpu()
 
 
+def lora_on(model, names, *, seed: int, scale: float, rank: int = 4, strength: float = 1.0):
+    """`model` with a seeded rank-`rank` LoRA on the Linears at `names` (paths in its diffusion model), in the generic
+    key format and loaded as Load LoRA loads one (comfy.sd.load_lora_for_models: weight patches on a clone of its
+    patcher). Each module's lora_up, then lora_down, is drawn from one generator and scaled by `scale`."""
+    import comfy.sd
+    dm = model.model.diffusion_model
+    g = torch.Generator().manual_seed(seed)
+    sd = {}
+    for name in names:
+        lin, key = dm.get_submodule(name), f"diffusion_model.{name}"
+        sd[f"{key}.lora_up.weight"] = torch.randn(lin.out_features, rank, generator=g) * scale
+        sd[f"{key}.lora_down.weight"] = torch.randn(rank, lin.in_features, generator=g) * scale
+    return comfy.sd.load_lora_for_models(model, None, sd, strength, 0.0)[0]
+
+
 def packed(latent):
     """A latent of several streams (audio and video) as one tensor, as ComfyUI packs it to sample; others as is."""
     import comfy.utils

@@ -14,16 +14,8 @@ pytestmark = pytest.mark.every_runtime   # what can differ between ComfyUI versi
 
 def lora(model, seed: int, strength: float = 1.0, rank: int = 4):
     """`model` with a seeded rank-`rank` LoRA on each block's self-attention q and k (Wan), loaded as Load LoRA does."""
-    import comfy.sd
-    g = torch.Generator().manual_seed(seed)
-    sd = {}
-    for i, block in enumerate(model.model.diffusion_model.blocks):
-        for name in ("q", "k"):
-            lin = getattr(block.self_attn, name)
-            key = f"diffusion_model.blocks.{i}.self_attn.{name}"
-            sd[f"{key}.lora_up.weight"] = torch.randn(lin.out_features, rank, generator=g) * 0.1
-            sd[f"{key}.lora_down.weight"] = torch.randn(rank, lin.in_features, generator=g) * 0.1
-    return comfy.sd.load_lora_for_models(model, None, sd, strength, 0.0)[0]
+    names = [f"blocks.{i}.self_attn.{name}" for i in range(len(model.model.diffusion_model.blocks)) for name in "qk"]
+    return tm.lora_on(model, names, seed=seed, scale=0.1, rank=rank, strength=strength)
 
 
 def calibrated(ck, model, lat, pos, neg):

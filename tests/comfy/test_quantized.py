@@ -60,15 +60,10 @@ def quantized(family: str, weights: str):
 def with_lora(model):
     """`model` with a seeded rank-4 LoRA on every block Linear, loaded as Load LoRA loads one
     (comfy.sd.load_lora_for_models: weight patches on a clone of the loader's patcher)."""
-    import comfy.sd
-    g = torch.Generator().manual_seed(5)
-    sd = {}
-    for name, lin in model.model.diffusion_model.named_modules():
-        if hasattr(lin, "in_features") and "blocks." in name:
-            sd[f"diffusion_model.{name}.lora_up.weight"] = torch.randn(lin.out_features, 4, generator=g) * 0.05
-            sd[f"diffusion_model.{name}.lora_down.weight"] = torch.randn(4, lin.in_features, generator=g) * 0.05
-    loaded = comfy.sd.load_lora_for_models(model, None, sd, 1.0, 0.0)[0]
-    assert type(loaded) is type(model) and len(loaded.patches) == len(sd) // 2
+    names = [name for name, lin in model.model.diffusion_model.named_modules()
+             if hasattr(lin, "in_features") and "blocks." in name]
+    loaded = tm.lora_on(model, names, seed=5, scale=0.05)
+    assert type(loaded) is type(model) and len(loaded.patches) == len(names)
     return loaded
 
 

@@ -63,15 +63,9 @@ def test_target_lands_near_it_on_a_trained_model(ck, trained, method):
 def block0_lora(model, scale: float):
     """`model` with a seeded rank-4 LoRA on every Linear of its first double block, loaded as Load LoRA loads one
     (comfy.sd.load_lora_for_models): what First Block Cache measures changes differently from step to step."""
-    import comfy.sd
-    g = torch.Generator().manual_seed(1)
-    sd = {}
-    for name, lin in model.model.diffusion_model.double_blocks[0].named_modules():
-        if isinstance(lin, torch.nn.Linear):
-            key = f"diffusion_model.double_blocks.0.{name}"
-            sd[f"{key}.lora_up.weight"] = torch.randn(lin.out_features, 4, generator=g) * scale
-            sd[f"{key}.lora_down.weight"] = torch.randn(4, lin.in_features, generator=g) * scale
-    return comfy.sd.load_lora_for_models(model, None, sd, 1.0, 0.0)[0]
+    block = model.model.diffusion_model.double_blocks[0]
+    return tm.lora_on(model, [f"double_blocks.0.{name}" for name, lin in block.named_modules()
+                              if isinstance(lin, torch.nn.Linear)], seed=1, scale=scale)
 
 
 def test_a_target_holds_on_a_lora_loaded_after_the_tuning(ck, trained):
