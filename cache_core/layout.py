@@ -30,6 +30,9 @@ class BlockLayout:
     modulated_image: Callable[[dict], torch.Tensor] | None = field(default=None, compare=False)
     # whether block 0's input starts with the image tokens in grid order (false where text comes first)
     image_first: bool = field(default=True, compare=False)
+    # where a later kind's hidden state that convert joined starts its image tokens, from that block's call args (the
+    # model may say: ComfyUI's img_slice; None: the image ends the sequence); None: as image_first
+    joined_image_start: Callable[[Mapping], int | None] | None = field(default=None, compare=False)
     # kind of the n-th attention call inside a block of each kind, e.g. {"double_block": ("self", "cross")}
     attention_kinds: Mapping[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
     # the batch axis of a component kind's outputs where it is not the first (Cosmos 1's MLPs see its tokens laid
@@ -48,6 +51,13 @@ class BlockLayout:
 
     def hidden(self, tensors: Mapping[str, torch.Tensor], p: int) -> Hidden:
         return {k: tensors[k] for k in self.stream_keys[self.kinds[p]]}
+
+    def image_start_at(self, p: int, args: Mapping) -> int | None:
+        """Where block p's primary hidden state starts its image tokens, block p called with args (None: the image
+        ends the sequence, after text of a length the layout does not know)."""
+        if self.joined_image_start is not None and self.kinds[p] != self.kinds[0]:
+            return self.joined_image_start(args)
+        return 0 if self.image_first else None
 
     def relayout(self, hidden: Hidden, from_p: int, to_p: int, args: Mapping) -> Hidden:
         """hidden, taken at block from_p, as block to_p (called with args) takes it."""

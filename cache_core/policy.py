@@ -25,6 +25,9 @@ class StepInfo:
     sigma: float    # the call's sigma
     position: float | None = None   # fractional step index (midpoint calls lie between); None = index
     grid: tuple[int, ...] = ()      # the call's latent sizes after the channels ((frames,) height, width)
+    # where a hidden state joins other tokens (text, reference images) to the image: the index of its first image
+    # token, None where the image ends the sequence (the span's stored and replayed states: layout.image_start_at)
+    image_start: int | None = 0
 
     def __post_init__(self):
         if self.position is None:

@@ -15,6 +15,7 @@ measured the same way, with a state of its own: the call reuses only where both 
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, Sequence, TYPE_CHECKING
 
 import torch
@@ -60,6 +61,12 @@ class SpanCall:
     @property
     def step(self) -> StepInfo:
         return self._when.resolve()
+
+    def _step_at(self, p: int, args: dict) -> StepInfo:
+        """The call's step, saying where block p's hidden state holds the image tokens (FreqCa splits on their grid)."""
+        step = self.step
+        start = self.layout.image_start_at(p, args)
+        return step if start == step.image_start else dataclasses.replace(step, image_start=start)
 
     # --- the data path: one block ---------------------------------------------------------------
     def run_block(self, p: int, args: dict, original: Callable[[dict], dict]) -> dict:
@@ -181,8 +188,9 @@ class SpanCall:
         keys = [k for k in self.layout.stream_keys[self.layout.kinds[p]] if out.get(k) is not None]
         res = {k: _chunks(out[k] - base[k], n) for k in keys}
         inp = {k: _chunks(base[k], n) for k in keys}
+        step = self._step_at(p, args)
         for i, st in enumerate(self.streams):
-            st.residual = self.policy.store(st.policy_state, {k: c[i] for k, c in res.items()}, self.step,
+            st.residual = self.policy.store(st.policy_state, {k: c[i] for k, c in res.items()}, step,
                                             {k: c[i] for k, c in inp.items()})
 
     @torch.compiler.disable
@@ -191,8 +199,8 @@ class SpanCall:
         keys = [k for k in every if k in self.streams[0].residual]
         n = len(self.streams)
         inp = [dict(zip(keys, parts)) for parts in zip(*(_chunks(args[k], n) for k in keys))]
-        per_stream = [self.policy.reuse(st.policy_state, st.residual, self.step, x)
-                      for st, x in zip(self.streams, inp)]
+        step = self._step_at(p, args)
+        per_stream = [self.policy.reuse(st.policy_state, st.residual, step, x) for st, x in zip(self.streams, inp)]
         out = {k: args[k] for k in every if k not in keys}   # a stream the block drops passes as it came
         for k in keys:
             r = per_stream[0][k] if n == 1 else torch.cat([res[k] for res in per_stream], dim=0)

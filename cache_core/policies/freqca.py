@@ -16,9 +16,11 @@ them: max_order + 1 tensors per stream, and the split runs on the forecast incre
 at the last warmup step (earlier computed steps keep no history), which store() reproduces.
 
 The grid: a feature laid out (batch, *grid, channels) uses its own axes; tokens (batch, n, channels) whose count is
-an image or video grid of the call's latent (seacache.token_grid) use that grid; any other tokens (text or a time
-token joined to the image, audio, 3-D shapes, a rank's shard) are split along the sequence as one axis, noted
-once per run.
+an image or video grid of the call's latent (seacache.token_grid) use that grid; image tokens joined with others
+in one sequence (Flux's single blocks: text first, where the model's block args put the image; StepInfo
+.image_start) are split on their grid and the others along their own sequence, as the authors' feature is the image
+tokens alone and a text stream beside the image is split; any other tokens (audio, 3-D shapes, a rank's shard) are
+split along the sequence as one axis, noted once per run.
 """
 from __future__ import annotations
 
@@ -115,12 +117,28 @@ class FreqCa(CachePolicy):
         if x.ndim < 3:
             self.along_sequence.add(f"'{key}' has no token axis ({tuple(x.shape)}): forecast whole, no band split")
             return torch.zeros_like(x)
-        grid = token_grid(x.shape[1], step.grid, image_first=False)
+        tokens = x.shape[1]
+        grid = token_grid(tokens, step.grid, image_first=key == "img")   # the image grid, alone or among others
+        if grid is not None and math.prod(grid) < tokens:
+            start = tokens - math.prod(grid) if step.image_start is None else step.image_start
+            if start + math.prod(grid) <= tokens:
+                return self._low_joined(x, grid, start, bands)
+            grid = None     # the model says the image starts where its grid does not fit
         if grid is None:
-            grid = (x.shape[1],)
+            grid = (tokens,)
             if self.transform == "dct" and key == "img":     # other streams (text, LTX-2's audio) are no image
                 latent = f"the {'x'.join(map(str, step.grid))} latent" if step.grid else "a rank's shard"
                 self.along_sequence.add(
-                    f"the stack's {x.shape[1]} tokens are not the image grid of {latent} (text, a time token or "
-                    f"reference images joined to it; or audio, 3-D shapes): the DCT runs along the token sequence")
+                    f"the stack's {tokens} tokens do not hold the image grid of {latent} where the model puts the "
+                    f"image (audio, 3-D shapes, a rank's shard): the DCT runs along the token sequence")
         return low_band(x, grid, self.transform, self.cutoff, bands)
+
+    def _low_joined(self, x: torch.Tensor, grid: tuple[int, ...], start: int, bands: DctBands) -> torch.Tensor:
+        """Image tokens joined with others in one sequence (Flux's single blocks: text, the image, Kontext's reference
+        images): the image's low band over its grid, the others' along their own sequence, as a text stream beside
+        the image is split. start: the first image token."""
+        n = math.prod(grid)
+        image, other = x[:, start:start + n], torch.cat((x[:, :start], x[:, start + n:]), dim=1)
+        low_image = low_band(image, grid, self.transform, self.cutoff, bands)
+        low_other = low_band(other, (other.shape[1],), self.transform, self.cutoff, bands)
+        return torch.cat((low_other[:, :start], low_image, low_other[:, start:]), dim=1)

@@ -62,10 +62,14 @@ def _joined(txt_first: bool):
     """Double -> single blocks: the forward joins the image and text streams into one sequence. Where it says
     where the image sits (transformer_options["img_slice"], [start, end): Flux, Chroma and HunyuanVideo in ComfyUI
     after 0.3.75, where HunyuanVideo went from image first to text first), that order; else the family's own."""
-    def join(hidden, _from, _to, args):
+    def image_start(args) -> int | None:
         where = (args.get("transformer_options") or {}).get("img_slice")
-        first = ("txt", "img") if (where[0] > 0 if where else txt_first) else ("img", "txt")
+        return where[0] if where else (None if txt_first else 0)
+
+    def join(hidden, _from, _to, args):
+        first = ("img", "txt") if image_start(args) == 0 else ("txt", "img")
         return {"img": torch.cat([hidden[k] for k in first], dim=1)}
+    join.image_start = image_start         # the layout's joined_image_start: where the image sits, per call
     return join
 
 
@@ -154,7 +158,9 @@ class Family:
             image = functools.partial(self.modulated_image, self.block(diffusion_model, *positions[0]))
         layout = BlockLayout(kinds=tuple(k for k, _ in positions), stream_keys=self.stream_keys,
                              primary="img", convert=self.convert, modulated_input=probe, modulated_image=image,
-                             image_first=self.image_first, attention_kinds=self.attention_kinds, decided=self.decided,
+                             image_first=self.image_first,
+                             joined_image_start=getattr(self.convert, "image_start", None),
+                             attention_kinds=self.attention_kinds, decided=self.decided,
                              component_batch_dims=self._component_batch_dims(diffusion_model))
         return layout, positions
 

@@ -52,19 +52,39 @@ def test_mosaics_tile_digits_of_the_label_and_the_video_drifts():
 
 
 def test_the_first_recipes_keep_the_names_of_their_cached_weights():
-    """grid and frames were added later: at 1 they stay out of the key, so cached weights still load."""
+    """grid, frames and start were added later: at 1, 1 and "" they stay out of the key, so cached weights still
+    load; a recipe that starts from another's weights changes its key when that one's recipe changes."""
     import hashlib
     import json
     for name in ("wan", "flux"):
         r = dm.RECIPES[name]
-        old = {k: v for k, v in dataclasses.asdict(r).items() if k not in ("grid", "frames")}
+        old = {k: v for k, v in dataclasses.asdict(r).items() if k not in ("grid", "frames", "start")}
         assert r.key() == hashlib.sha1(json.dumps(old, sort_keys=True).encode()).hexdigest()[:10]
     assert len({r.key() for r in dm.RECIPES.values()}) == len(dm.RECIPES)
+    wan16 = dm.RECIPES["wan16"].key()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(dm.RECIPES, "wan", dataclasses.replace(dm.RECIPES["wan"], steps=10))
+        assert dm.RECIPES["wan16"].key() != wan16
+
+
+def test_a_larger_latent_starts_from_the_smaller_models_weights(comfy, monkeypatch):
+    """wan16 / flux16 / wan_video go on from the trained 16-token model of their class (its weights fit any token
+    count): one step at the recipe's rate moves them by about the warmup's first rate, far from a fresh init."""
+    r = dataclasses.replace(dm.RECIPES["wan16"], steps=1, batch=2)
+    start = dm.build(dataclasses.replace(dm.RECIPES["wan"], seed=7))
+    asked = []
+    monkeypatch.setattr(dm, "load", lambda family, log=print: asked.append(family) or start)
+    trained = dm.train(r, log=lambda *_: None).model.diffusion_model.state_dict()
+    fresh = dm.build(r).model.diffusion_model.state_dict()
+    begun = start.model.diffusion_model.state_dict()
+    assert asked == ["wan"]
+    assert max(float((trained[k] - begun[k]).abs().max()) for k in trained) < 1e-3
+    assert max(float((trained[k] - fresh[k]).abs().max()) for k in trained) > 0.1
 
 
 @pytest.mark.parametrize("family", ["wan", "flux", "wan_video"])
 def test_training_is_deterministic_and_learns(comfy, family):
-    r = dataclasses.replace(dm.RECIPES[family], steps=6, batch=8)
+    r = dataclasses.replace(dm.RECIPES[family], steps=6, batch=8, start="")
     a = dm.train(r, log=lambda *_: None).model.diffusion_model.state_dict()
     b = dm.train(r, log=lambda *_: None).model.diffusion_model.state_dict()
     untrained = dm.build(r).model.diffusion_model.state_dict()

@@ -1,7 +1,9 @@
 """FreqCa through ComfyUI's own sampling (the family x method tests run its off and on cases on every family): on a
 forecast step each stream's stack output keeps the low band of its last computed step and moves in the high band,
-over the image's token grid where the stack's tokens are that grid (Wan), along the token sequence where text
-joins the image (Flux's single blocks), and the run says which."""
+over the image's token grid, where the stack's tokens are that grid (Wan) and where text joins the image (Flux's
+single blocks: the text along its own sequence)."""
+import math
+
 import pytest
 import torch
 
@@ -37,9 +39,16 @@ def recorded(ck, monkeypatch):
     return seen
 
 
-@pytest.mark.parametrize("family, grid", [("wan", (1, 8, 8)), ("flux", None)])
+def bands_of(low_band, feature, grid, text, transform):
+    """The low band as the policy splits the stack's output: the image tokens over their grid, the text tokens
+    the model put before them (Flux's single blocks) along their own sequence."""
+    image = low_band(feature[:, text:], grid, transform, 0.3)
+    return torch.cat((low_band(feature[:, :text], (text,), transform, 0.3), image), dim=1) if text else image
+
+
+@pytest.mark.parametrize("family, grid, text", [("wan", (1, 8, 8), 0), ("flux", (8, 8), 8)])
 @pytest.mark.parametrize("transform", ["dct", "fft"])
-def test_forecast_keeps_the_low_band_and_moves_the_high_band(ck, monkeypatch, family, grid, transform):
+def test_forecast_keeps_the_low_band_and_moves_the_high_band(ck, monkeypatch, family, grid, text, transform):
     m, lat, pos, neg = tm.FAMILIES[family]()
     seen = recorded(ck, monkeypatch)
     out = tm.sample(freqca(ck, m, transform=transform), lat, pos, neg, steps=STEPS, cfg=3.0)
@@ -52,16 +61,12 @@ def test_forecast_keeps_the_low_band_and_moves_the_high_band(ck, monkeypatch, fa
     for stream, index, _, now in forecasts:
         then = [r for r in seen if r[0] == stream and r[2] == "computed" and r[1] < index][-1][3]["img"]
         now = now["img"]
-        tokens = grid or (now.shape[1],)
-        low_now, low_then = (low_band(f, tokens, transform, 0.3) for f in (now, then))
+        assert now.shape[1] == math.prod(grid) + text
+        low_now, low_then = (bands_of(low_band, f, grid, text, transform) for f in (now, then))
         scale = float(then.abs().max())
         torch.testing.assert_close(low_now, low_then, rtol=0, atol=1e-5 * scale)
         assert float((now - low_now - (then - low_then)).abs().max()) > 1e-4 * scale
-    notes = [n for n in stats["notes"] if n.startswith("FreqCa")]
-    if grid is not None or transform == "fft":
-        assert notes == []
-    else:       # Flux's last blocks hold the text and the image tokens joined
-        assert len(notes) == 1 and "along the token sequence" in notes[0]
+    assert [n for n in stats["notes"] if n.startswith("FreqCa")] == []
 
 
 def test_order_zero_output_is_taylorseers_order_zero(ck):

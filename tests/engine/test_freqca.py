@@ -283,10 +283,10 @@ def test_tokens_on_their_own_axes_use_them():
         torch.testing.assert_close(a.reshape(b.shape), b, rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("latent", [(37,), (), (8, 8)])
+@pytest.mark.parametrize("latent", [(37,), ()])
 def test_tokens_that_are_no_grid_are_split_along_the_sequence(latent):
-    """Audio (its latent one axis of 37), a rank's shard (no latent grid), or text joined to a 4x4 image (37 tokens
-    of an 8x8 latent): a 1-D DCT along the tokens, noted in the run where the tokens are not the latent's own."""
+    """Audio (its latent one axis of 37) or a rank's shard (no latent grid): a 1-D DCT along the tokens, noted in the
+    run where the tokens are not the latent's own."""
     steps, n = 12, 37
     features = feature_sequence(steps, n)
     policy = FreqCa(interval=3, warmup_steps=3, final_steps=0)
@@ -302,6 +302,38 @@ def test_tokens_that_are_no_grid_are_split_along_the_sequence(latent):
         return
     (note,) = policy.run_notes()
     assert "37 tokens" in note and "along the token sequence" in note
+
+
+@pytest.mark.parametrize("transform, decompose", [("dct", authors_dct), ("fft", authors_fft)])
+@pytest.mark.parametrize("start, before, after", [(5, 5, 0), (None, 5, 0), (0, 0, 5), (3, 3, 6)])
+def test_image_tokens_joined_with_others_are_split_on_their_grid(transform, decompose, start, before, after):
+    """Flux's single blocks join text and image tokens (text first; Kontext's reference images after the image):
+    the image's 8x8 tokens forecast as the authors' feature on its grid, the others as one sequence beside it, the
+    image found where the block's args say it starts (None: at the end); nothing noted."""
+    steps, grid = 15, (8, 8)
+    image, others = feature_sequence(steps, 64), feature_sequence(steps, before + after, seed=4)
+    joined = [torch.cat((o[:, :before], i, o[:, before:]), dim=1) for i, o in zip(image, others)]
+    policy, state, cached = FreqCa(interval=3, warmup_steps=3, final_steps=0, transform=transform), None, None
+    state = policy.new_state("cond")
+    ref_image = AuthorsFreqCa(3, 3, decompose, grid)
+    ref_others = AuthorsFreqCa(3, 3, decompose, (before + after,))
+    forecasts = 0
+    for s in range(steps):
+        step = StepInfo(s, steps, 1.0 - s / steps, grid=(16, 16), image_start=start)
+        zeros = {"img": torch.zeros_like(joined[s])}
+        if ref_image.is_full(s):
+            ref_others.is_full(s)
+            ref_image.compute(s, image[s].double())
+            ref_others.compute(s, others[s].double())
+            cached = policy.store(state, {"img": joined[s]}, step, zeros)
+            continue
+        ref_others.is_full(s)
+        got = policy.reuse(state, cached, step, zeros)["img"].double()
+        torch.testing.assert_close(got[:, before:before + 64], ref_image.forecast(s), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(torch.cat((got[:, :before], got[:, before + 64:]), dim=1), ref_others.forecast(s),
+                                   rtol=1e-5, atol=1e-5)
+        forecasts += 1
+    assert forecasts == 8 and policy.run_notes() == []
 
 
 def test_residual_target_forecasts_the_residual():
