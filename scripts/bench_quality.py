@@ -31,9 +31,12 @@ LABELS = (0, 4, 8)
 SEEDS = (1, 2)
 UNCACHED_REFERENCE = "diffusers model, no cache"
 # The first bench's models (8x8 latent, 16 image tokens) run every sweep on both seeds beside the reference
-# implementations; the larger ones (256 tokens: 16x16, or 4 frames of 8x8) each node's first sweep and the working
-# EasyCache on seed 1: they are there for what a real token grid changes, and they cost about a third more a call
+# implementations; the larger ones (256 tokens: 16x16, or 4 frames of 8x8) each node's first sweep, AT_SCALE and the
+# working EasyCache on seed 1: they are there for what a real token grid changes, and they cost about a third more a
+# call
 FULL = ("wan", "flux")
+# sweeps past a node's first that the larger models run too: the 2026 forecasters, options of TaylorSeer's node
+AT_SCALE = ("TaylorSeer (HiCache)", "TaylorSeer (FoCa)")
 WORKING_EASYCACHE = "EasyCache (ComfyUI, copy fix)"
 
 
@@ -53,7 +56,7 @@ def sweep_of(cls, sweep, calibration, node):
 def methods(ck, cal, main_only: bool = False):
     """method -> (knob name, settings, apply(model, setting), its reference's rows or None): every Apply node's
     EXAMPLES.sweeps, then ComfyUI's built-in caches (main_only: each node's first sweep and the working
-    EasyCache). Settings go from little to much saving."""
+    EasyCache, and the AT_SCALE sweeps). Settings go from little to much saving."""
     from harness import pack
     from comfy_extras import nodes_easycache as ec
 
@@ -70,7 +73,8 @@ def methods(ck, cal, main_only: bool = False):
 
     rows = {label: (sweep.knob, sweep.values, sweep_of(cls, sweep, cal.get(key), node), sweep.reference)
             for key, cls in pack.method_nodes().items()
-            for label, sweep in list(cls.EXAMPLES.sweeps.items())[:1 if main_only else None]}
+            for i, (label, sweep) in enumerate(cls.EXAMPLES.sweeps.items())
+            if not main_only or i == 0 or label in AT_SCALE}
     easy = ("reuse_threshold", (0.02, 0.05, 0.1, 0.2, 0.4), easycache_fixed, None)
     if main_only:
         return {**rows, WORKING_EASYCACHE: easy}
