@@ -118,10 +118,11 @@ class FreqCa(CachePolicy):
             self.along_sequence.add(f"'{key}' has no token axis ({tuple(x.shape)}): forecast whole, no band split")
             return torch.zeros_like(x)
         tokens = x.shape[1]
-        grid = token_grid(tokens, step.grid, image_first=key == "img")   # the image grid, alone or among others
-        if grid is not None and math.prod(grid) < tokens:
-            start = tokens - math.prod(grid) if step.image_start is None else step.image_start
-            if start + math.prod(grid) <= tokens:
+        grid = token_grid(tokens, step.grid, others=key == "img")   # the image grid, alone or among others
+        n = math.prod(grid) if grid is not None else tokens
+        if n < tokens:
+            start = tokens - n if step.image_start is None else step.image_start
+            if start + n <= tokens:
                 return self._low_joined(x, grid, start, bands)
             grid = None     # the model says the image starts where its grid does not fit
         if grid is None:

@@ -24,9 +24,10 @@ __all__ = ["SeaCache"]   # what cache_core exports (policies/__init__.py)
 _PATCHES = (2, 1, 4)   # spatial patch sizes DiTs use, tried in this order to lay the tokens out as the grid
 
 
-def token_grid(tokens: int, latent: tuple[int, ...], image_first: bool) -> tuple[int, ...] | None:
+def token_grid(tokens: int, latent: tuple[int, ...], others: bool) -> tuple[int, ...] | None:
     """The (frames,) height, width of the image tokens among `tokens`, from the call's latent sizes: a grid
-    whose size is the token count, else (image tokens first) one that fits before the extra tokens."""
+    whose size is the token count, else (others: other tokens may lie beside the image, the caller knows where) one
+    that fits among them."""
     if not latent:
         return None
     spatial, temporal = latent[-2:], latent[:-2]
@@ -34,7 +35,7 @@ def token_grid(tokens: int, latent: tuple[int, ...], image_first: bool) -> tuple
     exact = [g for g in grids if math.prod(g) == tokens]
     if exact:
         return exact[0]
-    return next((g for g in grids if image_first and math.prod(g) < tokens), None)
+    return next((g for g in grids if others and math.prod(g) < tokens), None)
 
 
 def spectral_filter(x: torch.Tensor, sigma: float, power: float) -> torch.Tensor:
@@ -78,6 +79,7 @@ class SeaCache(TeaCache):
     def condition(self, probe, step: StepInfo, layout):
         if probe is None:
             return None
+        # the filter takes the first tokens as the image: other tokens only after it
         grid = token_grid(probe.shape[1], step.grid, layout.image_first) if probe.ndim == 3 else None
         if grid is None:
             self.unfiltered = ("the tokens are split across ranks, so no rank holds the image grid: measured "
