@@ -280,12 +280,21 @@ def _train_steps(r: Recipe, m, log):
     return m
 
 
+def weights_path(family: str) -> Path:
+    """Where the family's trained weights are cached (the recipe's key in the name: a changed recipe retrains)."""
+    return CACHE / f"digits_{family}_{RECIPES[family].key()}.safetensors"
+
+
+def trained(family: str) -> bool:
+    return weights_path(family).exists()
+
+
 def load(family: str, log=print):
     """The trained ModelPatcher for a family: from the cache if this recipe was trained before, else trained
     now and cached (safetensors)."""
     import safetensors.torch
     r = RECIPES[family]
-    path = CACHE / f"digits_{family}_{r.key()}.safetensors"
+    path = weights_path(family)
     if path.exists():
         m = build(r)
         m.model.diffusion_model.load_state_dict(safetensors.torch.load_file(str(path)))

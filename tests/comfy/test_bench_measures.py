@@ -62,6 +62,37 @@ def test_block_flops_match_flop_counter_mode(family_model, ck):
     assert all(counts[k] < counts["none"] for k in ("fbc", "pab", "fastercache")), counts   # they did skip
 
 
+def test_block_flops_counts_only_inside_blocks_and_leaves_no_mode_behind_on_error():
+    """Ops before and between the blocks are not counted, a repeated op shape counts each time (its formula is
+    evaluated once), and a block that raises (an interrupt) leaves neither the dispatch mode nor the hooks."""
+    from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pre = torch.nn.Linear(8, 8)
+            self.blocks = torch.nn.ModuleList(torch.nn.Linear(8, 8) for _ in range(3))
+            self.fail = False
+
+        def forward(self, x):
+            x = self.pre(x)
+            for i, b in enumerate(self.blocks):
+                x = b(x) @ torch.eye(8)          # an op between blocks
+                if self.fail and i == 1:
+                    raise InterruptedError
+            return x
+
+    net, x = Net(), torch.randn(4, 8)
+    _, flops = bf.block_flops(lambda: net(x), net)
+    assert flops == 3 * 2 * 4 * 8 * 8                       # the blocks' three linears, not pre nor the products
+    assert flops == bf.reference_count(lambda: net(x))      # FlopCounterMode attributes the same to the blocks
+    net.fail = True
+    with pytest.raises(InterruptedError):
+        bf.block_flops(lambda: net(x), net)
+    assert _get_current_dispatch_mode() is None
+    assert not any(m._forward_pre_hooks or m._forward_hooks for m in net.modules())
+
+
 def test_diffusers_model_computes_what_comfy_computes(family_model):
     from harness import reference_models as rm
     family, m, r = family_model
