@@ -103,10 +103,12 @@ class CachePolicy(ABC):
         """The probe of the whole call (all streams batched) as the method measures it (SeaCache filters it)."""
         return probe
 
-    def measure(self, state: Any, probe: torch.Tensor | None) -> torch.Tensor | None:
+    def measure(self, state: Any, probe: torch.Tensor | None, step: StepInfo | None = None) -> torch.Tensor | None:
         """The partial sums [numerator, denominator] of the metric the decision needs (metrics.rel_l1_parts),
         computed without a host sync: the engine adds them over the ranks of a sequence-parallel run
-        (decision_sync.py), divides, and brings every stream's metric to the host at once."""
+        (decision_sync.py), divides, and brings every stream's metric to the host at once. `step`: the call's step,
+        handed only to a policy that conditions its probe (it was read for condition(); for the others reading it
+        here would cost a host sync of its own)."""
         return None
 
     @abstractmethod

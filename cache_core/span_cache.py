@@ -124,11 +124,12 @@ class SpanCall:
             probes[primary] = self.policy.condition(probes[primary], self.step, self.layout)
         shapes = [{k: tuple(c.shape) for k, c in zip(anchor, parts)}
                   for parts in zip(*(_chunks(v, n) for v in anchor.values()))]
+        at = {"step": self.step} if self.policy.conditions_probe else {}   # read already, for condition()
         measured = []   # per modality: (each stream's probe, state, metric)
         for key, pr in probes.items():
             parts = _chunks(pr, n) if pr is not None else (None,) * n
             states = [st.policy_state if key == primary else self._side_state(st, key) for st in self.streams]
-            metrics = self._metrics([self.policy.measure(s, c) for s, c in zip(states, parts)], pr)
+            metrics = self._metrics([self.policy.measure(s, c, **at) for s, c in zip(states, parts)], pr)
             measured.append((parts, states, metrics))
         offered = [st.residual is not None and st.anchor_shapes == shp
                    and self.limits.allow(self.step, st.consecutive_reuses, self.policy)

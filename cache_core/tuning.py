@@ -113,9 +113,18 @@ def traces_from(value: dict) -> dict[str, Trace]:
             for label, t in value["streams"].items()}
 
 
+class _Samples(list):
+    """A stream's record: (step index, sigma, strided probe sample or the method's own change) per step; for a
+    method that conditions its probe, the method's own state too, to measure each change as the method does."""
+    method_state = None
+
+
 class TuningRecorder(CachePolicy):
     """The method as configured (its front/back blocks and probe) in a run that never reuses, keeping per
-    stream a strided sample of the probe at the first call of each step, and the changes between them."""
+    stream a strided sample of the probe at the first call of each step, and the changes between them. A method
+    that conditions its probe on the step (SeaCache: both tokens of a change through that step's filter) measures
+    each step's change against the previous call itself, and only that change is recorded (such a method compares
+    with the previous call only)."""
     name = "threshold tuning"
 
     def __init__(self, policy: CachePolicy):
@@ -134,15 +143,28 @@ class TuningRecorder(CachePolicy):
         return self.method.condition(probe, step, layout)
 
     def new_state(self, label: str) -> list:
-        self.samples[label] = []
+        self.samples[label] = _Samples()
+        if self.conditions_probe:
+            self.samples[label].method_state = self.method.new_state(label)
         return self.samples[label]
+
+    def measure(self, state: _Samples, probe, step: StepInfo | None = None):
+        if state.method_state is None:
+            return None
+        return self.method.measure(state.method_state, probe, step=step)
 
     def wants_reuse(self, state, metric, step) -> bool:
         return False
 
-    def commit(self, state: list, reused: bool, probe, metric, step: StepInfo) -> None:
+    def commit(self, state: _Samples, reused: bool, probe, metric, step: StepInfo) -> None:
         self.total = step.total
-        if probe is None or (state and state[-1][0] >= step.index):
+        first = probe is not None and not (state and state[-1][0] >= step.index)
+        if state.method_state is not None:
+            self.method.commit(state.method_state, False, probe, metric, step)   # its reference follows every call
+            if first:
+                state.append((step.index, step.sigma, metric))
+            return
+        if not first:
             return
         flat = probe.detach().reshape(-1)
         stride = max(1, math.ceil(flat.numel() / SAMPLE))
@@ -153,8 +175,11 @@ class TuningRecorder(CachePolicy):
         for label, seen in self.samples.items():
             if len(seen) < 2:
                 continue
-            changes = [[float(rel_l1(seen[i][2], seen[j][2])) for j in range(i - 1, max(i - 1 - WINDOW, -1), -1)]
-                       for i in range(len(seen))]
+            if isinstance(seen, _Samples) and seen.method_state is not None:   # the method's own change, one back
+                changes = [[] if i == 0 or seen[i][2] is None else [float(seen[i][2])] for i in range(len(seen))]
+            else:
+                changes = [[float(rel_l1(seen[i][2], seen[j][2]))
+                            for j in range(i - 1, max(i - 1 - WINDOW, -1), -1)] for i in range(len(seen))]
             streams[label] = {"steps": [s for s, _, _ in seen], "sigmas": [g for _, g, _ in seen], "changes": changes}
         if not streams:
             raise ValueError("the run recorded fewer than 2 steps: tune with more steps")

@@ -82,8 +82,8 @@ class TuningScaled(CachePolicy):
     def condition(self, probe, step, layout):
         return self.policy.condition(probe, step, layout)
 
-    def measure(self, state, probe):
-        return self.policy.measure(state, probe)
+    def measure(self, state, probe, step: StepInfo | None = None):
+        return self.policy.measure(state, probe, **({"step": step} if step is not None else {}))
 
     def store(self, state, residual, step: StepInfo, span_input):
         return self.policy.store(state, residual, step, span_input)

@@ -18,9 +18,12 @@ class ApplySeaCache(common.CacheNode):
     def own_inputs(cls):
         return {
             "threshold": ("FLOAT", {
-                "default": 0.2, "min": 0.0, "max": 10.0, "step": 0.01,
-                "tooltip": "Reuse while the accumulated filtered change stays below this. 0 = never reuse. "
-                           "Published: Wan 2.1 0.1 (about 2x) and 0.2 (about 3x), HunyuanVideo 0.2, Flux 0.3."}),
+                "default": 0.07, "min": 0.0, "max": 10.0, "step": 0.01,
+                "tooltip": "Reuse while the accumulated change (both tokens through the step's filter) stays below "
+                           "this. 0 = never reuse. On the benchmark's five trained models 0.07 computed about half of "
+                           "the block work, 0.1 about 40%, 0.2 about a quarter. The authors' values (Wan 0.1-0.2, Flux "
+                           "0.3) were for a change that also counted the filter's own move between steps, and reuse "
+                           "far more here (docs/methods.md §1.4)."}),
             "spectral_power": ("FLOAT", {
                 "default": 0.0, "min": 0.0, "max": 8.0, "step": 0.5,
                 "tooltip": "p of the 1/|f|^p signal spectrum the filter assumes. 0 = the authors' choice: 3 for "
@@ -42,8 +45,8 @@ class ApplySeaCache(common.CacheNode):
         cases={"seacache": Case(off=dict(threshold=0.0, spectral_power=0.0), on=dict(threshold=0.5, spectral_power=0.0),
                                 runs_on_reuse=0)},
         speed=(dict(threshold=1.0), dict(threshold=0.0)),
-        sweeps={"SeaCache": Sweep("threshold", (0.1, 0.2, 0.4, 0.7, 1.2), lambda v, *_: dict(threshold=v))},
+        sweeps={"SeaCache": Sweep("threshold", (0.02, 0.04, 0.07, 0.1, 0.2, 0.4), lambda v, *_: dict(threshold=v))},
         note="Apply SeaCache: TeaCache's accumulate-until-threshold rule on a spectrally weighted change of block 0's "
              "image tokens, with no per-model coefficients.",
-        templates={"flux_dev": Template("0.3 is the authors' Flux value.", dict(threshold=0.3)),
-                   "*": Template("0.2 is the authors' Wan value (about 3x; 0.1 about 2x).", dict(threshold=0.2))})
+        templates={"*": Template("0.07 computed about half of the block work on the benchmark's models (the authors' "
+                                 "0.1-0.3 measured another change: docs/methods.md §1.4).", dict(threshold=0.07))})

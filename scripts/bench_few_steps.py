@@ -1,6 +1,6 @@
 """What caching saves on a few-step run, and at what quality: every CacheKit method's quality sweep
 (bench_quality.py's, each Apply node's EXAMPLES) on the trained digits models at 4, 6 and 8 steps, each run
-against the uncached run at the same steps, seed and label (euler, 3 labels x 2 seeds). Distilled models
+against the uncached run at the same steps, seed and label (euler, 3 labels, seed 1). Distilled models
 (Flux 2 Klein 4 steps, Z-Image Turbo 8, LTX-2 distilled, Wan with lightx2v LoRAs) sample this way; the digits
 models are not distilled, so this measures what a method can find to reuse in so few steps, not a distilled
 model's quality. The numbers behind the few-step note the nodes give (nodes/host/install.py).

@@ -1,8 +1,8 @@
 """SeaCache (Spectral-Evolution-Aware Cache, CVPR'26, arXiv 2602.18993; public code jiwoogit/SeaCache;
 docs/methods.md §1.4).
 
-TeaCache's rule without its per-model polynomial: per stream, acc += relL1(G_t, G_prev) over block 0's
-modulated image tokens G after a spectral filter, reuse the whole-stack residual while acc < threshold,
+TeaCache's rule without its per-model polynomial: per stream, acc += relL1(H_t G_t, H_t G_prev) over block 0's
+modulated image tokens G after a spectral filter H_t, reuse the whole-stack residual while acc < threshold,
 else compute and reset; G_prev follows every call. The filter is the Wiener gain of a signal with power
 spectrum 1/|f|^p mixed with noise at the step's level, per axis of the token grid (frames, height, width),
 multiplied over the axes and normalized to mean 1:  H(f) = a S / (a^2 S + b^2), S = 1 / |f|^p,
@@ -10,12 +10,19 @@ a = 1 - sigma, b = sigma (rectified flow; a = 1/sqrt(1 + sigma^2), b = sigma a f
 Early (noisy) steps weigh the coarse structure, late steps the detail, so the measured change follows
 what the step can still alter. p = 3 for video grids, 2 for images, as the authors' Wan and Flux scripts.
 The first and last steps always compute (the authors' default without retention steps).
+
+Both tokens of a change go through the step's own filter H_t. The authors' scripts keep the previous call's probe
+as filtered at its own step, so their change also counts how much the filter itself moved between the two steps; on
+the five benchmark models that part dominates, and the change they measure ranks the steps against the error of
+reusing them (Spearman -0.67 to +0.34), where the change through one filter ranks them as the output does (+0.92 to
++0.96; docs/bench/notes.md, 2026-12-07).
 """
 from __future__ import annotations
 
 import math
 import torch
 
+from ..metrics import rel_l1_parts
 from ..policy import StepInfo
 from .teacache import TeaCache
 
@@ -71,15 +78,17 @@ class SeaCache(TeaCache):
         self.unfiltered: str | None = None   # why a run measured its probe without the filter (noted once)
 
     def tuning_key(self) -> dict:
-        return {"power": self.power}     # the filter shapes every recorded change
+        # the filter shapes every recorded change, and a change went through one filter only since 2026-12-07
+        return {"power": self.power, "filter": "the step's"}
 
     def run_notes(self) -> list[str]:
         return [f"SeaCache: {self.unfiltered}"] if self.unfiltered else []
 
     def condition(self, probe, step: StepInfo, layout):
+        """The probe's image tokens (the filter takes the first tokens as the image: other tokens only after it),
+        unfiltered: measure() filters them beside the previous call's, through this step's filter."""
         if probe is None:
             return None
-        # the filter takes the first tokens as the image: other tokens only after it
         grid = token_grid(probe.shape[1], step.grid, layout.image_first) if probe.ndim == 3 else None
         if grid is None:
             self.unfiltered = ("the tokens are split across ranks, so no rank holds the image grid: measured "
@@ -89,6 +98,16 @@ class SeaCache(TeaCache):
                                f"measured unfiltered")
             return probe
         n = math.prod(grid)
+        return probe if n == probe.shape[1] else probe[:, :n].clone()    # kept as the next call's reference
+
+    def measure(self, state, probe, step: StepInfo | None = None):
+        if state.prev is None or state.prev.shape != probe.shape:
+            return None
+        grid = token_grid(probe.shape[1], step.grid, False) if step is not None and probe.ndim == 3 else None
+        if grid is None:                                   # no image grid (condition() noted why)
+            return rel_l1_parts(probe, state.prev)
         power = self.power if self.power is not None else (3.0 if len(grid) == 3 and grid[0] > 1 else 2.0)
-        image = probe[:, :n].reshape(probe.shape[0], *grid, probe.shape[-1])
-        return spectral_filter(image, step.sigma, power).reshape(probe.shape[0], n, probe.shape[-1])
+        b = probe.shape[0]
+        both = torch.cat([probe, state.prev]).reshape(2 * b, *grid, probe.shape[-1])
+        filtered = spectral_filter(both, step.sigma, power)
+        return rel_l1_parts(filtered[:b], filtered[b:])

@@ -55,7 +55,7 @@ class TeaCache(CachePolicy, Tunable):
     def edges(self, total_steps: int) -> tuple[int, int]:
         return self.retention_steps, self.final_steps
 
-    def measure(self, state: _State, probe):
+    def measure(self, state: _State, probe, step: StepInfo | None = None):
         if state.prev is None or state.prev.shape != probe.shape:
             return None
         return rel_l1_parts(probe, state.prev)

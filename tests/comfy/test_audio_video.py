@@ -74,10 +74,10 @@ def test_teacache_measures_each_modality_as_its_self_attention_gets_it(ck):
     probes, states = [], []
     orig = pol.measure
 
-    def spy(self, state, probe):
+    def spy(self, state, probe, **at):
         probes.append(probe.clone())
         states.append(state)
-        return orig(self, state, probe)
+        return orig(self, state, probe, **at)
     pol.measure = spy
     try:
         tm.sample(patched, lat, pos, neg, steps=4, cfg=1.0)

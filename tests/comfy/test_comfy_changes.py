@@ -82,9 +82,9 @@ def test_modulated_input_probe_with_references_at_timestep_zero(ck, case, method
                                                     with_kwargs=True)
     original = policy_cls.measure
 
-    def spy(self, state, probe):
+    def spy(self, state, probe, **at):
         probes.append(None if probe is None else probe.clone())
-        return original(self, state, probe)
+        return original(self, state, probe, **at)
     policy_cls.measure = spy
     try:
         off = tm.sample(PROBES[method](ck, m, 0.0), lat, pos, neg, steps=STEPS, cfg=cfg)

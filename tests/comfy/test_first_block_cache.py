@@ -116,8 +116,8 @@ def test_sequential_cond_uncond_decide_separately(ck):
     seen = []
     orig = fb.measure
 
-    def spy(self, state, probe):
-        v = orig(self, state, probe)
+    def spy(self, state, probe, **at):
+        v = orig(self, state, probe, **at)
         seen.append(None if v is None else float(v[0] / v[1]))
         return v
     fb.measure = spy
@@ -246,8 +246,8 @@ def test_probe_is_the_first_block_residual_change(ck, family):
                                              with_kwargs=True).remove]
     orig = fb.measure
 
-    def spy(self, state, probe):
-        v = orig(self, state, probe)
+    def spy(self, state, probe, **at):
+        v = orig(self, state, probe, **at)
         metrics.append(v)
         return v
     fb.measure = spy

@@ -449,9 +449,9 @@ def test_teacache_indicator_is_what_block0_consumes(ck, family):
                                                     with_kwargs=True)
     orig = pol.measure
 
-    def spy(self, state, probe):
+    def spy(self, state, probe, **at):
         probes.append(probe.clone())
-        return orig(self, state, probe)
+        return orig(self, state, probe, **at)
     pol.measure = spy
     try:
         tm.sample(patched, lat, pos, neg, steps=4, cfg=1.0)

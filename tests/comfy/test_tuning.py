@@ -210,3 +210,10 @@ def test_a_seacache_tuning_fits_only_its_spectral_power(ck):
     pack.node(ck, "ApplySeaCache", model=m, spectral_power=2.0, target_compute=0.5, tuning=tuning)
     with pytest.raises(ValueError, match="Apply SeaCache: the tuning was recorded for .*power 2.0"):
         pack.node(ck, "ApplySeaCache", model=m, spectral_power=3.0, target_compute=0.5, tuning=tuning)
+    # one recorded before a change went through one filter (no "filter" key) measured another change
+    old = {**tuning, "method": {k: v for k, v in tuning["method"].items() if k != "filter"}}
+    with pytest.raises(ValueError, match="recorded for .*filter None.*tune this setting"):
+        pack.node(ck, "ApplySeaCache", model=m, spectral_power=2.0, target_compute=0.5, tuning=old)
+    # SeaCache records its own change, one step back, per step
+    changes = next(iter(tuning["streams"].values()))["changes"]
+    assert changes[0] == [] and all(len(row) == 1 for row in changes[1:])

@@ -131,3 +131,31 @@ def test_token_grid_from_the_latent():
     assert token_grid(2 * 16 * 16, (2, 16, 16), True) == (2, 16, 16)  # LTXV: 1x1 patches
     assert token_grid(32, (32,), True) == (32,)                        # Hunyuan3D: a token latent
     assert token_grid(72, (16, 16), False) is None                     # text first: no grid at the start
+
+
+def test_seacache_measures_a_change_through_one_filter_the_steps():
+    """Both probes of a change go through the current step's filter: the same tokens at two noise levels are no
+    change (the authors' scripts compare with the previous probe as filtered at its own step, which counts how the
+    filter moved), and a change is relL1(H_t x_t, H_t x_prev) on the image tokens, other tokens after them left
+    out (Kontext's reference tokens)."""
+    from types import SimpleNamespace
+    from cache_core.metrics import ratio, rel_l1
+    from cache_core.policies.seacache import SeaCache
+    from cache_core.policy import StepInfo
+    pol, layout = SeaCache(threshold=0.2), SimpleNamespace(image_first=True)
+    g = torch.Generator().manual_seed(3)
+    x0, x1 = (torch.randn(1, 16 + 4, 8, generator=g) for _ in range(2))    # a 4x4 grid, then 4 reference tokens
+    s0, s1 = StepInfo(1, 10, 0.9, grid=(8, 8)), StepInfo(2, 10, 0.6, grid=(8, 8))
+
+    def change(first, second):
+        state = pol.new_state("cond")
+        pol.commit(state, False, pol.condition(first, s0, layout), None, s0)
+        return float(ratio(pol.measure(state, pol.condition(second, s1, layout), step=s1)))
+
+    assert change(x0, x0) == 0.0
+    published = float(rel_l1(spectral_filter(x0[:, :16].reshape(1, 4, 4, 8), 0.6, 2.0),
+                             spectral_filter(x0[:, :16].reshape(1, 4, 4, 8), 0.9, 2.0)))
+    assert published > 0.05                                                  # what the filter's move alone gave
+    want = rel_l1(spectral_filter(x1[:, :16].reshape(1, 4, 4, 8), 0.6, 2.0),
+                  spectral_filter(x0[:, :16].reshape(1, 4, 4, 8), 0.6, 2.0))
+    assert change(x0, x1) == pytest.approx(float(want), rel=1e-5)
