@@ -14,7 +14,7 @@ the process's resident memory after 50 consecutive runs whose latent size change
 Host syncs: calls of Tensor.item / tolist / numpy / __bool__ / __float__ / __int__ during a run beyond
 those of the uncached run, per model call (euler: one call per step, cond and uncond batched).
 
-    .runtime/comfyui-0.33.0/venv/bin/python scripts/bench_speed.py [--reps 3] [--steps 20]
+    .runtime/comfyui-0.33.0/venv/bin/python scripts/bench_speed.py [--reps 5] [--steps 20]
 """
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def rss_mib() -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--size", type=int, default=32, help="latent side (tokens = (size/2)^2)")
     ap.add_argument("--out", type=Path, default=comfy_runtime.REPO / "output" / "bench" / "speed")

@@ -315,7 +315,8 @@ class References:
             "First Block Cache (diffusers)": ("threshold", (0.03, 0.06, 0.1, 0.15, 0.25), lambda m, v: self.diffusers(
                 FirstBlockCacheConfig(threshold=v))),
             "MagCache (diffusers)": ("threshold", (0.01, 0.03, 0.06, 0.12, 0.18, 0.25), lambda m, v: self.diffusers(
-                MagCacheConfig(threshold=v, max_skip_steps=5, retention_ratio=0.2, num_inference_steps=self.steps,
+                MagCacheConfig(threshold=v, max_skip_steps=5, retention_ratio=0.1 if self.family == "flux" else 0.2,
+                               num_inference_steps=self.steps,
                                mag_ratios=ratios))),
             "DBCache (cache-dit)": ("threshold", (0.03, 0.06, 0.1, 0.15, 0.25), lambda m, v: self.cache_dit(
                 Fn_compute_blocks=1, Bn_compute_blocks=1, residual_diff_threshold=v, max_warmup_steps=2)),

@@ -352,6 +352,12 @@ def test_calibrate_magcache_records_residual_norm_ratios(ck, family):
     # and the calibration drives Apply MagCache
     out = tm.sample(magcache(ck, m, 0.5, calibration=cal), lat, pos, neg, steps=STEPS, cfg=1.0)
     assert torch.isfinite(out).all() and last_stats(ck)["streams"]["cond"]["reused_steps"]
+    # the benchmark's sweep keeps the MagCache repository's recipe of the calibrated family: Flux 10%, Wan 20%
+    node = ck.nodes.magcache.ApplyMagCache
+    sweep = node.EXAMPLES.sweeps["MagCache (calibrated)"]
+    assert sweep.inputs(0.1, cal, None)["retention_ratio"] == {"flux": 0.1, "wan": 0.2}[family]
+    assert sweep.inputs(0.1, cal, None)["retention_ratio"] == node.EXAMPLES.template(
+        {"flux": "flux_dev", "wan": "wan21_t2v_1.3B"}[family]).inputs["retention_ratio"]
 
 
 def test_auto_presets_follow_the_detected_variant(ck):
