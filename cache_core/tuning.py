@@ -175,7 +175,7 @@ class TuningRecorder(CachePolicy):
         for label, seen in self.samples.items():
             if len(seen) < 2:
                 continue
-            if isinstance(seen, _Samples) and seen.method_state is not None:   # the method's own change, one back
+            if seen.method_state is not None:                      # the method's own change, one back
                 changes = [[] if i == 0 or seen[i][2] is None else [float(seen[i][2])] for i in range(len(seen))]
             else:
                 changes = [[float(rel_l1(seen[i][2], seen[j][2]))
