@@ -18,11 +18,13 @@ def preset_ratios(name: str) -> dict[str, list[float]]:
 
 _TEST = dict(max_skips=3, retention_ratio=0.2, ratios="flux_dev", calibration=None)   # the tests' fixed inputs
 
-def _recipe_retention(calibration) -> float:
-    """The MagCache repository's retention ratio for the calibrated model's family: its Flux recipe computes the first
-    10% of the steps, its Wan recipe 20% (the templates below). On the benchmark's Flux models 20% spent a third of
-    the computed steps at 50% where reusing costs little (docs/bench/notes.md, 2026-12-07)."""
-    return 0.1 if ((calibration or {}).get("model") or {}).get("family") == "Flux" else 0.2
+
+def recipe_retention(family: str | None) -> float:
+    """The MagCache repository's retention ratio for a family (its row name): its Flux recipe computes the first 10%
+    of the steps, its Wan recipe, taken for every other family, 20% (the templates below). On the benchmark's Flux
+    models 20% spent a third of the computed steps at 50% where reusing costs little (docs/bench/notes.md,
+    2026-12-07)."""
+    return ApplyMagCache.EXAMPLES.templates["flux_dev" if family == "Flux" else "*"].inputs["retention_ratio"]
 
 
 class ApplyMagCache(common.CacheNode):
@@ -75,7 +77,8 @@ class ApplyMagCache(common.CacheNode):
                dict(threshold=0.0, ratios="wan2.1_t2v_1.3B")),
         sweeps={"MagCache (calibrated)": Sweep(
             "threshold", (0.01, 0.03, 0.06, 0.12, 0.18, 0.25), lambda v, cal, _: dict(
-                threshold=v, max_skips=5, retention_ratio=_recipe_retention(cal), final_steps=2, calibration=cal),
+                threshold=v, max_skips=5, final_steps=2, calibration=cal,
+                retention_ratio=recipe_retention(((cal or {}).get("model") or {}).get("family"))),
             reference="MagCache (diffusers)")},
         note="Apply MagCache: 'auto' uses the published magnitude ratios of this model. Settings: the MagCache "
              "repository's recipe for",

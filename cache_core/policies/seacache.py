@@ -101,11 +101,10 @@ class SeaCache(TeaCache):
         return probe if n == probe.shape[1] else probe[:, :n].clone()    # kept as the next call's reference
 
     def measure(self, state, probe, step: StepInfo | None = None):
-        if state.prev is None or state.prev.shape != probe.shape:
-            return None
-        grid = token_grid(probe.shape[1], step.grid, False) if step is not None and probe.ndim == 3 else None
-        if grid is None:                                   # no image grid (condition() noted why)
-            return rel_l1_parts(probe, state.prev)
+        grid = (token_grid(probe.shape[1], step.grid, False)
+                if step is not None and probe is not None and probe.ndim == 3 else None)
+        if grid is None or state.prev is None or state.prev.shape != probe.shape:
+            return super().measure(state, probe)           # no image grid (condition() noted why), or no reference
         power = self.power if self.power is not None else (3.0 if len(grid) == 3 and grid[0] > 1 else 2.0)
         b = probe.shape[0]
         both = torch.cat([probe, state.prev]).reshape(2 * b, *grid, probe.shape[-1])

@@ -300,6 +300,9 @@ class References:
         from diffusers.hooks import (FasterCacheConfig, FirstBlockCacheConfig, MagCacheConfig,
                                      PyramidAttentionBroadcastConfig, TaylorSeerCacheConfig)
         ratios = self.mag_ratios(sample)
+        # CacheKit's MagCache rows keep the MagCache repository's recipe of the family: so do these
+        from harness import pack
+        retention = pack.load().nodes.magcache.recipe_retention("Flux" if self.family == "flux" else "Wan")
         # CacheKit's PAB window, start 0.1 to end 0.95 of the schedule, as diffusers' timestep range (1000 sigma)
         ms = self.model.get_model_object("model_sampling")
         window = tuple(1000.0 * float(ms.percent_to_sigma(p)) for p in (0.95, 0.1))
@@ -315,9 +318,8 @@ class References:
             "First Block Cache (diffusers)": ("threshold", (0.03, 0.06, 0.1, 0.15, 0.25), lambda m, v: self.diffusers(
                 FirstBlockCacheConfig(threshold=v))),
             "MagCache (diffusers)": ("threshold", (0.01, 0.03, 0.06, 0.12, 0.18, 0.25), lambda m, v: self.diffusers(
-                MagCacheConfig(threshold=v, max_skip_steps=5, retention_ratio=0.1 if self.family == "flux" else 0.2,
-                               num_inference_steps=self.steps,
-                               mag_ratios=ratios))),
+                MagCacheConfig(threshold=v, max_skip_steps=5, retention_ratio=retention,
+                               num_inference_steps=self.steps, mag_ratios=ratios))),
             "DBCache (cache-dit)": ("threshold", (0.03, 0.06, 0.1, 0.15, 0.25), lambda m, v: self.cache_dit(
                 Fn_compute_blocks=1, Bn_compute_blocks=1, residual_diff_threshold=v, max_warmup_steps=2)),
             "TaylorSeer (diffusers)": ("interval", (2, 3, 4, 5, 6), lambda m, v: self.diffusers(
