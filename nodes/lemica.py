@@ -55,9 +55,9 @@ class ApplyLeMiCa(common.CacheNode):
     NODE_NAME = "Apply LeMiCa Schedule"
     DESCRIPTION = ("Computes a fixed set of steps searched from a calibration (Calibrate LeMiCa): of all schedules "
                    "with that many computed steps, the one whose worst reuse error is smallest, then the next worst, "
-                   "and so on. The other steps reuse the last computed whole-stack residual. No per-step decision. "
-                   "Holds one residual per stream (with forecast 'taylor' also two float32 Taylor factors of its "
-                   "size).")
+                   "and so on. The other steps reuse the last computed whole-stack residual, or forecast it. No "
+                   "per-step decision. Holds one residual per stream; forecast 'taylor' adds two float32 Taylor "
+                   "factors of its size, 'foca' up to four float32 residuals.")
     WINDOW = None   # the schedule decides every step: a window would compute steps it reuses
 
     @classmethod
@@ -76,7 +76,9 @@ class ApplyLeMiCa(common.CacheNode):
             "forecast": (list(FORECASTS), {
                 "default": "reuse",
                 "tooltip": "reuse: add the last computed residual (the authors' rule). taylor: extrapolate it to "
-                           "first order from the last two computed steps (holds a second residual)."}),
+                           "first order from the last two computed steps. foca: FoCa's predictor-corrector (arXiv "
+                           "2508.16211) from the last two computed steps; on the bench's trained models the best "
+                           "images at 30-50% compute, for the most memory (docs/methods.md §1.14)."}),
         }
 
     def method(self, model, v):
@@ -100,7 +102,9 @@ class ApplyLeMiCa(common.CacheNode):
         speed=(dict(calibration=example_calibration(20), target_compute=0.4, final_steps=1, forecast="reuse"),
                dict(calibration=example_calibration(20), target_compute=1.0, final_steps=1, forecast="reuse")),
         sweeps={"LeMiCa (calibrated)": Sweep("target compute", (0.8, 0.6, 0.5, 0.4, 0.3), lambda v, cal, _: dict(
-            calibration=cal, target_compute=v, final_steps=1, forecast="reuse"))},
+            calibration=cal, target_compute=v, final_steps=1, forecast="reuse")),
+            "LeMiCa (FoCa)": Sweep("target compute", (0.6, 0.5, 0.4, 0.3, 0.2), lambda v, cal, _: dict(
+                calibration=cal, target_compute=v, final_steps=1, forecast="foca"))},
         note="Apply LeMiCa Schedule: computes the steps searched from a calibration of this model (Calibrate "
              "LeMiCa, same step count) and reuses the residual elsewhere.",
         templates={"*": Template("Half the steps compute (target 0.5), the last one always.",

@@ -27,7 +27,7 @@ from harness import comfy_runtime
 from harness.block_flops import block_flops
 
 # the adaptive methods: their main sweep in bench_quality (TaylorSeer's fixed interval as the control)
-METHODS = ("First Block Cache", "TeaCache (calibrated)", "MagCache (calibrated)", "DBCache (F1 B1)", "SeaCache",
+METHODS = ("First Block Cache", "TeaCache (calibrated)", "MagCache (calibrated)", "DBCache (F1 B0)", "SeaCache",
            "TaylorSeer (order 1)", "SpeCa", "LeMiCa (calibrated)")
 SEED = 1
 MOVED = 0.10          # a fraction moved, or a target missed, by more than this is flagged

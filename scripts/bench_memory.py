@@ -39,7 +39,8 @@ MEMORY_OPTIONS = {
     "taylorseer": {"factors_dtype bfloat16": dict(factors_dtype="bfloat16"),
                    "max_order 2": dict(max_order=2)},
     "spectrum": {"history_on_cpu": dict(history_on_cpu=True)},
-    "dbcache": {"taylorseer_order 2": dict(taylorseer_order=2)},
+    "dbcache": {"taylorseer_order 2": dict(taylorseer_order=2), "calibrator foca": dict(calibrator="foca")},
+    "lemica": {"forecast taylor": dict(forecast="taylor"), "forecast foca": dict(forecast="foca")},
 }
 # an input that, set, keeps the method's own state (policy_state: Spectrum's history) in system memory; the span
 # residual the engine caches stays on the model's device

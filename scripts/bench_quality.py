@@ -34,8 +34,9 @@ UNCACHED_REFERENCE = "diffusers model, no cache"
 # larger ones (256 tokens: 16x16, or 4 frames of 8x8) each node's first sweep, AT_SCALE and the working EasyCache:
 # they are there for what a real token grid changes, and a sample of theirs takes about four times as long
 FULL = ("wan", "flux")
-# sweeps past a node's first that the larger models run too: the 2026 forecasters, options of TaylorSeer's node
-AT_SCALE = ("TaylorSeer (HiCache)", "TaylorSeer (FoCa)")
+# sweeps past a node's first that the larger models run too: the 2026 forecasters (FoCa also as DBCache's calibrator
+# and on LeMiCa's schedule)
+AT_SCALE = ("TaylorSeer (HiCache)", "TaylorSeer (FoCa)", "DBCache (F1 B0, FoCa)", "LeMiCa (FoCa)")
 WORKING_EASYCACHE = "EasyCache (ComfyUI, copy fix)"
 
 

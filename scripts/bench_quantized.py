@@ -27,7 +27,7 @@ from harness.block_flops import block_flops
 
 WEIGHTS = ("float32", "fp8_e4m3fn", "Q8_0", "Q4_K")
 # the adaptive methods (their decisions read the model's own statistics, which quantizing moves) and TaylorSeer
-METHODS = ("First Block Cache", "TeaCache (calibrated)", "MagCache (calibrated)", "DBCache (F1 B1)", "SeaCache",
+METHODS = ("First Block Cache", "TeaCache (calibrated)", "MagCache (calibrated)", "DBCache (F1 B0)", "SeaCache",
            "TaylorSeer (order 1)", "SpeCa", "LeMiCa (calibrated)")
 SAMPLERS, LABELS, SEED = ("euler", "dpmpp_2m"), (0, 4, 8), 1
 FAMILY_ORDER = {"wan": 0, "flux": 1}

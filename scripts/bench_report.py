@@ -2,7 +2,7 @@
 order, and writes BENCHMARKS.md with the tables, the chart and the sample grids (copied into docs/bench/).
 Every number in BENCHMARKS.md comes from the run that wrote it.
 
-    .runtime/comfyui-0.33.0/venv/bin/python scripts/bench_report.py [--reps 5] [--doc-only]
+    .runtime/comfyui-0.33.0/venv/bin/python scripts/bench_report.py [--reps 3] [--doc-only]
 
 --doc-only rewrites BENCHMARKS.md from the outputs of the last run (output/bench/), without running anything.
 --only STAGE [--methods M ...] reruns one stage (quality: only those methods, their rows replaced) and records
@@ -63,7 +63,7 @@ def speed_table(s: dict) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--doc-only", action="store_true")
     ap.add_argument("--only", choices=("quality", "speed", "tuning", "memory"))
     ap.add_argument("--methods", nargs="+")
@@ -105,8 +105,8 @@ def main() -> int:
 
 SAME = "the same images at every setting (equal mean and min PSNR)"
 # the methods that decide from what they measure (the goal: each 3 dB above a working EasyCache at 50%)
-ADAPTIVE = ("First Block Cache", "TeaCache (calibrated)", "MagCache (calibrated)", "SeaCache", "DBCache (F1 B1)",
-            "SpeCa")
+ADAPTIVE = ("First Block Cache", "TeaCache (calibrated)", "MagCache (calibrated)", "SeaCache", "DBCache (F1 B0)",
+            "DBCache (F1 B0, FoCa)", "SpeCa")
 # the goals for the best method per model: PSNR (dB) at each fraction of block FLOPs
 FRONTIER = ((0.2, 40.0), (0.3, 45.0), (0.5, 60.0))
 

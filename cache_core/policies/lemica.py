@@ -5,7 +5,8 @@ A static schedule searched offline: one calibration run of the uncached model re
 reusing step i's whole-stack residual at every later step k (LeMiCaCalibration); the schedule that computes B of the
 T steps is the lexicographic minimax path over those errors (schedule_search.py), solved once when the node installs.
 The run then computes on the schedule's steps and reuses the last computed residual elsewhere (as the authors' node
-does), or forecasts it to first order (TaylorForecaster); no probe, nothing measured, nothing data-dependent decides.
+does), or forecasts it: to first order (TaylorForecaster) or by FoCa's predictor-corrector (FoCaForecaster). No
+probe, nothing measured, nothing data-dependent decides.
 Cond and uncond share the schedule (the node solves it on the worse stream's errors).
 """
 from __future__ import annotations
@@ -15,18 +16,18 @@ from dataclasses import dataclass, field
 import torch
 
 from ..calibration_data import LEMICA_ERRORS, LEMICA_MAX_STEPS
-from ..forecast import TaylorForecaster
+from ..forecast import FoCaForecaster, TaylorForecaster
 from ..metrics import rel_l1_parts
 from ..policy import CachePolicy, Hidden, ResidualRecorder, StepInfo
 
 __all__ = ["LeMiCa", "LeMiCaCalibration"]   # what cache_core exports (policies/__init__.py)
 
-FORECASTS = ("reuse", "taylor")
+FORECASTS = ("reuse", "taylor", "foca")
 
 
 @dataclass
 class _State:
-    forecaster: TaylorForecaster | None
+    forecaster: TaylorForecaster | FoCaForecaster | None
 
 
 class LeMiCa(CachePolicy):
@@ -53,7 +54,9 @@ class LeMiCa(CachePolicy):
         return []
 
     def new_state(self, label: str) -> _State:
-        return _State(TaylorForecaster(1) if self.forecast == "taylor" else None)
+        if self.forecast == "reuse":
+            return _State(None)
+        return _State(TaylorForecaster(1) if self.forecast == "taylor" else FoCaForecaster())
 
     def edges(self, total_steps: int) -> tuple[int, int]:
         return 1, self.final_steps

@@ -321,7 +321,7 @@ class References:
                 MagCacheConfig(threshold=v, max_skip_steps=5, retention_ratio=retention,
                                num_inference_steps=self.steps, mag_ratios=ratios))),
             "DBCache (cache-dit)": ("threshold", (0.03, 0.06, 0.1, 0.15, 0.25), lambda m, v: self.cache_dit(
-                Fn_compute_blocks=1, Bn_compute_blocks=1, residual_diff_threshold=v, max_warmup_steps=2)),
+                Fn_compute_blocks=1, Bn_compute_blocks=0, residual_diff_threshold=v, max_warmup_steps=2)),
             "TaylorSeer (diffusers)": ("interval", (2, 3, 4, 5, 6), lambda m, v: self.diffusers(
                 TaylorSeerCacheConfig(cache_interval=v, disable_cache_before_step=2, max_order=1,
                                       taylor_factors_dtype=torch.float32, cache_identifiers=blocks))),

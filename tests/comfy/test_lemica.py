@@ -96,12 +96,13 @@ def test_saved_file_loads_in_a_new_node_and_drives_the_same_schedule(ck):
                        tm.sample(m, lat, pos, neg, steps=STEPS, cfg=3.0))
 
 
-def test_taylor_forecast_follows_the_same_schedule_and_extrapolates(ck):
+@pytest.mark.parametrize("how", ["taylor", "foca"])
+def test_a_forecast_follows_the_same_schedule_and_extrapolates(ck, how):
     m, lat, pos, neg = tm.flux()
     cal, _ = calibrate(ck, m, lat, pos, neg)
     reused = tm.sample(apply(ck, m, cal, 0.5), lat, pos, neg, steps=STEPS, cfg=3.0)
     plain_streams = last_stats(ck)["streams"]
-    forecast = tm.sample(apply(ck, m, cal, 0.5, forecast="taylor"), lat, pos, neg, steps=STEPS, cfg=3.0)
+    forecast = tm.sample(apply(ck, m, cal, 0.5, forecast=how), lat, pos, neg, steps=STEPS, cfg=3.0)
     streams = last_stats(ck)["streams"]
     assert {k: s["computed_steps"] for k, s in streams.items()} == {k: s["computed_steps"]
                                                                    for k, s in plain_streams.items()}

@@ -40,3 +40,24 @@ def test_searched_schedule_beats_even_spacing_of_the_same_count(ck, trained, tar
     assert max(gaps) - min(gaps) <= 1 < max(gaps)                       # the plain schedule: evenly spaced
     assert computed["searched"] != computed["even"]
     assert scores["searched"] > scores["even"] + 4.0, (scores, computed)   # measured: +6 to +18 dB
+
+
+@pytest.mark.parametrize("target, margin", [(0.5, 2.0), (0.3, 4.0)])    # measured: +3.3 and +6.8 dB
+def test_foca_on_the_searched_schedule_beats_reusing_on_it(ck, trained, target, margin):
+    """The same searched steps compute; the others forecast the residual with FoCa's predictor-corrector from the last
+    two computed steps instead of reusing the last one: the forecast must buy quality on a trained model (the bench
+    measured +5 to +15 dB at 50% on its 30-step runs, docs/methods.md §1.14)."""
+    pos, neg = dm.conditioning("flux", 3)
+    cal = pack.node(ck, "CalibrateLeMiCa", model=trained, seed=0, steps=STEPS, cfg=CFG, sampler_name="euler",
+                    scheduler="simple", positive=pos, negative=neg, latent_image={"samples": dm.empty_latent("flux")},
+                    denoise=1.0)[0]
+    cases = [(0, 1), (8, 1)]
+    psnr = ck.cache_core.quality.psnr
+    refs = {c: dm.sample(trained, "flux", *c, steps=STEPS, cfg=CFG) for c in cases}
+    scores, computed = {}, {}
+    for forecast in ("reuse", "foca"):
+        m = pack.node(ck, "ApplyLeMiCa", model=trained, calibration=cal, target_compute=target, forecast=forecast)[0]
+        scores[forecast] = min(psnr(dm.sample(m, "flux", *c, steps=STEPS, cfg=CFG), refs[c], 1.0) for c in cases)
+        computed[forecast] = last_stats(ck)["streams"]["cond"]["computed_steps"]
+    assert computed["foca"] == computed["reuse"] and len(computed["foca"]) == round(target * STEPS)
+    assert scores["foca"] > scores["reuse"] + margin, scores

@@ -128,6 +128,9 @@ def test_lemica_computes_exactly_the_schedule_and_reuses_or_forecasts_elsewhere(
     assert [float(o[0, 0]) - 1 for o in outs] == [0, 1, 1, 1, 4, 4]   # the last computed residual
     flags, outs = run(LeMiCa([0, 1, 4], 6, forecast="taylor"), residuals)
     assert [float(o[0, 0]) - 1 for o in outs] == pytest.approx([0, 1, 2, 3, 4, 5])   # linear: forecast exactly
+    flags, outs = run(LeMiCa([0, 1, 4], 6, forecast="foca"), residuals)
+    assert [i for i, f in enumerate(flags) if not f] == [0, 1, 4]
+    assert [float(o[0, 0]) - 1 for o in outs] == pytest.approx([0, 1, 2, 3, 4, 5])   # a Heun step: exact on a line
     with pytest.raises(ValueError, match="calibration of 6 steps and this run has 5: calibrate"):
         LeMiCa([0, 2], 6).prepare(5)
     for bad in [([1, 2], 6), ([0, 6], 6), ([0], 6, "cubic")]:
