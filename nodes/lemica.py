@@ -78,7 +78,7 @@ class ApplyLeMiCa(common.CacheNode):
                 "tooltip": "reuse: add the last computed residual (the authors' rule). taylor: extrapolate it to "
                            "first order from the last two computed steps. foca: FoCa's predictor-corrector (arXiv "
                            "2508.16211) from the last two computed steps; on the bench's trained models the best "
-                           "images at 30-50% compute, for the most memory (docs/methods.md §1.14)."}),
+                           "images at 50% compute, for the most memory (docs/methods.md §1.14)."}),
         }
 
     def method(self, model, v):
